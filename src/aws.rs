@@ -1,0 +1,255 @@
+//! The AWS edge: builds the SDK client and reads one account's inventory through IAM.
+//!
+//! Requests: GetCallerIdentity (account id), GetAccountSummary (root keys), ListUsers
+//! (paginated), then per user ListAccessKeys, GetAccessKeyLastUsed for each active key and
+//! ListUserTags only when an exemption needs tags. At most `max_concurrent_requests` users are
+//! read at once; each user's reads are sequential, so that is also the bound on requests in
+//! flight. Any failed read of a user puts the user in `errors` instead of `users` (fail closed).
+
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::StatusType;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use futures_util::StreamExt;
+
+use crate::config::AwsSettings;
+use crate::model::{AccessKey, AccountInventory, KeyStatus, ReadError, Timestamp, User};
+
+/// IAM is a global service signed in us-east-1 in the commercial partition; used when no
+/// region is configured anywhere, instead of probing instance metadata for one.
+const DEFAULT_REGION: &str = "us-east-1";
+
+pub async fn sdk_config(s: &AwsSettings) -> SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        // Adaptive mode rate-limits the client itself after throttling, so a large audit
+        // slows down instead of failing.
+        .retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(s.max_attempts)
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(s.connect_timeout)
+                .operation_attempt_timeout(s.attempt_timeout)
+                .operation_timeout(s.operation_timeout)
+                .build(),
+        );
+    if let Some(p) = &s.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(e) = &s.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    loader = loader.region(resolve_region(s).await);
+    loader.load().await
+}
+
+/// Config, then the environment and the profile file; never instance metadata, which costs
+/// seconds off EC2 and is pointless for a global service.
+async fn resolve_region(s: &AwsSettings) -> Region {
+    if let Some(r) = &s.region {
+        return Region::new(r.clone());
+    }
+    let mut profile = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(p) = &s.profile {
+        profile = profile.profile_name(p);
+    }
+    RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
+        .or_else(profile.build())
+        .region()
+        .await
+        .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
+}
+
+/// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
+pub trait InventorySource {
+    fn inventory(&self, needs_tags: bool) -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
+}
+
+#[derive(Clone)]
+pub struct Iam {
+    iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+    concurrency: usize,
+}
+
+impl Iam {
+    pub fn new(sdk: &SdkConfig, concurrency: usize) -> Iam {
+        Iam {
+            iam: aws_sdk_iam::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    pub async fn account(&self, needs_tags: bool) -> AccountInventory {
+        let (identity, summary, users) = tokio::join!(
+            self.sts.get_caller_identity().send(),
+            self.iam.get_account_summary().send(),
+            self.iam
+                .list_users()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect(),
+        );
+        let mut inv = AccountInventory::default();
+        match identity {
+            Ok(id) => inv.account_id = id.account.unwrap_or_default(),
+            Err(e) => inv.errors.push(account_error("unknown", "GetCallerIdentity", describe(&e))),
+        }
+        if inv.account_id.is_empty() {
+            inv.account_id = "unknown".into();
+        }
+        let account_id = inv.account_id.clone();
+        match summary {
+            Ok(s) => {
+                inv.root_access_keys_present = s
+                    .summary_map
+                    .and_then(|m| m.get(&aws_sdk_iam::types::SummaryKeyType::AccountAccessKeysPresent).copied())
+                    .map(|n| n > 0)
+            }
+            Err(e) => inv.errors.push(account_error(&account_id, "GetAccountSummary", describe(&e))),
+        }
+        let users = match users {
+            Ok(u) => u,
+            Err(e) => {
+                inv.errors.push(account_error(&account_id, "ListUsers", describe(&e)));
+                return inv;
+            }
+        };
+        let results: Vec<Result<User, ReadError>> = futures_util::stream::iter(users)
+            .map(|u| self.read_user(&account_id, u, needs_tags))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(u) => inv.users.push(u),
+                Err(e) => inv.errors.push(e),
+            }
+        }
+        inv.users.sort_by(|a, b| a.name.cmp(&b.name));
+        inv.errors.sort_by(|a, b| a.user.cmp(&b.user));
+        inv
+    }
+
+    async fn read_user(&self, account_id: &str, u: aws_sdk_iam::types::User, needs_tags: bool) -> Result<User, ReadError> {
+        let name = u.user_name;
+        let fail = |operation: &str, message: String| ReadError {
+            account_id: account_id.to_string(),
+            user: Some(name.clone()),
+            operation: operation.to_string(),
+            message,
+        };
+        let metas: Vec<_> = self
+            .iam
+            .list_access_keys()
+            .user_name(&name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| fail("ListAccessKeys", describe(&e)))?;
+        let mut keys = Vec::with_capacity(metas.len());
+        for m in metas {
+            let id = m
+                .access_key_id
+                .ok_or_else(|| fail("ListAccessKeys", "a key without AccessKeyId".into()))?;
+            let created = m
+                .create_date
+                .and_then(to_chrono)
+                .ok_or_else(|| fail("ListAccessKeys", format!("key {id} without a valid CreateDate")))?;
+            let status = match m.status {
+                Some(StatusType::Active) => KeyStatus::Active,
+                Some(StatusType::Inactive) => KeyStatus::Inactive,
+                // An unknown status (e.g. a future "Expired") is never treated as harmless.
+                other => return Err(fail("ListAccessKeys", format!("key {id} has unknown status {other:?}"))),
+            };
+            let last_used = if status == KeyStatus::Active {
+                let out = self
+                    .iam
+                    .get_access_key_last_used()
+                    .access_key_id(&id)
+                    .send()
+                    .await
+                    .map_err(|e| fail("GetAccessKeyLastUsed", format!("key {id}: {}", describe(&e))))?;
+                out.access_key_last_used.and_then(|l| l.last_used_date).and_then(to_chrono)
+            } else {
+                None
+            };
+            keys.push(AccessKey {
+                id,
+                status,
+                created,
+                last_used,
+            });
+        }
+        let tags = if needs_tags && !keys.is_empty() {
+            self.iam
+                .list_user_tags()
+                .user_name(&name)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| fail("ListUserTags", describe(&e)))?
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(User {
+            name,
+            path: u.path,
+            tags,
+            keys,
+        })
+    }
+}
+
+impl InventorySource for Iam {
+    async fn inventory(&self, needs_tags: bool) -> Vec<AccountInventory> {
+        vec![self.account(needs_tags).await]
+    }
+}
+
+fn account_error(account_id: &str, operation: &str, message: String) -> ReadError {
+    ReadError {
+        account_id: account_id.to_string(),
+        user: None,
+        operation: operation.to_string(),
+        message,
+    }
+}
+
+fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// `Code: message` for service errors (what an operator greps for), the full chain otherwise
+/// (timeouts, connection errors).
+fn describe<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(e).to_string(),
+    }
+}

@@ -1,0 +1,13 @@
+//! keywarden: keeps AWS IAM access keys in line with CIS AWS Foundations 1.12-1.14.
+//!
+//! Layers (see ARCHITECTURE.md): `config` (raw -> validated), `model` + `rules` + `report`
+//! (the pure core), `aws` and `state` (edges), `audit` (wires one read-only run).
+
+pub mod audit;
+pub mod aws;
+pub mod config;
+pub mod model;
+pub mod report;
+pub mod rules;
+pub mod state;
+pub mod timefmt;

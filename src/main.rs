@@ -1,0 +1,126 @@
+//! The binary edge: parses the command line, maps errors to the exit codes of CONTRACT.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use keywarden::{audit, aws, config, timefmt};
+
+/// Exit codes (CONTRACT.md).
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "keywarden", version, about = "Keeps AWS IAM access keys in line with CIS 1.12-1.14")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One read-only audit: never writes state, never changes a key.
+    Audit {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Evaluate ages and deadlines as of this RFC 3339 instant instead of now.
+        #[arg(long, value_name = "RFC3339", value_parser = parse_at)]
+        at: Option<keywarden::model::Timestamp>,
+    },
+    /// Parse and validate the config, print the effective config.
+    CheckConfig {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn parse_at(s: &str) -> Result<keywarden::model::Timestamp, String> {
+    timefmt::parse(s).map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { path } => check_config(path),
+        Command::Audit { config, format, at } => match load_config(config.as_deref()) {
+            Ok(cfg) => {
+                init_logging(&cfg);
+                match run_audit(&cfg, format, at) {
+                    Ok(code) => ExitCode::from(code),
+                    Err(e) => {
+                        eprintln!("keywarden: {e:#}");
+                        ExitCode::from(EXIT_RUNTIME)
+                    }
+                }
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+fn load_config(cli_path: Option<&std::path::Path>) -> Result<config::Config, ExitCode> {
+    let (path, required) = config::resolve_path(cli_path);
+    config::load(&path, required).map_err(|e| {
+        eprintln!("keywarden: invalid configuration:\n{e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let cfg = match load_config(path.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match &cfg.source {
+        Some(p) => println!("# {}: configuration is valid", p.display()),
+        None => println!("# no config file; defaults and environment are valid"),
+    }
+    println!("# effective configuration (file < KEYWARDEN_* environment < defaults filled in):");
+    print!("{}", cfg.effective_toml());
+    ExitCode::SUCCESS
+}
+
+fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::Timestamp>) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = rt.block_on(async {
+        let sdk = aws::sdk_config(&cfg.aws).await;
+        let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests);
+        let now = at.unwrap_or_else(chrono::Utc::now);
+        audit::audit(cfg, &iam, now).await
+    })?;
+    match format {
+        Format::Json => println!("{}", report.to_json()),
+        Format::Table => print!("{}", report.to_table()),
+    }
+    if !report.complete {
+        eprintln!(
+            "keywarden: audit incomplete: {} read(s) failed; affected users are left out and nothing is planned for them",
+            report.errors.len()
+        );
+    }
+    Ok(report.exit_code() as u8)
+}
+
+/// Audit logs go to stderr (stdout carries the report). `RUST_LOG` wins over `log.level`.
+fn init_logging(cfg: &config::Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,keywarden={}", cfg.log_level)));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
