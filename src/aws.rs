@@ -64,16 +64,21 @@ async fn resolve_region(s: &AwsSettings) -> Region {
     if let Some(p) = &s.profile {
         profile = profile.profile_name(p);
     }
-    RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
-        .or_else(profile.build())
-        .region()
-        .await
-        .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
+    RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(profile.build())
+    .region()
+    .await
+    .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
 }
 
 /// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
 pub trait InventorySource {
-    fn inventory(&self, needs_tags: bool) -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
+    fn inventory(
+        &self,
+        needs_tags: bool,
+    ) -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
 }
 
 #[derive(Clone)]
@@ -106,7 +111,9 @@ impl Iam {
         let mut inv = AccountInventory::default();
         match identity {
             Ok(id) => inv.account_id = id.account.unwrap_or_default(),
-            Err(e) => inv.errors.push(account_error("unknown", "GetCallerIdentity", describe(&e))),
+            Err(e) => inv
+                .errors
+                .push(account_error("unknown", "GetCallerIdentity", describe(&e))),
         }
         if inv.account_id.is_empty() {
             inv.account_id = "unknown".into();
@@ -116,15 +123,23 @@ impl Iam {
             Ok(s) => {
                 inv.root_access_keys_present = s
                     .summary_map
-                    .and_then(|m| m.get(&aws_sdk_iam::types::SummaryKeyType::AccountAccessKeysPresent).copied())
+                    .and_then(|m| {
+                        m.get(&aws_sdk_iam::types::SummaryKeyType::AccountAccessKeysPresent)
+                            .copied()
+                    })
                     .map(|n| n > 0)
             }
-            Err(e) => inv.errors.push(account_error(&account_id, "GetAccountSummary", describe(&e))),
+            Err(e) => inv.errors.push(account_error(
+                &account_id,
+                "GetAccountSummary",
+                describe(&e),
+            )),
         }
         let users = match users {
             Ok(u) => u,
             Err(e) => {
-                inv.errors.push(account_error(&account_id, "ListUsers", describe(&e)));
+                inv.errors
+                    .push(account_error(&account_id, "ListUsers", describe(&e)));
                 return inv;
             }
         };
@@ -144,7 +159,12 @@ impl Iam {
         inv
     }
 
-    async fn read_user(&self, account_id: &str, u: aws_sdk_iam::types::User, needs_tags: bool) -> Result<User, ReadError> {
+    async fn read_user(
+        &self,
+        account_id: &str,
+        u: aws_sdk_iam::types::User,
+        needs_tags: bool,
+    ) -> Result<User, ReadError> {
         let name = u.user_name;
         let fail = |operation: &str, message: String| ReadError {
             account_id: account_id.to_string(),
@@ -167,15 +187,22 @@ impl Iam {
             let id = m
                 .access_key_id
                 .ok_or_else(|| fail("ListAccessKeys", "a key without AccessKeyId".into()))?;
-            let created = m
-                .create_date
-                .and_then(to_chrono)
-                .ok_or_else(|| fail("ListAccessKeys", format!("key {id} without a valid CreateDate")))?;
+            let created = m.create_date.and_then(to_chrono).ok_or_else(|| {
+                fail(
+                    "ListAccessKeys",
+                    format!("key {id} without a valid CreateDate"),
+                )
+            })?;
             let status = match m.status {
                 Some(StatusType::Active) => KeyStatus::Active,
                 Some(StatusType::Inactive) => KeyStatus::Inactive,
                 // An unknown status (e.g. a future "Expired") is never treated as harmless.
-                other => return Err(fail("ListAccessKeys", format!("key {id} has unknown status {other:?}"))),
+                other => {
+                    return Err(fail(
+                        "ListAccessKeys",
+                        format!("key {id} has unknown status {other:?}"),
+                    ))
+                }
             };
             let last_used = if status == KeyStatus::Active {
                 let out = self
@@ -184,8 +211,15 @@ impl Iam {
                     .access_key_id(&id)
                     .send()
                     .await
-                    .map_err(|e| fail("GetAccessKeyLastUsed", format!("key {id}: {}", describe(&e))))?;
-                out.access_key_last_used.and_then(|l| l.last_used_date).and_then(to_chrono)
+                    .map_err(|e| {
+                        fail(
+                            "GetAccessKeyLastUsed",
+                            format!("key {id}: {}", describe(&e)),
+                        )
+                    })?;
+                out.access_key_last_used
+                    .and_then(|l| l.last_used_date)
+                    .and_then(to_chrono)
             } else {
                 None
             };

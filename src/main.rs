@@ -13,7 +13,11 @@ const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "keywarden", version, about = "Keeps AWS IAM access keys in line with CIS 1.12-1.14")]
+#[command(
+    name = "keywarden",
+    version,
+    about = "Keeps AWS IAM access keys in line with CIS 1.12-1.14"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +50,8 @@ enum Format {
 }
 
 fn parse_at(s: &str) -> Result<keywarden::model::Timestamp, String> {
-    timefmt::parse(s).map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
+    timefmt::parse(s)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
 }
 
 fn main() -> ExitCode {
@@ -91,7 +96,11 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::Timestamp>) -> anyhow::Result<u8> {
+fn run_audit(
+    cfg: &config::Config,
+    format: Format,
+    at: Option<keywarden::model::Timestamp>,
+) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,8 +126,9 @@ fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::
 
 /// Audit logs go to stderr (stdout carries the report). `RUST_LOG` wins over `log.level`.
 fn init_logging(cfg: &config::Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,keywarden={}", cfg.log_level)));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,keywarden={}", cfg.log_level))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -52,13 +52,23 @@ pub struct AccountSummary {
 }
 
 impl Report {
-    pub fn build(evaluated_at: Timestamp, mode: Mode, accounts: &[AccountInventory], findings: Vec<Finding>) -> Report {
+    pub fn build(
+        evaluated_at: Timestamp,
+        mode: Mode,
+        accounts: &[AccountInventory],
+        findings: Vec<Finding>,
+    ) -> Report {
         let mut summary = Summary::default();
         let mut per_account = Vec::with_capacity(accounts.len());
         let mut errors = Vec::new();
         for a in accounts {
             let keys = a.users.iter().map(|u| u.keys.len()).sum();
-            let active = a.users.iter().flat_map(|u| &u.keys).filter(|k| k.is_active()).count();
+            let active = a
+                .users
+                .iter()
+                .flat_map(|u| &u.keys)
+                .filter(|k| k.is_active())
+                .count();
             summary.users += a.users.len();
             summary.access_keys += keys;
             summary.active_access_keys += active;
@@ -73,9 +83,15 @@ impl Report {
             });
             errors.extend(a.errors.iter().cloned());
         }
-        summary.root_access_keys_present = if accounts.iter().any(|a| a.root_access_keys_present == Some(true)) {
+        summary.root_access_keys_present = if accounts
+            .iter()
+            .any(|a| a.root_access_keys_present == Some(true))
+        {
             Some(true)
-        } else if accounts.iter().all(|a| a.root_access_keys_present == Some(false)) {
+        } else if accounts
+            .iter()
+            .all(|a| a.root_access_keys_present == Some(false))
+        {
             Some(false)
         } else {
             None
@@ -128,7 +144,11 @@ impl Report {
         if self.findings.is_empty() {
             out.push_str("No findings.\n");
         } else {
-            let _ = writeln!(out, "{:<23}{:<21}{:>5} {:>5}  ACTION", "USER / ACCESS KEY", "RULE", "AGE", "IDLE");
+            let _ = writeln!(
+                out,
+                "{:<23}{:<21}{:>5} {:>5}  ACTION",
+                "USER / ACCESS KEY", "RULE", "AGE", "IDLE"
+            );
             let mut last_user: Option<(&str, &str)> = None;
             for f in &self.findings {
                 let this = (f.account_id.as_str(), f.user.as_str());
@@ -142,11 +162,19 @@ impl Report {
                 }
                 let age = short_age(now, f.created);
                 // Time since last use; "never" for a key never used.
-                let used = f.last_used.map_or("never".to_string(), |t| short_age(now, t));
+                let used = f
+                    .last_used
+                    .map_or("never".to_string(), |t| short_age(now, t));
                 let action = match (f.exempt, f.action, f.deactivate_after) {
-                    (true, _, _) => format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or("")),
-                    (false, Action::Deactivate, Some(d)) if d <= now => "deactivate now".to_string(),
-                    (false, Action::Deactivate, Some(d)) => format!("deactivate {}", d.format("%Y-%m-%d")),
+                    (true, _, _) => {
+                        format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or(""))
+                    }
+                    (false, Action::Deactivate, Some(d)) if d <= now => {
+                        "deactivate now".to_string()
+                    }
+                    (false, Action::Deactivate, Some(d)) => {
+                        format!("deactivate {}", d.format("%Y-%m-%d"))
+                    }
                     _ => "report".to_string(),
                 };
                 let _ = writeln!(
@@ -162,7 +190,12 @@ impl Report {
         }
         out.push('\n');
         let s = &self.summary;
-        let _ = writeln!(out, "Evaluated at {} ({})", crate::timefmt::format(&now), self.mode);
+        let _ = writeln!(
+            out,
+            "Evaluated at {} ({})",
+            crate::timefmt::format(&now),
+            self.mode
+        );
         let _ = writeln!(
             out,
             "Users {}, access keys {} ({} active), accounts {}",
@@ -173,7 +206,13 @@ impl Report {
         );
         let by_rule: Vec<String> = Rule::ALL
             .iter()
-            .map(|r| format!("{} {}", r, s.violations_by_rule.get(r).copied().unwrap_or(0)))
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r,
+                    s.violations_by_rule.get(r).copied().unwrap_or(0)
+                )
+            })
             .collect();
         let _ = writeln!(out, "Violations {}: {}", s.violations, by_rule.join(", "));
         let _ = writeln!(
@@ -195,7 +234,11 @@ impl Report {
             );
             for e in &self.errors {
                 let who = e.user.as_deref().unwrap_or("(account)");
-                let _ = writeln!(out, "  {} {} {}: {}", e.account_id, who, e.operation, e.message);
+                let _ = writeln!(
+                    out,
+                    "  {} {} {}: {}",
+                    e.account_id, who, e.operation, e.message
+                );
             }
         }
         out
@@ -241,7 +284,8 @@ mod tests {
             created: t0() - TimeDelta::days(120),
             last_used: None,
             exempt,
-            exemption_reason: exempt.then(|| "a very long reason that will not fit in the column".into()),
+            exemption_reason: exempt
+                .then(|| "a very long reason that will not fit in the column".into()),
             action,
             first_seen: t0(),
             deactivate_after: (action == Action::Deactivate).then(|| t0() + TimeDelta::days(7)),
@@ -251,7 +295,11 @@ mod tests {
     fn account() -> AccountInventory {
         let key = |id: &str, active| AccessKey {
             id: id.into(),
-            status: if active { KeyStatus::Active } else { KeyStatus::Inactive },
+            status: if active {
+                KeyStatus::Active
+            } else {
+                KeyStatus::Inactive
+            },
             created: t0(),
             last_used: None,
         };
@@ -261,7 +309,10 @@ mod tests {
                 name: "alice".into(),
                 path: "/".into(),
                 tags: vec![],
-                keys: vec![key("AKIAAAAAAAAAAAAAAAA1", true), key("AKIAAAAAAAAAAAAAAAA2", false)],
+                keys: vec![
+                    key("AKIAAAAAAAAAAAAAAAA1", true),
+                    key("AKIAAAAAAAAAAAAAAAA2", false),
+                ],
             }],
             root_access_keys_present: Some(false),
             errors: vec![],
@@ -271,10 +322,34 @@ mod tests {
     #[test]
     fn summary_counts_and_exit_codes() {
         let findings = vec![
-            finding("alice", "AKIAAAAAAAAAAAAAAAA1", Rule::MaxKeyAge, false, Action::Report),
-            finding("alice", "AKIAAAAAAAAAAAAAAAA1", Rule::UnusedKey, false, Action::Deactivate),
-            finding("bob", "AKIAAAAAAAAAAAAAAAA3", Rule::UnusedKey, false, Action::Deactivate),
-            finding("carol", "AKIAAAAAAAAAAAAAAAA4", Rule::UnusedKey, true, Action::Report),
+            finding(
+                "alice",
+                "AKIAAAAAAAAAAAAAAAA1",
+                Rule::MaxKeyAge,
+                false,
+                Action::Report,
+            ),
+            finding(
+                "alice",
+                "AKIAAAAAAAAAAAAAAAA1",
+                Rule::UnusedKey,
+                false,
+                Action::Deactivate,
+            ),
+            finding(
+                "bob",
+                "AKIAAAAAAAAAAAAAAAA3",
+                Rule::UnusedKey,
+                false,
+                Action::Deactivate,
+            ),
+            finding(
+                "carol",
+                "AKIAAAAAAAAAAAAAAAA4",
+                Rule::UnusedKey,
+                true,
+                Action::Report,
+            ),
         ];
         let r = Report::build(t0(), Mode::DryRun, &[account()], findings);
         assert_eq!(r.summary.users, 1);
@@ -298,32 +373,77 @@ mod tests {
             message: "Throttling: Rate exceeded".into(),
         });
         let r = Report::build(t0(), Mode::DryRun, &[broken], vec![]);
-        assert_eq!((r.complete, r.exit_code(), r.summary.unreadable_users), (false, 1, 1));
+        assert_eq!(
+            (r.complete, r.exit_code(), r.summary.unreadable_users),
+            (false, 1, 1)
+        );
         assert!(r.to_table().contains("INCOMPLETE"));
     }
 
     #[test]
     fn table_fits_80_columns_and_groups_by_user() {
         let findings = vec![
-            finding("alice", "AKIAAAAAAAAAAAAAAAA1", Rule::MultipleActiveKeys, false, Action::Deactivate),
-            finding("alice", "AKIAAAAAAAAAAAAAAAA1", Rule::MaxKeyAge, false, Action::Report),
-            finding("carol", "AKIAAAAAAAAAAAAAAAA4", Rule::UnusedKey, true, Action::Report),
+            finding(
+                "alice",
+                "AKIAAAAAAAAAAAAAAAA1",
+                Rule::MultipleActiveKeys,
+                false,
+                Action::Deactivate,
+            ),
+            finding(
+                "alice",
+                "AKIAAAAAAAAAAAAAAAA1",
+                Rule::MaxKeyAge,
+                false,
+                Action::Report,
+            ),
+            finding(
+                "carol",
+                "AKIAAAAAAAAAAAAAAAA4",
+                Rule::UnusedKey,
+                true,
+                Action::Report,
+            ),
         ];
         let table = Report::build(t0(), Mode::DryRun, &[account()], findings).to_table();
         for line in table.lines() {
-            assert!(line.chars().count() <= 80, "too wide ({}): {line}", line.chars().count());
+            assert!(
+                line.chars().count() <= 80,
+                "too wide ({}): {line}",
+                line.chars().count()
+            );
         }
-        assert_eq!(table.lines().filter(|l| *l == "alice").count(), 1, "{table}");
+        assert_eq!(
+            table.lines().filter(|l| *l == "alice").count(),
+            1,
+            "{table}"
+        );
         assert!(table.contains("deactivate 2026-12-08"), "{table}");
         assert!(table.contains("exempt: a very long"), "{table}");
     }
 
     #[test]
     fn json_has_the_contract_fields() {
-        let findings = vec![finding("alice", "AKIAAAAAAAAAAAAAAAA1", Rule::UnusedKey, false, Action::Deactivate)];
-        let v: serde_json::Value = serde_json::from_str(&Report::build(t0(), Mode::DryRun, &[account()], findings).to_json()).unwrap();
+        let findings = vec![finding(
+            "alice",
+            "AKIAAAAAAAAAAAAAAAA1",
+            Rule::UnusedKey,
+            false,
+            Action::Deactivate,
+        )];
+        let v: serde_json::Value = serde_json::from_str(
+            &Report::build(t0(), Mode::DryRun, &[account()], findings).to_json(),
+        )
+        .unwrap();
         assert_eq!(v["evaluated_at"], "2026-12-01T00:00:00Z");
-        for k in ["users", "access_keys", "active_access_keys", "violations", "exempt", "planned_deactivations"] {
+        for k in [
+            "users",
+            "access_keys",
+            "active_access_keys",
+            "violations",
+            "exempt",
+            "planned_deactivations",
+        ] {
             assert!(v["summary"][k].is_u64(), "summary.{k}");
         }
         let f = &v["findings"][0];

@@ -196,7 +196,11 @@ fn age_rules_broken(key: &AccessKey, rules: &Rules, now: Timestamp) -> Vec<Rule>
 /// breaks no enabled age or unused rule, then the most recent last use (never used ranks
 /// below any use), then the newest creation. The key id breaks remaining ties so the choice
 /// is deterministic.
-pub fn kept_key<'a>(active: &[&'a AccessKey], rules: &Rules, now: Timestamp) -> Option<&'a AccessKey> {
+pub fn kept_key<'a>(
+    active: &[&'a AccessKey],
+    rules: &Rules,
+    now: Timestamp,
+) -> Option<&'a AccessKey> {
     active.iter().copied().min_by(|a, b| {
         let a_bad = !age_rules_broken(a, rules, now).is_empty();
         let b_bad = !age_rules_broken(b, rules, now).is_empty();
@@ -211,7 +215,12 @@ pub fn kept_key<'a>(active: &[&'a AccessKey], rules: &Rules, now: Timestamp) -> 
 
 /// Evaluates one account. Findings come grouped by user (in inventory order), then by key,
 /// then in rule order.
-pub fn evaluate(inv: &AccountInventory, policy: &Policy, history: &dyn FirstSeen, now: Timestamp) -> Vec<Finding> {
+pub fn evaluate(
+    inv: &AccountInventory,
+    policy: &Policy,
+    history: &dyn FirstSeen,
+    now: Timestamp,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     for user in &inv.users {
         evaluate_user(&inv.account_id, user, policy, history, now, &mut findings);
@@ -255,7 +264,10 @@ fn finding(
     history: &dyn FirstSeen,
     now: Timestamp,
 ) -> Finding {
-    let exemption = policy.exemptions.iter().find(|e| e.applies(user, key, rule, now));
+    let exemption = policy
+        .exemptions
+        .iter()
+        .find(|e| e.applies(user, key, rule, now));
     let first_seen = history.first_seen(account_id, &key.id, rule).unwrap_or(now);
     let action = match exemption {
         Some(_) => Action::Report,
@@ -292,7 +304,11 @@ mod tests {
     fn key(id: &str, active: bool, created_days_ago: i64, used_days_ago: Option<i64>) -> AccessKey {
         AccessKey {
             id: id.to_string(),
-            status: if active { KeyStatus::Active } else { KeyStatus::Inactive },
+            status: if active {
+                KeyStatus::Active
+            } else {
+                KeyStatus::Inactive
+            },
             created: t0() - days(created_days_ago),
             last_used: used_days_ago.map(|d| t0() - days(d)),
         }
@@ -362,13 +378,20 @@ mod tests {
 
     #[test]
     fn compliant_user_has_no_findings() {
-        assert!(eval(vec![user("a", vec![key("K1", true, 10, Some(1))])], &policy()).is_empty());
+        assert!(eval(
+            vec![user("a", vec![key("K1", true, 10, Some(1))])],
+            &policy()
+        )
+        .is_empty());
         assert!(eval(vec![user("none", vec![])], &policy()).is_empty());
     }
 
     #[test]
     fn inactive_keys_are_never_findings() {
-        let u = user("a", vec![key("OLD", false, 400, None), key("K1", true, 10, Some(1))]);
+        let u = user(
+            "a",
+            vec![key("OLD", false, 400, None), key("K1", true, 10, Some(1))],
+        );
         assert!(eval(vec![u], &policy()).is_empty());
     }
 
@@ -379,7 +402,10 @@ mod tests {
         let p = policy();
         assert!(eval(vec![user("a", vec![k.clone()])], &p).is_empty());
         let later = t0() + TimeDelta::seconds(1);
-        assert_eq!(eval_at(vec![user("a", vec![k])], &p, later), vec![pair("K1", Rule::MaxKeyAge)]);
+        assert_eq!(
+            eval_at(vec![user("a", vec![k])], &p, later),
+            vec![pair("K1", Rule::MaxKeyAge)]
+        );
     }
 
     #[test]
@@ -388,10 +414,16 @@ mod tests {
         let used = key("K1", true, 60, Some(45));
         assert!(eval(vec![user("a", vec![used.clone()])], &p).is_empty());
         let later = t0() + TimeDelta::seconds(1);
-        assert_eq!(eval_at(vec![user("a", vec![used])], &p, later), vec![pair("K1", Rule::UnusedKey)]);
+        assert_eq!(
+            eval_at(vec![user("a", vec![used])], &p, later),
+            vec![pair("K1", Rule::UnusedKey)]
+        );
 
         let never = key("K2", true, 46, None);
-        assert_eq!(eval(vec![user("b", vec![never])], &p), vec![pair("K2", Rule::UnusedKey)]);
+        assert_eq!(
+            eval(vec![user("b", vec![never])], &p),
+            vec![pair("K2", Rule::UnusedKey)]
+        );
         let fresh_never = key("K3", true, 45, None);
         assert!(eval(vec![user("c", vec![fresh_never])], &p).is_empty());
     }
@@ -411,43 +443,88 @@ mod tests {
         p.rules.max_key_age.enabled = false;
         p.rules.unused_key.enabled = false;
         p.rules.multiple_active_keys.enabled = false;
-        let u = user("a", vec![key("K1", true, 100, None), key("K2", true, 100, None)]);
+        let u = user(
+            "a",
+            vec![key("K1", true, 100, None), key("K2", true, 100, None)],
+        );
         assert!(eval(vec![u], &p).is_empty());
     }
 
     #[test]
     fn kept_key_prefers_most_recent_use() {
-        let u = user("a", vec![key("USED_OLD", true, 10, Some(5)), key("USED_NEW", true, 20, Some(1))]);
-        assert_eq!(eval(vec![u], &policy()), vec![pair("USED_OLD", Rule::MultipleActiveKeys)]);
+        let u = user(
+            "a",
+            vec![
+                key("USED_OLD", true, 10, Some(5)),
+                key("USED_NEW", true, 20, Some(1)),
+            ],
+        );
+        assert_eq!(
+            eval(vec![u], &policy()),
+            vec![pair("USED_OLD", Rule::MultipleActiveKeys)]
+        );
     }
 
     #[test]
     fn kept_key_never_used_ranks_below_used() {
-        let u = user("a", vec![key("NEVER", true, 1, None), key("USED", true, 20, Some(10))]);
-        assert_eq!(eval(vec![u], &policy()), vec![pair("NEVER", Rule::MultipleActiveKeys)]);
+        let u = user(
+            "a",
+            vec![key("NEVER", true, 1, None), key("USED", true, 20, Some(10))],
+        );
+        assert_eq!(
+            eval(vec![u], &policy()),
+            vec![pair("NEVER", Rule::MultipleActiveKeys)]
+        );
     }
 
     #[test]
     fn kept_key_prefers_compliant_over_recent_use() {
         // OLD was used today but is past max_key_age; NEW is compliant though used earlier.
-        let u = user("a", vec![key("OLD", true, 100, Some(0)), key("NEW", true, 10, Some(3))]);
+        let u = user(
+            "a",
+            vec![
+                key("OLD", true, 100, Some(0)),
+                key("NEW", true, 10, Some(3)),
+            ],
+        );
         assert_eq!(
             eval(vec![u], &policy()),
-            vec![pair("OLD", Rule::MultipleActiveKeys), pair("OLD", Rule::MaxKeyAge)]
+            vec![
+                pair("OLD", Rule::MultipleActiveKeys),
+                pair("OLD", Rule::MaxKeyAge)
+            ]
         );
     }
 
     #[test]
     fn kept_key_tie_on_use_goes_to_newest_creation() {
-        let u = user("a", vec![key("NEWER", true, 5, None), key("OLDER", true, 10, None)]);
-        assert_eq!(eval(vec![u], &policy()), vec![pair("OLDER", Rule::MultipleActiveKeys)]);
-        let u = user("b", vec![key("OLDER", true, 10, Some(2)), key("NEWER", true, 5, Some(2))]);
-        assert_eq!(eval(vec![u], &policy()), vec![pair("OLDER", Rule::MultipleActiveKeys)]);
+        let u = user(
+            "a",
+            vec![key("NEWER", true, 5, None), key("OLDER", true, 10, None)],
+        );
+        assert_eq!(
+            eval(vec![u], &policy()),
+            vec![pair("OLDER", Rule::MultipleActiveKeys)]
+        );
+        let u = user(
+            "b",
+            vec![
+                key("OLDER", true, 10, Some(2)),
+                key("NEWER", true, 5, Some(2)),
+            ],
+        );
+        assert_eq!(
+            eval(vec![u], &policy()),
+            vec![pair("OLDER", Rule::MultipleActiveKeys)]
+        );
     }
 
     #[test]
     fn one_active_one_inactive_is_not_multiple() {
-        let u = user("a", vec![key("K1", true, 10, Some(1)), key("K2", false, 10, Some(1))]);
+        let u = user(
+            "a",
+            vec![key("K1", true, 10, Some(1)), key("K2", false, 10, Some(1))],
+        );
         assert!(eval(vec![u], &policy()).is_empty());
     }
 
@@ -471,7 +548,10 @@ mod tests {
         ];
         assert_eq!(
             exempt_flags(users, &p, t0()),
-            vec![("K1".into(), Rule::MaxKeyAge, true), ("K2".into(), Rule::MaxKeyAge, false)]
+            vec![
+                ("K1".into(), Rule::MaxKeyAge, true),
+                ("K2".into(), Rule::MaxKeyAge, false)
+            ]
         );
     }
 
@@ -486,7 +566,10 @@ mod tests {
         let users = vec![user("a", vec![key("K1", true, 100, None)])];
         assert_eq!(
             exempt_flags(users, &p, t0()),
-            vec![("K1".into(), Rule::MaxKeyAge, false), ("K1".into(), Rule::UnusedKey, true)]
+            vec![
+                ("K1".into(), Rule::MaxKeyAge, false),
+                ("K1".into(), Rule::UnusedKey, true)
+            ]
         );
     }
 
@@ -532,8 +615,8 @@ mod tests {
         both.path = "/service/".into();
         let only_name = user("svc-b", vec![key("K2", true, 100, Some(1))]);
         let flags = exempt_flags(vec![both, only_name], &p, t0());
-        assert_eq!(flags[0].2, true);
-        assert_eq!(flags[1].2, false);
+        assert!(flags[0].2);
+        assert!(!flags[1].2);
     }
 
     #[test]
@@ -558,7 +641,12 @@ mod tests {
             reason: "SEC-1".into(),
             ..exemption()
         });
-        let f = evaluate(&inv(vec![user("a", vec![key("K1", true, 50, None)])]), &p, &NoHistory, t0());
+        let f = evaluate(
+            &inv(vec![user("a", vec![key("K1", true, 50, None)])]),
+            &p,
+            &NoHistory,
+            t0(),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule, Rule::UnusedKey);
         assert!(f[0].exempt);
@@ -582,7 +670,10 @@ mod tests {
         let history = Known(HashMap::from([(("K1".to_string(), Rule::UnusedKey), seen)]));
         let f = evaluate(&inv(users), &p, &history, t0());
         let age = f.iter().find(|f| f.rule == Rule::MaxKeyAge).unwrap();
-        assert_eq!((age.action, age.deactivate_after, age.first_seen), (Action::Report, None, t0()));
+        assert_eq!(
+            (age.action, age.deactivate_after, age.first_seen),
+            (Action::Report, None, t0())
+        );
         let unused = f.iter().find(|f| f.rule == Rule::UnusedKey).unwrap();
         assert_eq!(unused.action, Action::Deactivate);
         assert_eq!(unused.first_seen, seen);
@@ -595,7 +686,10 @@ mod tests {
         let users = || {
             vec![
                 user("a", vec![key("K1", true, 1, Some(0))]),
-                user("b", vec![key("K2", true, 30, Some(0)), key("K3", false, 30, None)]),
+                user(
+                    "b",
+                    vec![key("K2", true, 30, Some(0)), key("K3", false, 30, None)],
+                ),
             ]
         };
         let p = policy();

@@ -19,13 +19,22 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state file {}: cannot read: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state file {}: not valid keywarden state: {source}", path.display())]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("state file {}: schema version {found} is not supported (this keywarden reads {SCHEMA_VERSION})", path.display())]
     Version { path: PathBuf, found: u32 },
     #[error("state file {}: cannot write: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +130,9 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         source,
     };
     let mut findings: Vec<Entry> = state.entries.values().cloned().collect();
-    findings.sort_by(|a, b| (&a.account_id, &a.access_key_id, a.rule).cmp(&(&b.account_id, &b.access_key_id, b.rule)));
+    findings.sort_by(|a, b| {
+        (&a.account_id, &a.access_key_id, a.rule).cmp(&(&b.account_id, &b.access_key_id, b.rule))
+    });
     let body = serde_json::to_vec_pretty(&File {
         schema_version: SCHEMA_VERSION,
         findings,
@@ -131,7 +142,10 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -153,7 +167,11 @@ mod tests {
     use chrono::TimeZone;
 
     fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("keywarden-state-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "keywarden-state-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -189,7 +207,10 @@ mod tests {
         assert!(matches!(e, StateError::Corrupt { .. }));
         assert!(e.to_string().contains("bad.json"), "{e}");
         std::fs::write(&p, b"{\"schema_version\": 9, \"findings\": []}").unwrap();
-        assert!(matches!(load(&p).unwrap_err(), StateError::Version { found: 9, .. }));
+        assert!(matches!(
+            load(&p).unwrap_err(),
+            StateError::Version { found: 9, .. }
+        ));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

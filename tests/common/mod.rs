@@ -1,0 +1,264 @@
+//! Test harness: a moto IAM server on a free loopback port (tests/moto/launcher.py), an IAM
+//! client to seed it through the real API, and a runner for the real `keywarden` binary.
+//!
+//! moto comes from the virtualenv that `scripts/test-deps` creates (`.venv/`), or from the
+//! Python named by `KEYWARDEN_TEST_PYTHON`. Without it these tests fail; they never skip.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+
+pub const ACCOUNT: &str = "123456789012";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEYWARDEN_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = repo().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "moto is not installed: run scripts/test-deps first (looked for {})",
+        venv.display()
+    );
+    venv
+}
+
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let mut child = Command::new(python())
+            .arg(repo().join("tests/moto/launcher.py"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the moto launcher");
+        let stdout = child.stdout.take().expect("launcher stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read launcher port");
+        let port = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("moto launcher did not print its port: {line:?}"));
+        Moto { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A minimal HTTP/1.1 exchange with the launcher's control endpoints.
+    fn control(&self, method: &str, path: &str, body: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write to moto");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read from moto");
+        assert!(
+            resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+            "{resp}"
+        );
+        resp.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
+    /// moto's IAM clock becomes real time plus `days` (negative: the past).
+    pub fn set_clock_days(&self, days: f64) {
+        self.control(
+            "POST",
+            "/_keywarden/clock",
+            &format!("{{\"offset_seconds\": {}}}", days * 86_400.0),
+        );
+    }
+
+    /// Requests per action since the last reset; resets.
+    pub fn take_stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.control("POST", "/_keywarden/stats", "")).expect("stats json")
+    }
+
+    /// `{"ListAccessKeys": ["bob"]}`: those requests fail with AccessDenied.
+    pub fn set_faults(&self, json: &str) {
+        self.control("POST", "/_keywarden/faults", json);
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        self.iam_as("testing", "testing")
+    }
+
+    pub fn iam_as(&self, key_id: &str, secret: &str) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(key_id, secret, None, None, "test"))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct SeededKey {
+    pub id: String,
+    pub secret: String,
+    /// CreateDate as moto reports it, unix seconds.
+    pub created: i64,
+}
+
+pub async fn create_user(iam: &aws_sdk_iam::Client, name: &str, path: Option<&str>) {
+    iam.create_user()
+        .user_name(name)
+        .set_path(path.map(str::to_string))
+        .send()
+        .await
+        .expect("CreateUser");
+}
+
+pub async fn create_key(iam: &aws_sdk_iam::Client, user: &str) -> SeededKey {
+    let k = iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .expect("CreateAccessKey")
+        .access_key
+        .expect("access key");
+    SeededKey {
+        id: k.access_key_id,
+        secret: k.secret_access_key,
+        created: k.create_date.map(|d| d.secs()).expect("create date"),
+    }
+}
+
+/// Any signed request made with a key sets its last-used date in moto.
+pub async fn use_key(moto: &Moto, key: &SeededKey) {
+    moto.iam_as(&key.id, &key.secret)
+        .list_users()
+        .max_items(1)
+        .send()
+        .await
+        .expect("use key");
+}
+
+pub async fn deactivate(iam: &aws_sdk_iam::Client, user: &str, key: &SeededKey) {
+    iam.update_access_key()
+        .user_name(user)
+        .access_key_id(&key.id)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .expect("UpdateAccessKey");
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "keywarden-test-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The real binary with a clean AWS environment: static test credentials, no profile files,
+/// no instance metadata.
+pub fn keywarden(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keywarden"));
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("KEYWARDEN_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/nonexistent/keywarden-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/keywarden-test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("RUST_LOG");
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run keywarden")
+}
+
+/// A config for moto with a state file under `dir`, plus `extra` TOML appended.
+pub fn moto_config(dir: &TempDir, moto: &Moto, extra: &str) -> PathBuf {
+    let state = dir.0.join("state.json");
+    dir.write(
+        "keywarden.toml",
+        &format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_attempts = 2\n\n[state]\npath = \"{}\"\n\n{extra}",
+            moto.endpoint(),
+            state.display()
+        ),
+    )
+}
+
+pub fn audit_json(config: &Path, extra_args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut args = vec![
+        "audit",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra_args);
+    let out = run(&mut keywarden(&args));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    (out.status.code().unwrap_or(-1), json, stderr)
+}

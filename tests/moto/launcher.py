@@ -1,0 +1,125 @@
+"""moto's IAM server made to behave like AWS where the tests need it.
+
+Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback port; prints
+`PORT <n>` on stdout once it accepts connections. Differences from stock moto:
+
+- ListUsers pages like AWS (MaxItems, default 100, and Marker); stock moto returns every user.
+- A settable clock offset, so a test can back-date keys and their last use:
+  `POST /_keywarden/clock` with body `{"offset_seconds": -8640000}`; moto's IAM timestamps
+  (CreateDate, last used) are then real UTC time plus the offset.
+- Fault injection for fail-closed tests: `POST /_keywarden/faults` with body
+  `{"ListAccessKeys": ["bob"]}` makes that action fail with AccessDenied (403) whenever its
+  UserName is one of the listed users (`"*"`: every request of that action); `{}` clears it.
+- Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`,
+  `POST /_keywarden/stats` resets it. Benchmarks use it to count every client's requests alike.
+
+Loopback only: it binds 127.0.0.1 and nothing else.
+"""
+
+import datetime
+import io
+import json
+import sys
+import threading
+import urllib.parse
+
+import moto.iam.models as iam_models
+from moto.core.responses import ActionResult
+from moto.iam.responses import IamResponse
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
+_offset = datetime.timedelta(0)
+_real_utcnow = iam_models.utcnow
+
+
+def _utcnow():
+    return _real_utcnow() + _offset
+
+
+iam_models.utcnow = _utcnow
+
+
+def _list_users(self):
+    path_prefix = self._get_param("PathPrefix")
+    marker = self._get_param("Marker")
+    max_items = int(self._get_param("MaxItems") or 100)
+    users = sorted(self.backend.list_users(path_prefix, None, None), key=lambda u: u.name)
+    start = int(marker) if marker else 0
+    end = start + max_items
+    result = {"Users": users[start:end], "IsTruncated": end < len(users)}
+    if end < len(users):
+        result["Marker"] = str(end)
+    return ActionResult(result)
+
+
+IamResponse.list_users = _list_users
+
+_faults = {}
+_DENIED = """<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>\
+<Code>AccessDenied</Code><Message>injected by the test launcher</Message></Error>\
+<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"""
+
+_stats_lock = threading.Lock()
+_stats = {}
+
+
+def _params(environ, body):
+    params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    params.update(urllib.parse.parse_qs(environ.get("QUERY_STRING", "")))
+    return {k: v[0] for k, v in params.items()}
+
+
+def _json(start_response, status, obj):
+    data = json.dumps(obj).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def make_app():
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        global _offset
+        path = environ.get("PATH_INFO", "")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        if path == "/_keywarden/clock":
+            _offset = datetime.timedelta(seconds=float(json.loads(body or b"{}").get("offset_seconds", 0)))
+            return _json(start_response, "200 OK", {"offset_seconds": _offset.total_seconds()})
+        if path == "/_keywarden/stats":
+            with _stats_lock:
+                snapshot = dict(_stats)
+                if environ["REQUEST_METHOD"] == "POST":
+                    _stats.clear()
+            return _json(start_response, "200 OK", snapshot)
+        if path == "/_keywarden/faults":
+            _faults.clear()
+            _faults.update(json.loads(body or b"{}"))
+            return _json(start_response, "200 OK", _faults)
+        if not path.startswith("/moto-api"):
+            params = _params(environ, body)
+            action = params.get("Action", "other")
+            with _stats_lock:
+                _stats[action] = _stats.get(action, 0) + 1
+            users = _faults.get(action, [])
+            if "*" in users or params.get("UserName") in users:
+                data = _DENIED.encode()
+                start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+                return [data]
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return moto_app(environ, start_response)
+
+    return app
+
+
+def main():
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = make_server("127.0.0.1", port, make_app(), threaded=True)
+    print(f"PORT {server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
