@@ -3,7 +3,7 @@
 
 use crate::aws::InventorySource;
 use crate::config::Config;
-use crate::model::Timestamp;
+use crate::model::{AccountInventory, Timestamp};
 use crate::report::Report;
 use crate::rules::{self, FirstSeen, NoHistory};
 use crate::state::{self, StateError};
@@ -14,13 +14,15 @@ pub enum AuditError {
     State(#[from] StateError),
 }
 
+/// What one audit saw and concluded. The inventories stay available for per-key metrics.
+pub struct AuditRun {
+    pub accounts: Vec<AccountInventory>,
+    pub report: Report,
+}
+
 /// `now` is the evaluation instant: the real time, or `--at`. First-seen times come from the
 /// state file when it exists; otherwise a finding counts as first seen at `now`.
-pub async fn audit(
-    config: &Config,
-    source: &impl InventorySource,
-    now: Timestamp,
-) -> Result<Report, AuditError> {
+pub async fn audit(config: &Config, source: &impl InventorySource, now: Timestamp) -> Result<AuditRun, AuditError> {
     let history = state::load(&config.state_path)?;
     let accounts = source.inventory(config.policy.needs_tags()).await;
     let first_seen: &dyn FirstSeen = match &history {
@@ -31,10 +33,6 @@ pub async fn audit(
         .iter()
         .flat_map(|a| rules::evaluate(a, &config.policy, first_seen, now))
         .collect();
-    Ok(Report::build(
-        now,
-        config.enforcement.mode,
-        &accounts,
-        findings,
-    ))
+    let report = Report::build(now, config.enforcement.mode, &accounts, findings);
+    Ok(AuditRun { accounts, report })
 }

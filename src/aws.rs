@@ -6,13 +6,17 @@
 //! read at once; each user's reads are sequential, so that is also the bound on requests in
 //! flight. Any failed read of a user puts the user in `errors` instead of `users` (fail closed).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_iam::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use futures_util::StreamExt;
@@ -81,6 +85,54 @@ pub trait InventorySource {
     ) -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
 }
 
+/// Told about every HTTP attempt (retries included): operation name and outcome
+/// (`success`, `throttled`, `client_error`, `server_error`, `transport_error`).
+pub trait RequestObserver: Send + Sync + std::fmt::Debug {
+    fn attempt(&self, operation: &str, outcome: &'static str);
+}
+
+/// An SDK interceptor that reports each attempt to a [`RequestObserver`].
+#[derive(Debug)]
+struct CountAttempts(Arc<dyn RequestObserver>);
+
+impl Intercept for CountAttempts {
+    fn name(&self) -> &'static str {
+        "keywarden::CountAttempts"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg.load::<Metadata>().map(|m| m.name()).unwrap_or("unknown");
+        let outcome = match context.response() {
+            None => "transport_error",
+            Some(r) => classify(r.status().as_u16(), r.body().bytes()),
+        };
+        self.0.attempt(operation, outcome);
+        Ok(())
+    }
+}
+
+/// IAM signals throttling with HTTP 400 and `<Code>Throttling</Code>` (429 elsewhere).
+fn classify(status: u16, body: Option<&[u8]>) -> &'static str {
+    let throttled = || {
+        body.is_some_and(|b| {
+            let needle = b"<Code>Throttling";
+            b.windows(needle.len()).any(|w| w == needle)
+        })
+    };
+    match status {
+        200..=299 => "success",
+        429 => "throttled",
+        400 if throttled() => "throttled",
+        400..=499 => "client_error",
+        _ => "server_error",
+    }
+}
+
 #[derive(Clone)]
 pub struct Iam {
     iam: aws_sdk_iam::Client,
@@ -89,10 +141,16 @@ pub struct Iam {
 }
 
 impl Iam {
-    pub fn new(sdk: &SdkConfig, concurrency: usize) -> Iam {
+    pub fn new(sdk: &SdkConfig, concurrency: usize, observer: Option<Arc<dyn RequestObserver>>) -> Iam {
+        let mut iam = aws_sdk_iam::config::Builder::from(sdk);
+        let mut sts = aws_sdk_sts::config::Builder::from(sdk);
+        if let Some(o) = observer {
+            iam = iam.interceptor(CountAttempts(Arc::clone(&o)));
+            sts = sts.interceptor(CountAttempts(o));
+        }
         Iam {
-            iam: aws_sdk_iam::Client::new(sdk),
-            sts: aws_sdk_sts::Client::new(sdk),
+            iam: aws_sdk_iam::Client::from_conf(iam.build()),
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
             concurrency: concurrency.max(1),
         }
     }
@@ -285,5 +343,21 @@ where
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_string(),
         _ => DisplayErrorContext(e).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classify;
+
+    #[test]
+    fn attempts_are_classified_by_status_and_iam_error_code() {
+        assert_eq!(classify(200, None), "success");
+        let throttle = b"<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>";
+        assert_eq!(classify(400, Some(throttle)), "throttled");
+        assert_eq!(classify(429, None), "throttled");
+        assert_eq!(classify(400, Some(b"<Code>ValidationError</Code>")), "client_error");
+        assert_eq!(classify(403, None), "client_error");
+        assert_eq!(classify(503, None), "server_error");
     }
 }

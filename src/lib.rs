@@ -6,7 +6,12 @@
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod state;

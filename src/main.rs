@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use keywarden::{audit, aws, config, timefmt};
+use keywarden::{audit, aws, config, daemon, logging, timefmt};
 
 /// Exit codes (CONTRACT.md).
 const EXIT_RUNTIME: u8 = 1;
@@ -25,6 +25,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP.
+    Run {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// One audit cycle, then exit (0 if complete, 1 if any read failed).
+        #[arg(long)]
+        once: bool,
+    },
     /// One read-only audit: never writes state, never changes a key.
     Audit {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
@@ -58,9 +67,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => check_config(path),
+        Command::Run { config, once } => run_daemon(config, once),
         Command::Audit { config, format, at } => match load_config(config.as_deref()) {
             Ok(cfg) => {
-                init_logging(&cfg);
+                logging::init(&cfg, false);
                 match run_audit(&cfg, format, at) {
                     Ok(code) => ExitCode::from(code),
                     Err(e) => {
@@ -107,10 +117,11 @@ fn run_audit(
         .context("cannot start the async runtime")?;
     let report = rt.block_on(async {
         let sdk = aws::sdk_config(&cfg.aws).await;
-        let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests);
+        let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests, None);
         let now = at.unwrap_or_else(chrono::Utc::now);
         audit::audit(cfg, &iam, now).await
-    })?;
+    })?
+    .report;
     match format {
         Format::Json => println!("{}", report.to_json()),
         Format::Table => print!("{}", report.to_table()),
@@ -124,13 +135,34 @@ fn run_audit(
     Ok(report.exit_code() as u8)
 }
 
-/// Audit logs go to stderr (stdout carries the report). `RUST_LOG` wins over `log.level`.
-fn init_logging(cfg: &config::Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,keywarden={}", cfg.log_level))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
+    let (path, required) = config::resolve_path(cli_path.as_deref());
+    let cfg = match config::load(&path, required) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keywarden: invalid configuration:\n{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    logging::init(&cfg, true);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keywarden: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let opts = daemon::Options {
+        config_path: path,
+        config_required: required,
+        once,
+    };
+    match rt.block_on(daemon::run(cfg, opts)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            tracing::error!(error = %e, "keywarden stopped");
+            eprintln!("keywarden: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }

@@ -1,0 +1,188 @@
+//! The admin HTTP listener (hyper 1, HTTP/1.1).
+//!
+//! Endpoints:
+//! - `GET /`               landing page linking the others
+//! - `GET /metrics`        Prometheus text format, from the last completed audit
+//! - `GET /-/healthy`      200 while the process serves
+//! - `GET /-/ready`        200 once the first audit has completed, 503 before
+//! - `GET /api/v1/report`  the last report, the same JSON as `audit --format json`
+//!   (503 before the first audit)
+//!
+//! Anything else is 404; other methods on these paths are 405. Header reads time out and
+//! header size is bounded, so slow or malformed clients cannot pile up.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// Ready once the first audit has completed (successfully or not: the report then says what
+/// failed). Never goes back to not ready.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the endpoints serve; updated by the daemon after each audit.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub ready: Readiness,
+    /// The last report, already serialized.
+    pub report_json: RwLock<Option<Arc<String>>>,
+}
+
+impl Shared {
+    pub fn new(metrics: Arc<Metrics>) -> Shared {
+        Shared {
+            metrics,
+            ready: Readiness::default(),
+            report_json: RwLock::new(None),
+        }
+    }
+}
+
+const LANDING: &str = "<!doctype html><html><head><title>keywarden</title></head><body>\
+<h1>keywarden</h1><p>IAM access key compliance (CIS 1.12-1.14)</p><ul>\
+<li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/-/healthy\">/-/healthy</a></li>\
+<li><a href=\"/-/ready\">/-/ready</a></li><li><a href=\"/api/v1/report\">/api/v1/report</a></li>\
+</ul></body></html>\n";
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report");
+    if !known {
+        return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+    }
+    match path {
+        "/" => respond(StatusCode::OK, "text/html; charset=utf-8", LANDING),
+        "/metrics" => respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render()),
+        "/-/healthy" => respond(StatusCode::OK, TEXT, "keywarden is healthy\n"),
+        "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
+        "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
+        _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
+            Some(json) => respond(StatusCode::OK, "application/json", json.as_bytes().to_vec()),
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                "{\"error\": \"no audit has completed yet\"}\n",
+            ),
+        },
+    }
+}
+
+/// A bound listener; `serve` runs until `shutdown` turns true.
+pub struct Server {
+    listener: TcpListener,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Server> {
+        Ok(Server {
+            listener: TcpListener::bind(addr).await?,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let shared = Arc::clone(&shared);
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let resp = route(&shared, req.method(), req.uri().path());
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "http connection ended with an error");
+                        }
+                    }
+                    _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_turns_on_once() {
+        let r = Readiness::default();
+        assert!(!r.is_ready());
+        r.set_ready();
+        assert!(r.is_ready());
+    }
+
+    #[test]
+    fn routes() {
+        let shared = Shared::new(Arc::new(Metrics::new().unwrap()));
+        let get = |p: &str| route(&shared, &Method::GET, p).status();
+        assert_eq!(get("/"), StatusCode::OK);
+        assert_eq!(get("/metrics"), StatusCode::OK);
+        assert_eq!(get("/-/healthy"), StatusCode::OK);
+        assert_eq!(get("/-/ready"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get("/api/v1/report"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get("/nope"), StatusCode::NOT_FOUND);
+        assert_eq!(route(&shared, &Method::POST, "/metrics").status(), StatusCode::METHOD_NOT_ALLOWED);
+        shared.ready.set_ready();
+        *shared.report_json.write().unwrap() = Some(Arc::new("{}".into()));
+        assert_eq!(get("/-/ready"), StatusCode::OK);
+        assert_eq!(get("/api/v1/report"), StatusCode::OK);
+    }
+}

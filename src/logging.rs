@@ -1,0 +1,49 @@
+//! Logging: journald (structured fields such as USER, ACCESS_KEY_ID, RULE, ACCOUNT_ID) when
+//! its socket exists and the daemon runs, otherwise stderr as text or JSON. `RUST_LOG`, when
+//! set, wins over `log.level`.
+
+use std::path::Path;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// `log.level = "info"` means keywarden at info and dependencies at warn, so the SDK's own
+/// chatter stays out; a full filter (`"info,aws_config=debug"`) is taken as written.
+fn filter(level: &str) -> EnvFilter {
+    if let Ok(f) = EnvFilter::try_from_default_env() {
+        return f;
+    }
+    let directive = if level.contains('=') || level.contains(',') {
+        level.to_string()
+    } else {
+        format!("warn,keywarden={level}")
+    };
+    EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Initializes the global subscriber once; later calls do nothing.
+pub fn init(config: &Config, journal: bool) {
+    let filter = filter(&config.log_level);
+    if journal && Path::new(JOURNAL_SOCKET).exists() {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let _ = tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer.with_syslog_identifier("keywarden".into()))
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("keywarden: journald unavailable ({e}); logging to stderr"),
+        }
+    }
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
