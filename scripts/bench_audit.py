@@ -33,14 +33,19 @@ def boto3_audit(endpoint):
 
 
 def timed(cmd, env):
-    """Wall seconds and peak RSS (MiB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), out, err
+    """Wall seconds and peak RSS (MiB) of one child process.
+
+    Through GNU time: a child forked from this Python process would carry Python's own peak
+    RSS into its ru_maxrss across exec, so the measured process must be forked by something
+    small.
+    """
+    with tempfile.NamedTemporaryFile("r") as rss_file:
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", rss_file.name, *cmd],
+                              env=env, capture_output=True)
+        wall = time.perf_counter() - start
+        rss_kib = int(rss_file.read().strip().splitlines()[-1])
+    return wall, rss_kib / 1024, proc.returncode, proc.stdout, proc.stderr
 
 
 def seed(moto, n):

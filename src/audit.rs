@@ -22,7 +22,11 @@ pub struct AuditRun {
 
 /// `now` is the evaluation instant: the real time, or `--at`. First-seen times come from the
 /// state file when it exists; otherwise a finding counts as first seen at `now`.
-pub async fn audit(config: &Config, source: &impl InventorySource, now: Timestamp) -> Result<AuditRun, AuditError> {
+pub async fn audit(
+    config: &Config,
+    source: &impl InventorySource,
+    now: Timestamp,
+) -> Result<AuditRun, AuditError> {
     let history = state::load(&config.state_path)?;
     let accounts = source.inventory(config.policy.needs_tags()).await;
     let first_seen: &dyn FirstSeen = match &history {

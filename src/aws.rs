@@ -16,9 +16,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_iam::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures_util::StreamExt;
 
 use crate::config::AwsSettings;
@@ -106,7 +106,10 @@ impl Intercept for CountAttempts {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let operation = cfg.load::<Metadata>().map(|m| m.name()).unwrap_or("unknown");
+        let operation = cfg
+            .load::<Metadata>()
+            .map(|m| m.name())
+            .unwrap_or("unknown");
         let outcome = match context.response() {
             None => "transport_error",
             Some(r) => classify(r.status().as_u16(), r.body().bytes()),
@@ -141,7 +144,11 @@ pub struct Iam {
 }
 
 impl Iam {
-    pub fn new(sdk: &SdkConfig, concurrency: usize, observer: Option<Arc<dyn RequestObserver>>) -> Iam {
+    pub fn new(
+        sdk: &SdkConfig,
+        concurrency: usize,
+        observer: Option<Arc<dyn RequestObserver>>,
+    ) -> Iam {
         let mut iam = aws_sdk_iam::config::Builder::from(sdk);
         let mut sts = aws_sdk_sts::config::Builder::from(sdk);
         if let Some(o) = observer {
@@ -356,7 +363,10 @@ mod tests {
         let throttle = b"<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>";
         assert_eq!(classify(400, Some(throttle)), "throttled");
         assert_eq!(classify(429, None), "throttled");
-        assert_eq!(classify(400, Some(b"<Code>ValidationError</Code>")), "client_error");
+        assert_eq!(
+            classify(400, Some(b"<Code>ValidationError</Code>")),
+            "client_error"
+        );
         assert_eq!(classify(403, None), "client_error");
         assert_eq!(classify(503, None), "server_error");
     }

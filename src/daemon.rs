@@ -33,7 +33,10 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("scheduler: {0}")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
     #[error("cannot install signal handlers: {0}")]
@@ -52,7 +55,9 @@ fn unix_now() -> f64 {
 
 impl RequestObserver for Metrics {
     fn attempt(&self, operation: &str, outcome: &'static str) {
-        self.iam_requests.with_label_values(&[operation, outcome]).inc();
+        self.iam_requests
+            .with_label_values(&[operation, outcome])
+            .inc();
     }
 }
 
@@ -120,7 +125,11 @@ pub async fn audit_and_publish(config: Arc<Config>, shared: Arc<Shared>) -> bool
     complete
 }
 
-async fn add_job(sched: &JobScheduler, cron: &str, ticks: mpsc::Sender<()>) -> Result<Uuid, DaemonError> {
+async fn add_job(
+    sched: &JobScheduler,
+    cron: &str,
+    ticks: mpsc::Sender<()>,
+) -> Result<Uuid, DaemonError> {
     let job = Job::new_async(cron, move |_, _| {
         let ticks = ticks.clone();
         Box::pin(async move {
@@ -138,7 +147,9 @@ struct Listener {
 }
 
 async fn listen(addr: SocketAddr, shared: &Arc<Shared>) -> Result<Listener, DaemonError> {
-    let server = Server::bind(addr).await.map_err(|source| DaemonError::Bind { addr, source })?;
+    let server = Server::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, source })?;
     let bound = server.local_addr().unwrap_or(addr);
     tracing::info!(listen = %bound, "serving /metrics");
     let (stop, stop_rx) = watch::channel(false);
@@ -188,9 +199,14 @@ impl Daemon {
     /// All or nothing: the new config is swapped in only once its listener is bound and its
     /// schedule is installed.
     async fn try_reload(&mut self) -> Result<(), String> {
-        let new = config::load(&self.opts.config_path, self.opts.config_required).map_err(|e| e.to_string())?;
+        let new = config::load(&self.opts.config_path, self.opts.config_required)
+            .map_err(|e| e.to_string())?;
         let new_listener = if Some(new.metrics_listen) != self.listener.as_ref().map(|l| l.addr) {
-            Some(listen(new.metrics_listen, &self.shared).await.map_err(|e| e.to_string())?)
+            Some(
+                listen(new.metrics_listen, &self.shared)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
         } else {
             None
         };

@@ -65,7 +65,11 @@ const LANDING: &str = "<!doctype html><html><head><title>keywarden</title></head
 <li><a href=\"/-/ready\">/-/ready</a></li><li><a href=\"/api/v1/report\">/api/v1/report</a></li>\
 </ul></body></html>\n";
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     if let Ok(v) = content_type.parse() {
@@ -76,7 +80,10 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
 
 pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
-    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report");
+    let known = matches!(
+        path,
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report"
+    );
     if !known {
         return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
     }
@@ -85,10 +92,20 @@ pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Byte
     }
     match path {
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", LANDING),
-        "/metrics" => respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", shared.metrics.render()),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.metrics.render(),
+        ),
         "/-/healthy" => respond(StatusCode::OK, TEXT, "keywarden is healthy\n"),
-        "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
-        "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
+        "/-/ready" if shared.ready.is_ready() => {
+            respond(StatusCode::OK, TEXT, "keywarden is ready\n")
+        }
+        "/-/ready" => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            "no audit has completed yet\n",
+        ),
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
             Some(json) => respond(StatusCode::OK, "application/json", json.as_bytes().to_vec()),
             None => respond(
@@ -179,7 +196,10 @@ mod tests {
         assert_eq!(get("/-/ready"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get("/api/v1/report"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get("/nope"), StatusCode::NOT_FOUND);
-        assert_eq!(route(&shared, &Method::POST, "/metrics").status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            route(&shared, &Method::POST, "/metrics").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         shared.ready.set_ready();
         *shared.report_json.write().unwrap() = Some(Arc::new("{}".into()));
         assert_eq!(get("/-/ready"), StatusCode::OK);

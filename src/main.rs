@@ -115,13 +115,14 @@ fn run_audit(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = rt.block_on(async {
-        let sdk = aws::sdk_config(&cfg.aws).await;
-        let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests, None);
-        let now = at.unwrap_or_else(chrono::Utc::now);
-        audit::audit(cfg, &iam, now).await
-    })?
-    .report;
+    let report = rt
+        .block_on(async {
+            let sdk = aws::sdk_config(&cfg.aws).await;
+            let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests, None);
+            let now = at.unwrap_or_else(chrono::Utc::now);
+            audit::audit(cfg, &iam, now).await
+        })?
+        .report;
     match format {
         Format::Json => println!("{}", report.to_json()),
         Format::Table => print!("{}", report.to_table()),
@@ -145,7 +146,10 @@ fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
         }
     };
     logging::init(&cfg, true);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keywarden: cannot start the async runtime: {e}");

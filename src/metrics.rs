@@ -9,7 +9,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::model::{AccountInventory, KeyStatus};
 use crate::report::Report;
@@ -42,14 +45,22 @@ fn opts(name: &str, help: &str) -> Opts {
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let build_info = IntGaugeVec::new(opts("keywarden_build_info", "keywarden build, value 1"), &["version"])?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let build_info = IntGaugeVec::new(
+            opts("keywarden_build_info", "keywarden build, value 1"),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let m = Metrics {
             audit_last_success: Gauge::with_opts(opts(
                 "keywarden_audit_last_success_timestamp_seconds",
                 "Unix time the last complete audit finished",
             ))?,
-            audit_duration: Gauge::with_opts(opts("keywarden_audit_duration_seconds", "Duration of the last audit"))?,
+            audit_duration: Gauge::with_opts(opts(
+                "keywarden_audit_duration_seconds",
+                "Duration of the last audit",
+            ))?,
             audit_success: IntGauge::with_opts(opts(
                 "keywarden_audit_success",
                 "1 if the last audit read every account and user completely, else 0",
@@ -59,11 +70,17 @@ impl Metrics {
                 "Scheduled audits skipped because the previous one was still running",
             ))?,
             audit_runs: IntCounterVec::new(
-                opts("keywarden_audit_runs_total", "Audits run, by outcome (success, incomplete, error)"),
+                opts(
+                    "keywarden_audit_runs_total",
+                    "Audits run, by outcome (success, incomplete, error)",
+                ),
                 &["outcome"],
             )?,
             iam_requests: IntCounterVec::new(
-                opts("keywarden_iam_requests_total", "IAM and STS request attempts, by operation and outcome"),
+                opts(
+                    "keywarden_iam_requests_total",
+                    "IAM and STS request attempts, by operation and outcome",
+                ),
                 &["operation", "outcome"],
             )?,
             deactivations: IntCounterVec::new(
@@ -85,7 +102,8 @@ impl Metrics {
             registry,
         };
         m.registry.register(Box::new(build_info))?;
-        m.registry.register(Box::new(m.audit_last_success.clone()))?;
+        m.registry
+            .register(Box::new(m.audit_last_success.clone()))?;
         m.registry.register(Box::new(m.audit_duration.clone()))?;
         m.registry.register(Box::new(m.audit_success.clone()))?;
         m.registry.register(Box::new(m.audit_skipped.clone()))?;
@@ -99,7 +117,11 @@ impl Metrics {
 
     /// The whole `/metrics` page.
     pub fn render(&self) -> String {
-        let page = self.audit_page.read().map(|p| Arc::clone(&p)).unwrap_or_default();
+        let page = self
+            .audit_page
+            .read()
+            .map(|p| Arc::clone(&p))
+            .unwrap_or_default();
         let mut out = encode(&self.registry);
         out.push_str(&page);
         out
@@ -132,7 +154,11 @@ fn secs(t: crate::model::Timestamp) -> f64 {
     t.timestamp() as f64 + f64::from(t.timestamp_subsec_millis()) / 1000.0
 }
 
-fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> Result<String, prometheus::Error> {
+fn audit_page(
+    accounts: &[AccountInventory],
+    report: &Report,
+    per_key: bool,
+) -> Result<String, prometheus::Error> {
     let r = Registry::new();
     let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
         let g = GaugeVec::new(opts(name, help), labels)?;
@@ -140,8 +166,16 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> 
         Ok(g)
     };
     let now = report.evaluated_at;
-    let users = gauge("keywarden_users", "IAM users read in the last audit", &["account_id"])?;
-    let keys = gauge("keywarden_access_keys", "Access keys by status", &["account_id", "status"])?;
+    let users = gauge(
+        "keywarden_users",
+        "IAM users read in the last audit",
+        &["account_id"],
+    )?;
+    let keys = gauge(
+        "keywarden_access_keys",
+        "Access keys by status",
+        &["account_id", "status"],
+    )?;
     let unreadable = gauge(
         "keywarden_unreadable_users",
         "Users whose keys could not be read in the last audit (left out of every decision)",
@@ -157,8 +191,16 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> 
         "Age of the oldest active key of the account",
         &["account_id"],
     )?;
-    let violations = gauge("keywarden_violations", "Non-exempt findings by rule", &["account_id", "rule"])?;
-    let exempt = gauge("keywarden_exempt_findings", "Exempt findings by rule", &["account_id", "rule"])?;
+    let violations = gauge(
+        "keywarden_violations",
+        "Non-exempt findings by rule",
+        &["account_id", "rule"],
+    )?;
+    let exempt = gauge(
+        "keywarden_exempt_findings",
+        "Exempt findings by rule",
+        &["account_id", "rule"],
+    )?;
     let planned = gauge(
         "keywarden_planned_deactivations",
         "Keys with a non-exempt finding whose action is deactivate",
@@ -203,7 +245,8 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> 
             .with_label_values(&[id])
             .set(a.errors.iter().filter(|e| e.user.is_some()).count() as f64);
         if let Some(present) = a.root_access_keys_present {
-            root.with_label_values(&[id]).set(if present { 1.0 } else { 0.0 });
+            root.with_label_values(&[id])
+                .set(if present { 1.0 } else { 0.0 });
         }
         let (mut active_n, mut inactive_n, mut oldest_age) = (0usize, 0usize, 0f64);
         for u in &a.users {
@@ -219,18 +262,27 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> 
                 }
                 if let Some((age_g, created_g, used_g, _)) = &key_series {
                     let status = k.status.as_str();
-                    age_g.with_label_values(&[id, &u.name, &k.id, status]).set(age);
-                    created_g.with_label_values(&[id, &u.name, &k.id, status]).set(secs(k.created));
+                    age_g
+                        .with_label_values(&[id, &u.name, &k.id, status])
+                        .set(age);
+                    created_g
+                        .with_label_values(&[id, &u.name, &k.id, status])
+                        .set(secs(k.created));
                     if let Some(used) = k.last_used {
-                        used_g.with_label_values(&[id, &u.name, &k.id]).set(secs(used));
+                        used_g
+                            .with_label_values(&[id, &u.name, &k.id])
+                            .set(secs(used));
                     }
                 }
             }
             active_n += active;
-            user_active.with_label_values(&[id, &u.name]).set(active as f64);
+            user_active
+                .with_label_values(&[id, &u.name])
+                .set(active as f64);
         }
         keys.with_label_values(&[id, "Active"]).set(active_n as f64);
-        keys.with_label_values(&[id, "Inactive"]).set(inactive_n as f64);
+        keys.with_label_values(&[id, "Inactive"])
+            .set(inactive_n as f64);
         oldest.with_label_values(&[id]).set(oldest_age);
         for rule in Rule::ALL {
             violations.with_label_values(&[id, rule.as_str()]).set(0.0);

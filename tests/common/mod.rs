@@ -262,3 +262,123 @@ pub fn audit_json(config: &Path, extra_args: &[&str]) -> (i32, serde_json::Value
         .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
     (out.status.code().unwrap_or(-1), json, stderr)
 }
+
+/// A port that was free a moment ago (bind to 0, read, close).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// GET with a real HTTP client (hyper); `None` when the connection fails.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<hyper::body::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let resp = client.get(url.parse().expect("url")).await.ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).to_string()))
+}
+
+/// The value of one series in Prometheus text: `name{labels...} value`, matching every given
+/// label (others may be present).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (label_part, value) = if let Some(r) = rest.strip_prefix('{') {
+                let (l, v) = r.split_once('}')?;
+                (l, v)
+            } else if rest.starts_with(' ') {
+                ("", rest)
+            } else {
+                return None;
+            };
+            let ok = labels
+                .iter()
+                .all(|(k, v)| label_part.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+            ok.then(|| value.trim().parse().ok()).flatten()
+        })
+}
+
+/// `keywarden run` as a child process; killed on drop if still running.
+pub struct DaemonProcess {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl DaemonProcess {
+    pub fn spawn(mut cmd: Command, port: u16, log: PathBuf) -> DaemonProcess {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn keywarden run");
+        DaemonProcess { child, port, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&self.url(path)).await
+    }
+
+    /// Polls until `cond` holds on the /metrics page, or panics after `secs`.
+    pub async fn wait_metrics(&self, secs: u64, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some((200, body)) = self.get("/metrics").await {
+                if cond(&body) {
+                    return body;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for exit; returns the exit code and how long it took.
+    pub fn wait_exit(&mut self, secs: u64) -> (Option<i32>, std::time::Duration) {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status.code(), start.elapsed());
+            }
+            assert!(
+                start.elapsed().as_secs() < secs,
+                "did not exit within {secs} s; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -10,6 +10,7 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
 - Fault injection for fail-closed tests: `POST /_keywarden/faults` with body
   `{"ListAccessKeys": ["bob"]}` makes that action fail with AccessDenied (403) whenever its
   UserName is one of the listed users (`"*"`: every request of that action); `{}` clears it.
+  `{"_delay": {"ListUsers": 2.5}}` delays every request of that action by that many seconds.
 - Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`,
   `POST /_keywarden/stats` resets it. Benchmarks use it to count every client's requests alike.
 
@@ -21,6 +22,7 @@ import io
 import json
 import sys
 import threading
+import time
 import urllib.parse
 
 import moto.iam.models as iam_models
@@ -102,6 +104,9 @@ def make_app():
             action = params.get("Action", "other")
             with _stats_lock:
                 _stats[action] = _stats.get(action, 0) + 1
+            delay = _faults.get("_delay", {}).get(action)
+            if delay:
+                time.sleep(float(delay))
             users = _faults.get(action, [])
             if "*" in users or params.get("UserName") in users:
                 data = _DENIED.encode()
