@@ -22,6 +22,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures_util::StreamExt;
 
 use crate::config::AwsSettings;
+use crate::enforce::KeyActions;
 use crate::model::{AccessKey, AccountInventory, KeyStatus, ReadError, Timestamp, User};
 
 /// IAM is a global service signed in us-east-1 in the commercial partition; used when no
@@ -68,21 +69,16 @@ async fn resolve_region(s: &AwsSettings) -> Region {
     if let Some(p) = &s.profile {
         profile = profile.profile_name(p);
     }
-    RegionProviderChain::first_try(
-        aws_config::environment::EnvironmentVariableRegionProvider::new(),
-    )
-    .or_else(profile.build())
-    .region()
-    .await
-    .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
+    RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
+        .or_else(profile.build())
+        .region()
+        .await
+        .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
 }
 
 /// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
 pub trait InventorySource {
-    fn inventory(
-        &self,
-        needs_tags: bool,
-    ) -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
+    fn inventory(&self, needs_tags: bool) -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
 }
 
 /// Told about every HTTP attempt (retries included): operation name and outcome
@@ -106,10 +102,7 @@ impl Intercept for CountAttempts {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let operation = cfg
-            .load::<Metadata>()
-            .map(|m| m.name())
-            .unwrap_or("unknown");
+        let operation = cfg.load::<Metadata>().map(|m| m.name()).unwrap_or("unknown");
         let outcome = match context.response() {
             None => "transport_error",
             Some(r) => classify(r.status().as_u16(), r.body().bytes()),
@@ -144,11 +137,7 @@ pub struct Iam {
 }
 
 impl Iam {
-    pub fn new(
-        sdk: &SdkConfig,
-        concurrency: usize,
-        observer: Option<Arc<dyn RequestObserver>>,
-    ) -> Iam {
+    pub fn new(sdk: &SdkConfig, concurrency: usize, observer: Option<Arc<dyn RequestObserver>>) -> Iam {
         let mut iam = aws_sdk_iam::config::Builder::from(sdk);
         let mut sts = aws_sdk_sts::config::Builder::from(sdk);
         if let Some(o) = observer {
@@ -166,12 +155,7 @@ impl Iam {
         let (identity, summary, users) = tokio::join!(
             self.sts.get_caller_identity().send(),
             self.iam.get_account_summary().send(),
-            self.iam
-                .list_users()
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect(),
+            self.iam.list_users().into_paginator().items().send().try_collect(),
         );
         let mut inv = AccountInventory::default();
         match identity {
@@ -194,17 +178,14 @@ impl Iam {
                     })
                     .map(|n| n > 0)
             }
-            Err(e) => inv.errors.push(account_error(
-                &account_id,
-                "GetAccountSummary",
-                describe(&e),
-            )),
+            Err(e) => inv
+                .errors
+                .push(account_error(&account_id, "GetAccountSummary", describe(&e))),
         }
         let users = match users {
             Ok(u) => u,
             Err(e) => {
-                inv.errors
-                    .push(account_error(&account_id, "ListUsers", describe(&e)));
+                inv.errors.push(account_error(&account_id, "ListUsers", describe(&e)));
                 return inv;
             }
         };
@@ -231,16 +212,38 @@ impl Iam {
         needs_tags: bool,
     ) -> Result<User, ReadError> {
         let name = u.user_name;
-        let fail = |operation: &str, message: String| ReadError {
-            account_id: account_id.to_string(),
-            user: Some(name.clone()),
-            operation: operation.to_string(),
-            message,
+        let keys = self.read_keys(account_id, &name).await?;
+        let tags = if needs_tags && !keys.is_empty() {
+            self.iam
+                .list_user_tags()
+                .user_name(&name)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| user_error(account_id, &name, "ListUserTags", describe(&e)))?
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect()
+        } else {
+            Vec::new()
         };
+        Ok(User {
+            name,
+            path: u.path,
+            tags,
+            keys,
+        })
+    }
+
+    /// ListAccessKeys, then GetAccessKeyLastUsed for each active key.
+    async fn read_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
+        let fail = |operation: &str, message: String| user_error(account_id, name, operation, message);
         let metas: Vec<_> = self
             .iam
             .list_access_keys()
-            .user_name(&name)
+            .user_name(name)
             .into_paginator()
             .items()
             .send()
@@ -252,22 +255,15 @@ impl Iam {
             let id = m
                 .access_key_id
                 .ok_or_else(|| fail("ListAccessKeys", "a key without AccessKeyId".into()))?;
-            let created = m.create_date.and_then(to_chrono).ok_or_else(|| {
-                fail(
-                    "ListAccessKeys",
-                    format!("key {id} without a valid CreateDate"),
-                )
-            })?;
+            let created = m
+                .create_date
+                .and_then(to_chrono)
+                .ok_or_else(|| fail("ListAccessKeys", format!("key {id} without a valid CreateDate")))?;
             let status = match m.status {
                 Some(StatusType::Active) => KeyStatus::Active,
                 Some(StatusType::Inactive) => KeyStatus::Inactive,
                 // An unknown status (e.g. a future "Expired") is never treated as harmless.
-                other => {
-                    return Err(fail(
-                        "ListAccessKeys",
-                        format!("key {id} has unknown status {other:?}"),
-                    ))
-                }
+                other => return Err(fail("ListAccessKeys", format!("key {id} has unknown status {other:?}"))),
             };
             let last_used = if status == KeyStatus::Active {
                 let out = self
@@ -276,12 +272,7 @@ impl Iam {
                     .access_key_id(&id)
                     .send()
                     .await
-                    .map_err(|e| {
-                        fail(
-                            "GetAccessKeyLastUsed",
-                            format!("key {id}: {}", describe(&e)),
-                        )
-                    })?;
+                    .map_err(|e| fail("GetAccessKeyLastUsed", format!("key {id}: {}", describe(&e))))?;
                 out.access_key_last_used
                     .and_then(|l| l.last_used_date)
                     .and_then(to_chrono)
@@ -295,28 +286,56 @@ impl Iam {
                 last_used,
             });
         }
-        let tags = if needs_tags && !keys.is_empty() {
-            self.iam
-                .list_user_tags()
-                .user_name(&name)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| fail("ListUserTags", describe(&e)))?
+        Ok(keys)
+    }
+}
+
+/// Fresh reads and the one mutating call, for enforcement.
+impl KeyActions for Iam {
+    /// GetUser (path and tags, so exemptions decide exactly as in the audit), then the keys.
+    async fn read_user(&self, account_id: &str, name: &str) -> Result<User, ReadError> {
+        let user = self
+            .iam
+            .get_user()
+            .user_name(name)
+            .send()
+            .await
+            .map_err(|e| user_error(account_id, name, "GetUser", describe(&e)))?
+            .user
+            .ok_or_else(|| user_error(account_id, name, "GetUser", "no user in the response".into()))?;
+        let keys = self.read_keys(account_id, name).await?;
+        Ok(User {
+            name: name.to_string(),
+            path: user.path,
+            tags: user
+                .tags
+                .unwrap_or_default()
                 .into_iter()
                 .map(|t| (t.key, t.value))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(User {
-            name,
-            path: u.path,
-            tags,
+                .collect(),
             keys,
         })
+    }
+
+    async fn deactivate(&self, user: &str, access_key_id: &str) -> Result<(), String> {
+        self.iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(access_key_id)
+            .status(StatusType::Inactive)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("UpdateAccessKey: {}", describe(&e)))
+    }
+}
+
+fn user_error(account_id: &str, user: &str, operation: &str, message: String) -> ReadError {
+    ReadError {
+        account_id: account_id.to_string(),
+        user: Some(user.to_string()),
+        operation: operation.to_string(),
+        message,
     }
 }
 
@@ -363,10 +382,7 @@ mod tests {
         let throttle = b"<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>";
         assert_eq!(classify(400, Some(throttle)), "throttled");
         assert_eq!(classify(429, None), "throttled");
-        assert_eq!(
-            classify(400, Some(b"<Code>ValidationError</Code>")),
-            "client_error"
-        );
+        assert_eq!(classify(400, Some(b"<Code>ValidationError</Code>")), "client_error");
         assert_eq!(classify(403, None), "client_error");
         assert_eq!(classify(503, None), "server_error");
     }

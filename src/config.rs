@@ -110,9 +110,7 @@ impl RawRules {
         fill(&mut self.max_key_age, "report");
         fill(&mut self.unused_key, "deactivate");
         self.max_key_age.max_age.get_or_insert_with(|| "90d".into());
-        self.unused_key
-            .max_unused
-            .get_or_insert_with(|| "45d".into());
+        self.unused_key.max_unused.get_or_insert_with(|| "45d".into());
     }
 }
 
@@ -280,8 +278,7 @@ pub struct Config {
 impl Config {
     /// The effective configuration as TOML, with secrets redacted.
     pub fn effective_toml(&self) -> String {
-        toml::to_string_pretty(&self.effective)
-            .unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        toml::to_string_pretty(&self.effective).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
@@ -315,10 +312,7 @@ impl std::fmt::Display for Issue {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read config file: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid { issues: Vec<Issue> },
 }
@@ -467,10 +461,7 @@ pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
         let l = line.trim();
         if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
             let name = name.trim().to_string();
-            let idx = array_index
-                .entry(name.clone())
-                .and_modify(|i| *i += 1)
-                .or_insert(0);
+            let idx = array_index.entry(name.clone()).and_modify(|i| *i += 1).or_insert(0);
             current = format!("{name}.{idx}");
             if key == current || key == name {
                 return Some(n + 1);
@@ -540,16 +531,10 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
     }
     if let Some(url) = &raw.aws.endpoint_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            issues.push(at.issue(
-                "aws.endpoint_url",
-                format!("{url:?} is not an http:// or https:// URL"),
-            ));
+            issues.push(at.issue("aws.endpoint_url", format!("{url:?} is not an http:// or https:// URL")));
         }
     }
-    for (key, v) in [
-        ("aws.region", &raw.aws.region),
-        ("aws.profile", &raw.aws.profile),
-    ] {
+    for (key, v) in [("aws.region", &raw.aws.region), ("aws.profile", &raw.aws.profile)] {
         if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
             issues.push(at.issue(key, "must not be empty (leave it out instead)"));
         }
@@ -584,10 +569,7 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
         "text" => Some(LogFormat::Text),
         "json" => Some(LogFormat::Json),
         other => {
-            issues.push(at.issue(
-                "log.format",
-                format!("{other:?} is not \"text\" or \"json\""),
-            ));
+            issues.push(at.issue("log.format", format!("{other:?} is not \"text\" or \"json\"")));
             None
         }
     };
@@ -626,10 +608,7 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
             max_key_age: max_age.ok_or_else(missing)?,
             unused_key: unused.ok_or_else(missing)?,
         },
-        exemptions: exemptions
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(missing)?,
+        exemptions: exemptions.into_iter().collect::<Option<Vec<_>>>().ok_or_else(missing)?,
         grace_period: to_delta(grace.ok_or_else(missing)?),
     };
     Ok(Config {
@@ -684,12 +663,7 @@ pub fn validate_cron(expr: &str) -> Result<(), String> {
         .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
 }
 
-fn rule_policy(
-    raw: &RawRule,
-    rule: Rule,
-    at: &Locator<'_>,
-    issues: &mut Vec<Issue>,
-) -> Option<RulePolicy> {
+fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<RulePolicy> {
     let base = format!("rules.{rule}");
     let action = match raw.action.as_deref().unwrap_or_default() {
         "deactivate" => Some(Action::Deactivate),
@@ -704,16 +678,8 @@ fn rule_policy(
     };
     let (wanted, unwanted, value) = match rule {
         Rule::MultipleActiveKeys => (None, [Some("max_age"), Some("max_unused")], None),
-        Rule::MaxKeyAge => (
-            Some("max_age"),
-            [Some("max_unused"), None],
-            raw.max_age.as_deref(),
-        ),
-        Rule::UnusedKey => (
-            Some("max_unused"),
-            [Some("max_age"), None],
-            raw.max_unused.as_deref(),
-        ),
+        Rule::MaxKeyAge => (Some("max_age"), [Some("max_unused"), None], raw.max_age.as_deref()),
+        Rule::UnusedKey => (Some("max_unused"), [Some("max_age"), None], raw.max_unused.as_deref()),
     };
     for name in unwanted.into_iter().flatten() {
         let set = if name == "max_age" {
@@ -722,19 +688,13 @@ fn rule_policy(
             &raw.max_unused
         };
         if set.is_some() {
-            issues.push(at.issue(
-                &format!("{base}.{name}"),
-                format!("unknown key for rule {rule}"),
-            ));
+            issues.push(at.issue(&format!("{base}.{name}"), format!("unknown key for rule {rule}")));
         }
     }
     let threshold = match (wanted, value) {
         (None, _) => Some(TimeDelta::zero()),
         (Some(name), None) => {
-            issues.push(at.issue(
-                &format!("{base}.{name}"),
-                "missing (a duration such as \"90d\")",
-            ));
+            issues.push(at.issue(&format!("{base}.{name}"), "missing (a duration such as \"90d\")"));
             None
         }
         (Some(name), Some(s)) => match humantime::parse_duration(s) {
@@ -755,19 +715,10 @@ fn rule_policy(
     })
 }
 
-fn exemption(
-    i: usize,
-    raw: &RawExemption,
-    at: &Locator<'_>,
-    issues: &mut Vec<Issue>,
-) -> Option<Exemption> {
+fn exemption(i: usize, raw: &RawExemption, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Exemption> {
     let key = |k: &str| format!("exemptions.{i}.{k}");
     let before = issues.len();
-    if raw.user.is_none()
-        && raw.access_key_id.is_none()
-        && raw.user_tag.is_none()
-        && raw.path_prefix.is_none()
-    {
+    if raw.user.is_none() && raw.access_key_id.is_none() && raw.user_tag.is_none() && raw.path_prefix.is_none() {
         issues.push(at.issue(
             &format!("exemptions.{i}"),
             "an exemption needs at least one of user, access_key_id, user_tag, path_prefix",
@@ -776,26 +727,20 @@ fn exemption(
     if raw.reason.trim().is_empty() {
         issues.push(at.issue(&key("reason"), "must say why (e.g. a ticket)"));
     }
-    let user = raw
-        .user
-        .as_deref()
-        .and_then(|g| match glob::Pattern::new(g) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                issues.push(at.issue(&key("user"), format!("invalid glob {g:?}: {e}")));
-                None
-            }
-        });
-    let user_tag = raw
-        .user_tag
-        .as_deref()
-        .and_then(|t| match t.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
-            _ => {
-                issues.push(at.issue(&key("user_tag"), format!("{t:?} is not \"key=value\"")));
-                None
-            }
-        });
+    let user = raw.user.as_deref().and_then(|g| match glob::Pattern::new(g) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            issues.push(at.issue(&key("user"), format!("invalid glob {g:?}: {e}")));
+            None
+        }
+    });
+    let user_tag = raw.user_tag.as_deref().and_then(|t| match t.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+        _ => {
+            issues.push(at.issue(&key("user_tag"), format!("{t:?} is not \"key=value\"")));
+            None
+        }
+    });
     let rules = raw.rules.as_ref().map(|names| {
         names
             .iter()
@@ -811,19 +756,13 @@ fn exemption(
             })
             .collect::<Vec<_>>()
     });
-    let expires: Option<Timestamp> =
-        raw.expires
-            .as_deref()
-            .and_then(|s| match crate::timefmt::parse(s) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    issues.push(at.issue(
-                        &key("expires"),
-                        format!("{s:?} is not an RFC 3339 date-time: {e}"),
-                    ));
-                    None
-                }
-            });
+    let expires: Option<Timestamp> = raw.expires.as_deref().and_then(|s| match crate::timefmt::parse(s) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            issues.push(at.issue(&key("expires"), format!("{s:?} is not an RFC 3339 date-time: {e}")));
+            None
+        }
+    });
     if issues.len() > before {
         return None;
     }

@@ -17,11 +17,14 @@ use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
+use crate::aws::InventorySource as _;
 use crate::aws::{self, RequestObserver};
 use crate::config::{self, Config};
+use crate::enforce;
 use crate::http::{Server, Shared};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::state::{self, State};
 
 pub struct Options {
     pub config_path: PathBuf,
@@ -33,10 +36,7 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("scheduler: {0}")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
     #[error("cannot install signal handlers: {0}")]
@@ -45,8 +45,8 @@ pub enum DaemonError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// How long an in-flight audit may take to finish on SIGTERM before it is abandoned. Audits
-/// are read-only, so abandoning one loses nothing.
+/// How long an in-flight run may take to finish on SIGTERM before it is abandoned. Enforcement
+/// checks the stop flag between keys, so a run normally ends well before this.
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
 fn unix_now() -> f64 {
@@ -55,65 +55,37 @@ fn unix_now() -> f64 {
 
 impl RequestObserver for Metrics {
     fn attempt(&self, operation: &str, outcome: &'static str) {
-        self.iam_requests
-            .with_label_values(&[operation, outcome])
-            .inc();
+        self.iam_requests.with_label_values(&[operation, outcome]).inc();
     }
 }
 
-/// Runs one audit and publishes it. Returns whether it was complete.
-pub async fn audit_and_publish(config: Arc<Config>, shared: Arc<Shared>) -> bool {
+/// One audit + enforcement cycle. Returns true when every read and every action succeeded.
+///
+/// Order matters for safety: the state file is read first (unusable: audit and publish, but
+/// never enforce), the new first-seen times are saved before anything is acted on, and each
+/// deactivation is decided again on fresh data (see `enforce`).
+pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> bool {
     let metrics = Arc::clone(&shared.metrics);
     let started = Instant::now();
     let sdk = aws::sdk_config(&config.aws).await;
     let observer: Arc<dyn RequestObserver> = metrics.clone();
     let iam = aws::Iam::new(&sdk, config.aws.max_concurrent_requests, Some(observer));
-    let result = crate::audit::audit(&config, &iam, chrono::Utc::now()).await;
+
+    let (history, state_error) = match state::load(&config.state_path) {
+        Ok(s) => (s.unwrap_or_default(), None),
+        Err(e) => (State::default(), Some(e.to_string())),
+    };
+    let now = chrono::Utc::now();
+    let accounts = iam.inventory(config.policy.needs_tags()).await;
+    let report = crate::audit::evaluate(&config, &accounts, &history, now);
     let elapsed = started.elapsed().as_secs_f64();
     metrics.audit_duration.set(elapsed);
-    let complete = match result {
-        Ok(run) => {
-            let r = &run.report;
-            for e in &r.errors {
-                tracing::warn!(
-                    account_id = %e.account_id,
-                    user = e.user.as_deref().unwrap_or(""),
-                    operation = %e.operation,
-                    error = %e.message,
-                    "read failed; nothing is decided for this user"
-                );
-            }
-            for f in r.findings.iter().filter(|f| !f.exempt) {
-                tracing::debug!(
-                    account_id = %f.account_id,
-                    user = %f.user,
-                    access_key_id = %f.access_key_id,
-                    rule = %f.rule,
-                    action = f.action.as_str(),
-                    "finding"
-                );
-            }
-            tracing::info!(
-                duration_seconds = elapsed,
-                accounts = run.accounts.len(),
-                users = r.summary.users,
-                access_keys = r.summary.access_keys,
-                findings = r.findings.len(),
-                violations = r.summary.violations,
-                complete = r.complete,
-                "audit finished"
-            );
-            metrics.publish_audit(&run.accounts, r, config.metrics_per_key);
-            if let Ok(mut slot) = shared.report_json.write() {
-                *slot = Some(Arc::new(r.to_json()));
-            }
-            r.complete
-        }
-        Err(e) => {
-            tracing::error!(error = %e, duration_seconds = elapsed, "audit failed");
-            false
-        }
-    };
+    log_audit(&report, accounts.len(), elapsed);
+    metrics.publish_audit(&accounts, &report, config.metrics_per_key);
+    if let Ok(mut slot) = shared.report_json.write() {
+        *slot = Some(Arc::new(report.to_json()));
+    }
+    let complete = report.complete;
     metrics.audit_success.set(i64::from(complete));
     if complete {
         metrics.audit_last_success.set(unix_now());
@@ -122,14 +94,102 @@ pub async fn audit_and_publish(config: Arc<Config>, shared: Arc<Shared>) -> bool
         metrics.audit_runs.with_label_values(&["failed"]).inc();
     }
     shared.ready.set_ready();
-    complete
+
+    if let Some(e) = state_error {
+        metrics.state_ok.set(0);
+        tracing::error!(error = %e, "enforcement is off until the state file is fixed (grace periods are never reset silently)");
+        return false;
+    }
+    let mut next = enforce::next_state(&history, &report.findings, &accounts);
+    if let Err(e) = state::save(&config.state_path, &next) {
+        metrics.state_ok.set(0);
+        tracing::error!(error = %e, "cannot record first-seen times; enforcement is skipped this run");
+        return false;
+    }
+    metrics.state_ok.set(1);
+
+    let plan = enforce::plan(&report.findings, now, config.enforcement.max_deactivations_per_run);
+    metrics.deactivations_held_back.reset();
+    for (account, n) in &plan.held_back {
+        metrics
+            .deactivations_held_back
+            .with_label_values(&[account])
+            .set(*n as i64);
+        tracing::warn!(account_id = %account, held_back = n, cap = config.enforcement.max_deactivations_per_run, "deactivation cap reached; the rest wait for the next run");
+    }
+    let ctx = enforce::Context {
+        policy: &config.policy,
+        history: &next,
+        now,
+        mode: config.enforcement.mode,
+        stop: &stop,
+    };
+    let outcomes = enforce::execute(&plan, &ctx, &iam).await;
+    let mut errors = 0;
+    let mut deactivated = Vec::new();
+    for o in &outcomes {
+        let c = &o.candidate;
+        if let Some(label) = o.kind.label() {
+            let rule = c.rules.first().map(|r| r.as_str()).unwrap_or("");
+            metrics
+                .deactivations
+                .with_label_values(&[&c.account_id, rule, label])
+                .inc();
+        }
+        match o.kind {
+            enforce::OutcomeKind::Error => errors += 1,
+            enforce::OutcomeKind::Success => deactivated.push((c.account_id.clone(), c.access_key_id.clone())),
+            _ => {}
+        }
+    }
+    if !deactivated.is_empty() {
+        // A deactivated key's findings no longer hold; forget them now rather than next run.
+        next = State::from_entries(
+            next.entries()
+                .filter(|e| !deactivated.contains(&(e.account_id.clone(), e.access_key_id.clone())))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        if let Err(e) = state::save(&config.state_path, &next) {
+            tracing::error!(error = %e, "cannot update the state file after deactivations");
+        }
+    }
+    complete && errors == 0
 }
 
-async fn add_job(
-    sched: &JobScheduler,
-    cron: &str,
-    ticks: mpsc::Sender<()>,
-) -> Result<Uuid, DaemonError> {
+fn log_audit(r: &crate::report::Report, accounts: usize, elapsed: f64) {
+    for e in &r.errors {
+        tracing::warn!(
+            account_id = %e.account_id,
+            user = e.user.as_deref().unwrap_or(""),
+            operation = %e.operation,
+            error = %e.message,
+            "read failed; nothing is decided for this user"
+        );
+    }
+    for f in r.findings.iter().filter(|f| !f.exempt) {
+        tracing::debug!(
+            account_id = %f.account_id,
+            user = %f.user,
+            access_key_id = %f.access_key_id,
+            rule = %f.rule,
+            action = f.action.as_str(),
+            "finding"
+        );
+    }
+    tracing::info!(
+        duration_seconds = elapsed,
+        accounts,
+        users = r.summary.users,
+        access_keys = r.summary.access_keys,
+        findings = r.findings.len(),
+        violations = r.summary.violations,
+        complete = r.complete,
+        "audit finished"
+    );
+}
+
+async fn add_job(sched: &JobScheduler, cron: &str, ticks: mpsc::Sender<()>) -> Result<Uuid, DaemonError> {
     let job = Job::new_async(cron, move |_, _| {
         let ticks = ticks.clone();
         Box::pin(async move {
@@ -199,8 +259,7 @@ impl Daemon {
     /// All or nothing: the new config is swapped in only once its listener is bound and its
     /// schedule is installed.
     async fn try_reload(&mut self) -> Result<(), String> {
-        let new = config::load(&self.opts.config_path, self.opts.config_required)
-            .map_err(|e| e.to_string())?;
+        let new = config::load(&self.opts.config_path, self.opts.config_required).map_err(|e| e.to_string())?;
         let new_listener = if Some(new.metrics_listen) != self.listener.as_ref().map(|l| l.addr) {
             Some(
                 listen(new.metrics_listen, &self.shared)
@@ -243,9 +302,10 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     metrics.config_reload_ts.set(unix_now());
     let shared = Arc::new(Shared::new(metrics));
     let config = Arc::new(config);
+    let stop = Arc::new(AtomicBool::new(false));
     if opts.once {
-        let complete = audit_and_publish(config, shared).await;
-        return Ok(if complete { 0 } else { 1 });
+        let ok = cycle(config, shared, stop).await;
+        return Ok(if ok { 0 } else { 1 });
     }
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
@@ -292,9 +352,9 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
                     tracing::warn!("the previous audit is still running; this scheduled run is skipped");
                     continue;
                 }
-                let (config, shared, running) = (Arc::clone(&d.config), Arc::clone(&d.shared), Arc::clone(&running));
+                let (config, shared, running, stop) = (Arc::clone(&d.config), Arc::clone(&d.shared), Arc::clone(&running), Arc::clone(&stop));
                 inflight = Some(tokio::spawn(async move {
-                    audit_and_publish(config, shared).await;
+                    cycle(config, shared, stop).await;
                     running.store(false, Ordering::Release);
                 }));
             }
@@ -306,13 +366,16 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     }
 
     tracing::info!("stopping");
+    stop.store(true, Ordering::Release);
     d.notifier.stopping();
     if let Err(e) = d.sched.shutdown().await {
         tracing::warn!(error = %e, "scheduler shutdown");
     }
     if let Some(mut h) = inflight {
         if !h.is_finished() && tokio::time::timeout(STOP_GRACE, &mut h).await.is_err() {
-            tracing::warn!("abandoning the audit in progress (read-only, nothing is lost)");
+            // Between awaits: at worst an UpdateAccessKey was sent and not yet read back, which
+            // the next run's fresh read sees; the state file is only ever replaced whole.
+            tracing::warn!("abandoning the run in progress");
             h.abort();
         }
     }

@@ -65,11 +65,7 @@ const LANDING: &str = "<!doctype html><html><head><title>keywarden</title></head
 <li><a href=\"/-/ready\">/-/ready</a></li><li><a href=\"/api/v1/report\">/api/v1/report</a></li>\
 </ul></body></html>\n";
 
-fn respond(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     if let Ok(v) = content_type.parse() {
@@ -80,10 +76,7 @@ fn respond(
 
 pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
-    let known = matches!(
-        path,
-        "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report"
-    );
+    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report");
     if !known {
         return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
     }
@@ -98,14 +91,8 @@ pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Byte
             shared.metrics.render(),
         ),
         "/-/healthy" => respond(StatusCode::OK, TEXT, "keywarden is healthy\n"),
-        "/-/ready" if shared.ready.is_ready() => {
-            respond(StatusCode::OK, TEXT, "keywarden is ready\n")
-        }
-        "/-/ready" => respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            TEXT,
-            "no audit has completed yet\n",
-        ),
+        "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
+        "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
             Some(json) => respond(StatusCode::OK, "application/json", json.as_bytes().to_vec()),
             None => respond(

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod daemon;
+pub mod enforce;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -59,8 +59,7 @@ enum Format {
 }
 
 fn parse_at(s: &str) -> Result<keywarden::model::Timestamp, String> {
-    timefmt::parse(s)
-        .map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
+    timefmt::parse(s).map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
 }
 
 fn main() -> ExitCode {
@@ -106,11 +105,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_audit(
-    cfg: &config::Config,
-    format: Format,
-    at: Option<keywarden::model::Timestamp>,
-) -> anyhow::Result<u8> {
+fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::Timestamp>) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,10 +141,7 @@ fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
         }
     };
     logging::init(&cfg, true);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keywarden: cannot start the async runtime: {e}");

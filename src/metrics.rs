@@ -10,8 +10,7 @@
 use std::sync::{Arc, RwLock};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::model::{AccountInventory, KeyStatus};
@@ -29,6 +28,8 @@ pub struct Metrics {
     pub deactivations: IntCounterVec,
     pub config_reload_ok: IntGauge,
     pub config_reload_ts: Gauge,
+    pub deactivations_held_back: IntGaugeVec,
+    pub state_ok: IntGauge,
     audit_page: RwLock<Arc<String>>,
 }
 
@@ -45,22 +46,14 @@ fn opts(name: &str, help: &str) -> Opts {
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let build_info = IntGaugeVec::new(
-            opts("keywarden_build_info", "keywarden build, value 1"),
-            &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let build_info = IntGaugeVec::new(opts("keywarden_build_info", "keywarden build, value 1"), &["version"])?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let m = Metrics {
             audit_last_success: Gauge::with_opts(opts(
                 "keywarden_audit_last_success_timestamp_seconds",
                 "Unix time the last complete audit finished",
             ))?,
-            audit_duration: Gauge::with_opts(opts(
-                "keywarden_audit_duration_seconds",
-                "Duration of the last audit",
-            ))?,
+            audit_duration: Gauge::with_opts(opts("keywarden_audit_duration_seconds", "Duration of the last audit"))?,
             audit_success: IntGauge::with_opts(opts(
                 "keywarden_audit_success",
                 "1 if the last audit read every account and user completely, else 0",
@@ -98,12 +91,22 @@ impl Metrics {
                 "keywarden_config_last_reload_success_timestamp_seconds",
                 "Unix time of the last successful configuration load",
             ))?,
+            deactivations_held_back: IntGaugeVec::new(
+                opts(
+                    "keywarden_deactivations_held_back",
+                    "Due deactivations left for a later run by enforcement.max_deactivations_per_run",
+                ),
+                &["account_id"],
+            )?,
+            state_ok: IntGauge::with_opts(opts(
+                "keywarden_state_ok",
+                "1 if the state file was read and written at the last run; 0 disables enforcement",
+            ))?,
             audit_page: RwLock::new(Arc::new(String::new())),
             registry,
         };
         m.registry.register(Box::new(build_info))?;
-        m.registry
-            .register(Box::new(m.audit_last_success.clone()))?;
+        m.registry.register(Box::new(m.audit_last_success.clone()))?;
         m.registry.register(Box::new(m.audit_duration.clone()))?;
         m.registry.register(Box::new(m.audit_success.clone()))?;
         m.registry.register(Box::new(m.audit_skipped.clone()))?;
@@ -112,16 +115,14 @@ impl Metrics {
         m.registry.register(Box::new(m.deactivations.clone()))?;
         m.registry.register(Box::new(m.config_reload_ok.clone()))?;
         m.registry.register(Box::new(m.config_reload_ts.clone()))?;
+        m.registry.register(Box::new(m.deactivations_held_back.clone()))?;
+        m.registry.register(Box::new(m.state_ok.clone()))?;
         Ok(m)
     }
 
     /// The whole `/metrics` page.
     pub fn render(&self) -> String {
-        let page = self
-            .audit_page
-            .read()
-            .map(|p| Arc::clone(&p))
-            .unwrap_or_default();
+        let page = self.audit_page.read().map(|p| Arc::clone(&p)).unwrap_or_default();
         let mut out = encode(&self.registry);
         out.push_str(&page);
         out
@@ -154,11 +155,7 @@ fn secs(t: crate::model::Timestamp) -> f64 {
     t.timestamp() as f64 + f64::from(t.timestamp_subsec_millis()) / 1000.0
 }
 
-fn audit_page(
-    accounts: &[AccountInventory],
-    report: &Report,
-    per_key: bool,
-) -> Result<String, prometheus::Error> {
+fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> Result<String, prometheus::Error> {
     let r = Registry::new();
     let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
         let g = GaugeVec::new(opts(name, help), labels)?;
@@ -166,11 +163,7 @@ fn audit_page(
         Ok(g)
     };
     let now = report.evaluated_at;
-    let users = gauge(
-        "keywarden_users",
-        "IAM users read in the last audit",
-        &["account_id"],
-    )?;
+    let users = gauge("keywarden_users", "IAM users read in the last audit", &["account_id"])?;
     let keys = gauge(
         "keywarden_access_keys",
         "Access keys by status",
@@ -245,8 +238,7 @@ fn audit_page(
             .with_label_values(&[id])
             .set(a.errors.iter().filter(|e| e.user.is_some()).count() as f64);
         if let Some(present) = a.root_access_keys_present {
-            root.with_label_values(&[id])
-                .set(if present { 1.0 } else { 0.0 });
+            root.with_label_values(&[id]).set(if present { 1.0 } else { 0.0 });
         }
         let (mut active_n, mut inactive_n, mut oldest_age) = (0usize, 0usize, 0f64);
         for u in &a.users {
@@ -262,27 +254,20 @@ fn audit_page(
                 }
                 if let Some((age_g, created_g, used_g, _)) = &key_series {
                     let status = k.status.as_str();
-                    age_g
-                        .with_label_values(&[id, &u.name, &k.id, status])
-                        .set(age);
+                    age_g.with_label_values(&[id, &u.name, &k.id, status]).set(age);
                     created_g
                         .with_label_values(&[id, &u.name, &k.id, status])
                         .set(secs(k.created));
                     if let Some(used) = k.last_used {
-                        used_g
-                            .with_label_values(&[id, &u.name, &k.id])
-                            .set(secs(used));
+                        used_g.with_label_values(&[id, &u.name, &k.id]).set(secs(used));
                     }
                 }
             }
             active_n += active;
-            user_active
-                .with_label_values(&[id, &u.name])
-                .set(active as f64);
+            user_active.with_label_values(&[id, &u.name]).set(active as f64);
         }
         keys.with_label_values(&[id, "Active"]).set(active_n as f64);
-        keys.with_label_values(&[id, "Inactive"])
-            .set(inactive_n as f64);
+        keys.with_label_values(&[id, "Inactive"]).set(inactive_n as f64);
         oldest.with_label_values(&[id]).set(oldest_age);
         for rule in Rule::ALL {
             violations.with_label_values(&[id, rule.as_str()]).set(0.0);

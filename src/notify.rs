@@ -85,10 +85,7 @@ impl Notifier {
 }
 
 fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime only writes the timespec we own.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     if rc != 0 {
@@ -108,9 +105,7 @@ mod tests {
         let path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&path);
         let server = UnixDatagram::bind(&path).unwrap();
-        server
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let n = Notifier {
             target: Some(Target::Path(path.clone())),
         };
@@ -118,9 +113,7 @@ mod tests {
         n.reloading();
         let mut buf = [0u8; 256];
         let len = server.recv(&mut buf).unwrap();
-        assert!(std::str::from_utf8(&buf[..len])
-            .unwrap()
-            .starts_with("READY=1"));
+        assert!(std::str::from_utf8(&buf[..len]).unwrap().starts_with("READY=1"));
         let len = server.recv(&mut buf).unwrap();
         let msg = std::str::from_utf8(&buf[..len]).unwrap();
         let usec: u64 = msg

@@ -52,23 +52,13 @@ pub struct AccountSummary {
 }
 
 impl Report {
-    pub fn build(
-        evaluated_at: Timestamp,
-        mode: Mode,
-        accounts: &[AccountInventory],
-        findings: Vec<Finding>,
-    ) -> Report {
+    pub fn build(evaluated_at: Timestamp, mode: Mode, accounts: &[AccountInventory], findings: Vec<Finding>) -> Report {
         let mut summary = Summary::default();
         let mut per_account = Vec::with_capacity(accounts.len());
         let mut errors = Vec::new();
         for a in accounts {
             let keys = a.users.iter().map(|u| u.keys.len()).sum();
-            let active = a
-                .users
-                .iter()
-                .flat_map(|u| &u.keys)
-                .filter(|k| k.is_active())
-                .count();
+            let active = a.users.iter().flat_map(|u| &u.keys).filter(|k| k.is_active()).count();
             summary.users += a.users.len();
             summary.access_keys += keys;
             summary.active_access_keys += active;
@@ -83,15 +73,9 @@ impl Report {
             });
             errors.extend(a.errors.iter().cloned());
         }
-        summary.root_access_keys_present = if accounts
-            .iter()
-            .any(|a| a.root_access_keys_present == Some(true))
-        {
+        summary.root_access_keys_present = if accounts.iter().any(|a| a.root_access_keys_present == Some(true)) {
             Some(true)
-        } else if accounts
-            .iter()
-            .all(|a| a.root_access_keys_present == Some(false))
-        {
+        } else if accounts.iter().all(|a| a.root_access_keys_present == Some(false)) {
             Some(false)
         } else {
             None
@@ -162,16 +146,12 @@ impl Report {
                 }
                 let age = short_age(now, f.created);
                 // Time since last use; "never" for a key never used.
-                let used = f
-                    .last_used
-                    .map_or("never".to_string(), |t| short_age(now, t));
+                let used = f.last_used.map_or("never".to_string(), |t| short_age(now, t));
                 let action = match (f.exempt, f.action, f.deactivate_after) {
                     (true, _, _) => {
                         format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or(""))
                     }
-                    (false, Action::Deactivate, Some(d)) if d <= now => {
-                        "deactivate now".to_string()
-                    }
+                    (false, Action::Deactivate, Some(d)) if d <= now => "deactivate now".to_string(),
                     (false, Action::Deactivate, Some(d)) => {
                         format!("deactivate {}", d.format("%Y-%m-%d"))
                     }
@@ -190,12 +170,7 @@ impl Report {
         }
         out.push('\n');
         let s = &self.summary;
-        let _ = writeln!(
-            out,
-            "Evaluated at {} ({})",
-            crate::timefmt::format(&now),
-            self.mode
-        );
+        let _ = writeln!(out, "Evaluated at {} ({})", crate::timefmt::format(&now), self.mode);
         let _ = writeln!(
             out,
             "Users {}, access keys {} ({} active), accounts {}",
@@ -206,13 +181,7 @@ impl Report {
         );
         let by_rule: Vec<String> = Rule::ALL
             .iter()
-            .map(|r| {
-                format!(
-                    "{} {}",
-                    r,
-                    s.violations_by_rule.get(r).copied().unwrap_or(0)
-                )
-            })
+            .map(|r| format!("{} {}", r, s.violations_by_rule.get(r).copied().unwrap_or(0)))
             .collect();
         let _ = writeln!(out, "Violations {}: {}", s.violations, by_rule.join(", "));
         let _ = writeln!(
@@ -234,11 +203,7 @@ impl Report {
             );
             for e in &self.errors {
                 let who = e.user.as_deref().unwrap_or("(account)");
-                let _ = writeln!(
-                    out,
-                    "  {} {} {}: {}",
-                    e.account_id, who, e.operation, e.message
-                );
+                let _ = writeln!(out, "  {} {} {}: {}", e.account_id, who, e.operation, e.message);
             }
         }
         out
@@ -284,8 +249,7 @@ mod tests {
             created: t0() - TimeDelta::days(120),
             last_used: None,
             exempt,
-            exemption_reason: exempt
-                .then(|| "a very long reason that will not fit in the column".into()),
+            exemption_reason: exempt.then(|| "a very long reason that will not fit in the column".into()),
             action,
             first_seen: t0(),
             deactivate_after: (action == Action::Deactivate).then(|| t0() + TimeDelta::days(7)),
@@ -295,11 +259,7 @@ mod tests {
     fn account() -> AccountInventory {
         let key = |id: &str, active| AccessKey {
             id: id.into(),
-            status: if active {
-                KeyStatus::Active
-            } else {
-                KeyStatus::Inactive
-            },
+            status: if active { KeyStatus::Active } else { KeyStatus::Inactive },
             created: t0(),
             last_used: None,
         };
@@ -309,10 +269,7 @@ mod tests {
                 name: "alice".into(),
                 path: "/".into(),
                 tags: vec![],
-                keys: vec![
-                    key("AKIAAAAAAAAAAAAAAAA1", true),
-                    key("AKIAAAAAAAAAAAAAAAA2", false),
-                ],
+                keys: vec![key("AKIAAAAAAAAAAAAAAAA1", true), key("AKIAAAAAAAAAAAAAAAA2", false)],
             }],
             root_access_keys_present: Some(false),
             errors: vec![],
@@ -322,13 +279,7 @@ mod tests {
     #[test]
     fn summary_counts_and_exit_codes() {
         let findings = vec![
-            finding(
-                "alice",
-                "AKIAAAAAAAAAAAAAAAA1",
-                Rule::MaxKeyAge,
-                false,
-                Action::Report,
-            ),
+            finding("alice", "AKIAAAAAAAAAAAAAAAA1", Rule::MaxKeyAge, false, Action::Report),
             finding(
                 "alice",
                 "AKIAAAAAAAAAAAAAAAA1",
@@ -343,13 +294,7 @@ mod tests {
                 false,
                 Action::Deactivate,
             ),
-            finding(
-                "carol",
-                "AKIAAAAAAAAAAAAAAAA4",
-                Rule::UnusedKey,
-                true,
-                Action::Report,
-            ),
+            finding("carol", "AKIAAAAAAAAAAAAAAAA4", Rule::UnusedKey, true, Action::Report),
         ];
         let r = Report::build(t0(), Mode::DryRun, &[account()], findings);
         assert_eq!(r.summary.users, 1);
@@ -373,10 +318,7 @@ mod tests {
             message: "Throttling: Rate exceeded".into(),
         });
         let r = Report::build(t0(), Mode::DryRun, &[broken], vec![]);
-        assert_eq!(
-            (r.complete, r.exit_code(), r.summary.unreadable_users),
-            (false, 1, 1)
-        );
+        assert_eq!((r.complete, r.exit_code(), r.summary.unreadable_users), (false, 1, 1));
         assert!(r.to_table().contains("INCOMPLETE"));
     }
 
@@ -390,20 +332,8 @@ mod tests {
                 false,
                 Action::Deactivate,
             ),
-            finding(
-                "alice",
-                "AKIAAAAAAAAAAAAAAAA1",
-                Rule::MaxKeyAge,
-                false,
-                Action::Report,
-            ),
-            finding(
-                "carol",
-                "AKIAAAAAAAAAAAAAAAA4",
-                Rule::UnusedKey,
-                true,
-                Action::Report,
-            ),
+            finding("alice", "AKIAAAAAAAAAAAAAAAA1", Rule::MaxKeyAge, false, Action::Report),
+            finding("carol", "AKIAAAAAAAAAAAAAAAA4", Rule::UnusedKey, true, Action::Report),
         ];
         let table = Report::build(t0(), Mode::DryRun, &[account()], findings).to_table();
         for line in table.lines() {
@@ -413,11 +343,7 @@ mod tests {
                 line.chars().count()
             );
         }
-        assert_eq!(
-            table.lines().filter(|l| *l == "alice").count(),
-            1,
-            "{table}"
-        );
+        assert_eq!(table.lines().filter(|l| *l == "alice").count(), 1, "{table}");
         assert!(table.contains("deactivate 2026-12-08"), "{table}");
         assert!(table.contains("exempt: a very long"), "{table}");
     }
@@ -431,10 +357,8 @@ mod tests {
             false,
             Action::Deactivate,
         )];
-        let v: serde_json::Value = serde_json::from_str(
-            &Report::build(t0(), Mode::DryRun, &[account()], findings).to_json(),
-        )
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&Report::build(t0(), Mode::DryRun, &[account()], findings).to_json()).unwrap();
         assert_eq!(v["evaluated_at"], "2026-12-01T00:00:00Z");
         for k in [
             "users",

@@ -142,7 +142,7 @@ impl Policy {
 }
 
 /// Where a finding was first seen, if known (the state file).
-pub trait FirstSeen {
+pub trait FirstSeen: Sync {
     fn first_seen(&self, account_id: &str, access_key_id: &str, rule: Rule) -> Option<Timestamp>;
 }
 
@@ -196,11 +196,7 @@ fn age_rules_broken(key: &AccessKey, rules: &Rules, now: Timestamp) -> Vec<Rule>
 /// breaks no enabled age or unused rule, then the most recent last use (never used ranks
 /// below any use), then the newest creation. The key id breaks remaining ties so the choice
 /// is deterministic.
-pub fn kept_key<'a>(
-    active: &[&'a AccessKey],
-    rules: &Rules,
-    now: Timestamp,
-) -> Option<&'a AccessKey> {
+pub fn kept_key<'a>(active: &[&'a AccessKey], rules: &Rules, now: Timestamp) -> Option<&'a AccessKey> {
     active.iter().copied().min_by(|a, b| {
         let a_bad = !age_rules_broken(a, rules, now).is_empty();
         let b_bad = !age_rules_broken(b, rules, now).is_empty();
@@ -215,12 +211,7 @@ pub fn kept_key<'a>(
 
 /// Evaluates one account. Findings come grouped by user (in inventory order), then by key,
 /// then in rule order.
-pub fn evaluate(
-    inv: &AccountInventory,
-    policy: &Policy,
-    history: &dyn FirstSeen,
-    now: Timestamp,
-) -> Vec<Finding> {
+pub fn evaluate(inv: &AccountInventory, policy: &Policy, history: &dyn FirstSeen, now: Timestamp) -> Vec<Finding> {
     let mut findings = Vec::new();
     for user in &inv.users {
         evaluate_user(&inv.account_id, user, policy, history, now, &mut findings);
@@ -264,10 +255,7 @@ fn finding(
     history: &dyn FirstSeen,
     now: Timestamp,
 ) -> Finding {
-    let exemption = policy
-        .exemptions
-        .iter()
-        .find(|e| e.applies(user, key, rule, now));
+    let exemption = policy.exemptions.iter().find(|e| e.applies(user, key, rule, now));
     let first_seen = history.first_seen(account_id, &key.id, rule).unwrap_or(now);
     let action = match exemption {
         Some(_) => Action::Report,
@@ -304,11 +292,7 @@ mod tests {
     fn key(id: &str, active: bool, created_days_ago: i64, used_days_ago: Option<i64>) -> AccessKey {
         AccessKey {
             id: id.to_string(),
-            status: if active {
-                KeyStatus::Active
-            } else {
-                KeyStatus::Inactive
-            },
+            status: if active { KeyStatus::Active } else { KeyStatus::Inactive },
             created: t0() - days(created_days_ago),
             last_used: used_days_ago.map(|d| t0() - days(d)),
         }
@@ -378,20 +362,13 @@ mod tests {
 
     #[test]
     fn compliant_user_has_no_findings() {
-        assert!(eval(
-            vec![user("a", vec![key("K1", true, 10, Some(1))])],
-            &policy()
-        )
-        .is_empty());
+        assert!(eval(vec![user("a", vec![key("K1", true, 10, Some(1))])], &policy()).is_empty());
         assert!(eval(vec![user("none", vec![])], &policy()).is_empty());
     }
 
     #[test]
     fn inactive_keys_are_never_findings() {
-        let u = user(
-            "a",
-            vec![key("OLD", false, 400, None), key("K1", true, 10, Some(1))],
-        );
+        let u = user("a", vec![key("OLD", false, 400, None), key("K1", true, 10, Some(1))]);
         assert!(eval(vec![u], &policy()).is_empty());
     }
 
@@ -443,10 +420,7 @@ mod tests {
         p.rules.max_key_age.enabled = false;
         p.rules.unused_key.enabled = false;
         p.rules.multiple_active_keys.enabled = false;
-        let u = user(
-            "a",
-            vec![key("K1", true, 100, None), key("K2", true, 100, None)],
-        );
+        let u = user("a", vec![key("K1", true, 100, None), key("K2", true, 100, None)]);
         assert!(eval(vec![u], &p).is_empty());
     }
 
@@ -454,10 +428,7 @@ mod tests {
     fn kept_key_prefers_most_recent_use() {
         let u = user(
             "a",
-            vec![
-                key("USED_OLD", true, 10, Some(5)),
-                key("USED_NEW", true, 20, Some(1)),
-            ],
+            vec![key("USED_OLD", true, 10, Some(5)), key("USED_NEW", true, 20, Some(1))],
         );
         assert_eq!(
             eval(vec![u], &policy()),
@@ -467,64 +438,34 @@ mod tests {
 
     #[test]
     fn kept_key_never_used_ranks_below_used() {
-        let u = user(
-            "a",
-            vec![key("NEVER", true, 1, None), key("USED", true, 20, Some(10))],
-        );
-        assert_eq!(
-            eval(vec![u], &policy()),
-            vec![pair("NEVER", Rule::MultipleActiveKeys)]
-        );
+        let u = user("a", vec![key("NEVER", true, 1, None), key("USED", true, 20, Some(10))]);
+        assert_eq!(eval(vec![u], &policy()), vec![pair("NEVER", Rule::MultipleActiveKeys)]);
     }
 
     #[test]
     fn kept_key_prefers_compliant_over_recent_use() {
         // OLD was used today but is past max_key_age; NEW is compliant though used earlier.
-        let u = user(
-            "a",
-            vec![
-                key("OLD", true, 100, Some(0)),
-                key("NEW", true, 10, Some(3)),
-            ],
-        );
+        let u = user("a", vec![key("OLD", true, 100, Some(0)), key("NEW", true, 10, Some(3))]);
         assert_eq!(
             eval(vec![u], &policy()),
-            vec![
-                pair("OLD", Rule::MultipleActiveKeys),
-                pair("OLD", Rule::MaxKeyAge)
-            ]
+            vec![pair("OLD", Rule::MultipleActiveKeys), pair("OLD", Rule::MaxKeyAge)]
         );
     }
 
     #[test]
     fn kept_key_tie_on_use_goes_to_newest_creation() {
-        let u = user(
-            "a",
-            vec![key("NEWER", true, 5, None), key("OLDER", true, 10, None)],
-        );
-        assert_eq!(
-            eval(vec![u], &policy()),
-            vec![pair("OLDER", Rule::MultipleActiveKeys)]
-        );
+        let u = user("a", vec![key("NEWER", true, 5, None), key("OLDER", true, 10, None)]);
+        assert_eq!(eval(vec![u], &policy()), vec![pair("OLDER", Rule::MultipleActiveKeys)]);
         let u = user(
             "b",
-            vec![
-                key("OLDER", true, 10, Some(2)),
-                key("NEWER", true, 5, Some(2)),
-            ],
+            vec![key("OLDER", true, 10, Some(2)), key("NEWER", true, 5, Some(2))],
         );
-        assert_eq!(
-            eval(vec![u], &policy()),
-            vec![pair("OLDER", Rule::MultipleActiveKeys)]
-        );
+        assert_eq!(eval(vec![u], &policy()), vec![pair("OLDER", Rule::MultipleActiveKeys)]);
     }
 
     #[test]
     fn one_active_one_inactive_is_not_multiple() {
-        let u = user(
-            "a",
-            vec![key("K1", true, 10, Some(1)), key("K2", false, 10, Some(1))],
-        );
+        let u = user("a", vec![key("K1", true, 10, Some(1)), key("K2", false, 10, Some(1))]);
         assert!(eval(vec![u], &policy()).is_empty());
     }
 
@@ -686,10 +627,7 @@ mod tests {
         let users = || {
             vec![
                 user("a", vec![key("K1", true, 1, Some(0))]),
-                user(
-                    "b",
-                    vec![key("K2", true, 30, Some(0)), key("K3", false, 30, None)],
-                ),
+                user("b", vec![key("K2", true, 30, Some(0)), key("K3", false, 30, None)]),
             ]
         };
         let p = policy();

@@ -19,22 +19,13 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state file {}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("state file {}: not valid keywarden state: {source}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Corrupt { path: PathBuf, source: serde_json::Error },
     #[error("state file {}: schema version {found} is not supported (this keywarden reads {SCHEMA_VERSION})", path.display())]
     Version { path: PathBuf, found: u32 },
     #[error("state file {}: cannot write: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,9 +121,7 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         source,
     };
     let mut findings: Vec<Entry> = state.entries.values().cloned().collect();
-    findings.sort_by(|a, b| {
-        (&a.account_id, &a.access_key_id, a.rule).cmp(&(&b.account_id, &b.access_key_id, b.rule))
-    });
+    findings.sort_by(|a, b| (&a.account_id, &a.access_key_id, a.rule).cmp(&(&b.account_id, &b.access_key_id, b.rule)));
     let body = serde_json::to_vec_pretty(&File {
         schema_version: SCHEMA_VERSION,
         findings,
@@ -207,10 +196,7 @@ mod tests {
         assert!(matches!(e, StateError::Corrupt { .. }));
         assert!(e.to_string().contains("bad.json"), "{e}");
         std::fs::write(&p, b"{\"schema_version\": 9, \"findings\": []}").unwrap();
-        assert!(matches!(
-            load(&p).unwrap_err(),
-            StateError::Version { found: 9, .. }
-        ));
+        assert!(matches!(load(&p).unwrap_err(), StateError::Version { found: 9, .. }));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -7,9 +7,7 @@ use serde_json::Value;
 
 fn ts(v: &Value) -> i64 {
     let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
-    chrono::DateTime::parse_from_rfc3339(s)
-        .expect("RFC 3339")
-        .timestamp()
+    chrono::DateTime::parse_from_rfc3339(s).expect("RFC 3339").timestamp()
 }
 
 /// (user, key, rule) -> finding
@@ -105,10 +103,7 @@ async fn report_fields_for_every_kind_of_user() {
     assert_eq!(report["accounts"][0]["account_id"], ACCOUNT);
 
     let f = by_key(&report);
-    let keys: Vec<_> = f
-        .keys()
-        .map(|(u, k, r)| (u.as_str(), k.as_str(), r.as_str()))
-        .collect();
+    let keys: Vec<_> = f.keys().map(|(u, k, r)| (u.as_str(), k.as_str(), r.as_str())).collect();
     assert_eq!(
         keys,
         {
@@ -130,11 +125,7 @@ async fn report_fields_for_every_kind_of_user() {
         assert_eq!(finding["account_id"], ACCOUNT);
     }
     // The older, never-used key of two is the one to go; the recently used one is kept.
-    let multi = &f[&(
-        "two-active".into(),
-        two_a.id.clone(),
-        "multiple_active_keys".into(),
-    )];
+    let multi = &f[&("two-active".into(), two_a.id.clone(), "multiple_active_keys".into())];
     assert_eq!(ts(&multi["created"]), two_a.created);
     assert!(multi["last_used"].is_null());
     assert_eq!(multi["exempt"], false);
@@ -145,10 +136,7 @@ async fn report_fields_for_every_kind_of_user() {
     let age = &f[&("old-used".into(), old_used.id.clone(), "max_key_age".into())];
     assert_eq!(age["action"], "report");
     assert!(age["deactivate_after"].is_null());
-    assert!(
-        (ts(&age["last_used"]) - evaluated).abs() < 120,
-        "used just now: {age}"
-    );
+    assert!((ts(&age["last_used"]) - evaluated).abs() < 120, "used just now: {age}");
     assert!((evaluated - ts(&age["created"]) - 100 * 86_400).abs() < 120);
 
     for rule in ["max_key_age", "unused_key"] {
@@ -168,11 +156,7 @@ async fn report_fields_for_every_kind_of_user() {
     assert_eq!(s["planned_deactivations"], 1);
 
     // The table shows the same findings for people.
-    let out = run(&mut keywarden(&[
-        "audit",
-        "--config",
-        config.to_str().unwrap(),
-    ]));
+    let out = run(&mut keywarden(&["audit", "--config", config.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(3));
     let table = String::from_utf8_lossy(&out.stdout);
     for line in table.lines() {
@@ -252,10 +236,7 @@ async fn at_a_hundred_days_ahead_every_active_key_is_too_old() {
         "inactive keys are never findings"
     );
     // Used "today", so 100 days idle by then too; deadlines count from the evaluation instant.
-    let unused = f
-        .values()
-        .find(|v| v["rule"] == "unused_key")
-        .expect("unused finding");
+    let unused = f.values().find(|v| v["rule"] == "unused_key").expect("unused finding");
     assert_eq!(ts(&unused["deactivate_after"]), at.timestamp() + 7 * 86_400);
 }
 
@@ -281,10 +262,7 @@ async fn first_seen_comes_from_the_state_file() {
     let before = std::fs::read(dir.0.join("state.json")).unwrap();
     let (code, report, _) = audit_json(&config, &[]);
     assert_eq!(code, 3);
-    assert_eq!(
-        report["findings"][0]["deactivate_after"],
-        "2026-01-08T00:00:00Z"
-    );
+    assert_eq!(report["findings"][0]["deactivate_after"], "2026-01-08T00:00:00Z");
     assert_eq!(
         std::fs::read(dir.0.join("state.json")).unwrap(),
         before,
@@ -292,11 +270,7 @@ async fn first_seen_comes_from_the_state_file() {
     );
 
     dir.write("state.json", "{ not json");
-    let out = run(&mut keywarden(&[
-        "audit",
-        "--config",
-        config.to_str().unwrap(),
-    ]));
+    let out = run(&mut keywarden(&["audit", "--config", config.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("state.json"), "names the file: {err}");
@@ -323,10 +297,7 @@ async fn unreadable_users_fail_closed() {
     assert_eq!(errors[0]["user"], "bob");
     assert_eq!(errors[0]["operation"], "ListAccessKeys");
     assert!(
-        errors[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("AccessDenied"),
+        errors[0]["message"].as_str().unwrap().contains("AccessDenied"),
         "{}",
         errors[0]
     );

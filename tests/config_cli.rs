@@ -21,31 +21,19 @@ fn the_shipped_example_is_valid() {
         "check-config",
         repo().join("config/keywarden.toml").to_str().unwrap(),
     ]));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("configuration is valid"));
-    assert!(
-        stdout.contains("max_deactivations_per_run = 25"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("max_deactivations_per_run = 25"), "{stdout}");
     assert!(stdout.contains("mode = \"dry-run\""), "{stdout}");
 }
 
 #[test]
 fn wrong_type_names_the_key_and_line() {
-    let (code, _, err) =
-        check("[enforcement]\nmode = \"enforce\"\nmax_deactivations_per_run = \"lots\"\n");
+    let (code, _, err) = check("[enforcement]\nmode = \"enforce\"\nmax_deactivations_per_run = \"lots\"\n");
     assert_eq!(code, 2);
     assert!(err.contains("k.toml:3"), "{err}");
-    assert!(
-        err.contains("enforcement.max_deactivations_per_run"),
-        "{err}"
-    );
+    assert!(err.contains("enforcement.max_deactivations_per_run"), "{err}");
 }
 
 #[test]
@@ -63,10 +51,7 @@ fn unknown_key_names_the_key() {
 fn bad_duration_names_the_key() {
     let (code, _, err) = check("[rules.unused_key]\nmax_unused = \"45 dayz\"\n");
     assert_eq!(code, 2);
-    assert!(
-        err.contains("k.toml:2: key `rules.unused_key.max_unused`"),
-        "{err}"
-    );
+    assert!(err.contains("k.toml:2: key `rules.unused_key.max_unused`"), "{err}");
     let (code, _, err) = check("[enforcement]\ngrace_period = \"soon\"\n");
     assert_eq!(code, 2);
     assert!(err.contains("enforcement.grace_period"), "{err}");
@@ -88,11 +73,7 @@ fn bad_exemptions_are_rejected() {
         "[[exemptions]]\nuser = \"a\"\nreason = \"r\"\n[[exemptions]]\nreason = \"r\"\nuser_tag = \"novalue\"\nexpires = \"next year\"\nrules = [\"max_age\"]\n",
     );
     assert_eq!(code, 2);
-    for k in [
-        "exemptions.1.user_tag",
-        "exemptions.1.expires",
-        "exemptions.1.rules",
-    ] {
+    for k in ["exemptions.1.user_tag", "exemptions.1.expires", "exemptions.1.rules"] {
         assert!(err.contains(k), "{k}: {err}");
     }
     let (code, _, err) = check("[[exemptions]]\nreason = \"no matcher\"\n");
@@ -104,44 +85,28 @@ fn bad_exemptions_are_rejected() {
 fn environment_overrides_the_file_and_is_named_in_errors() {
     let dir = TempDir::new("env");
     let path = dir.write("k.toml", "[enforcement]\nmode = \"dry-run\"\n");
-    let out = run(keywarden(&["check-config", path.to_str().unwrap()])
-        .env("KEYWARDEN_ENFORCEMENT__MODE", "enforce"));
+    let out = run(keywarden(&["check-config", path.to_str().unwrap()]).env("KEYWARDEN_ENFORCEMENT__MODE", "enforce"));
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("mode = \"enforce\""));
 
-    let out = run(keywarden(&["check-config", path.to_str().unwrap()])
-        .env("KEYWARDEN_ENFORCEMENT__MODE", "yolo"));
+    let out = run(keywarden(&["check-config", path.to_str().unwrap()]).env("KEYWARDEN_ENFORCEMENT__MODE", "yolo"));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("KEYWARDEN_ENFORCEMENT__MODE"), "{err}");
 
     // KEYWARDEN_CONFIG picks the file and is not itself a key.
     let out = run(keywarden(&["check-config"]).env("KEYWARDEN_CONFIG", &path));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn missing_explicit_file_and_bad_usage_exit_2() {
-    let out = run(&mut keywarden(&[
-        "check-config",
-        "/nonexistent/keywarden.toml",
-    ]));
+    let out = run(&mut keywarden(&["check-config", "/nonexistent/keywarden.toml"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/keywarden.toml"));
     let out = run(&mut keywarden(&["audit", "--format", "yaml"]));
     assert_eq!(out.status.code(), Some(2));
-    let out = run(&mut keywarden(&[
-        "audit",
-        "--config",
-        "/dev/null",
-        "--at",
-        "tomorrow",
-    ]));
+    let out = run(&mut keywarden(&["audit", "--config", "/dev/null", "--at", "tomorrow"]));
     assert_eq!(out.status.code(), Some(2));
     let out = run(&mut keywarden(&["--version"]));
     assert_eq!(out.status.code(), Some(0));

@@ -10,14 +10,7 @@ use common::*;
 
 const YEARLY: &str = "0 0 0 1 1 *";
 
-fn daemon_config(
-    dir: &TempDir,
-    moto: &Moto,
-    port: u16,
-    cron: &str,
-    max_age: &str,
-    extra: &str,
-) -> std::path::PathBuf {
+fn daemon_config(dir: &TempDir, moto: &Moto, port: u16, cron: &str, max_age: &str, extra: &str) -> std::path::PathBuf {
     moto_config(
         dir,
         moto,
@@ -62,34 +55,18 @@ async fn metrics_reload_and_clean_stop() {
         .await;
     let acct = ("account_id", ACCOUNT);
     assert_eq!(
-        metric(
-            &page,
-            "keywarden_user_active_access_keys",
-            &[acct, ("user", "two")]
-        ),
+        metric(&page, "keywarden_user_active_access_keys", &[acct, ("user", "two")]),
         Some(2.0)
     );
     assert_eq!(
-        metric(
-            &page,
-            "keywarden_user_active_access_keys",
-            &[acct, ("user", "one")]
-        ),
+        metric(&page, "keywarden_user_active_access_keys", &[acct, ("user", "one")]),
         Some(1.0)
     );
     assert_eq!(
-        metric(
-            &page,
-            "keywarden_user_active_access_keys",
-            &[acct, ("user", "none")]
-        ),
+        metric(&page, "keywarden_user_active_access_keys", &[acct, ("user", "none")]),
         Some(0.0)
     );
-    for (rule, n) in [
-        ("multiple_active_keys", 1.0),
-        ("max_key_age", 1.0),
-        ("unused_key", 1.0),
-    ] {
+    for (rule, n) in [("multiple_active_keys", 1.0), ("max_key_age", 1.0), ("unused_key", 1.0)] {
         assert_eq!(
             metric(&page, "keywarden_violations", &[acct, ("rule", rule)]),
             Some(n),
@@ -123,16 +100,9 @@ async fn metrics_reload_and_clean_stop() {
     .expect("deadline of the idle key");
     let now = chrono::Utc::now().timestamp() as f64;
     assert!((deadline - (now + 7.0 * 86_400.0)).abs() < 300.0);
+    assert_eq!(metric(&page, "keywarden_root_access_keys_present", &[acct]), Some(0.0));
     assert_eq!(
-        metric(&page, "keywarden_root_access_keys_present", &[acct]),
-        Some(0.0)
-    );
-    assert_eq!(
-        metric(
-            &page,
-            "keywarden_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))]
-        ),
+        metric(&page, "keywarden_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
         Some(1.0)
     );
     assert!(
@@ -158,25 +128,21 @@ async fn metrics_reload_and_clean_stop() {
     assert_eq!(report["summary"]["violations"], 3);
     assert_eq!(report["findings"].as_array().unwrap().len(), 3);
 
-    // Valid reload: a longer max_age and a schedule of every second; values change.
-    let config2 = daemon_config(&dir, &moto, port, "* * * * * *", "200d", "");
+    // Valid reload: a longer max_age, a schedule of every second and a new listen address;
+    // values change and the listener moves.
+    let port2 = free_port();
+    let config2 = daemon_config(&dir, &moto, port2, "* * * * * *", "200d", "");
     assert_eq!(config, config2);
     d.signal(libc::SIGHUP);
+    d.port = port2;
     let page = d
         .wait_metrics(30, "the new threshold", |m| {
             metric(m, "keywarden_violations", &[acct, ("rule", "max_key_age")]) == Some(0.0)
         })
         .await;
+    assert_eq!(metric(&page, "keywarden_config_last_reload_successful", &[]), Some(1.0));
     assert_eq!(
-        metric(&page, "keywarden_config_last_reload_successful", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(
-            &page,
-            "keywarden_violations",
-            &[acct, ("rule", "unused_key")]
-        ),
+        metric(&page, "keywarden_violations", &[acct, ("rule", "unused_key")]),
         Some(1.0)
     );
 
@@ -189,17 +155,16 @@ async fn metrics_reload_and_clean_stop() {
         .await
         .unwrap();
     d.wait_metrics(30, "the deleted key's series to go", |m| {
-        metric(
-            m,
-            "keywarden_access_key_age_seconds",
-            &[("access_key_id", &old.id)],
-        )
-        .is_none()
+        metric(m, "keywarden_access_key_age_seconds", &[("access_key_id", &old.id)]).is_none()
     })
     .await;
 
     // Invalid reload: keeps running on the old config, gauge 0, old values still served.
-    std::fs::write(&config, "[rules.max_key_age]\nmax_age = \"forever\"\n").unwrap();
+    std::fs::write(
+        &config,
+        format!("[metrics]\nlisten = \"127.0.0.1:{port2}\"\n[rules.max_key_age]\nmax_age = \"forever\"\n"),
+    )
+    .unwrap();
     d.signal(libc::SIGHUP);
     let page = d
         .wait_metrics(30, "the failed reload", |m| {
@@ -207,19 +172,11 @@ async fn metrics_reload_and_clean_stop() {
         })
         .await;
     assert_eq!(
-        metric(
-            &page,
-            "keywarden_user_active_access_keys",
-            &[acct, ("user", "two")]
-        ),
+        metric(&page, "keywarden_user_active_access_keys", &[acct, ("user", "two")]),
         Some(2.0)
     );
     assert_eq!(
-        metric(
-            &page,
-            "keywarden_violations",
-            &[acct, ("rule", "max_key_age")]
-        ),
+        metric(&page, "keywarden_violations", &[acct, ("rule", "max_key_age")]),
         Some(0.0)
     );
     assert!(
@@ -229,11 +186,9 @@ async fn metrics_reload_and_clean_stop() {
     );
     assert!(d.child.try_wait().unwrap().is_none(), "still running");
     // Audits go on every second on the old config.
-    let runs =
-        |m: &str| metric(m, "keywarden_audit_runs_total", &[("outcome", "success")]).unwrap_or(0.0);
+    let runs = |m: &str| metric(m, "keywarden_audit_runs_total", &[("outcome", "success")]).unwrap_or(0.0);
     let before = runs(&page);
-    d.wait_metrics(30, "audits to continue", |m| runs(m) > before)
-        .await;
+    d.wait_metrics(30, "audits to continue", |m| runs(m) > before).await;
 
     d.signal(libc::SIGTERM);
     let (code, took) = d.wait_exit(10);
@@ -260,11 +215,7 @@ async fn a_tick_during_a_running_audit_is_skipped_and_counted() {
         })
         .await;
     assert_eq!(
-        metric(
-            &page,
-            "keywarden_audit_runs_total",
-            &[("outcome", "failed")]
-        ),
+        metric(&page, "keywarden_audit_runs_total", &[("outcome", "failed")]),
         None
     );
     // SIGTERM during a slow audit: abandoned safely, exit 0 within 10 s.
@@ -303,15 +254,7 @@ async fn aws_unreachable_keeps_serving_with_audit_success_0() {
         Some(200),
         "ready: the first audit completed (and failed)"
     );
-    assert!(
-        metric(
-            &page,
-            "keywarden_iam_requests_total",
-            &[("outcome", "transport_error")]
-        )
-        .unwrap_or(0.0)
-            >= 1.0
-    );
+    assert!(metric(&page, "keywarden_iam_requests_total", &[("outcome", "transport_error")]).unwrap_or(0.0) >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -320,13 +263,11 @@ async fn sd_notify_messages_over_a_real_socket() {
     let dir = TempDir::new("notify");
     let sock_path = dir.0.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let port = free_port();
     let config = daemon_config(&dir, &moto, port, YEARLY, "90d", "");
     let mut cmd = keywarden(&["run", "--config", config.to_str().unwrap()]);
-    cmd.env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000");
+    cmd.env("NOTIFY_SOCKET", &sock_path).env("WATCHDOG_USEC", "400000");
     let mut d = DaemonProcess::spawn(cmd, port, dir.0.join("log"));
 
     let recv = || {
@@ -356,10 +297,7 @@ async fn sd_notify_messages_over_a_real_socket() {
         }
         assert!(msgs.len() < 10, "{msgs:?}");
     }
-    let reloading = msgs
-        .iter()
-        .find(|m| m.starts_with("RELOADING=1"))
-        .expect("RELOADING=1");
+    let reloading = msgs.iter().find(|m| m.starts_with("RELOADING=1")).expect("RELOADING=1");
     let usec: u64 = reloading
         .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
         .and_then(|v| v.parse().ok())
@@ -380,9 +318,7 @@ async fn sd_notify_messages_over_a_real_socket() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn promtool_accepts_the_metrics_page() {
-    let promtool = std::process::Command::new("promtool")
-        .arg("--version")
-        .output();
+    let promtool = std::process::Command::new("promtool").arg("--version").output();
     if promtool.is_err() {
         assert!(
             std::env::var("CI").is_err(),
@@ -414,21 +350,13 @@ async fn promtool_accepts_the_metrics_page() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{said}"
-    );
+    assert!(out.status.success(), "promtool check metrics failed:\n{said}");
     assert!(said.trim().is_empty(), "promtool warnings:\n{said}");
 }

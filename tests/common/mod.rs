@@ -46,9 +46,7 @@ impl Moto {
             .expect("cannot start the moto launcher");
         let stdout = child.stdout.take().expect("launcher stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read launcher port");
+        BufReader::new(stdout).read_line(&mut line).expect("read launcher port");
         let port = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse().ok())
@@ -258,8 +256,7 @@ pub fn audit_json(config: &Path, extra_args: &[&str]) -> (i32, serde_json::Value
     let out = run(&mut keywarden(&args));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let json = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
     (out.status.code().unwrap_or(-1), json, stderr)
 }
 
@@ -275,8 +272,7 @@ pub fn free_port() -> u16 {
 pub async fn http_get(url: &str) -> Option<(u16, String)> {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<hyper::body::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let resp = client.get(url.parse().expect("url")).await.ok()?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
@@ -286,23 +282,21 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
 /// The value of one series in Prometheus text: `name{labels...} value`, matching every given
 /// label (others may be present).
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let (label_part, value) = if let Some(r) = rest.strip_prefix('{') {
-                let (l, v) = r.split_once('}')?;
-                (l, v)
-            } else if rest.starts_with(' ') {
-                ("", rest)
-            } else {
-                return None;
-            };
-            let ok = labels
-                .iter()
-                .all(|(k, v)| label_part.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            ok.then(|| value.trim().parse().ok()).flatten()
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (label_part, value) = if let Some(r) = rest.strip_prefix('{') {
+            let (l, v) = r.split_once('}')?;
+            (l, v)
+        } else if rest.starts_with(' ') {
+            ("", rest)
+        } else {
+            return None;
+        };
+        let ok = labels
+            .iter()
+            .all(|(k, v)| label_part.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        ok.then(|| value.trim().parse().ok()).flatten()
+    })
 }
 
 /// `keywarden run` as a child process; killed on drop if still running.

@@ -1,0 +1,124 @@
+//! `cargo bench --bench scrape`: scrape latency of `/metrics` on a daemon holding USERS users
+//! (default 10,000) x 2 keys, read from the in-memory fake IAM. Prints median and p99 scrape
+//! latency, page size and the daemon's RSS. Targets: p99 < 50 ms, RSS < 64 MiB.
+
+#[path = "support/fake_iam.rs"]
+mod fake_iam;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn get(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Empty<hyper::body::Bytes>,
+    >,
+    url: &str,
+) -> Option<(u16, usize)> {
+    let resp = client.get(url.parse().ok()?).await.ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, body.len()))
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scrape: run with `cargo bench --bench scrape`");
+        return;
+    }
+    let users: usize = std::env::var("USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let iam = Arc::new(fake_iam::FakeIam {
+        users,
+        keys_per_user: 2,
+        requests: Default::default(),
+    });
+    let addr = Arc::clone(&iam).serve().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("keywarden-scrape-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("k.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://{addr}\"\n[schedule]\ncron = \"0 0 0 1 1 *\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n[state]\npath = \"{}/state.json\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keywarden"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("spawn keywarden");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let base = format!("http://127.0.0.1:{port}");
+    loop {
+        if let Some((200, _)) = get(&client, &format!("{base}/-/ready")).await {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "daemon not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let audit_s = started.elapsed().as_secs_f64();
+    let url = format!("{base}/metrics");
+    let mut lat = Vec::new();
+    let mut size = 0;
+    for _ in 0..200 {
+        let t = Instant::now();
+        let (status, n) = get(&client, &url).await.expect("scrape");
+        lat.push(t.elapsed());
+        assert_eq!(status, 200);
+        size = n;
+    }
+    lat.sort();
+    let pid = child.id();
+    let (rss, hwm) = (rss_kib(pid, "VmRSS:"), rss_kib(pid, "VmHWM:"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "users {users} x 2 keys; first audit ready after {audit_s:.2} s ({} IAM requests)",
+        iam.requests.load(Ordering::Relaxed)
+    );
+    println!(
+        "scrape /metrics x{}: median {:.2} ms, p99 {:.2} ms, max {:.2} ms; page {:.1} KiB",
+        lat.len(),
+        ms(lat[lat.len() / 2]),
+        ms(lat[lat.len() * 99 / 100]),
+        ms(lat[lat.len() - 1]),
+        size as f64 / 1024.0
+    );
+    println!(
+        "daemon RSS {:.1} MiB (peak {:.1} MiB); targets: p99 < 50 ms, RSS < 64 MiB",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+}
