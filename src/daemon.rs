@@ -83,7 +83,7 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     log_audit(&report, accounts.len(), elapsed);
     metrics.publish_audit(&accounts, &report, config.metrics_per_key);
     if let Ok(mut slot) = shared.report_json.write() {
-        *slot = Some(Arc::new(report.to_json()));
+        *slot = Some(report.to_json().into());
     }
     let complete = report.complete;
     metrics.audit_success.set(i64::from(complete));
@@ -155,6 +155,16 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         }
     }
     complete && errors == 0
+}
+
+/// A large audit's transient buffers (SDK responses, the inventory) are freed by then, but
+/// glibc keeps freed memory mapped; give it back so RSS reflects what the daemon holds.
+fn release_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions; it only releases free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn log_audit(r: &crate::report::Report, accounts: usize, elapsed: f64) {
@@ -355,6 +365,7 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
                 let (config, shared, running, stop) = (Arc::clone(&d.config), Arc::clone(&d.shared), Arc::clone(&running), Arc::clone(&stop));
                 inflight = Some(tokio::spawn(async move {
                     cycle(config, shared, stop).await;
+                    release_memory();
                     running.store(false, Ordering::Release);
                 }));
             }

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use http_body_util::StreamBody;
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -46,7 +46,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub ready: Readiness,
     /// The last report, already serialized.
-    pub report_json: RwLock<Option<Arc<String>>>,
+    pub report_json: RwLock<Option<Bytes>>,
 }
 
 impl Shared {
@@ -65,8 +65,17 @@ const LANDING: &str = "<!doctype html><html><head><title>keywarden</title></head
 <li><a href=\"/-/ready\">/-/ready</a></li><li><a href=\"/api/v1/report\">/api/v1/report</a></li>\
 </ul></body></html>\n";
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+/// Every response is a list of chunks, so the large `/metrics` page and report are served
+/// from shared buffers without a copy per scrape.
+pub type Body = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+fn body(chunks: Vec<Bytes>) -> Body {
+    let frames: Vec<_> = chunks.into_iter().map(|b| Ok(Frame::data(b))).collect();
+    StreamBody::new(futures_util::stream::iter(frames))
+}
+
+fn respond(status: StatusCode, content_type: &str, chunks: impl Into<Chunks>) -> Response<Body> {
+    let mut r = Response::new(body(chunks.into().0));
     *r.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
@@ -74,7 +83,27 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
     r
 }
 
-pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
+pub struct Chunks(Vec<Bytes>);
+
+impl From<&'static str> for Chunks {
+    fn from(s: &'static str) -> Chunks {
+        Chunks(vec![Bytes::from_static(s.as_bytes())])
+    }
+}
+
+impl From<Vec<Bytes>> for Chunks {
+    fn from(v: Vec<Bytes>) -> Chunks {
+        Chunks(v)
+    }
+}
+
+impl From<Bytes> for Chunks {
+    fn from(b: Bytes) -> Chunks {
+        Chunks(vec![b])
+    }
+}
+
+pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Body> {
     const TEXT: &str = "text/plain; charset=utf-8";
     let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report");
     if !known {
@@ -94,7 +123,7 @@ pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Byte
         "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
         "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
-            Some(json) => respond(StatusCode::OK, "application/json", json.as_bytes().to_vec()),
+            Some(json) => respond(StatusCode::OK, "application/json", json),
             None => respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "application/json",
@@ -188,7 +217,7 @@ mod tests {
             StatusCode::METHOD_NOT_ALLOWED
         );
         shared.ready.set_ready();
-        *shared.report_json.write().unwrap() = Some(Arc::new("{}".into()));
+        *shared.report_json.write().unwrap() = Some(Bytes::from_static(b"{}"));
         assert_eq!(get("/-/ready"), StatusCode::OK);
         assert_eq!(get("/api/v1/report"), StatusCode::OK);
     }

@@ -2,16 +2,17 @@
 //!
 //! Two parts, rendered together on `/metrics`:
 //! - live process metrics in a long-lived registry (counters, reload and audit status);
-//! - the audit page: every per-account, per-user and per-key gauge, built in a fresh registry
-//!   from the last completed audit and encoded once, right after it. A scrape copies that text
+//! - the audit page: every per-account, per-user and per-key gauge, written as text from the
+//!   last completed audit once, right after it. A scrape serves that text
 //!   and never calls AWS, and series of keys or users that disappeared are gone at the next
 //!   audit by construction (no stale series).
 
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::RwLock;
 
-use prometheus::{
-    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use hyper::body::Bytes;
+use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::model::{AccountInventory, KeyStatus};
 use crate::report::Report;
@@ -30,7 +31,7 @@ pub struct Metrics {
     pub config_reload_ts: Gauge,
     pub deactivations_held_back: IntGaugeVec,
     pub state_ok: IntGauge,
-    audit_page: RwLock<Arc<String>>,
+    audit_page: RwLock<Bytes>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -102,7 +103,7 @@ impl Metrics {
                 "keywarden_state_ok",
                 "1 if the state file was read and written at the last run; 0 disables enforcement",
             ))?,
-            audit_page: RwLock::new(Arc::new(String::new())),
+            audit_page: RwLock::new(Bytes::new()),
             registry,
         };
         m.registry.register(Box::new(build_info))?;
@@ -120,25 +121,18 @@ impl Metrics {
         Ok(m)
     }
 
-    /// The whole `/metrics` page.
-    pub fn render(&self) -> String {
-        let page = self.audit_page.read().map(|p| Arc::clone(&p)).unwrap_or_default();
-        let mut out = encode(&self.registry);
-        out.push_str(&page);
-        out
+    /// The whole `/metrics` page, as chunks: the live registry, then the audit page (shared,
+    /// not copied, so a scrape of a large account costs no large allocation).
+    pub fn render(&self) -> Vec<Bytes> {
+        let page = self.audit_page.read().map(|p| p.clone()).unwrap_or_default();
+        vec![Bytes::from(encode(&self.registry)), page]
     }
 
     /// Replaces the audit page with the gauges of this audit.
     pub fn publish_audit(&self, accounts: &[AccountInventory], report: &Report, per_key: bool) {
-        let page = match audit_page(accounts, report, per_key) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the audit metrics");
-                return;
-            }
-        };
+        let page = Bytes::from(audit_page(accounts, report, per_key));
         if let Ok(mut slot) = self.audit_page.write() {
-            *slot = Arc::new(page);
+            *slot = page;
         }
     }
 }
@@ -155,145 +149,243 @@ fn secs(t: crate::model::Timestamp) -> f64 {
     t.timestamp() as f64 + f64::from(t.timestamp_subsec_millis()) / 1000.0
 }
 
-fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> Result<String, prometheus::Error> {
-    let r = Registry::new();
-    let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
-        let g = GaugeVec::new(opts(name, help), labels)?;
-        r.register(Box::new(g.clone()))?;
-        Ok(g)
-    };
+/// Writes one gauge family in the text exposition format. The audit page is written directly
+/// rather than through a registry: at 100,000 series a registry's gather() allocates several
+/// times the page size, which would set the daemon's peak memory.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> Family<'a> {
+    fn start(out: &'a mut String, name: &str, help: &str) -> Family<'a> {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        Family { out }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_label(self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+fn escape_label(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Every per-audit family, in a fixed order. Families with no sample are still announced
+/// (HELP/TYPE) so dashboards and `promtool` see a stable page.
+fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> String {
     let now = report.evaluated_at;
-    let users = gauge("keywarden_users", "IAM users read in the last audit", &["account_id"])?;
-    let keys = gauge(
-        "keywarden_access_keys",
-        "Access keys by status",
-        &["account_id", "status"],
-    )?;
-    let unreadable = gauge(
+    let keys: usize = accounts.iter().flat_map(|a| &a.users).map(|u| u.keys.len()).sum();
+    let users: usize = accounts.iter().map(|a| a.users.len()).sum();
+    let mut out = String::with_capacity(4096 + users * 110 + if per_key { keys * 520 } else { 0 });
+
+    // Per account.
+    let mut violations: BTreeMap<(&str, Rule), (usize, usize)> = BTreeMap::new();
+    let mut planned: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for a in accounts {
+        for rule in Rule::ALL {
+            violations.insert((a.account_id.as_str(), rule), (0, 0));
+        }
+        planned.insert(a.account_id.as_str(), BTreeSet::new());
+    }
+    for f in &report.findings {
+        let v = violations.entry((f.account_id.as_str(), f.rule)).or_default();
+        if f.exempt {
+            v.1 += 1;
+        } else {
+            v.0 += 1;
+            if f.deactivate_after.is_some() {
+                planned
+                    .entry(f.account_id.as_str())
+                    .or_default()
+                    .insert(f.access_key_id.as_str());
+            }
+        }
+    }
+    let per_account = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&AccountInventory) -> Option<f64>| {
+        let mut fam = Family::start(out, name, help);
+        for a in accounts {
+            if let Some(v) = value(a) {
+                fam.sample(name, &[("account_id", &a.account_id)], v);
+            }
+        }
+    };
+    per_account(&mut out, "keywarden_users", "IAM users read in the last audit", &|a| {
+        Some(a.users.len() as f64)
+    });
+    per_account(
+        &mut out,
         "keywarden_unreadable_users",
         "Users whose keys could not be read in the last audit (left out of every decision)",
-        &["account_id"],
-    )?;
-    let root = gauge(
+        &|a| Some(a.errors.iter().filter(|e| e.user.is_some()).count() as f64),
+    );
+    per_account(
+        &mut out,
         "keywarden_root_access_keys_present",
         "1 if the account's root user has access keys",
-        &["account_id"],
-    )?;
-    let oldest = gauge(
+        &|a| a.root_access_keys_present.map(|p| if p { 1.0 } else { 0.0 }),
+    );
+    per_account(
+        &mut out,
         "keywarden_oldest_active_access_key_age_seconds",
         "Age of the oldest active key of the account",
-        &["account_id"],
-    )?;
-    let violations = gauge(
-        "keywarden_violations",
-        "Non-exempt findings by rule",
-        &["account_id", "rule"],
-    )?;
-    let exempt = gauge(
-        "keywarden_exempt_findings",
-        "Exempt findings by rule",
-        &["account_id", "rule"],
-    )?;
-    let planned = gauge(
+        &|a| {
+            let oldest = a
+                .users
+                .iter()
+                .flat_map(|u| &u.keys)
+                .filter(|k| k.is_active())
+                .map(|k| k.created)
+                .min();
+            Some(oldest.map_or(0.0, |c| (now - c).num_seconds().max(0) as f64))
+        },
+    );
+    per_account(
+        &mut out,
         "keywarden_planned_deactivations",
         "Keys with a non-exempt finding whose action is deactivate",
-        &["account_id"],
-    )?;
-    let user_active = gauge(
-        "keywarden_user_active_access_keys",
-        "Active access keys per user",
-        &["account_id", "user"],
-    )?;
-    let key_series = if per_key {
-        Some((
-            gauge(
-                "keywarden_access_key_age_seconds",
-                "Age of the access key at the last audit",
-                &["account_id", "user", "access_key_id", "status"],
-            )?,
-            gauge(
-                "keywarden_access_key_created_timestamp_seconds",
-                "Unix time the access key was created",
-                &["account_id", "user", "access_key_id", "status"],
-            )?,
-            gauge(
-                "keywarden_access_key_last_used_timestamp_seconds",
-                "Unix time the active access key was last used (absent: never used)",
-                &["account_id", "user", "access_key_id"],
-            )?,
-            gauge(
-                "keywarden_access_key_deactivation_deadline_timestamp_seconds",
-                "Unix time after which the key is deactivated for this finding",
-                &["account_id", "user", "access_key_id", "rule"],
-            )?,
-        ))
-    } else {
-        None
-    };
+        &|a| Some(planned.get(a.account_id.as_str()).map_or(0, |s| s.len()) as f64),
+    );
+    {
+        let name = "keywarden_access_keys";
+        let mut fam = Family::start(&mut out, name, "Access keys by status");
+        for a in accounts {
+            let all = a.users.iter().flat_map(|u| &u.keys);
+            let active = all.clone().filter(|k| k.status == KeyStatus::Active).count();
+            let inactive = all.count() - active;
+            fam.sample(
+                name,
+                &[("account_id", &a.account_id), ("status", "Active")],
+                active as f64,
+            );
+            fam.sample(
+                name,
+                &[("account_id", &a.account_id), ("status", "Inactive")],
+                inactive as f64,
+            );
+        }
+    }
+    for (name, help, pick) in [
+        ("keywarden_violations", "Non-exempt findings by rule", 0),
+        ("keywarden_exempt_findings", "Exempt findings by rule", 1),
+    ] {
+        let mut fam = Family::start(&mut out, name, help);
+        for ((account, rule), (v, e)) in &violations {
+            let n = if pick == 0 { *v } else { *e };
+            fam.sample(name, &[("account_id", account), ("rule", rule.as_str())], n as f64);
+        }
+    }
+    {
+        let name = "keywarden_user_active_access_keys";
+        let mut fam = Family::start(&mut out, name, "Active access keys per user");
+        for a in accounts {
+            for u in &a.users {
+                let active = u.keys.iter().filter(|k| k.is_active()).count();
+                fam.sample(name, &[("account_id", &a.account_id), ("user", &u.name)], active as f64);
+            }
+        }
+    }
+    if !per_key {
+        return out;
+    }
 
-    for a in accounts {
-        let id = a.account_id.as_str();
-        users.with_label_values(&[id]).set(a.users.len() as f64);
-        unreadable
-            .with_label_values(&[id])
-            .set(a.errors.iter().filter(|e| e.user.is_some()).count() as f64);
-        if let Some(present) = a.root_access_keys_present {
-            root.with_label_values(&[id]).set(if present { 1.0 } else { 0.0 });
-        }
-        let (mut active_n, mut inactive_n, mut oldest_age) = (0usize, 0usize, 0f64);
-        for u in &a.users {
-            let mut active = 0;
-            for k in &u.keys {
-                let age = (now - k.created).num_seconds().max(0) as f64;
-                match k.status {
-                    KeyStatus::Active => {
-                        active += 1;
-                        oldest_age = oldest_age.max(age);
-                    }
-                    KeyStatus::Inactive => inactive_n += 1,
-                }
-                if let Some((age_g, created_g, used_g, _)) = &key_series {
-                    let status = k.status.as_str();
-                    age_g.with_label_values(&[id, &u.name, &k.id, status]).set(age);
-                    created_g
-                        .with_label_values(&[id, &u.name, &k.id, status])
-                        .set(secs(k.created));
-                    if let Some(used) = k.last_used {
-                        used_g.with_label_values(&[id, &u.name, &k.id]).set(secs(used));
+    // Per key.
+    let each_key = |out: &mut String,
+                    name: &str,
+                    help: &str,
+                    value: &dyn Fn(&crate::model::AccessKey) -> Option<f64>,
+                    status: bool| {
+        let mut fam = Family::start(out, name, help);
+        for a in accounts {
+            for u in &a.users {
+                for k in &u.keys {
+                    if let Some(v) = value(k) {
+                        let base = [
+                            ("account_id", a.account_id.as_str()),
+                            ("user", u.name.as_str()),
+                            ("access_key_id", k.id.as_str()),
+                        ];
+                        if status {
+                            let [x, y, z] = base;
+                            fam.sample(name, &[x, y, z, ("status", k.status.as_str())], v);
+                        } else {
+                            fam.sample(name, &base, v);
+                        }
                     }
                 }
             }
-            active_n += active;
-            user_active.with_label_values(&[id, &u.name]).set(active as f64);
         }
-        keys.with_label_values(&[id, "Active"]).set(active_n as f64);
-        keys.with_label_values(&[id, "Inactive"]).set(inactive_n as f64);
-        oldest.with_label_values(&[id]).set(oldest_age);
-        for rule in Rule::ALL {
-            violations.with_label_values(&[id, rule.as_str()]).set(0.0);
-            exempt.with_label_values(&[id, rule.as_str()]).set(0.0);
-        }
-        planned.with_label_values(&[id]).set(0.0);
-    }
-    let mut planned_keys = std::collections::BTreeSet::new();
-    for f in &report.findings {
-        let id = f.account_id.as_str();
-        if f.exempt {
-            exempt.with_label_values(&[id, f.rule.as_str()]).inc();
-            continue;
-        }
-        violations.with_label_values(&[id, f.rule.as_str()]).inc();
+    };
+    each_key(
+        &mut out,
+        "keywarden_access_key_age_seconds",
+        "Age of the access key at the last audit",
+        &|k| Some((now - k.created).num_seconds().max(0) as f64),
+        true,
+    );
+    each_key(
+        &mut out,
+        "keywarden_access_key_created_timestamp_seconds",
+        "Unix time the access key was created",
+        &|k| Some(secs(k.created)),
+        true,
+    );
+    each_key(
+        &mut out,
+        "keywarden_access_key_last_used_timestamp_seconds",
+        "Unix time the active access key was last used (absent: never used)",
+        &|k| k.last_used.map(secs),
+        false,
+    );
+    let name = "keywarden_access_key_deactivation_deadline_timestamp_seconds";
+    let mut fam = Family::start(
+        &mut out,
+        name,
+        "Unix time after which the key is deactivated for this finding",
+    );
+    for f in report.findings.iter().filter(|f| !f.exempt) {
         if let Some(deadline) = f.deactivate_after {
-            planned_keys.insert((id, f.access_key_id.as_str()));
-            if let Some((_, _, _, deadline_g)) = &key_series {
-                deadline_g
-                    .with_label_values(&[id, &f.user, &f.access_key_id, f.rule.as_str()])
-                    .set(secs(deadline));
-            }
+            let labels = [
+                ("account_id", f.account_id.as_str()),
+                ("user", f.user.as_str()),
+                ("access_key_id", f.access_key_id.as_str()),
+                ("rule", f.rule.as_str()),
+            ];
+            fam.sample(name, &labels, secs(deadline));
         }
     }
-    for (id, _) in &planned_keys {
-        planned.with_label_values(&[id]).inc();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        Family::start(&mut out, "m", "help").sample("m", &[("user", "a\"b\\c\nd")], 1.5);
+        assert_eq!(out, "# HELP m help\n# TYPE m gauge\nm{user=\"a\\\"b\\\\c\\nd\"} 1.5\n");
     }
-    Ok(encode(&r))
 }
