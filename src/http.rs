@@ -75,7 +75,12 @@ fn body(chunks: Vec<Bytes>) -> Body {
 }
 
 fn respond(status: StatusCode, content_type: &str, chunks: impl Into<Chunks>) -> Response<Body> {
-    let mut r = Response::new(body(chunks.into().0));
+    let chunks = chunks.into().0;
+    let len: usize = chunks.iter().map(|c| c.len()).sum();
+    let mut r = Response::new(body(chunks));
+    // A known length lets hyper skip chunked encoding and clients preallocate.
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_LENGTH, hyper::header::HeaderValue::from(len));
     *r.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
