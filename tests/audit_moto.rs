@@ -55,18 +55,7 @@ async fn report_fields_for_every_kind_of_user() {
     ] {
         create_user(&iam, name, path).await;
     }
-    iam.tag_user()
-        .user_name("tagged")
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key("keywarden")
-                .value("exempt")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    tag_user(&iam, "tagged", "keywarden", "exempt").await;
 
     moto.set_clock_days(-100.0);
     let inactive_old = create_key(&iam, "active-inactive").await;

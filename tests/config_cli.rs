@@ -26,6 +26,34 @@ fn the_shipped_example_is_valid() {
     assert!(stdout.contains("configuration is valid"));
     assert!(stdout.contains("max_deactivations_per_run = 25"), "{stdout}");
     assert!(stdout.contains("mode = \"dry-run\""), "{stdout}");
+    assert!(
+        !stdout.contains("[[exemptions]]"),
+        "no exemption is active in the shipped config"
+    );
+
+    // The commented exemption examples are valid too once uncommented.
+    let text = std::fs::read_to_string(repo().join("config/keywarden.toml")).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            let keys = [
+                "[[exemptions]]",
+                "user =",
+                "rules =",
+                "reason =",
+                "expires =",
+                "path_prefix =",
+            ];
+            match l.strip_prefix("# ") {
+                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest.to_string(),
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (code, stdout, err) = check(&uncommented);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stdout.matches("[[exemptions]]").count(), 2, "{stdout}");
 }
 
 #[test]

@@ -360,3 +360,39 @@ async fn promtool_accepts_the_metrics_page() {
     assert!(out.status.success(), "promtool check metrics failed:\n{said}");
     assert!(said.trim().is_empty(), "promtool warnings:\n{said}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_key_series_can_be_turned_off() {
+    let moto = Moto::start();
+    seed(&moto).await;
+    let dir = TempDir::new("perkey");
+    let port = free_port();
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!("[schedule]\ncron = \"{YEARLY}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nper_key = false\n"),
+    );
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    let page = d
+        .wait_metrics(30, "the first audit", |m| {
+            metric(m, "keywarden_audit_success", &[]) == Some(1.0)
+        })
+        .await;
+    assert!(!page.contains("access_key_id="), "no per-key series");
+    assert_eq!(
+        metric(&page, "keywarden_user_active_access_keys", &[("user", "two")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&page, "keywarden_access_keys", &[("status", "Active")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&page, "keywarden_violations", &[("rule", "unused_key")]),
+        Some(1.0)
+    );
+}

@@ -64,18 +64,7 @@ async fn seed(moto: &Moto) {
         create_key(&iam, u).await;
     }
     moto.set_clock_days(0.0);
-    iam.tag_user()
-        .user_name("exempt-tagged")
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key("keywarden")
-                .value("exempt")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    tag_user(&iam, "exempt-tagged", "keywarden", "exempt").await;
 }
 
 const EXTRA: &str = "[[exemptions]]\nuser_tag = \"keywarden=exempt\"\nreason = \"t\"\n";

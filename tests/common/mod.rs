@@ -158,6 +158,15 @@ pub async fn create_key(iam: &aws_sdk_iam::Client, user: &str) -> SeededKey {
     }
 }
 
+pub async fn tag_user(iam: &aws_sdk_iam::Client, user: &str, key: &str, value: &str) {
+    let tag = aws_sdk_iam::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .expect("tag");
+    iam.tag_user().user_name(user).tags(tag).send().await.expect("TagUser");
+}
+
 /// Any signed request made with a key sets its last-used date in moto.
 pub async fn use_key(moto: &Moto, key: &SeededKey) {
     moto.iam_as(&key.id, &key.secret)
