@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod credential_report;
 pub mod daemon;
 pub mod enforce;
 pub mod http;

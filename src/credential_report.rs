@@ -1,0 +1,307 @@
+//! The IAM credential report (GetCredentialReport's CSV), parsed strictly.
+//!
+//! Pure: bytes in, rows out. A missing column or a cell that is neither a value nor one of
+//! the report's placeholders (`N/A`, `no_information`, `not_supported`) is an error naming the
+//! line and column; nothing is guessed, so no finding is ever invented from a malformed report.
+//! Dates look like `2026-12-01T09:14:53+00:00` (which aws-smithy's DateTime rejects).
+
+use crate::model::{AccessKey, KeyStatus, Timestamp};
+
+/// Columns keywarden reads; the report has more (passwords, MFA, certificates).
+const COLUMNS: [&str; 9] = [
+    "user",
+    "arn",
+    "access_key_1_active",
+    "access_key_1_last_rotated",
+    "access_key_1_last_used_date",
+    "access_key_2_active",
+    "access_key_2_last_rotated",
+    "access_key_2_last_used_date",
+    "user_creation_time",
+];
+
+const ROOT: &str = "<root_account>";
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ReportError {
+    #[error("credential report: not CSV: {0}")]
+    Csv(String),
+    #[error("credential report: column {0:?} is missing from the header")]
+    MissingColumn(&'static str),
+    #[error("credential report line {line}, column {column:?}: {message}")]
+    Cell {
+        line: u64,
+        column: &'static str,
+        message: String,
+    },
+}
+
+/// One access key slot of a user (the report knows keys only by slot, not by id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub active: bool,
+    /// Creation or last rotation: the current key's CreateDate.
+    pub last_rotated: Timestamp,
+    pub last_used: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub user: String,
+    pub arn: String,
+    /// IAM path, from the ARN (`arn:aws:iam::123456789012:user/service/ci` -> `/service/`).
+    pub path: String,
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialReport {
+    pub rows: Vec<Row>,
+    pub root_access_keys_present: bool,
+}
+
+fn placeholder(s: &str) -> bool {
+    matches!(s, "N/A" | "no_information" | "not_supported" | "")
+}
+
+fn date(cell: &str) -> Result<Option<Timestamp>, String> {
+    if placeholder(cell) {
+        return Ok(None);
+    }
+    crate::timefmt::parse(cell)
+        .map(Some)
+        .map_err(|e| format!("{cell:?} is not a date: {e}"))
+}
+
+fn flag(cell: &str) -> Result<bool, String> {
+    match cell {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
+fn path_of(arn: &str) -> String {
+    // arn:aws:iam::ACCOUNT:user/PATH/NAME
+    match arn.split_once(":user/") {
+        Some((_, rest)) => match rest.rfind('/') {
+            Some(i) => format!("/{}/", &rest[..i]),
+            None => "/".to_string(),
+        },
+        None => "/".to_string(),
+    }
+}
+
+pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let headers = reader.headers().map_err(|e| ReportError::Csv(e.to_string()))?.clone();
+    let mut idx = [0usize; COLUMNS.len()];
+    for (i, name) in COLUMNS.iter().enumerate() {
+        idx[i] = headers
+            .iter()
+            .position(|h| h == *name)
+            .ok_or(ReportError::MissingColumn(name))?;
+    }
+    let mut rows = Vec::new();
+    let mut root_access_keys_present = false;
+    for record in reader.records() {
+        let record = record.map_err(|e| ReportError::Csv(e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let cell = |c: usize| record.get(idx[c]).unwrap_or("");
+        let bad = |c: usize, message: String| ReportError::Cell {
+            line,
+            column: COLUMNS[c],
+            message,
+        };
+        let user = cell(0).to_string();
+        let mut slots = Vec::with_capacity(2);
+        for (active_c, rotated_c, used_c) in [(2, 3, 4), (5, 6, 7)] {
+            let active = flag(cell(active_c)).map_err(|m| bad(active_c, m))?;
+            let rotated = date(cell(rotated_c)).map_err(|m| bad(rotated_c, m))?;
+            let used = date(cell(used_c)).map_err(|m| bad(used_c, m))?;
+            match rotated {
+                Some(last_rotated) => slots.push(Slot {
+                    active,
+                    last_rotated,
+                    last_used: used,
+                }),
+                None if active => {
+                    return Err(bad(rotated_c, "an active key without a rotation date".into()));
+                }
+                None => {}
+            }
+        }
+        if user == ROOT {
+            root_access_keys_present = slots.iter().any(|s| s.active);
+            continue;
+        }
+        if user.is_empty() {
+            return Err(bad(0, "empty user name".into()));
+        }
+        let arn = cell(1).to_string();
+        rows.push(Row {
+            path: path_of(&arn),
+            user,
+            arn,
+            slots,
+        });
+    }
+    Ok(CredentialReport {
+        rows,
+        root_access_keys_present,
+    })
+}
+
+/// Names a row's slots with the key ids of a fresh ListAccessKeys of that user: a slot is the
+/// key whose CreateDate equals its last-rotated time (to the second; the report has no finer
+/// precision). Any slot left unmatched, or a status that disagrees, is an error: the report is
+/// then stale for this user and its data is not used.
+pub fn name_slots(row: &Row, listed: &[AccessKey]) -> Result<Vec<AccessKey>, String> {
+    let mut out = Vec::with_capacity(row.slots.len());
+    for slot in &row.slots {
+        let key = listed
+            .iter()
+            .find(|k| k.created.timestamp() == slot.last_rotated.timestamp())
+            .ok_or_else(|| {
+                format!(
+                    "no key of {} was created at {} (the report is older than the keys)",
+                    row.user,
+                    crate::timefmt::format(&slot.last_rotated)
+                )
+            })?;
+        if key.is_active() != slot.active {
+            return Err(format!("key {} of {} changed status since the report", key.id, row.user));
+        }
+        out.push(AccessKey {
+            id: key.id.clone(),
+            status: if slot.active { KeyStatus::Active } else { KeyStatus::Inactive },
+            created: key.created,
+            last_used: if slot.active { slot.last_used } else { None },
+        });
+    }
+    if out.len() != listed.len() {
+        return Err(format!("{} has {} keys but the report shows {}", row.user, listed.len(), out.len()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,\
+password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,\
+access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,\
+access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,\
+cert_1_last_rotated,cert_2_active,cert_2_last_rotated";
+
+    fn report(rows: &[&str]) -> Vec<u8> {
+        let mut s = HEADER.to_string();
+        for r in rows {
+            s.push('\n');
+            s.push_str(r);
+        }
+        s.push('\n');
+        s.into_bytes()
+    }
+
+    const ROOT_ROW: &str = "<root_account>,arn:aws:iam::123456789012:root,2020-01-01T00:00:00+00:00,not_supported,\
+2026-11-01T00:00:00+00:00,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
+
+    #[test]
+    fn real_columns_placeholders_and_two_slots() {
+        let bytes = report(&[
+            ROOT_ROW,
+            "alice,arn:aws:iam::123456789012:user/alice,2025-01-01T00:00:00+00:00,false,no_information,N/A,N/A,false,\
+true,2026-01-02T03:04:05+00:00,2026-11-30T10:00:00+00:00,us-east-1,s3,\
+false,2025-06-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,false,N/A",
+            "ci,arn:aws:iam::123456789012:user/service/ci/ci,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
+true,2026-02-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+            "nobody,arn:aws:iam::123456789012:user/nobody,2025-01-01T00:00:00+00:00,true,2026-11-01T00:00:00+00:00,\
+N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+        ]);
+        let r = parse(&bytes).unwrap();
+        assert!(!r.root_access_keys_present);
+        assert_eq!(r.rows.len(), 3);
+        let alice = &r.rows[0];
+        assert_eq!((alice.user.as_str(), alice.path.as_str()), ("alice", "/"));
+        assert_eq!(alice.slots.len(), 2);
+        assert!(alice.slots[0].active && !alice.slots[1].active);
+        assert_eq!(crate::timefmt::format(&alice.slots[0].last_rotated), "2026-01-02T03:04:05Z");
+        assert_eq!(crate::timefmt::format(&alice.slots[0].last_used.unwrap()), "2026-11-30T10:00:00Z");
+        assert_eq!(alice.slots[1].last_used, None);
+        let ci = &r.rows[1];
+        assert_eq!(ci.path, "/service/ci/");
+        assert_eq!(ci.slots[0].last_used, None, "N/A: never used");
+        assert!(r.rows[2].slots.is_empty(), "no keys");
+    }
+
+    #[test]
+    fn slots_are_named_by_creation_time() {
+        let t = |s: &str| crate::timefmt::parse(s).unwrap();
+        let row = Row {
+            user: "alice".into(),
+            arn: "arn:aws:iam::1:user/alice".into(),
+            path: "/".into(),
+            slots: vec![
+                Slot {
+                    active: true,
+                    last_rotated: t("2026-01-02T03:04:05Z"),
+                    last_used: Some(t("2026-11-30T00:00:00Z")),
+                },
+                Slot {
+                    active: false,
+                    last_rotated: t("2025-06-01T00:00:00Z"),
+                    last_used: None,
+                },
+            ],
+        };
+        let key = |id: &str, active: bool, created: &str| AccessKey {
+            id: id.into(),
+            status: if active { KeyStatus::Active } else { KeyStatus::Inactive },
+            // ListAccessKeys has sub-second precision the report lacks.
+            created: t(created),
+            last_used: None,
+        };
+        let listed = vec![key("AKIAOLD", false, "2025-06-01T00:00:00.4Z"), key("AKIANEW", true, "2026-01-02T03:04:05.9Z")];
+        let named = name_slots(&row, &listed).unwrap();
+        assert_eq!(named[0].id, "AKIANEW");
+        assert_eq!(named[0].last_used, Some(t("2026-11-30T00:00:00Z")));
+        assert_eq!(named[1].id, "AKIAOLD");
+
+        // Rotated since the report: no key matches the slot.
+        let rotated = vec![key("AKIAOLD", false, "2025-06-01T00:00:00Z"), key("AKIAROT", true, "2026-11-30T00:00:00Z")];
+        assert!(name_slots(&row, &rotated).is_err());
+        // Deactivated since the report.
+        let changed = vec![key("AKIAOLD", false, "2025-06-01T00:00:00Z"), key("AKIANEW", false, "2026-01-02T03:04:05Z")];
+        assert!(name_slots(&row, &changed).unwrap_err().contains("changed status"));
+        // A key the report does not know.
+        let mut extra = listed.clone();
+        extra.push(key("AKIAX", true, "2026-12-01T00:00:00Z"));
+        assert!(name_slots(&row, &extra).is_err());
+    }
+
+    #[test]
+    fn root_keys_are_detected() {
+        let root = ROOT_ROW.replacen("true,false,N/A", "true,true,2021-01-01T00:00:00+00:00", 1);
+        assert!(parse(&report(&[&root])).unwrap().root_access_keys_present);
+    }
+
+    #[test]
+    fn malformed_reports_are_errors_not_findings() {
+        assert_eq!(
+            parse(b"user,arn\nalice,arn:aws:iam::1:user/alice\n").unwrap_err(),
+            ReportError::MissingColumn("access_key_1_active")
+        );
+        let bad_date = "bob,arn:aws:iam::1:user/bob,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
+true,yesterday,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
+        let e = parse(&report(&[bad_date])).unwrap_err();
+        assert!(matches!(e, ReportError::Cell { line: 2, column: "access_key_1_last_rotated", .. }), "{e}");
+        let bad_flag = bad_date.replace("true,yesterday", "maybe,2026-01-01T00:00:00+00:00");
+        assert!(matches!(parse(&report(&[&bad_flag])).unwrap_err(), ReportError::Cell { column: "access_key_1_active", .. }));
+        let active_without_date = bad_date.replace("true,yesterday", "true,N/A");
+        assert!(parse(&report(&[&active_without_date])).is_err());
+        let short_row = "carol,arn:aws:iam::1:user/carol,2025";
+        assert!(parse(&report(&[short_row])).is_err(), "a truncated row is rejected");
+    }
+}
