@@ -24,6 +24,7 @@ use futures_util::StreamExt;
 use crate::config::AwsSettings;
 use crate::enforce::KeyActions;
 use crate::model::{AccessKey, AccountInventory, KeyStatus, ReadError, Timestamp, User};
+use crate::ratelimit::TokenBucket;
 
 /// IAM is a global service signed in us-east-1 in the commercial partition; used when no
 /// region is configured anywhere, instead of probing instance metadata for one.
@@ -134,6 +135,7 @@ pub struct Iam {
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
     concurrency: usize,
+    limiter: Option<Arc<TokenBucket>>,
 }
 
 impl Iam {
@@ -148,10 +150,27 @@ impl Iam {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             concurrency: concurrency.max(1),
+            limiter: None,
+        }
+    }
+
+    /// At most `per_second` IAM requests per second (0: no limit). Paginated calls are
+    /// limited per call, not per page.
+    pub fn with_rate_limit(mut self, per_second: u32) -> Iam {
+        self.limiter =
+            (per_second > 0).then(|| Arc::new(TokenBucket::new(f64::from(per_second), f64::from(per_second))));
+        self
+    }
+
+    async fn limit(&self) {
+        if let Some(l) = &self.limiter {
+            l.acquire().await;
         }
     }
 
     pub async fn account(&self, needs_tags: bool) -> AccountInventory {
+        self.limit().await;
+        self.limit().await;
         let (identity, summary, users) = tokio::join!(
             self.sts.get_caller_identity().send(),
             self.iam.get_account_summary().send(),
@@ -214,6 +233,7 @@ impl Iam {
         let name = u.user_name;
         let keys = self.read_keys(account_id, &name).await?;
         let tags = if needs_tags && !keys.is_empty() {
+            self.limit().await;
             self.iam
                 .list_user_tags()
                 .user_name(&name)
@@ -240,6 +260,7 @@ impl Iam {
     /// ListAccessKeys, then GetAccessKeyLastUsed for each active key.
     async fn read_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
         let fail = |operation: &str, message: String| user_error(account_id, name, operation, message);
+        self.limit().await;
         let metas: Vec<_> = self
             .iam
             .list_access_keys()
@@ -266,6 +287,7 @@ impl Iam {
                 other => return Err(fail("ListAccessKeys", format!("key {id} has unknown status {other:?}"))),
             };
             let last_used = if status == KeyStatus::Active {
+                self.limit().await;
                 let out = self
                     .iam
                     .get_access_key_last_used()
@@ -294,6 +316,7 @@ impl Iam {
 impl KeyActions for Iam {
     /// GetUser (path and tags, so exemptions decide exactly as in the audit), then the keys.
     async fn read_user(&self, account_id: &str, name: &str) -> Result<User, ReadError> {
+        self.limit().await;
         let user = self
             .iam
             .get_user()
@@ -318,6 +341,7 @@ impl KeyActions for Iam {
     }
 
     async fn deactivate(&self, user: &str, access_key_id: &str) -> Result<(), String> {
+        self.limit().await;
         self.iam
             .update_access_key()
             .user_name(user)

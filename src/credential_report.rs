@@ -170,17 +170,29 @@ pub fn name_slots(row: &Row, listed: &[AccessKey]) -> Result<Vec<AccessKey>, Str
                 )
             })?;
         if key.is_active() != slot.active {
-            return Err(format!("key {} of {} changed status since the report", key.id, row.user));
+            return Err(format!(
+                "key {} of {} changed status since the report",
+                key.id, row.user
+            ));
         }
         out.push(AccessKey {
             id: key.id.clone(),
-            status: if slot.active { KeyStatus::Active } else { KeyStatus::Inactive },
+            status: if slot.active {
+                KeyStatus::Active
+            } else {
+                KeyStatus::Inactive
+            },
             created: key.created,
             last_used: if slot.active { slot.last_used } else { None },
         });
     }
     if out.len() != listed.len() {
-        return Err(format!("{} has {} keys but the report shows {}", row.user, listed.len(), out.len()));
+        return Err(format!(
+            "{} has {} keys but the report shows {}",
+            row.user,
+            listed.len(),
+            out.len()
+        ));
     }
     Ok(out)
 }
@@ -227,8 +239,14 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
         assert_eq!((alice.user.as_str(), alice.path.as_str()), ("alice", "/"));
         assert_eq!(alice.slots.len(), 2);
         assert!(alice.slots[0].active && !alice.slots[1].active);
-        assert_eq!(crate::timefmt::format(&alice.slots[0].last_rotated), "2026-01-02T03:04:05Z");
-        assert_eq!(crate::timefmt::format(&alice.slots[0].last_used.unwrap()), "2026-11-30T10:00:00Z");
+        assert_eq!(
+            crate::timefmt::format(&alice.slots[0].last_rotated),
+            "2026-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            crate::timefmt::format(&alice.slots[0].last_used.unwrap()),
+            "2026-11-30T10:00:00Z"
+        );
         assert_eq!(alice.slots[1].last_used, None);
         let ci = &r.rows[1];
         assert_eq!(ci.path, "/service/ci/");
@@ -263,17 +281,26 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
             created: t(created),
             last_used: None,
         };
-        let listed = vec![key("AKIAOLD", false, "2025-06-01T00:00:00.4Z"), key("AKIANEW", true, "2026-01-02T03:04:05.9Z")];
+        let listed = vec![
+            key("AKIAOLD", false, "2025-06-01T00:00:00.4Z"),
+            key("AKIANEW", true, "2026-01-02T03:04:05.9Z"),
+        ];
         let named = name_slots(&row, &listed).unwrap();
         assert_eq!(named[0].id, "AKIANEW");
         assert_eq!(named[0].last_used, Some(t("2026-11-30T00:00:00Z")));
         assert_eq!(named[1].id, "AKIAOLD");
 
         // Rotated since the report: no key matches the slot.
-        let rotated = vec![key("AKIAOLD", false, "2025-06-01T00:00:00Z"), key("AKIAROT", true, "2026-11-30T00:00:00Z")];
+        let rotated = vec![
+            key("AKIAOLD", false, "2025-06-01T00:00:00Z"),
+            key("AKIAROT", true, "2026-11-30T00:00:00Z"),
+        ];
         assert!(name_slots(&row, &rotated).is_err());
         // Deactivated since the report.
-        let changed = vec![key("AKIAOLD", false, "2025-06-01T00:00:00Z"), key("AKIANEW", false, "2026-01-02T03:04:05Z")];
+        let changed = vec![
+            key("AKIAOLD", false, "2025-06-01T00:00:00Z"),
+            key("AKIANEW", false, "2026-01-02T03:04:05Z"),
+        ];
         assert!(name_slots(&row, &changed).unwrap_err().contains("changed status"));
         // A key the report does not know.
         let mut extra = listed.clone();
@@ -296,9 +323,25 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
         let bad_date = "bob,arn:aws:iam::1:user/bob,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
 true,yesterday,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
         let e = parse(&report(&[bad_date])).unwrap_err();
-        assert!(matches!(e, ReportError::Cell { line: 2, column: "access_key_1_last_rotated", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ReportError::Cell {
+                    line: 2,
+                    column: "access_key_1_last_rotated",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let bad_flag = bad_date.replace("true,yesterday", "maybe,2026-01-01T00:00:00+00:00");
-        assert!(matches!(parse(&report(&[&bad_flag])).unwrap_err(), ReportError::Cell { column: "access_key_1_active", .. }));
+        assert!(matches!(
+            parse(&report(&[&bad_flag])).unwrap_err(),
+            ReportError::Cell {
+                column: "access_key_1_active",
+                ..
+            }
+        ));
         let active_without_date = bad_date.replace("true,yesterday", "true,N/A");
         assert!(parse(&report(&[&active_without_date])).is_err());
         let short_row = "carol,arn:aws:iam::1:user/carol,2025";

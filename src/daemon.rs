@@ -69,7 +69,8 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     let started = Instant::now();
     let sdk = aws::sdk_config(&config.aws).await;
     let observer: Arc<dyn RequestObserver> = metrics.clone();
-    let iam = aws::Iam::new(&sdk, config.aws.max_concurrent_requests, Some(observer));
+    let iam = aws::Iam::new(&sdk, config.aws.max_concurrent_requests, Some(observer))
+        .with_rate_limit(config.aws.max_requests_per_second);
 
     let (history, state_error) = match state::load(&config.state_path) {
         Ok(s) => (s.unwrap_or_default(), None),

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod ratelimit;
 pub mod report;
 pub mod rules;
 pub mod state;

@@ -113,7 +113,8 @@ fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::
     let report = rt
         .block_on(async {
             let sdk = aws::sdk_config(&cfg.aws).await;
-            let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests, None);
+            let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests, None)
+                .with_rate_limit(cfg.aws.max_requests_per_second);
             let now = at.unwrap_or_else(chrono::Utc::now);
             audit::audit(cfg, &iam, now).await
         })?
