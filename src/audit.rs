@@ -1,9 +1,9 @@
 //! One read-only audit: state (read only) + inventory + rules -> report. Never writes state
 //! and never changes a key.
 
-use crate::aws::InventorySource;
+use crate::aws::{InventoryOptions, InventorySource};
 use crate::config::Config;
-use crate::model::{AccountInventory, Timestamp};
+use crate::model::{AccountInventory, Timestamp, User};
 use crate::report::Report;
 use crate::rules::{self, FirstSeen, NoHistory};
 use crate::state::{self, StateError};
@@ -24,13 +24,37 @@ pub struct AuditRun {
 /// state file when it exists; otherwise a finding counts as first seen at `now`.
 pub async fn audit(config: &Config, source: &impl InventorySource, now: Timestamp) -> Result<AuditRun, AuditError> {
     let history = state::load(&config.state_path)?;
-    let accounts = source.inventory(config.policy.needs_tags()).await;
+    let wants = |account_id: &str, user: &User| has_findings(config, account_id, user, now);
+    let accounts = source.inventory(&inventory_options(config, &wants)).await;
     let first_seen: &dyn FirstSeen = match &history {
         Some(s) => s,
         None => &NoHistory,
     };
     let report = evaluate(config, &accounts, first_seen, now);
     Ok(AuditRun { accounts, report })
+}
+
+pub fn inventory_options<'a>(
+    config: &Config,
+    wants_key_ids: &'a (dyn Fn(&str, &User) -> bool + Sync),
+) -> InventoryOptions<'a> {
+    InventoryOptions {
+        needs_tags: config.policy.needs_tags(),
+        mode: config.aws.inventory,
+        auto_min_users: config.aws.credential_report_min_users,
+        wants_key_ids,
+    }
+}
+
+/// Whether any rule holds for this user at `now` (exemptions aside: tags are not read yet).
+/// In credential-report mode only such users get their key ids read.
+pub fn has_findings(config: &Config, account_id: &str, user: &User, now: Timestamp) -> bool {
+    let inv = AccountInventory {
+        account_id: account_id.to_string(),
+        users: vec![user.clone()],
+        ..Default::default()
+    };
+    !rules::evaluate(&inv, &config.policy, &NoHistory, now).is_empty()
 }
 
 /// The rules over every account, as a report.

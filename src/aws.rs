@@ -22,6 +22,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures_util::StreamExt;
 
 use crate::config::AwsSettings;
+use crate::credential_report::{self, CredentialReport, Row};
 use crate::enforce::KeyActions;
 use crate::model::{AccessKey, AccountInventory, KeyStatus, ReadError, Timestamp, User};
 use crate::ratelimit::TokenBucket;
@@ -79,7 +80,29 @@ async fn resolve_region(s: &AwsSettings) -> Region {
 
 /// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
 pub trait InventorySource {
-    fn inventory(&self, needs_tags: bool) -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
+    fn inventory(&self, opts: &InventoryOptions<'_>)
+        -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
+}
+
+/// How to read an account (`aws.inventory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryMode {
+    /// ListUsers, then per user ListAccessKeys and GetAccessKeyLastUsed: exact and live.
+    Api,
+    /// One credential report (up to 4 hours old), plus ListAccessKeys only for users whose
+    /// key ids are needed. Actions still re-read the user live first.
+    CredentialReport,
+    /// The report when the account has at least `auto_min_users` users.
+    Auto,
+}
+
+pub struct InventoryOptions<'a> {
+    pub needs_tags: bool,
+    pub mode: InventoryMode,
+    pub auto_min_users: usize,
+    /// Credential-report mode: whether this user's keys must be named (it has findings, or
+    /// per-key metrics are on).
+    pub wants_key_ids: &'a (dyn Fn(&str, &User) -> bool + Sync),
 }
 
 /// Told about every HTTP attempt (retries included): operation name and outcome
@@ -168,13 +191,11 @@ impl Iam {
         }
     }
 
-    pub async fn account(&self, needs_tags: bool) -> AccountInventory {
+    pub async fn account(&self, opts: &InventoryOptions<'_>) -> AccountInventory {
         self.limit().await;
-        self.limit().await;
-        let (identity, summary, users) = tokio::join!(
+        let (identity, summary) = tokio::join!(
             self.sts.get_caller_identity().send(),
             self.iam.get_account_summary().send(),
-            self.iam.list_users().into_paginator().items().send().try_collect(),
         );
         let mut inv = AccountInventory::default();
         match identity {
@@ -187,32 +208,63 @@ impl Iam {
             inv.account_id = "unknown".into();
         }
         let account_id = inv.account_id.clone();
+        let mut user_count = None;
         match summary {
             Ok(s) => {
-                inv.root_access_keys_present = s
-                    .summary_map
-                    .and_then(|m| {
-                        m.get(&aws_sdk_iam::types::SummaryKeyType::AccountAccessKeysPresent)
-                            .copied()
-                    })
-                    .map(|n| n > 0)
+                let map = s.summary_map.unwrap_or_default();
+                inv.root_access_keys_present = map
+                    .get(&aws_sdk_iam::types::SummaryKeyType::AccountAccessKeysPresent)
+                    .map(|n| *n > 0);
+                user_count = map.get(&aws_sdk_iam::types::SummaryKeyType::Users).map(|n| *n as usize);
             }
             Err(e) => inv
                 .errors
                 .push(account_error(&account_id, "GetAccountSummary", describe(&e))),
         }
-        let users = match users {
-            Ok(u) => u,
-            Err(e) => {
-                inv.errors.push(account_error(&account_id, "ListUsers", describe(&e)));
-                return inv;
-            }
+        let use_report = match opts.mode {
+            InventoryMode::Api => false,
+            InventoryMode::CredentialReport => true,
+            InventoryMode::Auto => user_count.is_some_and(|n| n >= opts.auto_min_users),
         };
-        let results: Vec<Result<User, ReadError>> = futures_util::stream::iter(users)
-            .map(|u| self.read_user(&account_id, u, needs_tags))
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
+        let results = if use_report {
+            match self.credential_report().await {
+                Ok((report, generated)) => {
+                    inv.credential_report_generated = generated;
+                    futures_util::stream::iter(report.rows)
+                        .map(|row| self.user_from_row(&account_id, row, opts))
+                        .buffer_unordered(self.concurrency)
+                        .collect::<Vec<_>>()
+                        .await
+                }
+                Err(message) => {
+                    inv.errors
+                        .push(account_error(&account_id, "GetCredentialReport", message));
+                    return inv;
+                }
+            }
+        } else {
+            self.limit().await;
+            let users: Vec<_> = match self
+                .iam
+                .list_users()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    inv.errors.push(account_error(&account_id, "ListUsers", describe(&e)));
+                    return inv;
+                }
+            };
+            futures_util::stream::iter(users)
+                .map(|u| self.read_user(&account_id, u, opts.needs_tags))
+                .buffer_unordered(self.concurrency)
+                .collect::<Vec<_>>()
+                .await
+        };
         for r in results {
             match r {
                 Ok(u) => inv.users.push(u),
@@ -224,6 +276,99 @@ impl Iam {
         inv
     }
 
+    /// GenerateCredentialReport, polled with backoff until COMPLETE, then GetCredentialReport.
+    async fn credential_report(&self) -> Result<(CredentialReport, Option<Timestamp>), String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let mut delay = Duration::from_millis(250);
+        loop {
+            self.limit().await;
+            let out = self
+                .iam
+                .generate_credential_report()
+                .send()
+                .await
+                .map_err(|e| format!("GenerateCredentialReport: {}", describe(&e)))?;
+            if out.state == Some(aws_sdk_iam::types::ReportStateType::Complete) {
+                break;
+            }
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err("GenerateCredentialReport: the report was not COMPLETE within 5 minutes".into());
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        self.limit().await;
+        let out = self
+            .iam
+            .get_credential_report()
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let content = out.content.ok_or("the report has no content")?;
+        let report = credential_report::parse(content.as_ref()).map_err(|e| e.to_string())?;
+        Ok((report, out.generated_time.and_then(to_chrono)))
+    }
+
+    /// A user from the report. Key ids are read (ListAccessKeys, no GetAccessKeyLastUsed: the
+    /// report has last use) only when `wants_key_ids` says so; otherwise the keys carry
+    /// placeholder ids `user#slotN`, which never reach a finding or a per-key metric.
+    async fn user_from_row(&self, account_id: &str, row: Row, opts: &InventoryOptions<'_>) -> Result<User, ReadError> {
+        let placeholder = User {
+            name: row.user.clone(),
+            path: row.path.clone(),
+            tags: Vec::new(),
+            keys: row
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| AccessKey {
+                    id: format!("{}#slot{}", row.user, i + 1),
+                    status: if s.active {
+                        KeyStatus::Active
+                    } else {
+                        KeyStatus::Inactive
+                    },
+                    created: s.last_rotated,
+                    last_used: if s.active { s.last_used } else { None },
+                })
+                .collect(),
+        };
+        if placeholder.keys.is_empty() || !(opts.wants_key_ids)(account_id, &placeholder) {
+            return Ok(placeholder);
+        }
+        let listed = self.list_keys(account_id, &row.user).await?;
+        let keys = credential_report::name_slots(&row, &listed)
+            .map_err(|m| user_error(account_id, &row.user, "ListAccessKeys", m))?;
+        let tags = if opts.needs_tags {
+            self.tags(account_id, &row.user).await?
+        } else {
+            Vec::new()
+        };
+        Ok(User {
+            name: row.user,
+            path: row.path,
+            tags,
+            keys,
+        })
+    }
+
+    async fn tags(&self, account_id: &str, name: &str) -> Result<Vec<(String, String)>, ReadError> {
+        self.limit().await;
+        Ok(self
+            .iam
+            .list_user_tags()
+            .user_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| user_error(account_id, name, "ListUserTags", describe(&e)))?
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect())
+    }
+
     async fn read_user(
         &self,
         account_id: &str,
@@ -233,19 +378,7 @@ impl Iam {
         let name = u.user_name;
         let keys = self.read_keys(account_id, &name).await?;
         let tags = if needs_tags && !keys.is_empty() {
-            self.limit().await;
-            self.iam
-                .list_user_tags()
-                .user_name(&name)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| user_error(account_id, &name, "ListUserTags", describe(&e)))?
-                .into_iter()
-                .map(|t| (t.key, t.value))
-                .collect()
+            self.tags(account_id, &name).await?
         } else {
             Vec::new()
         };
@@ -259,6 +392,33 @@ impl Iam {
 
     /// ListAccessKeys, then GetAccessKeyLastUsed for each active key.
     async fn read_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
+        let mut keys = self.list_keys(account_id, name).await?;
+        for k in keys.iter_mut().filter(|k| k.is_active()) {
+            self.limit().await;
+            let out = self
+                .iam
+                .get_access_key_last_used()
+                .access_key_id(&k.id)
+                .send()
+                .await
+                .map_err(|e| {
+                    user_error(
+                        account_id,
+                        name,
+                        "GetAccessKeyLastUsed",
+                        format!("key {}: {}", k.id, describe(&e)),
+                    )
+                })?;
+            k.last_used = out
+                .access_key_last_used
+                .and_then(|l| l.last_used_date)
+                .and_then(to_chrono);
+        }
+        Ok(keys)
+    }
+
+    /// ListAccessKeys alone: ids, statuses and creation dates (`last_used` is `None`).
+    async fn list_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
         let fail = |operation: &str, message: String| user_error(account_id, name, operation, message);
         self.limit().await;
         let metas: Vec<_> = self
@@ -286,26 +446,11 @@ impl Iam {
                 // An unknown status (e.g. a future "Expired") is never treated as harmless.
                 other => return Err(fail("ListAccessKeys", format!("key {id} has unknown status {other:?}"))),
             };
-            let last_used = if status == KeyStatus::Active {
-                self.limit().await;
-                let out = self
-                    .iam
-                    .get_access_key_last_used()
-                    .access_key_id(&id)
-                    .send()
-                    .await
-                    .map_err(|e| fail("GetAccessKeyLastUsed", format!("key {id}: {}", describe(&e))))?;
-                out.access_key_last_used
-                    .and_then(|l| l.last_used_date)
-                    .and_then(to_chrono)
-            } else {
-                None
-            };
             keys.push(AccessKey {
                 id,
                 status,
                 created,
-                last_used,
+                last_used: None,
             });
         }
         Ok(keys)
@@ -364,8 +509,8 @@ fn user_error(account_id: &str, user: &str, operation: &str, message: String) ->
 }
 
 impl InventorySource for Iam {
-    async fn inventory(&self, needs_tags: bool) -> Vec<AccountInventory> {
-        vec![self.account(needs_tags).await]
+    async fn inventory(&self, opts: &InventoryOptions<'_>) -> Vec<AccountInventory> {
+        vec![self.account(opts).await]
     }
 }
 

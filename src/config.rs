@@ -57,6 +57,10 @@ pub struct RawAws {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+    /// `api`, `credential-report` or `auto`.
+    pub inventory: String,
+    /// `auto` uses the credential report from this many users on.
+    pub credential_report_min_users: u32,
     pub max_concurrent_requests: u32,
     /// IAM requests per second per account; 0: no limit beyond the concurrency bound.
     pub max_requests_per_second: u32,
@@ -72,6 +76,8 @@ impl Default for RawAws {
             region: None,
             profile: None,
             endpoint_url: None,
+            inventory: "api".into(),
+            credential_report_min_users: 1000,
             max_concurrent_requests: 8,
             max_requests_per_second: 0,
             max_attempts: 10,
@@ -248,6 +254,8 @@ pub struct AwsSettings {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+    pub inventory: crate::aws::InventoryMode,
+    pub credential_report_min_users: usize,
     pub max_concurrent_requests: usize,
     pub max_requests_per_second: u32,
     pub max_attempts: u32,
@@ -544,6 +552,18 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
         }
     }
 
+    let inventory = match raw.aws.inventory.as_str() {
+        "api" => Some(crate::aws::InventoryMode::Api),
+        "credential-report" => Some(crate::aws::InventoryMode::CredentialReport),
+        "auto" => Some(crate::aws::InventoryMode::Auto),
+        other => {
+            issues.push(at.issue(
+                "aws.inventory",
+                format!("{other:?} is not \"api\", \"credential-report\" or \"auto\""),
+            ));
+            None
+        }
+    };
     let mode = match raw.enforcement.mode.as_str() {
         "dry-run" => Some(Mode::DryRun),
         "enforce" => Some(Mode::Enforce),
@@ -625,6 +645,8 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
             region: raw.aws.region.clone(),
             profile: raw.aws.profile.clone(),
             endpoint_url: raw.aws.endpoint_url.clone(),
+            inventory: inventory.ok_or_else(missing)?,
+            credential_report_min_users: raw.aws.credential_report_min_users as usize,
             max_concurrent_requests: raw.aws.max_concurrent_requests as usize,
             max_requests_per_second: raw.aws.max_requests_per_second,
             max_attempts: raw.aws.max_attempts,

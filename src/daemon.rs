@@ -77,7 +77,11 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         Err(e) => (State::default(), Some(e.to_string())),
     };
     let now = chrono::Utc::now();
-    let accounts = iam.inventory(config.policy.needs_tags()).await;
+    let per_key = config.metrics_per_key;
+    let wants = |account_id: &str, user: &crate::model::User| {
+        per_key || crate::audit::has_findings(&config, account_id, user, now)
+    };
+    let accounts = iam.inventory(&crate::audit::inventory_options(&config, &wants)).await;
     let report = crate::audit::evaluate(&config, &accounts, &history, now);
     let elapsed = started.elapsed().as_secs_f64();
     metrics.audit_duration.set(elapsed);

@@ -189,6 +189,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         users: vec![fresh],
         root_access_keys_present: None,
         errors: vec![],
+        credential_report_generated: None,
     };
     let still_due = rules::evaluate(&inv, ctx.policy, ctx.history, ctx.now)
         .iter()
@@ -326,6 +327,7 @@ mod tests {
                 operation: "ListAccessKeys".into(),
                 message: "Throttling".into(),
             }],
+            credential_report_generated: None,
         }];
         let next = next_state(&old, &findings, &accounts);
         let mut keys: Vec<&str> = next.entries().map(|e| e.access_key_id.as_str()).collect();

@@ -263,6 +263,12 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> 
     );
     per_account(
         &mut out,
+        "keywarden_credential_report_generated_timestamp_seconds",
+        "Unix time the credential report used by the last audit was generated (credential-report mode)",
+        &|a| a.credential_report_generated.map(secs),
+    );
+    per_account(
+        &mut out,
         "keywarden_planned_deactivations",
         "Keys with a non-exempt finding whose action is deactivate",
         &|a| Some(planned.get(a.account_id.as_str()).map_or(0, |s| s.len()) as f64),

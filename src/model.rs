@@ -67,6 +67,8 @@ pub struct AccountInventory {
     /// `None` when GetAccountSummary could not be read.
     pub root_access_keys_present: Option<bool>,
     pub errors: Vec<ReadError>,
+    /// Set when the inventory came from the IAM credential report.
+    pub credential_report_generated: Option<Timestamp>,
 }
 
 impl AccountInventory {

@@ -273,6 +273,7 @@ mod tests {
             }],
             root_access_keys_present: Some(false),
             errors: vec![],
+            credential_report_generated: None,
         }
     }
 

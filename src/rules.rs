@@ -345,6 +345,7 @@ mod tests {
             users,
             root_access_keys_present: Some(false),
             errors: vec![],
+            credential_report_generated: None,
         }
     }
     fn eval_at(users: Vec<User>, policy: &Policy, now: Timestamp) -> Vec<(String, Rule)> {

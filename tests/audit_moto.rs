@@ -338,3 +338,98 @@ fn unreachable_endpoint_is_a_runtime_error() {
         .collect();
     assert!(ops.contains(&"ListUsers"), "{ops:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_report_mode_gives_the_same_findings_as_api_mode() {
+    let moto = Moto::start();
+    let iam = moto.iam();
+    for (name, path) in [
+        ("fresh", None),
+        ("two", None),
+        ("idle", None),
+        ("tagged", None),
+        ("svc", Some("/service/legacy/")),
+        ("none", None),
+    ] {
+        create_user(&iam, name, path).await;
+    }
+    tag_user(&iam, "tagged", "keywarden", "exempt").await;
+    moto.set_clock_days(-100.0);
+    create_key(&iam, "tagged").await;
+    let old = create_key(&iam, "two").await;
+    moto.set_clock_days(-60.0);
+    create_key(&iam, "idle").await;
+    create_key(&iam, "svc").await;
+    moto.set_clock_days(-3.0);
+    use_key(&moto, &old).await;
+    moto.set_clock_days(0.0);
+    let fresh = create_key(&iam, "fresh").await;
+    use_key(&moto, &fresh).await;
+    let newer = create_key(&iam, "two").await;
+    use_key(&moto, &newer).await;
+
+    let dir = TempDir::new("report-mode");
+    let config = moto_config(&dir, &moto, EXEMPTIONS);
+    let comparable = |report: &Value| -> Vec<String> {
+        let mut v: Vec<String> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} {} {} {} {} {} {}",
+                    f["user"],
+                    f["access_key_id"],
+                    f["rule"],
+                    f["created"],
+                    f["last_used"],
+                    f["exempt"],
+                    f["exemption_reason"],
+                    f["action"]
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    moto.take_stats();
+    let (code, api, _) = audit_json(&config, &[]);
+    assert_eq!(code, 3);
+    let api_stats = moto.take_stats();
+    assert!(api_stats["GetAccessKeyLastUsed"].as_u64().unwrap() >= 6);
+
+    let out = run(
+        keywarden(&["audit", "--config", config.to_str().unwrap(), "--format", "json"])
+            .env("KEYWARDEN_AWS__INVENTORY", "credential-report"),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["complete"], true);
+    assert_eq!(comparable(&report), comparable(&api));
+    assert!(comparable(&api).len() >= 5, "{:?}", comparable(&api));
+    assert_eq!(report["summary"], api["summary"]);
+
+    // At most 10 requests plus one ListAccessKeys per user with findings.
+    let stats = moto.take_stats();
+    let users_with_findings: std::collections::BTreeSet<_> = api["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["user"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        stats["ListAccessKeys"].as_u64(),
+        Some(users_with_findings.len() as u64),
+        "{stats}"
+    );
+    assert!(
+        stats.get("ListUsers").is_none() && stats.get("GetAccessKeyLastUsed").is_none(),
+        "{stats}"
+    );
+    let total: u64 = stats.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let tag_reads = stats.get("ListUserTags").and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(
+        total - stats["ListAccessKeys"].as_u64().unwrap() - tag_reads <= 10,
+        "{stats}"
+    );
+}
