@@ -48,11 +48,7 @@ async fn metrics_reload_and_clean_stop() {
     cmd.env("RUST_LOG", "info");
     let mut d = DaemonProcess::spawn(cmd, port, dir.0.join("log"));
 
-    let page = d
-        .wait_metrics(30, "the first audit", |m| {
-            metric(m, "keywarden_audit_success", &[]) == Some(1.0)
-        })
-        .await;
+    let page = d.first_audit().await;
     let acct = ("account_id", ACCOUNT);
     assert_eq!(
         metric(&page, "keywarden_user_active_access_keys", &[acct, ("user", "two")]),
@@ -337,11 +333,7 @@ async fn promtool_accepts_the_metrics_page() {
         port,
         dir.0.join("log"),
     );
-    let page = d
-        .wait_metrics(30, "the first audit", |m| {
-            metric(m, "keywarden_audit_success", &[]) == Some(1.0)
-        })
-        .await;
+    let page = d.first_audit().await;
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -377,11 +369,7 @@ async fn per_key_series_can_be_turned_off() {
         port,
         dir.0.join("log"),
     );
-    let page = d
-        .wait_metrics(30, "the first audit", |m| {
-            metric(m, "keywarden_audit_success", &[]) == Some(1.0)
-        })
-        .await;
+    let page = d.first_audit().await;
     assert!(!page.contains("access_key_id="), "no per-key series");
     assert_eq!(
         metric(&page, "keywarden_user_active_access_keys", &[("user", "two")]),

@@ -362,6 +362,14 @@ impl DaemonProcess {
         }
     }
 
+    /// The /metrics page once the first complete audit is published.
+    pub async fn first_audit(&self) -> String {
+        self.wait_metrics(30, "the first audit", |m| {
+            metric(m, "keywarden_audit_success", &[]) == Some(1.0)
+        })
+        .await
+    }
+
     /// Waits for exit; returns the exit code and how long it took.
     pub fn wait_exit(&mut self, secs: u64) -> (Option<i32>, std::time::Duration) {
         let start = std::time::Instant::now();

@@ -11,6 +11,9 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   `{"ListAccessKeys": ["bob"]}` makes that action fail with AccessDenied (403) whenever its
   UserName is one of the listed users (`"*"`: every request of that action); `{}` clears it.
   `{"_delay": {"ListUsers": 2.5}}` delays every request of that action by that many seconds.
+  `{"_throttle": {"ListAccessKeys": 0.3}}` answers that share of the action's requests with
+  IAM's `Throttling` (400); `{"_unavailable": {"*": 0.2}}` with `ServiceUnavailable` (503).
+  `"*"` stands for every action. Draws come from a seeded generator, so runs repeat.
 - Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`,
   `POST /_keywarden/stats` resets it. Benchmarks use it to count every client's requests alike.
 
@@ -18,6 +21,7 @@ Loopback only: it binds 127.0.0.1 and nothing else.
 """
 
 import datetime
+import random
 import io
 import json
 import sys
@@ -58,6 +62,20 @@ def _list_users(self):
 IamResponse.list_users = _list_users
 
 _faults = {}
+_rng = random.Random(1)
+
+
+def _share(kind, action):
+    table = _faults.get(kind, {})
+    return float(table.get(action, table.get("*", 0)))
+
+
+def _error_xml(code, message):
+    return (
+        '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    ).encode()
 _DENIED = """<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>\
 <Code>AccessDenied</Code><Message>injected by the test launcher</Message></Error>\
 <RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"""
@@ -107,6 +125,16 @@ def make_app():
             delay = _faults.get("_delay", {}).get(action)
             if delay:
                 time.sleep(float(delay))
+            for kind, status, code in (
+                ("_throttle", "400 Bad Request", "Throttling"),
+                ("_unavailable", "503 Service Unavailable", "ServiceUnavailable"),
+            ):
+                if _rng.random() < _share(kind, action):
+                    with _stats_lock:
+                        _stats[f"{action}:{code}"] = _stats.get(f"{action}:{code}", 0) + 1
+                    data = _error_xml(code, "injected by the test launcher")
+                    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+                    return [data]
             users = _faults.get(action, [])
             if "*" in users or params.get("UserName") in users:
                 data = _DENIED.encode()
