@@ -135,7 +135,9 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // A fixed name: a run killed mid-write leaves at most this one file, which the next save
+    // truncates and reuses (one keywarden per state file).
+    let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&body)?;
