@@ -384,3 +384,51 @@ async fn per_key_series_can_be_turned_off() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_huge_headers_and_idle_clients_cannot_stop_the_listener() {
+    use std::io::{Read, Write};
+    let moto = Moto::start();
+    let dir = TempDir::new("hostile-http");
+    let port = free_port();
+    let config = daemon_config(&dir, &moto, port, YEARLY, "90d", "");
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    d.first_audit().await;
+
+    // Idle connections that never send a byte.
+    let idle: Vec<_> = (0..64)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    // Garbage instead of HTTP.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_end(&mut buf);
+    let reply = String::from_utf8_lossy(&buf);
+    assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // A 1 MiB header: refused, not buffered without bound.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let big = "a".repeat(1 << 20);
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    let mut buf = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_end(&mut buf);
+    let reply = String::from_utf8_lossy(&buf);
+    assert!(
+        !reply.starts_with("HTTP/1.1 200"),
+        "a 1 MiB header must not be served: {}",
+        &reply[..reply.len().min(80)]
+    );
+
+    // Still serving everyone else.
+    assert_eq!(d.get("/-/healthy").await.map(|r| r.0), Some(200));
+    let (status, page) = d.get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("keywarden_build_info"));
+    drop(idle);
+}
