@@ -131,7 +131,7 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     };
     let outcomes = enforce::execute(&plan, &ctx, &iam).await;
     let mut errors = 0;
-    let mut deactivated = Vec::new();
+    let mut deactivated = 0;
     for o in &outcomes {
         let c = &o.candidate;
         if let Some(label) = o.kind.label() {
@@ -143,18 +143,15 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         }
         match o.kind {
             enforce::OutcomeKind::Error => errors += 1,
-            enforce::OutcomeKind::Success => deactivated.push((c.account_id.clone(), c.access_key_id.clone())),
+            enforce::OutcomeKind::Success => {
+                // A deactivated key's findings no longer hold; forget them now, not next run.
+                next.forget_key(&c.account_id, &c.access_key_id);
+                deactivated += 1;
+            }
             _ => {}
         }
     }
-    if !deactivated.is_empty() {
-        // A deactivated key's findings no longer hold; forget them now rather than next run.
-        next = State::from_entries(
-            next.entries()
-                .filter(|e| !deactivated.contains(&(e.account_id.clone(), e.access_key_id.clone())))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+    if deactivated > 0 {
         if let Err(e) = state::save(&config.state_path, &next) {
             tracing::error!(error = %e, "cannot update the state file after deactivations");
         }

@@ -145,7 +145,7 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Needs-tags is passed so the fresh decision sees the same exemptions as the audit.
+/// What a fresh decision needs: the same policy, first-seen times and instant as the audit.
 pub struct Context<'a> {
     pub policy: &'a Policy,
     pub history: &'a dyn FirstSeen,

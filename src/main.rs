@@ -84,11 +84,19 @@ fn main() -> ExitCode {
 }
 
 fn load_config(cli_path: Option<&std::path::Path>) -> Result<config::Config, ExitCode> {
+    load_config_at(cli_path).map(|(cfg, _, _)| cfg)
+}
+
+/// The config, with where it came from and whether that file had to exist (for reloads).
+fn load_config_at(cli_path: Option<&std::path::Path>) -> Result<(config::Config, PathBuf, bool), ExitCode> {
     let (path, required) = config::resolve_path(cli_path);
-    config::load(&path, required).map_err(|e| {
-        eprintln!("keywarden: invalid configuration:\n{e}");
-        ExitCode::from(EXIT_USAGE)
-    })
+    match config::load(&path, required) {
+        Ok(cfg) => Ok((cfg, path, required)),
+        Err(e) => {
+            eprintln!("keywarden: invalid configuration:\n{e}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
@@ -133,13 +141,9 @@ fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::
 }
 
 fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
-    let (path, required) = config::resolve_path(cli_path.as_deref());
-    let cfg = match config::load(&path, required) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("keywarden: invalid configuration:\n{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let (cfg, path, required) = match load_config_at(cli_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     logging::init(&cfg, true);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -68,10 +68,6 @@ impl Notifier {
         self.send("WATCHDOG=1");
     }
 
-    pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={status}"));
-    }
-
     /// Half of `$WATCHDOG_USEC` (systemd's advice), when the watchdog is on for this process.
     pub fn watchdog_interval() -> Option<Duration> {
         if let Ok(pid) = std::env::var("WATCHDOG_PID") {

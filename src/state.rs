@@ -65,12 +65,10 @@ impl State {
         self.entries.values()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// Drops every finding of one key (it was deactivated: none of them holds any more).
+    pub fn forget_key(&mut self, account_id: &str, access_key_id: &str) {
+        self.entries
+            .retain(|(a, k, _), _| a != account_id || k != access_key_id);
     }
 }
 
