@@ -1,10 +1,11 @@
 //! The AWS edge: builds the SDK client and reads one account's inventory through IAM.
 //!
-//! Requests: GetCallerIdentity (account id), GetAccountSummary (root keys), ListUsers
-//! (paginated), then per user ListAccessKeys, GetAccessKeyLastUsed for each active key and
-//! ListUserTags only when an exemption needs tags. At most `max_concurrent_requests` users are
-//! read at once; each user's reads are sequential, so that is also the bound on requests in
-//! flight. Any failed read of a user puts the user in `errors` instead of `users` (fail closed).
+//! Requests: GetAccountSummary (root keys, user count), ListUsers (paginated), then per user
+//! ListAccessKeys, GetAccessKeyLastUsed for each active key and ListUserTags only when an
+//! exemption needs tags. At most `max_concurrent_requests` users are read at once; each user's
+//! reads are sequential. Who the credentials are (GetCallerIdentity) and which accounts to read
+//! is `accounts.rs`'s job. Any failed read of a user puts the user in `errors` instead of
+//! `users` (fail closed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use aws_sdk_iam::types::StatusType;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures_util::StreamExt;
+use tokio::sync::Semaphore;
 
 use crate::config::AwsSettings;
 use crate::credential_report::{self, CredentialReport, Row};
@@ -153,12 +155,55 @@ fn classify(status: u16, body: Option<&[u8]>) -> &'static str {
     }
 }
 
+/// An organization member account, from organizations:ListAccounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    /// Status ACTIVE (suspended and closing accounts are not read).
+    pub active: bool,
+}
+
+/// organizations:ListAccounts, every page, with the ambient credentials (the management or a
+/// delegated administrator account).
+pub async fn organization_members(
+    sdk: &SdkConfig,
+    observer: Option<Arc<dyn RequestObserver>>,
+) -> Result<Vec<Member>, String> {
+    let mut conf = aws_sdk_organizations::config::Builder::from(sdk);
+    if let Some(o) = observer {
+        conf = conf.interceptor(CountAttempts(o));
+    }
+    let client = aws_sdk_organizations::Client::from_conf(conf.build());
+    let pages: Vec<_> = client
+        .list_accounts()
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| describe(&e))?;
+    pages
+        .into_iter()
+        .flat_map(|p| p.accounts.unwrap_or_default())
+        .map(|a| {
+            let id = a.id.ok_or("an account without Id")?;
+            Ok(Member {
+                name: a.name.unwrap_or_else(|| id.clone()),
+                active: a.status == Some(aws_sdk_organizations::types::AccountStatus::Active),
+                id,
+            })
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct Iam {
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
     concurrency: usize,
     limiter: Option<Arc<TokenBucket>>,
+    /// Shared by every account's client: the bound on requests in flight across accounts.
+    global: Option<Arc<Semaphore>>,
 }
 
 impl Iam {
@@ -174,7 +219,14 @@ impl Iam {
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
             concurrency: concurrency.max(1),
             limiter: None,
+            global: None,
         }
+    }
+
+    /// Every request first takes a permit from `global` (shared across accounts).
+    pub fn with_global_limit(mut self, global: Arc<Semaphore>) -> Iam {
+        self.global = Some(global);
+        self
     }
 
     /// At most `per_second` IAM requests per second (0: no limit). Paginated calls are
@@ -185,31 +237,42 @@ impl Iam {
         self
     }
 
-    async fn limit(&self) {
+    /// Runs one request (or one paginated call) within this account's rate and the global
+    /// bound. The permit is held only while `call` runs, so nested reads cannot deadlock.
+    async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
         if let Some(l) = &self.limiter {
             l.acquire().await;
         }
+        let _permit = match &self.global {
+            // The semaphore is never closed, so acquire cannot fail; no permit then means no bound.
+            Some(g) => g.acquire().await.ok(),
+            None => None,
+        };
+        call.await
     }
 
-    pub async fn account(&self, opts: &InventoryOptions<'_>) -> AccountInventory {
-        self.limit().await;
-        let (identity, summary) = tokio::join!(
-            self.sts.get_caller_identity().send(),
-            self.iam.get_account_summary().send(),
-        );
-        let mut inv = AccountInventory::default();
-        match identity {
-            Ok(id) => inv.account_id = id.account.unwrap_or_default(),
-            Err(e) => inv
-                .errors
-                .push(account_error("unknown", "GetCallerIdentity", describe(&e))),
+    /// GetCallerIdentity: the account id and ARN these credentials act as.
+    pub async fn caller_identity(&self) -> Result<(String, String), String> {
+        let id = self
+            .gated(self.sts.get_caller_identity().send())
+            .await
+            .map_err(|e| describe(&e))?;
+        match (id.account, id.arn) {
+            (Some(account), Some(arn)) if !account.is_empty() => Ok((account, arn)),
+            _ => Err("the response has no account id".into()),
         }
-        if inv.account_id.is_empty() {
-            inv.account_id = "unknown".into();
-        }
+    }
+
+    /// Reads one account. `account_id` is who the credentials act as (checked by the caller
+    /// with [`Iam::caller_identity`]); it labels everything read.
+    pub async fn account(&self, account_id: &str, opts: &InventoryOptions<'_>) -> AccountInventory {
+        let mut inv = AccountInventory {
+            account_id: account_id.to_string(),
+            ..Default::default()
+        };
         let account_id = inv.account_id.clone();
         let mut user_count = None;
-        match summary {
+        match self.gated(self.iam.get_account_summary().send()).await {
             Ok(s) => {
                 let map = s.summary_map.unwrap_or_default();
                 inv.root_access_keys_present = map
@@ -243,14 +306,8 @@ impl Iam {
                 }
             }
         } else {
-            self.limit().await;
             let users: Vec<_> = match self
-                .iam
-                .list_users()
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
+                .gated(self.iam.list_users().into_paginator().items().send().try_collect())
                 .await
             {
                 Ok(u) => u,
@@ -281,11 +338,8 @@ impl Iam {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         let mut delay = Duration::from_millis(250);
         loop {
-            self.limit().await;
             let out = self
-                .iam
-                .generate_credential_report()
-                .send()
+                .gated(self.iam.generate_credential_report().send())
                 .await
                 .map_err(|e| format!("GenerateCredentialReport: {}", describe(&e)))?;
             if out.state == Some(aws_sdk_iam::types::ReportStateType::Complete) {
@@ -297,11 +351,8 @@ impl Iam {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(10));
         }
-        self.limit().await;
         let out = self
-            .iam
-            .get_credential_report()
-            .send()
+            .gated(self.iam.get_credential_report().send())
             .await
             .map_err(|e| describe(&e))?;
         let content = out.content.ok_or("the report has no content")?;
@@ -353,15 +404,16 @@ impl Iam {
     }
 
     async fn tags(&self, account_id: &str, name: &str) -> Result<Vec<(String, String)>, ReadError> {
-        self.limit().await;
         Ok(self
-            .iam
-            .list_user_tags()
-            .user_name(name)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
+            .gated(
+                self.iam
+                    .list_user_tags()
+                    .user_name(name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect(),
+            )
             .await
             .map_err(|e| user_error(account_id, name, "ListUserTags", describe(&e)))?
             .into_iter()
@@ -394,12 +446,8 @@ impl Iam {
     async fn read_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
         let mut keys = self.list_keys(account_id, name).await?;
         for k in keys.iter_mut().filter(|k| k.is_active()) {
-            self.limit().await;
             let out = self
-                .iam
-                .get_access_key_last_used()
-                .access_key_id(&k.id)
-                .send()
+                .gated(self.iam.get_access_key_last_used().access_key_id(&k.id).send())
                 .await
                 .map_err(|e| {
                     user_error(
@@ -420,15 +468,16 @@ impl Iam {
     /// ListAccessKeys alone: ids, statuses and creation dates (`last_used` is `None`).
     async fn list_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
         let fail = |operation: &str, message: String| user_error(account_id, name, operation, message);
-        self.limit().await;
         let metas: Vec<_> = self
-            .iam
-            .list_access_keys()
-            .user_name(name)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
+            .gated(
+                self.iam
+                    .list_access_keys()
+                    .user_name(name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect(),
+            )
             .await
             .map_err(|e| fail("ListAccessKeys", describe(&e)))?;
         let mut keys = Vec::with_capacity(metas.len());
@@ -461,12 +510,8 @@ impl Iam {
 impl KeyActions for Iam {
     /// GetUser (path and tags, so exemptions decide exactly as in the audit), then the keys.
     async fn read_user(&self, account_id: &str, name: &str) -> Result<User, ReadError> {
-        self.limit().await;
         let user = self
-            .iam
-            .get_user()
-            .user_name(name)
-            .send()
+            .gated(self.iam.get_user().user_name(name).send())
             .await
             .map_err(|e| user_error(account_id, name, "GetUser", describe(&e)))?
             .user
@@ -485,17 +530,19 @@ impl KeyActions for Iam {
         })
     }
 
-    async fn deactivate(&self, user: &str, access_key_id: &str) -> Result<(), String> {
-        self.limit().await;
-        self.iam
-            .update_access_key()
-            .user_name(user)
-            .access_key_id(access_key_id)
-            .status(StatusType::Inactive)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("UpdateAccessKey: {}", describe(&e)))
+    /// `account_id` is this client's account; [`crate::accounts::Fleet`] routes by it.
+    async fn deactivate(&self, _account_id: &str, user: &str, access_key_id: &str) -> Result<(), String> {
+        self.gated(
+            self.iam
+                .update_access_key()
+                .user_name(user)
+                .access_key_id(access_key_id)
+                .status(StatusType::Inactive)
+                .send(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("UpdateAccessKey: {}", describe(&e)))
     }
 }
 
@@ -508,13 +555,7 @@ fn user_error(account_id: &str, user: &str, operation: &str, message: String) ->
     }
 }
 
-impl InventorySource for Iam {
-    async fn inventory(&self, opts: &InventoryOptions<'_>) -> Vec<AccountInventory> {
-        vec![self.account(opts).await]
-    }
-}
-
-fn account_error(account_id: &str, operation: &str, message: String) -> ReadError {
+pub(crate) fn account_error(account_id: &str, operation: &str, message: String) -> ReadError {
     ReadError {
         account_id: account_id.to_string(),
         user: None,

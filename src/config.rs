@@ -68,6 +68,38 @@ pub struct RawAws {
     pub connect_timeout: String,
     pub attempt_timeout: String,
     pub operation_timeout: String,
+    /// Accounts read at the same time (each within the global `max_concurrent_requests`).
+    pub max_concurrent_accounts: u32,
+    /// `[[aws.accounts]]`: when empty (and no organization), the credentials' own account.
+    pub accounts: Vec<RawAccount>,
+    pub organization: Option<RawOrganization>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub id: String,
+    /// Omitted: the ambient credentials, which must belong to `id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrganization {
+    /// Assumed in every member account: `keywarden-audit` or `path/keywarden-audit`.
+    pub role_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Account ids or names (globs); empty: every active account.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 impl Default for RawAws {
@@ -84,6 +116,9 @@ impl Default for RawAws {
             connect_timeout: "5s".into(),
             attempt_timeout: "20s".into(),
             operation_timeout: "120s".into(),
+            max_concurrent_accounts: 4,
+            accounts: Vec::new(),
+            organization: None,
         }
     }
 }
@@ -262,6 +297,37 @@ pub struct AwsSettings {
     pub connect_timeout: Duration,
     pub attempt_timeout: Duration,
     pub operation_timeout: Duration,
+    pub max_concurrent_accounts: usize,
+    pub accounts: Vec<AccountTarget>,
+    pub organization: Option<Organization>,
+}
+
+/// An account named in `[[aws.accounts]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountTarget {
+    /// Twelve digits.
+    pub id: String,
+    pub name: Option<String>,
+    /// `None`: the ambient credentials.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// `[aws.organization]`: member accounts found with organizations:ListAccounts.
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub role_name: String,
+    pub external_id: Option<String>,
+    pub include: Vec<glob::Pattern>,
+    pub exclude: Vec<glob::Pattern>,
+}
+
+impl Organization {
+    /// Include (empty: all) and then exclude, each matching the id or the name.
+    pub fn selects(&self, id: &str, name: &str) -> bool {
+        let hit = |p: &glob::Pattern| p.matches(id) || p.matches(name);
+        (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -538,6 +604,15 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
     if raw.aws.max_concurrent_requests == 0 {
         issues.push(at.issue("aws.max_concurrent_requests", "must be at least 1"));
     }
+    if raw.aws.max_concurrent_accounts == 0 {
+        issues.push(at.issue("aws.max_concurrent_accounts", "must be at least 1"));
+    }
+    let accounts = accounts(&raw.aws.accounts, at, &mut issues);
+    let organization = raw
+        .aws
+        .organization
+        .as_ref()
+        .and_then(|o| organization(o, at, &mut issues));
     if raw.aws.max_attempts == 0 {
         issues.push(at.issue("aws.max_attempts", "must be at least 1"));
     }
@@ -653,6 +728,12 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
             connect_timeout: connect_timeout.ok_or_else(missing)?,
             attempt_timeout: attempt_timeout.ok_or_else(missing)?,
             operation_timeout: operation_timeout.ok_or_else(missing)?,
+            max_concurrent_accounts: raw.aws.max_concurrent_accounts as usize,
+            accounts: accounts.ok_or_else(missing)?,
+            organization: match &raw.aws.organization {
+                Some(_) => Some(organization.ok_or_else(missing)?),
+                None => None,
+            },
         },
         policy,
         enforcement: Enforcement {
@@ -742,6 +823,113 @@ fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Iss
     })
 }
 
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn accounts(raw: &[RawAccount], at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Vec<AccountTarget>> {
+    let before = issues.len();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let key = |k: &str| format!("aws.accounts.{i}.{k}");
+        if !is_account_id(&a.id) {
+            issues.push(at.issue(&key("id"), format!("{:?} is not a 12-digit account id", a.id)));
+        } else if !seen.insert(a.id.clone()) {
+            issues.push(at.issue(&key("id"), format!("account {} is listed twice", a.id)));
+        }
+        if let Some(arn) = &a.role_arn {
+            match role_arn_account(arn) {
+                None => issues.push(at.issue(
+                    &key("role_arn"),
+                    format!("{arn:?} is not a role ARN such as \"arn:aws:iam::123456789012:role/keywarden-audit\""),
+                )),
+                Some(owner) if owner != a.id => issues.push(at.issue(
+                    &key("role_arn"),
+                    format!("the role belongs to account {owner}, not to id {}", a.id),
+                )),
+                Some(_) => {}
+            }
+        }
+        if a.role_arn.is_none() && a.external_id.is_some() {
+            issues.push(at.issue(&key("external_id"), "only used with role_arn"));
+        }
+        for (k, v) in [("external_id", &a.external_id), ("name", &a.name)] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                issues.push(at.issue(&key(k), "must not be empty (leave it out instead)"));
+            }
+        }
+        out.push(AccountTarget {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            role_arn: a.role_arn.clone(),
+            external_id: a.external_id.clone(),
+        });
+    }
+    (issues.len() == before).then_some(out)
+}
+
+/// The account id in `arn:<partition>:iam::<id>:role/<path/name>`.
+fn role_arn_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (arn_, partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let name = resource.strip_prefix("role/")?;
+    let ok = arn_ == "arn"
+        && !partition.is_empty()
+        && service == "iam"
+        && region.is_empty()
+        && is_account_id(account)
+        && !name.is_empty()
+        && !name.ends_with('/');
+    ok.then_some(account)
+}
+
+fn organization(raw: &RawOrganization, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Organization> {
+    let before = issues.len();
+    let role = raw.role_name.trim_matches('/');
+    if role.is_empty() || role != raw.role_name || raw.role_name.contains(char::is_whitespace) {
+        issues.push(at.issue(
+            "aws.organization.role_name",
+            format!(
+                "{:?} is not a role name such as \"keywarden-audit\" (a path may precede it: \"ops/keywarden-audit\")",
+                raw.role_name
+            ),
+        ));
+    }
+    if raw.external_id.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        issues.push(at.issue(
+            "aws.organization.external_id",
+            "must not be empty (leave it out instead)",
+        ));
+    }
+    let mut patterns = |key: &str, list: &[String]| -> Vec<glob::Pattern> {
+        list.iter()
+            .filter_map(|g| match glob::Pattern::new(g) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    issues.push(at.issue(key, format!("invalid glob {g:?}: {e}")));
+                    None
+                }
+            })
+            .collect()
+    };
+    let include = patterns("aws.organization.include", &raw.include);
+    let exclude = patterns("aws.organization.exclude", &raw.exclude);
+    (issues.len() == before).then(|| Organization {
+        role_name: raw.role_name.clone(),
+        external_id: raw.external_id.clone(),
+        include,
+        exclude,
+    })
+}
+
 fn exemption(i: usize, raw: &RawExemption, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Exemption> {
     let key = |k: &str| format!("exemptions.{i}.{k}");
     let before = issues.len();
@@ -818,6 +1006,44 @@ mod tests {
         assert_eq!(find_key_line(text, "exemptions.1.user"), Some(11));
         assert_eq!(find_key_line(text, "exemptions.1"), Some(9));
         assert_eq!(find_key_line(text, "log.level"), None);
+    }
+
+    #[test]
+    fn role_arns_name_their_account() {
+        assert_eq!(
+            role_arn_account("arn:aws:iam::111122223333:role/keywarden-audit"),
+            Some("111122223333")
+        );
+        assert_eq!(
+            role_arn_account("arn:aws-us-gov:iam::111122223333:role/ops/keywarden"),
+            Some("111122223333")
+        );
+        for bad in [
+            "keywarden-audit",
+            "arn:aws:iam::11112222333:role/x",
+            "arn:aws:iam::111122223333:user/x",
+            "arn:aws:iam::111122223333:role/",
+            "arn:aws:sts::111122223333:role/x",
+            "arn:aws:iam:us-east-1:111122223333:role/x",
+        ] {
+            assert_eq!(role_arn_account(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn organization_include_then_exclude() {
+        let org = |inc: &[&str], exc: &[&str]| Organization {
+            role_name: "r".into(),
+            external_id: None,
+            include: inc.iter().map(|g| glob::Pattern::new(g).unwrap()).collect(),
+            exclude: exc.iter().map(|g| glob::Pattern::new(g).unwrap()).collect(),
+        };
+        assert!(org(&[], &[]).selects("111111111111", "prod"));
+        assert!(org(&["prod-*"], &[]).selects("111111111111", "prod-eu"));
+        assert!(!org(&["prod-*"], &[]).selects("111111111111", "dev"));
+        assert!(org(&["1111*"], &[]).selects("111111111111", "dev"));
+        assert!(!org(&[], &["prod-eu", "2222*"]).selects("111111111111", "prod-eu"));
+        assert!(!org(&["*"], &["2222*"]).selects("222222222222", "x"));
     }
 
     #[test]

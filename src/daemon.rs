@@ -18,7 +18,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
 use crate::aws::InventorySource as _;
-use crate::aws::{self, RequestObserver};
+use crate::aws::RequestObserver;
 use crate::config::{self, Config};
 use crate::enforce;
 use crate::http::{Server, Shared};
@@ -67,10 +67,8 @@ impl RequestObserver for Metrics {
 pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> bool {
     let metrics = Arc::clone(&shared.metrics);
     let started = Instant::now();
-    let sdk = aws::sdk_config(&config.aws).await;
     let observer: Arc<dyn RequestObserver> = metrics.clone();
-    let iam = aws::Iam::new(&sdk, config.aws.max_concurrent_requests, Some(observer))
-        .with_rate_limit(config.aws.max_requests_per_second);
+    let iam = crate::accounts::Fleet::connect(&config.aws, Some(observer)).await;
 
     let (history, state_error) = match state::load(&config.state_path) {
         Ok(s) => (s.unwrap_or_default(), None),

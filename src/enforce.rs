@@ -111,7 +111,12 @@ pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventor
 /// The edge enforcement acts through (IAM in production, fakes in unit tests).
 pub trait KeyActions {
     fn read_user(&self, account_id: &str, user: &str) -> impl Future<Output = Result<User, ReadError>> + Send;
-    fn deactivate(&self, user: &str, access_key_id: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn deactivate(
+        &self,
+        account_id: &str,
+        user: &str,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +205,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
     if ctx.mode == Mode::DryRun {
         return done(OutcomeKind::DryRun, None);
     }
-    if let Err(e) = actions.deactivate(&c.user, &c.access_key_id).await {
+    if let Err(e) = actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await {
         return done(OutcomeKind::Error, Some(e));
     }
     match actions.read_user(&c.account_id, &c.user).await {
@@ -355,7 +360,7 @@ mod tests {
             self.calls.lock().unwrap().push("read".into());
             Ok(self.user.lock().unwrap().clone())
         }
-        async fn deactivate(&self, _: &str, id: &str) -> Result<(), String> {
+        async fn deactivate(&self, _: &str, _: &str, id: &str) -> Result<(), String> {
             self.calls.lock().unwrap().push(format!("deactivate {id}"));
             if self.fail_update {
                 return Err("AccessDenied".into());

@@ -1,8 +1,9 @@
 //! keywarden: keeps AWS IAM access keys in line with CIS AWS Foundations 1.12-1.14.
 //!
 //! Layers (see ARCHITECTURE.md): `config` (raw -> validated), `model` + `rules` + `report`
-//! (the pure core), `aws` and `state` (edges), `audit` (wires one read-only run).
+//! (the pure core), `aws`, `accounts` and `state` (edges), `audit` (wires one read-only run).
 
+pub mod accounts;
 pub mod audit;
 pub mod aws;
 pub mod config;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use keywarden::{audit, aws, config, daemon, logging, timefmt};
+use keywarden::{audit, config, daemon, logging, timefmt};
 
 /// Exit codes (CONTRACT.md).
 const EXIT_RUNTIME: u8 = 1;
@@ -120,11 +120,9 @@ fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::
         .context("cannot start the async runtime")?;
     let report = rt
         .block_on(async {
-            let sdk = aws::sdk_config(&cfg.aws).await;
-            let iam = aws::Iam::new(&sdk, cfg.aws.max_concurrent_requests, None)
-                .with_rate_limit(cfg.aws.max_requests_per_second);
+            let fleet = keywarden::accounts::Fleet::connect(&cfg.aws, None).await;
             let now = at.unwrap_or_else(chrono::Utc::now);
-            audit::audit(cfg, &iam, now).await
+            audit::audit(cfg, &fleet, now).await
         })?
         .report;
     match format {

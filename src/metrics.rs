@@ -231,6 +231,12 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> 
             }
         }
     };
+    per_account(
+        &mut out,
+        "keywarden_account_audit_success",
+        "1 if every read of the account succeeded in the last audit (0: see the errors in the log and report)",
+        &|a| Some(if a.errors.is_empty() { 1.0 } else { 0.0 }),
+    );
     per_account(&mut out, "keywarden_users", "IAM users read in the last audit", &|a| {
         Some(a.users.len() as f64)
     });

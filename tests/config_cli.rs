@@ -140,3 +140,45 @@ fn missing_explicit_file_and_bad_usage_exit_2() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("keywarden "));
 }
+
+#[test]
+fn the_shipped_account_examples_are_valid_once_uncommented() {
+    let text = std::fs::read_to_string(repo().join("config/keywarden.toml")).unwrap();
+    let keys = [
+        "[[aws.accounts]]",
+        "[aws.organization]",
+        "id =",
+        "role_arn =",
+        "external_id =",
+        "name =",
+        "role_name =",
+        "include =",
+        "exclude =",
+    ];
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest.to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (code, stdout, err) = check(&uncommented);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stdout.matches("[[aws.accounts]]").count(), 2, "{stdout}");
+    assert!(stdout.contains("[aws.organization]"), "{stdout}");
+}
+
+#[test]
+fn bad_account_entries_name_the_entry_and_line() {
+    let (code, _, err) = check(
+        "[[aws.accounts]]\nid = \"1234\"\n\n[[aws.accounts]]\nid = \"111122223333\"\n\
+         role_arn = \"arn:aws:iam::999988887777:role/x\"\n\n[aws.organization]\nrole_name = \"\"\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("k.toml:2: key `aws.accounts.0.id`"), "{err}");
+    assert!(err.contains("not a 12-digit account id"), "{err}");
+    assert!(err.contains("k.toml:6: key `aws.accounts.1.role_arn`"), "{err}");
+    assert!(err.contains("belongs to account 999988887777"), "{err}");
+    assert!(err.contains("k.toml:9: key `aws.organization.role_name`"), "{err}");
+}

@@ -162,3 +162,41 @@ async fn iam_policies_allow_exactly_what_the_code_calls() {
         "keys are never deleted"
     );
 }
+
+/// The central account's policy (where keywarden runs with several accounts) allows exactly
+/// the calls that are not made inside an audited account: AssumeRole and ListAccounts.
+#[tokio::test(flavor = "multi_thread")]
+async fn central_policy_allows_exactly_discovery_and_assume_role() {
+    let moto = Moto::start();
+    let org = moto.organizations();
+    org.create_organization().send().await.expect("CreateOrganization");
+    org.create_account()
+        .account_name("member")
+        .email("member@example.com")
+        .send()
+        .await
+        .expect("CreateAccount");
+    seed(&moto).await;
+    let dir = TempDir::new("central-policy");
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!("[aws.organization]\nrole_name = \"keywarden-audit\"\n{EXTRA}"),
+    );
+    moto.take_stats();
+    let (code, report, stderr) = audit_json(&config, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(report["accounts"].as_array().map(Vec::len), Some(2), "{report}");
+    let outside_accounts: BTreeSet<String> = moto
+        .take_stats()
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|a| match a.as_str() {
+            "AssumeRole" => Some("sts:AssumeRole".to_string()),
+            "ListAccounts" => Some("organizations:ListAccounts".to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outside_accounts, policy_actions("iam-policy-central.json"));
+}

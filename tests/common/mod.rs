@@ -92,6 +92,13 @@ impl Moto {
         serde_json::from_str(&self.control("POST", "/_keywarden/stats", "")).expect("stats json")
     }
 
+    /// The most requests moto had in flight at once since the last call; resets.
+    pub fn take_max_in_flight(&self) -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.control("POST", "/_keywarden/in_flight", "")).expect("in-flight json");
+        v["max"].as_u64().expect("max")
+    }
+
     /// `{"ListAccessKeys": ["bob"]}`: those requests fail with AccessDenied.
     pub fn set_faults(&self, json: &str) {
         self.control("POST", "/_keywarden/faults", json);
@@ -102,11 +109,16 @@ impl Moto {
     }
 
     pub fn iam_as(&self, key_id: &str, secret: &str) -> aws_sdk_iam::Client {
-        let conf = aws_sdk_iam::Config::builder()
+        aws_sdk_iam::Client::new(&self.sdk(Credentials::new(key_id, secret, None, None, "test")))
+    }
+
+    /// An SDK config for this moto with `creds`.
+    pub fn sdk(&self, creds: Credentials) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new(key_id, secret, None, None, "test"))
+            .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(creds))
             .http_client(
                 aws_smithy_http_client::Builder::new()
                     .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
@@ -114,8 +126,33 @@ impl Moto {
                     ))
                     .build_https(),
             )
-            .build();
-        aws_sdk_iam::Client::from_conf(conf)
+            .build()
+    }
+
+    /// An IAM client acting in `account` (moto maps credentials from AssumeRole to the role's
+    /// account), for seeding accounts other than the default one.
+    pub async fn iam_in(&self, account: &str) -> aws_sdk_iam::Client {
+        let sts = aws_sdk_sts::Client::new(&self.sdk(Credentials::new("testing", "testing", None, None, "test")));
+        let c = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/seed"))
+            .role_session_name("seed")
+            .send()
+            .await
+            .expect("AssumeRole for seeding")
+            .credentials
+            .expect("credentials");
+        aws_sdk_iam::Client::new(&self.sdk(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            None,
+            "seed",
+        )))
+    }
+
+    pub fn organizations(&self) -> aws_sdk_organizations::Client {
+        aws_sdk_organizations::Client::new(&self.sdk(Credentials::new("testing", "testing", None, None, "test")))
     }
 }
 

@@ -9,11 +9,14 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   (CreateDate, last used) are then real UTC time plus the offset.
 - Fault injection for fail-closed tests: `POST /_keywarden/faults` with body
   `{"ListAccessKeys": ["bob"]}` makes that action fail with AccessDenied (403) whenever its
-  UserName is one of the listed users (`"*"`: every request of that action); `{}` clears it.
+  UserName (or RoleArn, for STS AssumeRole) is one of those listed (`"*"`: every request of that
+  action); `{}` clears it.
   `{"_delay": {"ListUsers": 2.5}}` delays every request of that action by that many seconds.
   `{"_throttle": {"ListAccessKeys": 0.3}}` answers that share of the action's requests with
   IAM's `Throttling` (400); `{"_unavailable": {"*": 0.2}}` with `ServiceUnavailable` (503).
   `"*"` stands for every action. Draws come from a seeded generator, so runs repeat.
+- The most requests in flight at once: `GET /_keywarden/in_flight` returns `{"max": n}`, POST
+  reads and resets it (concurrency bounds are tested with it).
 - Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`,
   `POST /_keywarden/stats` resets it. Benchmarks use it to count every client's requests alike.
 
@@ -82,6 +85,7 @@ _DENIED = """<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><E
 
 _stats_lock = threading.Lock()
 _stats = {}
+_in_flight = [0, 0]  # now, most since the last reset
 
 
 def _params(environ, body):
@@ -113,33 +117,53 @@ def make_app():
                 if environ["REQUEST_METHOD"] == "POST":
                     _stats.clear()
             return _json(start_response, "200 OK", snapshot)
+        if path == "/_keywarden/in_flight":
+            with _stats_lock:
+                most = _in_flight[1]
+                if environ["REQUEST_METHOD"] == "POST":
+                    _in_flight[1] = 0
+            return _json(start_response, "200 OK", {"max": most})
         if path == "/_keywarden/faults":
             _faults.clear()
             _faults.update(json.loads(body or b"{}"))
             return _json(start_response, "200 OK", _faults)
-        if not path.startswith("/moto-api"):
-            params = _params(environ, body)
-            action = params.get("Action", "other")
+        if path.startswith("/moto-api"):
+            return moto_app(environ, start_response)
+        with _stats_lock:
+            _in_flight[0] += 1
+            _in_flight[1] = max(_in_flight[1], _in_flight[0])
+        try:
+            return serve(environ, start_response, body)
+        finally:
             with _stats_lock:
-                _stats[action] = _stats.get(action, 0) + 1
-            delay = _faults.get("_delay", {}).get(action)
-            if delay:
-                time.sleep(float(delay))
-            for kind, status, code in (
-                ("_throttle", "400 Bad Request", "Throttling"),
-                ("_unavailable", "503 Service Unavailable", "ServiceUnavailable"),
-            ):
-                if _rng.random() < _share(kind, action):
-                    with _stats_lock:
-                        _stats[f"{action}:{code}"] = _stats.get(f"{action}:{code}", 0) + 1
-                    data = _error_xml(code, "injected by the test launcher")
-                    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
-                    return [data]
-            users = _faults.get(action, [])
-            if "*" in users or params.get("UserName") in users:
-                data = _DENIED.encode()
-                start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+                _in_flight[0] -= 1
+
+    def serve(environ, start_response, body):
+        params = _params(environ, body)
+        # Query APIs (IAM, STS) name the action in the body; JSON APIs (Organizations) in
+        # X-Amz-Target, e.g. "AWSOrganizationsV20161128.ListAccounts".
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = params.get("Action") or (target.rsplit(".", 1)[-1] if target else "other")
+        with _stats_lock:
+            _stats[action] = _stats.get(action, 0) + 1
+        delay = _faults.get("_delay", {}).get(action)
+        if delay:
+            time.sleep(float(delay))
+        for kind, status, code in (
+            ("_throttle", "400 Bad Request", "Throttling"),
+            ("_unavailable", "503 Service Unavailable", "ServiceUnavailable"),
+        ):
+            if _rng.random() < _share(kind, action):
+                with _stats_lock:
+                    _stats[f"{action}:{code}"] = _stats.get(f"{action}:{code}", 0) + 1
+                data = _error_xml(code, "injected by the test launcher")
+                start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
                 return [data]
+        users = _faults.get(action, [])
+        if "*" in users or params.get("UserName") in users or params.get("RoleArn") in users:
+            data = _DENIED.encode()
+            start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+            return [data]
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         return moto_app(environ, start_response)

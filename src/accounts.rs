@@ -1,0 +1,405 @@
+//! Which accounts a run reads and how each is reached, then reading them concurrently.
+//!
+//! - Nothing configured: the account the ambient credentials belong to.
+//! - `[[aws.accounts]]`: each entry, through its `role_arn` (AssumeRole) or, without one, the
+//!   ambient credentials (which must then belong to `id`).
+//! - `[aws.organization]`: every ACTIVE member account from organizations:ListAccounts that
+//!   include/exclude select, through `role_name`; the credentials' own account is read with
+//!   them directly (a management account has no member role). Explicit entries win.
+//!
+//! Failures are per account: a role that cannot be assumed, or credentials that turn out to
+//! act as another account, become that account's error and the others are still read. Each
+//! account's client has its own token bucket (IAM's rate is per account); all clients share
+//! one semaphore of `max_concurrent_requests`, and at most `max_concurrent_accounts` accounts
+//! are read at a time.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_iam::config::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_iam::error::DisplayErrorContext;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+
+use crate::aws::{self, account_error, InventoryOptions, InventorySource, Member, RequestObserver};
+use crate::config::{AccountTarget, AwsSettings, Organization};
+use crate::enforce::KeyActions;
+use crate::model::{AccountInventory, ReadError, User};
+
+/// One account to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub id: String,
+    pub name: Option<String>,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Ambient,
+    Role { arn: String, external_id: Option<String> },
+}
+
+/// Who the ambient credentials are (GetCallerIdentity).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account_id: String,
+    pub arn: String,
+}
+
+impl Caller {
+    /// `aws`, `aws-cn`, `aws-us-gov`: role ARNs are built in the caller's partition.
+    fn partition(&self) -> &str {
+        self.arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws")
+    }
+}
+
+/// Pure: the accounts to read, in a stable order (explicit entries, then members by id).
+pub fn targets(
+    explicit: &[AccountTarget],
+    organization: Option<(&Organization, &[Member])>,
+    caller: Option<&Caller>,
+) -> Vec<Target> {
+    let mut out: Vec<Target> = explicit
+        .iter()
+        .map(|a| Target {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            access: match &a.role_arn {
+                Some(arn) => Access::Role {
+                    arn: arn.clone(),
+                    external_id: a.external_id.clone(),
+                },
+                None => Access::Ambient,
+            },
+        })
+        .collect();
+    if let Some((org, members)) = organization {
+        let mut found: Vec<&Member> = members
+            .iter()
+            .filter(|m| m.active && org.selects(&m.id, &m.name))
+            .filter(|m| !explicit.iter().any(|a| a.id == m.id))
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found.dedup_by(|a, b| a.id == b.id);
+        for m in found {
+            let own = caller.is_some_and(|c| c.account_id == m.id);
+            let access = if own {
+                Access::Ambient
+            } else {
+                let partition = caller.map_or("aws", Caller::partition);
+                Access::Role {
+                    arn: format!("arn:{partition}:iam::{}:role/{}", m.id, org.role_name),
+                    external_id: org.external_id.clone(),
+                }
+            };
+            out.push(Target {
+                id: m.id.clone(),
+                name: Some(m.name.clone()),
+                access,
+            });
+        }
+    }
+    if explicit.is_empty() && organization.is_none() {
+        if let Some(c) = caller {
+            out.push(Target {
+                id: c.account_id.clone(),
+                name: None,
+                access: Access::Ambient,
+            });
+        }
+    }
+    out
+}
+
+/// The connected accounts of one run: the inventory source and the key actions.
+pub struct Fleet {
+    clients: Vec<(String, aws::Iam)>,
+    /// Accounts that could not be reached, and discovery errors, as inventories with errors.
+    failed: Vec<AccountInventory>,
+    max_concurrent_accounts: usize,
+}
+
+impl Fleet {
+    /// Discovers and connects every account; never fails as a whole.
+    pub async fn connect(s: &AwsSettings, observer: Option<Arc<dyn RequestObserver>>) -> Fleet {
+        let sdk = aws::sdk_config(s).await;
+        let global = Arc::new(Semaphore::new(s.max_concurrent_requests.max(1)));
+        let client = |sdk: &SdkConfig| {
+            aws::Iam::new(sdk, s.max_concurrent_requests, observer.clone())
+                .with_rate_limit(s.max_requests_per_second)
+                .with_global_limit(Arc::clone(&global))
+        };
+        let ambient = client(&sdk);
+        let mut failed = Vec::new();
+        let caller = match ambient.caller_identity().await {
+            Ok((account_id, arn)) => Some(Caller { account_id, arn }),
+            Err(e) => {
+                let id = if s.accounts.is_empty() { "unknown" } else { "ambient" };
+                if s.accounts.is_empty() || s.organization.is_some() {
+                    failed.push(failed_account(id, "GetCallerIdentity", e));
+                }
+                None
+            }
+        };
+        let members = match &s.organization {
+            Some(org) if caller.is_some() => match aws::organization_members(&sdk, observer.clone()).await {
+                Ok(m) => Some((org, m)),
+                Err(e) => {
+                    let id = caller.as_ref().map_or("unknown", |c| c.account_id.as_str());
+                    failed.push(failed_account(id, "ListAccounts", e));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let targets = targets(
+            &s.accounts,
+            members.as_ref().map(|(o, m)| (*o, m.as_slice())),
+            caller.as_ref(),
+        );
+        let connected: Vec<Result<(String, aws::Iam), AccountInventory>> = futures_util::stream::iter(targets)
+            .map(|t| {
+                let (sdk, ambient, caller, client, global) = (&sdk, &ambient, caller.as_ref(), &client, &global);
+                async move {
+                    tracing::debug!(account_id = %t.id, name = t.name.as_deref().unwrap_or(""), access = ?t.access, "connecting");
+                    let iam = match &t.access {
+                        Access::Ambient => {
+                            return match caller {
+                                Some(c) if c.account_id == t.id => Ok((t.id, ambient.clone())),
+                                Some(c) => Err(failed_account(
+                                    &t.id,
+                                    "GetCallerIdentity",
+                                    format!("the ambient credentials belong to account {}, not {}", c.account_id, t.id),
+                                )),
+                                None => Err(failed_account(&t.id, "GetCallerIdentity", "the ambient credentials do not work".into())),
+                            };
+                        }
+                        Access::Role { arn, external_id } => match assume(sdk, global, arn, external_id.as_deref()).await {
+                            Ok(conf) => client(&conf),
+                            Err(e) => return Err(failed_account(&t.id, "AssumeRole", format!("{arn}: {e}"))),
+                        },
+                    };
+                    // Never label one account's keys with another's id.
+                    match iam.caller_identity().await {
+                        Ok((id, _)) if id == t.id => Ok((t.id, iam)),
+                        Ok((id, _)) => Err(failed_account(
+                            &t.id,
+                            "GetCallerIdentity",
+                            format!("the assumed role acts as account {id}, not {}", t.id),
+                        )),
+                        Err(e) => Err(failed_account(&t.id, "GetCallerIdentity", e)),
+                    }
+                }
+            })
+            .buffer_unordered(s.max_concurrent_accounts.max(1))
+            .collect()
+            .await;
+        let mut clients = Vec::new();
+        for c in connected {
+            match c {
+                Ok(ok) => clients.push(ok),
+                Err(inv) => failed.push(inv),
+            }
+        }
+        clients.sort_by(|a, b| a.0.cmp(&b.0));
+        Fleet {
+            clients,
+            failed,
+            max_concurrent_accounts: s.max_concurrent_accounts.max(1),
+        }
+    }
+
+    fn client(&self, account_id: &str) -> Option<&aws::Iam> {
+        self.clients.iter().find(|(id, _)| id == account_id).map(|(_, c)| c)
+    }
+}
+
+/// Credentials for `arn`, fetched once here so a role that cannot be assumed fails now, with
+/// STS's own message, instead of on every IAM call.
+/// The call takes a permit of the global bound like every other request (a refresh an hour
+/// later, inside the SDK, does not).
+async fn assume(
+    sdk: &SdkConfig,
+    global: &Semaphore,
+    arn: &str,
+    external_id: Option<&str>,
+) -> Result<SdkConfig, String> {
+    let mut b = aws_config::sts::AssumeRoleProvider::builder(arn)
+        .session_name("keywarden")
+        .configure(sdk);
+    if let Some(x) = external_id {
+        b = b.external_id(x);
+    }
+    let provider = b.build().await;
+    let permit = global.acquire().await.ok();
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+    drop(permit);
+    Ok(sdk
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
+}
+
+fn failed_account(account_id: &str, operation: &str, message: String) -> AccountInventory {
+    AccountInventory {
+        account_id: account_id.to_string(),
+        errors: vec![account_error(account_id, operation, message)],
+        ..Default::default()
+    }
+}
+
+impl InventorySource for Fleet {
+    async fn inventory(&self, opts: &InventoryOptions<'_>) -> Vec<AccountInventory> {
+        // Boxed: the opaque future types of a closure over borrowed clients trip the
+        // higher-ranked Send check of this trait method.
+        let reads: Vec<BoxFuture<'_, AccountInventory>> = self
+            .clients
+            .iter()
+            .map(|(id, iam)| -> BoxFuture<'_, AccountInventory> { Box::pin(iam.account(id, opts)) })
+            .collect();
+        let read: Vec<AccountInventory> = futures_util::stream::iter(reads)
+            .buffer_unordered(self.max_concurrent_accounts)
+            .collect()
+            .await;
+        merge(read, self.failed.clone())
+    }
+}
+
+/// One inventory per account id: a discovery error about an account that was also read is
+/// added to that account's errors (a duplicate id would duplicate metric series).
+fn merge(mut read: Vec<AccountInventory>, failed: Vec<AccountInventory>) -> Vec<AccountInventory> {
+    for f in failed {
+        match read.iter_mut().find(|a| a.account_id == f.account_id) {
+            Some(a) => a.errors.extend(f.errors),
+            None => read.push(f),
+        }
+    }
+    read.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    read
+}
+
+impl KeyActions for Fleet {
+    async fn read_user(&self, account_id: &str, user: &str) -> Result<User, ReadError> {
+        match self.client(account_id) {
+            Some(c) => c.read_user(account_id, user).await,
+            None => Err(ReadError {
+                account_id: account_id.to_string(),
+                user: Some(user.to_string()),
+                operation: "AssumeRole".into(),
+                message: "the account is not connected in this run".into(),
+            }),
+        }
+    }
+
+    async fn deactivate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), String> {
+        match self.client(account_id) {
+            Some(c) => c.deactivate(account_id, user, access_key_id).await,
+            None => Err(format!("account {account_id} is not connected in this run")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn explicit(id: &str, role: Option<&str>) -> AccountTarget {
+        AccountTarget {
+            id: id.into(),
+            name: None,
+            role_arn: role.map(str::to_string),
+            external_id: None,
+        }
+    }
+
+    fn member(id: &str, name: &str, active: bool) -> Member {
+        Member {
+            id: id.into(),
+            name: name.into(),
+            active,
+        }
+    }
+
+    fn org(exclude: &[&str]) -> Organization {
+        Organization {
+            role_name: "keywarden-audit".into(),
+            external_id: Some("x-1".into()),
+            include: Vec::new(),
+            exclude: exclude.iter().map(|g| glob::Pattern::new(g).unwrap()).collect(),
+        }
+    }
+
+    fn caller() -> Caller {
+        Caller {
+            account_id: "100000000000".into(),
+            arn: "arn:aws-us-gov:iam::100000000000:user/ops".into(),
+        }
+    }
+
+    #[test]
+    fn nothing_configured_means_the_callers_account() {
+        let t = targets(&[], None, Some(&caller()));
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].id.as_str(), &t[0].access), ("100000000000", &Access::Ambient));
+        assert!(targets(&[], None, None).is_empty());
+    }
+
+    #[test]
+    fn explicit_accounts_only_when_listed() {
+        let arn = "arn:aws:iam::200000000000:role/r";
+        let t = targets(&[explicit("200000000000", Some(arn))], None, Some(&caller()));
+        assert_eq!(t.len(), 1, "the caller's own account is not added");
+        assert!(matches!(&t[0].access, Access::Role { arn: a, .. } if a == arn));
+    }
+
+    #[test]
+    fn organization_members_are_selected_and_reached_through_the_role() {
+        let members = [
+            member("300000000000", "dev", true),
+            member("100000000000", "management", true),
+            member("400000000000", "sandbox-1", true),
+            member("500000000000", "closed", false),
+            member("200000000000", "prod", true),
+        ];
+        let o = org(&["sandbox-*"]);
+        let t = targets(&[explicit("200000000000", None)], Some((&o, &members)), Some(&caller()));
+        let ids: Vec<_> = t.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["200000000000", "100000000000", "300000000000"]);
+        assert_eq!(t[0].access, Access::Ambient, "the explicit entry wins");
+        assert_eq!(
+            t[1].access,
+            Access::Ambient,
+            "the caller's own account uses its credentials"
+        );
+        assert_eq!(
+            t[2].access,
+            Access::Role {
+                arn: "arn:aws-us-gov:iam::300000000000:role/keywarden-audit".into(),
+                external_id: Some("x-1".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn discovery_errors_join_the_account_they_are_about() {
+        let read = vec![AccountInventory {
+            account_id: "100000000000".into(),
+            ..Default::default()
+        }];
+        let merged = merge(
+            read,
+            vec![
+                failed_account("100000000000", "ListAccounts", "denied".into()),
+                failed_account("300000000000", "AssumeRole", "denied".into()),
+            ],
+        );
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].errors[0].operation, "ListAccounts");
+        assert_eq!(merged[1].account_id, "300000000000");
+    }
+}
