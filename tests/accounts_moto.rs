@@ -255,3 +255,48 @@ async fn accounts_are_read_at_once_within_the_global_request_bound() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_exports_each_accounts_success_and_findings_under_its_id() {
+    let moto = Moto::start();
+    seed_pair(&moto.iam_in(A).await, "a-pair").await;
+    moto.set_faults(&format!(r#"{{"AssumeRole": ["{}"]}}"#, role(DENIED)));
+    let dir = TempDir::new("accounts-daemon");
+    let port = free_port();
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!(
+            "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[aws.accounts]]\nid = \"{A}\"\nrole_arn = \"{}\"\n\n[[aws.accounts]]\nid = \"{DENIED}\"\nrole_arn = \"{}\"\n",
+            role(A),
+            role(DENIED)
+        ),
+    );
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    let page = d
+        .wait_metrics(30, "the first audit", |m| metric(m, "keywarden_audit_success", &[]).is_some())
+        .await;
+    let success = |id: &str| metric(&page, "keywarden_account_audit_success", &[("account_id", id)]);
+    assert_eq!(success(A), Some(1.0), "{page}");
+    assert_eq!(success(DENIED), Some(0.0), "{page}");
+    assert_eq!(metric(&page, "keywarden_audit_success", &[]), Some(0.0));
+    assert_eq!(
+        metric(
+            &page,
+            "keywarden_violations",
+            &[("account_id", A), ("rule", "multiple_active_keys")]
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "keywarden_user_active_access_keys", &[("account_id", A), ("user", "a-pair")]),
+        Some(2.0)
+    );
+    assert!(!page.contains(&format!("account_id=\"{ACCOUNT}\"")), "the unlisted default account is not read");
+}
