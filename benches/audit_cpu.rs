@@ -21,11 +21,14 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let iam = Arc::new(fake_iam::FakeIam {
-        users,
-        keys_per_user: 2,
-        requests: Default::default(),
-    });
+    // MODE=api (default) or credential-report; PAIRS_EVERY=n: only every n-th user has a second
+    // active key (a finding); default 1: every user.
+    let mode = std::env::var("MODE").unwrap_or_else(|_| "api".into());
+    let pairs_every: usize = std::env::var("PAIRS_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let iam = Arc::new(fake_iam::FakeIam::new(users, 2, pairs_every));
     let addr = Arc::clone(&iam).serve().await;
     let dir = std::env::temp_dir().join(format!("keywarden-audit-cpu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -33,7 +36,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://{addr}\"\n[state]\npath = \"{}/state.json\"\n",
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://{addr}\"\ninventory = \"{mode}\"\n[state]\npath = \"{}/state.json\"\n",
             dir.display()
         ),
     )
@@ -71,7 +74,7 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let cpu = user_s + sys_s;
     println!(
-        "{users} users x 2 keys, {} IAM requests: wall {wall:.2} s, {:.0} users/s; keywarden CPU {cpu:.2} s \
+        "{mode} mode, {users} users x 2 keys (second key active for every {pairs_every}. user), {} IAM requests: wall {wall:.2} s, {:.0} users/s; keywarden CPU {cpu:.2} s \
          (user {user_s:.2}, sys {sys_s:.2}) = {:.1} us/user; peak RSS {:.1} MiB",
         iam.requests.load(Ordering::Relaxed),
         users as f64 / wall,

@@ -45,11 +45,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let iam = Arc::new(fake_iam::FakeIam {
-        users,
-        keys_per_user: 2,
-        requests: Default::default(),
-    });
+    let iam = Arc::new(fake_iam::FakeIam::new(users, 2, 1));
     let addr = Arc::clone(&iam).serve().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

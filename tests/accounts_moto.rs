@@ -279,7 +279,9 @@ async fn the_daemon_exports_each_accounts_success_and_findings_under_its_id() {
         dir.0.join("log"),
     );
     let page = d
-        .wait_metrics(30, "the first audit", |m| metric(m, "keywarden_audit_success", &[]).is_some())
+        .wait_metrics(30, "the first audit", |m| {
+            metric(m, "keywarden_audit_success", &[]).is_some()
+        })
         .await;
     let success = |id: &str| metric(&page, "keywarden_account_audit_success", &[("account_id", id)]);
     assert_eq!(success(A), Some(1.0), "{page}");
@@ -295,8 +297,15 @@ async fn the_daemon_exports_each_accounts_success_and_findings_under_its_id() {
         "{page}"
     );
     assert_eq!(
-        metric(&page, "keywarden_user_active_access_keys", &[("account_id", A), ("user", "a-pair")]),
+        metric(
+            &page,
+            "keywarden_user_active_access_keys",
+            &[("account_id", A), ("user", "a-pair")]
+        ),
         Some(2.0)
     );
-    assert!(!page.contains(&format!("account_id=\"{ACCOUNT}\"")), "the unlisted default account is not read");
+    assert!(
+        !page.contains(&format!("account_id=\"{ACCOUNT}\"")),
+        "the unlisted default account is not read"
+    );
 }

@@ -1,5 +1,6 @@
-//! Hostile conditions against moto: throttling and unavailable service answered by the test
-//! launcher; the audit must come out the same as on a calm day, or fail closed.
+//! Hostile conditions against moto: throttling, unavailable service, slow answers, truncated
+//! bodies and dropped connections, injected by the test launcher; the audit must come out the
+//! same as on a calm day, or fail closed.
 
 mod common;
 
@@ -31,7 +32,7 @@ async fn seed(moto: &Moto) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn throttling_and_503s_slow_the_audit_but_change_nothing() {
+async fn throttling_503s_slow_truncated_and_dropped_answers_change_nothing() {
     let moto = Moto::start();
     seed(&moto).await;
     let dir = TempDir::new("throttle");
@@ -40,12 +41,20 @@ async fn throttling_and_503s_slow_the_audit_but_change_nothing() {
     assert_eq!(code, 3);
     assert!(findings(&calm).len() >= 3, "{:?}", findings(&calm));
 
-    for faults in [r#"{"_throttle": {"*": 0.3}}"#, r#"{"_unavailable": {"*": 0.2}}"#] {
+    for faults in [
+        r#"{"_throttle": {"*": 0.3}}"#,
+        r#"{"_unavailable": {"*": 0.2}}"#,
+        // 3 s against a 1 s attempt timeout: the attempt is abandoned and retried.
+        r#"{"_slow": {"*": [0.2, 3.0]}}"#,
+        r#"{"_truncate": {"*": 0.2}}"#,
+        r#"{"_drop": {"*": 0.2}}"#,
+    ] {
         moto.set_faults(faults);
         moto.take_stats();
         let out = run(
             keywarden(&["audit", "--config", config.to_str().unwrap(), "--format", "json"])
-                .env("KEYWARDEN_AWS__MAX_ATTEMPTS", "10"),
+                .env("KEYWARDEN_AWS__MAX_ATTEMPTS", "10")
+                .env("KEYWARDEN_AWS__ATTEMPT_TIMEOUT", "1s"),
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{faults}: {stderr}");

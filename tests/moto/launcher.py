@@ -14,6 +14,9 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   `{"_delay": {"ListUsers": 2.5}}` delays every request of that action by that many seconds.
   `{"_throttle": {"ListAccessKeys": 0.3}}` answers that share of the action's requests with
   IAM's `Throttling` (400); `{"_unavailable": {"*": 0.2}}` with `ServiceUnavailable` (503).
+  `{"_slow": {"*": [0.2, 3.0]}}` delays that share of requests by 3 s (past the client's
+  attempt timeout), `{"_truncate": {"*": 0.2}}` sends the headers and half the body and then
+  closes the connection, `{"_drop": {"*": 0.2}}` closes the connection without answering.
   `"*"` stands for every action. Draws come from a seeded generator, so runs repeat.
 - The most requests in flight at once: `GET /_keywarden/in_flight` returns `{"max": n}`, POST
   reads and resets it (concurrency bounds are tested with it).
@@ -26,6 +29,7 @@ Loopback only: it binds 127.0.0.1 and nothing else.
 import datetime
 import random
 import io
+import socket
 import json
 import sys
 import threading
@@ -94,6 +98,45 @@ def _params(environ, body):
     return {k: v[0] for k, v in params.items()}
 
 
+def _draw(kind, action, share):
+    if share and _rng.random() < float(share):
+        with _stats_lock:
+            _stats[f"{action}:{kind}"] = _stats.get(f"{action}:{kind}", 0) + 1
+        return True
+    return False
+
+
+def _close(environ):
+    """Ends the TCP connection at once: the client sees a reset or an early EOF."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _truncated(environ, start_response, moto_app, body):
+    """moto's real answer with its full Content-Length, but only half the body sent."""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+
+    data = b"".join(moto_app(environ, capture))
+    headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+    headers.append(("Content-Length", str(len(data))))
+    start_response(captured["status"], headers)
+
+    def half():
+        yield data[: len(data) // 2]
+        _close(environ)
+
+    return half()
+
+
 def _json(start_response, status, obj):
     data = json.dumps(obj).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -149,6 +192,16 @@ def make_app():
         delay = _faults.get("_delay", {}).get(action)
         if delay:
             time.sleep(float(delay))
+        slow = _faults.get("_slow", {})
+        share, seconds = slow.get(action, slow.get("*", [0, 0]))
+        if _draw("_slow", action, share):
+            time.sleep(float(seconds))
+        if _draw("_drop", action, _share("_drop", action)):
+            _close(environ)
+            start_response("200 OK", [("Content-Length", "0")])
+            return []
+        if _draw("_truncate", action, _share("_truncate", action)):
+            return _truncated(environ, start_response, moto_app, body)
         for kind, status, code in (
             ("_throttle", "400 Bad Request", "Throttling"),
             ("_unavailable", "503 Service Unavailable", "ServiceUnavailable"),
