@@ -4,8 +4,10 @@
 //! Every error names where the bad value came from (file and line, or environment variable)
 //! and the key, so `keywarden check-config` reads like `nginx -t`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -226,6 +228,19 @@ impl Default for RawState {
 pub struct RawMetrics {
     pub listen: String,
     pub per_key: bool,
+    /// HTTPS instead of HTTP (exporter-toolkit's `tls_server_config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+    /// user name -> bcrypt hash (exporter-toolkit's `basic_auth_users`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for RawMetrics {
@@ -233,6 +248,8 @@ impl Default for RawMetrics {
         RawMetrics {
             listen: "127.0.0.1:9786".into(),
             per_key: true,
+            tls: None,
+            basic_auth_users: BTreeMap::new(),
         }
     }
 }
@@ -347,6 +364,8 @@ pub struct Config {
     pub state_path: PathBuf,
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: bool,
+    /// TLS and basic auth of the listener; swapped in on reload.
+    pub metrics_web: Arc<crate::web::Web>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The merged raw values, for `check-config` to print.
@@ -356,7 +375,11 @@ pub struct Config {
 impl Config {
     /// The effective configuration as TOML, with secrets redacted.
     pub fn effective_toml(&self) -> String {
-        toml::to_string_pretty(&self.effective).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.effective.clone();
+        for hash in shown.metrics.basic_auth_users.values_mut() {
+            *hash = "<bcrypt hash>".into();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
@@ -664,6 +687,20 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
             None
         }
     };
+    let tls = raw.metrics.tls.as_ref().and_then(|t| {
+        crate::web::tls_acceptor(&t.cert_file, &t.key_file)
+            .map_err(|e| issues.push(at.issue("metrics.tls", e)))
+            .ok()
+    });
+    for (user, hash) in &raw.metrics.basic_auth_users {
+        let key = format!("metrics.basic_auth_users.{user}");
+        if user.is_empty() || user.contains(':') {
+            issues.push(at.issue(&key, "a user name must be non-empty and without ':'"));
+        }
+        if let Err(e) = crate::web::check_hash(hash) {
+            issues.push(at.issue(&key, e));
+        }
+    }
     let log_format = match raw.log.format.as_str() {
         "text" => Some(LogFormat::Text),
         "json" => Some(LogFormat::Json),
@@ -743,6 +780,7 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
         state_path: raw.state.path.clone(),
         metrics_listen: listen.ok_or_else(missing)?,
         metrics_per_key: raw.metrics.per_key,
+        metrics_web: Arc::new(crate::web::Web::new(tls, raw.metrics.basic_auth_users.clone())),
         log_format: log_format.ok_or_else(missing)?,
         log_level: raw.log.level.clone(),
         effective: raw,

@@ -300,6 +300,8 @@ impl Daemon {
                 old.close().await;
             }
         }
+        // New connections use the new certificate and users; open ones finish as they began.
+        self.shared.set_web(Arc::clone(&new.metrics_web));
         self.config = Arc::new(new);
         Ok(())
     }
@@ -310,7 +312,7 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     let metrics = Arc::new(Metrics::new()?);
     metrics.config_reload_ok.set(1);
     metrics.config_reload_ts.set(unix_now());
-    let shared = Arc::new(Shared::new(metrics));
+    let shared = Arc::new(Shared::new(metrics, Arc::clone(&config.metrics_web)));
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     if opts.once {

@@ -8,8 +8,10 @@
 //! - `GET /api/v1/report`  the last report, the same JSON as `audit --format json`
 //!   (503 before the first audit)
 //!
-//! Anything else is 404; other methods on these paths are 405. Header reads time out and
-//! header size is bounded, so slow or malformed clients cannot pile up.
+//! Anything else is 404; other methods on these paths are 405. Header reads (and TLS
+//! handshakes) time out and header size is bounded, so slow or malformed clients cannot pile
+//! up. With `[metrics.basic_auth_users]` every endpoint answers 401 without valid credentials;
+//! with `[metrics.tls]` the listener speaks only HTTPS (see `web.rs`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+use crate::web::Web;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Ready once the first audit has completed (successfully or not: the report then says what
 /// failed). Never goes back to not ready.
@@ -47,14 +52,31 @@ pub struct Shared {
     pub ready: Readiness,
     /// The last report, already serialized.
     pub report_json: RwLock<Option<Bytes>>,
+    /// TLS and basic auth; read at each new connection, replaced on reload.
+    web: RwLock<Arc<Web>>,
 }
 
 impl Shared {
-    pub fn new(metrics: Arc<Metrics>) -> Shared {
+    pub fn new(metrics: Arc<Metrics>, web: Arc<Web>) -> Shared {
         Shared {
             metrics,
             ready: Readiness::default(),
             report_json: RwLock::new(None),
+            web: RwLock::new(web),
+        }
+    }
+
+    pub fn web(&self) -> Arc<Web> {
+        match self.web.read() {
+            Ok(w) => Arc::clone(&w),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn set_web(&self, web: Arc<Web>) {
+        match self.web.write() {
+            Ok(mut w) => *w = web,
+            Err(poisoned) => *poisoned.into_inner() = web,
         }
     }
 }
@@ -170,28 +192,57 @@ impl Server {
                 }
             };
             let shared = Arc::clone(&shared);
-            let mut stop = shutdown.clone();
+            let stop = shutdown.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let resp = route(&shared, req.method(), req.uri().path());
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "http connection ended with an error");
-                        }
-                    }
-                    _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+                let web = shared.web();
+                match &web.tls {
+                    None => serve_connection(TokioIo::new(stream), shared, web, stop).await,
+                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), shared, web, stop).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    },
                 }
             });
         }
+    }
+}
+
+async fn serve_connection<IO>(io: IO, shared: Arc<Shared>, web: Arc<Web>, mut stop: watch::Receiver<bool>)
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (shared, web) = (Arc::clone(&shared), Arc::clone(&web));
+        async move {
+            let auth = req
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if !web.authorized(auth).await {
+                let mut r = respond(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", "unauthorized\n");
+                r.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static("Basic realm=\"keywarden\""),
+                );
+                return Ok::<_, Infallible>(r);
+            }
+            Ok(route(&shared, req.method(), req.uri().path()))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+        }
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
     }
 }
 
@@ -209,7 +260,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let shared = Shared::new(Arc::new(Metrics::new().unwrap()));
+        let shared = Shared::new(Arc::new(Metrics::new().unwrap()), Arc::new(Web::open()));
         let get = |p: &str| route(&shared, &Method::GET, p).status();
         assert_eq!(get("/"), StatusCode::OK);
         assert_eq!(get("/metrics"), StatusCode::OK);

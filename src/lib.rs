@@ -20,3 +20,4 @@ pub mod report;
 pub mod rules;
 pub mod state;
 pub mod timefmt;
+pub mod web;
