@@ -1,0 +1,322 @@
+//! Property tests of the two parsers of outside input: the credential report (CSV from AWS)
+//! and the config loader (TOML from operators). Bounded: 256 cases per property (override
+//! with PROPTEST_CASES), no failure files written into the repository.
+
+use std::io::Write as _;
+
+use chrono::{DateTime, Utc};
+use keywarden::config::{self, Mode};
+use keywarden::credential_report::{parse, Row, Slot};
+use proptest::prelude::*;
+
+fn settings() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credential report.
+
+const HEADER: [&str; 22] = [
+    "user",
+    "arn",
+    "user_creation_time",
+    "password_enabled",
+    "password_last_used",
+    "password_last_changed",
+    "password_next_rotation",
+    "mfa_active",
+    "access_key_1_active",
+    "access_key_1_last_rotated",
+    "access_key_1_last_used_date",
+    "access_key_1_last_used_region",
+    "access_key_1_last_used_service",
+    "access_key_2_active",
+    "access_key_2_last_rotated",
+    "access_key_2_last_used_date",
+    "access_key_2_last_used_region",
+    "access_key_2_last_used_service",
+    "cert_1_active",
+    "cert_1_last_rotated",
+    "cert_2_active",
+    "cert_2_last_rotated",
+];
+
+fn ts(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).expect("in range")
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+}
+
+/// A slot as IAM writes it: absent (`false,N/A,N/A`), or present, active or not, used or not.
+fn slot() -> impl Strategy<Value = Option<Slot>> {
+    prop::option::of((
+        any::<bool>(),
+        1_300_000_000i64..1_800_000_000,
+        prop::option::of(0i64..50_000_000),
+    ))
+    .prop_map(|o| {
+        o.map(|(active, rotated, used)| Slot {
+            active,
+            last_rotated: ts(rotated),
+            last_used: used.map(|u| ts(rotated + u)),
+        })
+    })
+}
+
+fn row() -> impl Strategy<Value = Row> {
+    (
+        "[a-zA-Z0-9+=,.@_-]{1,24}",
+        prop::option::of("[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}"),
+        slot(),
+        slot(),
+    )
+        .prop_map(|(user, path, s1, s2)| {
+            let path = path.map_or("/".to_string(), |p| format!("/{p}/"));
+            Row {
+                arn: format!("arn:aws:iam::123456789012:user{path}{user}"),
+                user,
+                path,
+                slots: [s1, s2].into_iter().flatten().collect(),
+            }
+        })
+}
+
+fn cells(row: &Row, slots: &[Option<Slot>; 2]) -> Vec<String> {
+    let mut c = vec![
+        row.user.clone(),
+        row.arn.clone(),
+        "2020-01-01T00:00:00+00:00".into(),
+        "false".into(),
+        "no_information".into(),
+        "N/A".into(),
+        "N/A".into(),
+        "false".into(),
+    ];
+    for s in slots {
+        match s {
+            None => c.extend(["false", "N/A", "N/A", "N/A", "N/A"].map(String::from)),
+            Some(s) => {
+                c.push(s.active.to_string());
+                c.push(rfc(s.last_rotated));
+                match s.last_used {
+                    Some(u) => c.extend([rfc(u), "us-east-1".into(), "s3".into()]),
+                    None => c.extend(["N/A", "N/A", "N/A"].map(String::from)),
+                }
+            }
+        }
+    }
+    c.extend(["false", "N/A", "false", "N/A"].map(String::from));
+    c
+}
+
+/// RFC 4180 quoting, as any CSV writer does for a user name with a comma.
+fn quote(cell: &str) -> String {
+    if cell.contains([',', '"', '\n']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_string()
+    }
+}
+
+/// The CSV for `rows`, with the columns in `order` (a permutation of the header).
+fn render(rows: &[Row], order: &[usize]) -> String {
+    let mut out = order.iter().map(|&i| HEADER[i]).collect::<Vec<_>>().join(",");
+    for r in rows {
+        let mut slots = [None, None];
+        for (i, s) in r.slots.iter().enumerate() {
+            slots[i] = Some(s.clone());
+        }
+        let c = cells(r, &slots);
+        out.push('\n');
+        out.push_str(&order.iter().map(|&i| quote(&c[i])).collect::<Vec<_>>().join(","));
+    }
+    out.push('\n');
+    out
+}
+
+proptest! {
+    #![proptest_config(settings())]
+
+    #[test]
+    fn any_bytes_are_a_report_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = parse(&bytes);
+        let mut with_header = HEADER.join(",").into_bytes();
+        with_header.push(b'\n');
+        with_header.extend_from_slice(&bytes);
+        let _ = parse(&with_header);
+    }
+
+    #[test]
+    fn rendered_reports_parse_back_in_any_column_order(
+        rows in prop::collection::vec(row(), 0..20),
+        order in Just((0..HEADER.len()).collect::<Vec<_>>()).prop_shuffle(),
+    ) {
+        let report = parse(render(&rows, &order).as_bytes()).expect("a well-formed report parses");
+        prop_assert_eq!(report.rows, rows, "slots in order, every field as written");
+        prop_assert!(!report.root_access_keys_present);
+    }
+
+    /// A report cut anywhere (a dropped connection, a short read) never yields rows that were
+    /// not in it: either an error or a prefix of the real rows. Every cut right after a field
+    /// separator is tried (where a lenient parser would read a short row as empty cells), and
+    /// one anywhere else.
+    #[test]
+    fn a_truncated_report_never_invents_rows(rows in prop::collection::vec(row(), 1..10), cut in any::<prop::sample::Index>()) {
+        let order: Vec<usize> = (0..HEADER.len()).collect();
+        let text = render(&rows, &order);
+        let mut cuts: Vec<usize> = text.match_indices([',', '\n']).map(|(i, _)| i + 1).collect();
+        cuts.push(cut.index(text.len()));
+        for at in cuts {
+            if let Ok(report) = parse(&text.as_bytes()[..at]) {
+                prop_assert!(report.rows.len() <= rows.len());
+                prop_assert_eq!(&report.rows[..], &rows[..report.rows.len()], "cut at byte {}", at);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config loader.
+
+fn write_config(text: &str) -> (tempfile_lite::Dir, std::path::PathBuf) {
+    let dir = tempfile_lite::Dir::new();
+    let path = dir.0.join("keywarden.toml");
+    let mut f = std::fs::File::create(&path).expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+    (dir, path)
+}
+
+/// A unique temporary directory removed on drop (no extra crate for it).
+mod tempfile_lite {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "keywarden-prop-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Valid {
+    max_age_days: u32,
+    grace_hours: u32,
+    enforce: bool,
+    cap: u32,
+    cron: &'static str,
+    per_key: bool,
+}
+
+fn valid() -> impl Strategy<Value = Valid> {
+    (
+        1u32..400,
+        0u32..1000,
+        any::<bool>(),
+        0u32..1000,
+        prop::sample::select(vec![
+            "0 0 * * * *",
+            "0 */5 * * * *",
+            "30 15 3 * * Mon-Fri",
+            "0 0 0 1 1 *",
+        ]),
+        any::<bool>(),
+    )
+        .prop_map(|(max_age_days, grace_hours, enforce, cap, cron, per_key)| Valid {
+            max_age_days,
+            grace_hours,
+            enforce,
+            cap,
+            cron,
+            per_key,
+        })
+}
+
+/// The config for `v`; `CORRUPTIONS` knows the line of each key.
+fn render_config(v: &Valid) -> String {
+    format!(
+        "[schedule]\ncron = \"{}\"\n\n[rules.max_key_age]\nmax_age = \"{}d\"\n\n[enforcement]\nmode = \"{}\"\n\
+         grace_period = \"{}h\"\nmax_deactivations_per_run = {}\n\n[metrics]\nper_key = {}\n",
+        v.cron,
+        v.max_age_days,
+        if v.enforce { "enforce" } else { "dry-run" },
+        v.grace_hours,
+        v.cap,
+        v.per_key
+    )
+}
+
+/// (key, its line in `render_config`, a bad value for it)
+const CORRUPTIONS: [(&str, usize, &str); 6] = [
+    ("schedule.cron", 2, "\"every day\""),
+    ("rules.max_key_age.max_age", 5, "\"90 parsecs\""),
+    ("enforcement.mode", 8, "\"yolo\""),
+    ("enforcement.grace_period", 9, "\"-1d\""),
+    ("enforcement.max_deactivations_per_run", 10, "\"many\""),
+    ("metrics.per_key", 13, "\"sometimes\""),
+];
+
+proptest! {
+    #![proptest_config(settings())]
+
+    #[test]
+    fn any_text_is_a_config_or_an_error_naming_the_file(text in "(\\PC|\n|\\[|\\]|=|\"){0,300}") {
+        let (_dir, path) = write_config(&text);
+        if let Err(e) = config::load(&path, true) {
+            let shown = e.to_string();
+            prop_assert!(shown.contains(path.to_str().unwrap()), "{}", shown);
+        }
+    }
+
+    #[test]
+    fn generated_configs_load_with_their_values(v in valid()) {
+        let (_dir, path) = write_config(&render_config(&v));
+        let c = config::load(&path, true).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(c.schedule.cron.as_str(), v.cron);
+        prop_assert_eq!(c.policy.rules.max_key_age.threshold.num_days(), i64::from(v.max_age_days));
+        prop_assert_eq!(c.policy.grace_period.num_hours(), i64::from(v.grace_hours));
+        prop_assert_eq!(c.enforcement.mode, if v.enforce { Mode::Enforce } else { Mode::DryRun });
+        prop_assert_eq!(c.enforcement.max_deactivations_per_run, v.cap as usize);
+        prop_assert_eq!(c.metrics_per_key, v.per_key);
+    }
+
+    /// One bad value anywhere: the error names that key and its line, and nothing else.
+    #[test]
+    fn one_bad_value_is_named_with_its_key_and_line(v in valid(), which in 0..CORRUPTIONS.len()) {
+        let (key, line, bad) = CORRUPTIONS[which];
+        let good = render_config(&v);
+        let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+        let leaf = key.rsplit('.').next().unwrap();
+        prop_assert!(lines[line - 1].starts_with(leaf), "line {} is {:?}", line, lines[line - 1]);
+        lines[line - 1] = format!("{leaf} = {bad}");
+        let (_dir, path) = write_config(&(lines.join("\n") + "\n"));
+        let err = match config::load(&path, true) {
+            Ok(_) => return Err(TestCaseError::fail(format!("{key} = {bad} was accepted"))),
+            Err(e) => e,
+        };
+        let issues = err.issues();
+        prop_assert_eq!(issues.len(), 1, "{}", err);
+        prop_assert_eq!(issues[0].key.as_deref(), Some(key), "{}", err);
+        prop_assert_eq!(issues[0].line, Some(line), "{}", err);
+    }
+}
