@@ -229,8 +229,8 @@ impl Iam {
         self
     }
 
-    /// At most `per_second` IAM requests per second (0: no limit). Paginated calls are
-    /// limited per call, not per page.
+    /// At most `per_second` IAM requests per second (0: no limit). ListUsers is limited per
+    /// page; ListAccessKeys and ListUserTags per call (a user has at most 2 keys, 50 tags).
     pub fn with_rate_limit(mut self, per_second: u32) -> Iam {
         self.limiter =
             (per_second > 0).then(|| Arc::new(TokenBucket::new(f64::from(per_second), f64::from(per_second))));
@@ -306,13 +306,10 @@ impl Iam {
                 }
             }
         } else {
-            let users: Vec<_> = match self
-                .gated(self.iam.list_users().into_paginator().items().send().try_collect())
-                .await
-            {
+            let users = match self.list_users().await {
                 Ok(u) => u,
                 Err(e) => {
-                    inv.errors.push(account_error(&account_id, "ListUsers", describe(&e)));
+                    inv.errors.push(account_error(&account_id, "ListUsers", e));
                     return inv;
                 }
             };
@@ -331,6 +328,24 @@ impl Iam {
         inv.users.sort_by(|a, b| a.name.cmp(&b.name));
         inv.errors.sort_by(|a, b| a.user.cmp(&b.user));
         inv
+    }
+
+    /// Every page of ListUsers, each page its own gated request (a paginator would charge the
+    /// token bucket once for a whole account of pages).
+    async fn list_users(&self) -> Result<Vec<aws_sdk_iam::types::User>, String> {
+        let mut users = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .gated(self.iam.list_users().set_marker(marker.take()).send())
+                .await
+                .map_err(|e| describe(&e))?;
+            users.extend(page.users);
+            match page.marker {
+                Some(m) if page.is_truncated => marker = Some(m),
+                _ => return Ok(users),
+            }
+        }
     }
 
     /// GenerateCredentialReport, polled with backoff until COMPLETE, then GetCredentialReport.
