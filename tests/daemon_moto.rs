@@ -253,6 +253,53 @@ async fn aws_unreachable_keeps_serving_with_audit_success_0() {
     assert!(metric(&page, "keywarden_iam_requests_total", &[("outcome", "transport_error")]).unwrap_or(0.0) >= 1.0);
 }
 
+/// AWS gone (every connection dropped), then back: the daemon serves throughout and the next
+/// scheduled run succeeds on its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn recovers_on_its_own_when_aws_comes_back() {
+    let moto = Moto::start();
+    seed(&moto).await;
+    moto.set_faults(r#"{"_drop": {"*": 1.0}}"#);
+    let dir = TempDir::new("recover");
+    let port = free_port();
+    let config = daemon_config(&dir, &moto, port, "*/2 * * * * *", "90d", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("max_attempts = 2", "max_attempts = 1")).unwrap();
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    let down = d
+        .wait_metrics(30, "a failed audit", |m| {
+            metric(m, "keywarden_audit_runs_total", &[("outcome", "failed")]).unwrap_or(0.0) >= 1.0
+        })
+        .await;
+    assert_eq!(metric(&down, "keywarden_audit_success", &[]), Some(0.0));
+    assert_eq!(
+        metric(&down, "keywarden_audit_last_success_timestamp_seconds", &[]),
+        Some(0.0),
+        "{down}"
+    );
+
+    moto.set_faults("{}");
+    let up = d
+        .wait_metrics(30, "a successful audit", |m| {
+            metric(m, "keywarden_audit_success", &[]) == Some(1.0)
+        })
+        .await;
+    assert!(metric(&up, "keywarden_audit_last_success_timestamp_seconds", &[]).unwrap_or(0.0) > 0.0);
+    assert_eq!(
+        metric(
+            &up,
+            "keywarden_user_active_access_keys",
+            &[("account_id", ACCOUNT), ("user", "two")]
+        ),
+        Some(2.0),
+        "{up}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sd_notify_messages_over_a_real_socket() {
     let moto = Moto::start();
