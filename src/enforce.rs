@@ -205,18 +205,31 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
     if ctx.mode == Mode::DryRun {
         return done(OutcomeKind::DryRun, None);
     }
-    if let Err(e) = actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await {
-        return done(OutcomeKind::Error, Some(e));
-    }
+    // Read back even after an error: a response lost on the way back (a dropped connection,
+    // a truncated body) may hide an update that was applied. What IAM shows decides.
+    let call = actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await.err();
+    let because = |what: String| match &call {
+        Some(e) => format!("{e} ({what})"),
+        None => what,
+    };
     match actions.read_user(&c.account_id, &c.user).await {
         Ok(u) => match u.keys.iter().find(|k| k.id == c.access_key_id) {
-            Some(k) if k.status == KeyStatus::Inactive => done(OutcomeKind::Success, None),
-            Some(_) => done(OutcomeKind::Error, Some("read-back shows the key still active".into())),
-            None => done(OutcomeKind::Error, Some("read-back does not list the key".into())),
+            Some(k) if k.status == KeyStatus::Inactive => done(
+                OutcomeKind::Success,
+                call.map(|e| format!("UpdateAccessKey reported an error but the key is inactive: {e}")),
+            ),
+            Some(_) => done(
+                OutcomeKind::Error,
+                Some(because("read-back shows the key still active".into())),
+            ),
+            None => done(
+                OutcomeKind::Error,
+                Some(because("read-back does not list the key".into())),
+            ),
         },
         Err(e) => done(
             OutcomeKind::Error,
-            Some(format!("read-back failed: {}: {}", e.operation, e.message)),
+            Some(because(format!("read-back failed: {}: {}", e.operation, e.message))),
         ),
     }
 }
@@ -352,6 +365,8 @@ mod tests {
     struct Fake {
         user: Mutex<User>,
         fail_update: bool,
+        /// With `fail_update`: the change is applied, only the answer is an error.
+        applied_anyway: bool,
         calls: Mutex<Vec<String>>,
     }
 
@@ -362,11 +377,13 @@ mod tests {
         }
         async fn deactivate(&self, _: &str, _: &str, id: &str) -> Result<(), String> {
             self.calls.lock().unwrap().push(format!("deactivate {id}"));
+            if !self.fail_update || self.applied_anyway {
+                for k in self.user.lock().unwrap().keys.iter_mut().filter(|k| k.id == id) {
+                    k.status = KeyStatus::Inactive;
+                }
+            }
             if self.fail_update {
                 return Err("AccessDenied".into());
-            }
-            for k in self.user.lock().unwrap().keys.iter_mut().filter(|k| k.id == id) {
-                k.status = KeyStatus::Inactive;
             }
             Ok(())
         }
@@ -398,6 +415,7 @@ mod tests {
                 keys,
             }),
             fail_update,
+            applied_anyway: false,
             calls: Mutex::new(vec![]),
         }
     }
@@ -482,7 +500,27 @@ mod tests {
         let f = fake(vec![key("IDLE", 100, None)], true);
         let out = run(&f, &candidate("IDLE"), Mode::Enforce).await;
         assert_eq!(out[0].kind, OutcomeKind::Error);
-        assert_eq!(out[0].error.as_deref(), Some("AccessDenied"));
-        assert_eq!(*f.calls.lock().unwrap(), ["read", "deactivate IDLE"]);
+        assert_eq!(
+            out[0].error.as_deref(),
+            Some("AccessDenied (read-back shows the key still active)")
+        );
+        assert_eq!(
+            *f.calls.lock().unwrap(),
+            ["read", "deactivate IDLE", "read"],
+            "read back, never called twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_whose_answer_was_lost_counts_as_done_when_iam_shows_it() {
+        let mut f = fake(vec![key("IDLE", 100, None)], true);
+        f.applied_anyway = true;
+        let out = run(&f, &candidate("IDLE"), Mode::Enforce).await;
+        assert_eq!(out[0].kind, OutcomeKind::Success);
+        assert!(out[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("reported an error but the key is inactive")));
+        assert_eq!(*f.calls.lock().unwrap(), ["read", "deactivate IDLE", "read"]);
     }
 }

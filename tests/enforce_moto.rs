@@ -316,3 +316,35 @@ async fn a_denied_update_is_counted_and_the_daemon_keeps_running() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(10).0, Some(0));
 }
+
+/// UpdateAccessKey applied by IAM but its answer lost (truncated, then the connection closed):
+/// the read-back shows the key inactive, so it counts as done and the state forgets it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_whose_answer_is_lost_is_confirmed_by_the_read_back() {
+    let moto = Moto::start();
+    let s = seed(&moto).await;
+    moto.set_faults(r#"{"_truncate": {"UpdateAccessKey": 1.0}}"#);
+    let dir = TempDir::new("lost-answer");
+    let config = enforce_config(&dir, &moto, "enforce", "0s", 25);
+    let (code, events, stderr) = once(&config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(decisions(&events, "success"), {
+        let mut due = vec![s.idle.id.as_str(), s.second.id.as_str()];
+        due.sort();
+        due
+    });
+    assert!(stderr.contains("reported an error but the key is inactive"), "{stderr}");
+    let now = statuses(&moto, &USERS).await;
+    assert_eq!(now[&s.idle.id], "Inactive");
+    assert_eq!(now[&s.keep.id], "Active");
+    assert_eq!(now[&s.exempt.id], "Active");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.0.join("state.json")).unwrap()).unwrap();
+    assert!(
+        !state["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["access_key_id"] == s.idle.id.as_str()),
+        "a deactivated key is forgotten: {state}"
+    );
+}
