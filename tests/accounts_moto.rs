@@ -280,7 +280,8 @@ async fn the_daemon_exports_each_accounts_success_and_findings_under_its_id() {
     );
     let page = d
         .wait_metrics(30, "the first audit", |m| {
-            metric(m, "keywarden_audit_success", &[]).is_some()
+            // Gauges exist (at 0) from the start; the run counter appears once a run ended.
+            metric(m, "keywarden_audit_runs_total", &[("outcome", "failed")]).is_some()
         })
         .await;
     let success = |id: &str| metric(&page, "keywarden_account_audit_success", &[("account_id", id)]);
