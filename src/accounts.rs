@@ -7,11 +7,11 @@
 //!   include/exclude select, through `role_name`; the credentials' own account is read with
 //!   them directly (a management account has no member role). Explicit entries win.
 //!
-//! Failures are per account: a role that cannot be assumed, or credentials that turn out to
-//! act as another account, become that account's error and the others are still read. Each
-//! account's client has its own token bucket (IAM's rate is per account); all clients share
-//! one semaphore of `max_concurrent_requests`, and at most `max_concurrent_accounts` accounts
-//! are read at a time.
+//! Failures are per account: a role that cannot be assumed, or ambient credentials that act
+//! as another account than the one listed, become that account's error and the others are
+//! still read. Each account's client has its own token bucket (IAM's rate is per account);
+//! all clients share one semaphore of `max_concurrent_requests`, and at most
+//! `max_concurrent_accounts` accounts are read at a time.
 
 use std::sync::Arc;
 
@@ -126,14 +126,10 @@ impl Fleet {
     pub async fn connect(s: &AwsSettings, observer: Option<Arc<dyn RequestObserver>>) -> Fleet {
         let sdk = aws::sdk_config(s).await;
         let global = Arc::new(Semaphore::new(s.max_concurrent_requests.max(1)));
-        let client = |sdk: &SdkConfig| {
-            aws::Iam::new(sdk, s.max_concurrent_requests, observer.clone())
-                .with_rate_limit(s.max_requests_per_second)
-                .with_global_limit(Arc::clone(&global))
-        };
+        let client = |sdk: &SdkConfig| aws::Iam::new(sdk, s, Arc::clone(&global), observer.clone());
         let ambient = client(&sdk);
         let mut failed = Vec::new();
-        let caller = match ambient.caller_identity().await {
+        let caller = match aws::caller_identity(&sdk, observer.clone()).await {
             Ok((account_id, arn)) => Some(Caller { account_id, arn }),
             Err(e) => {
                 let id = if s.accounts.is_empty() { "unknown" } else { "ambient" };
@@ -159,40 +155,8 @@ impl Fleet {
             members.as_ref().map(|(o, m)| (*o, m.as_slice())),
             caller.as_ref(),
         );
-        let connected: Vec<Result<(String, aws::Iam), AccountInventory>> = futures_util::stream::iter(targets)
-            .map(|t| {
-                let (sdk, ambient, caller, client, global) = (&sdk, &ambient, caller.as_ref(), &client, &global);
-                async move {
-                    tracing::debug!(account_id = %t.id, name = t.name.as_deref().unwrap_or(""), access = ?t.access, "connecting");
-                    let iam = match &t.access {
-                        Access::Ambient => {
-                            return match caller {
-                                Some(c) if c.account_id == t.id => Ok((t.id, ambient.clone())),
-                                Some(c) => Err(failed_account(
-                                    &t.id,
-                                    "GetCallerIdentity",
-                                    format!("the ambient credentials belong to account {}, not {}", c.account_id, t.id),
-                                )),
-                                None => Err(failed_account(&t.id, "GetCallerIdentity", "the ambient credentials do not work".into())),
-                            };
-                        }
-                        Access::Role { arn, external_id } => match assume(sdk, global, arn, external_id.as_deref()).await {
-                            Ok(conf) => client(&conf),
-                            Err(e) => return Err(failed_account(&t.id, "AssumeRole", format!("{arn}: {e}"))),
-                        },
-                    };
-                    // Never label one account's keys with another's id.
-                    match iam.caller_identity().await {
-                        Ok((id, _)) if id == t.id => Ok((t.id, iam)),
-                        Ok((id, _)) => Err(failed_account(
-                            &t.id,
-                            "GetCallerIdentity",
-                            format!("the assumed role acts as account {id}, not {}", t.id),
-                        )),
-                        Err(e) => Err(failed_account(&t.id, "GetCallerIdentity", e)),
-                    }
-                }
-            })
+        let connected: Vec<_> = futures_util::stream::iter(targets)
+            .map(|t| connect_one(t, &sdk, &ambient, caller.as_ref(), &global, &client))
             .buffer_unordered(s.max_concurrent_accounts.max(1))
             .collect()
             .await;
@@ -213,6 +177,41 @@ impl Fleet {
 
     fn client(&self, account_id: &str) -> Option<&aws::Iam> {
         self.clients.iter().find(|(id, _)| id == account_id).map(|(_, c)| c)
+    }
+}
+
+/// The client of one target. An ambient target must be the credentials' own account. A role
+/// target acts in the account of its ARN, which is `id` by construction (checked at config
+/// load for `[[aws.accounts]]`, built from the member id for the organization), so asking
+/// GetCallerIdentity again would only repeat what the ARN says.
+async fn connect_one(
+    t: Target,
+    sdk: &SdkConfig,
+    ambient: &aws::Iam,
+    caller: Option<&Caller>,
+    global: &Semaphore,
+    client: &impl Fn(&SdkConfig) -> aws::Iam,
+) -> Result<(String, aws::Iam), AccountInventory> {
+    tracing::debug!(account_id = %t.id, name = t.name.as_deref().unwrap_or(""), access = ?t.access, "connecting");
+    match (&t.access, caller) {
+        (Access::Role { arn, external_id }, _) => match assume(sdk, global, arn, external_id.as_deref()).await {
+            Ok(conf) => Ok((t.id, client(&conf))),
+            Err(e) => Err(failed_account(&t.id, "AssumeRole", format!("{arn}: {e}"))),
+        },
+        (Access::Ambient, Some(c)) if c.account_id == t.id => Ok((t.id, ambient.clone())),
+        (Access::Ambient, Some(c)) => Err(failed_account(
+            &t.id,
+            "GetCallerIdentity",
+            format!(
+                "the ambient credentials belong to account {}, not {}",
+                c.account_id, t.id
+            ),
+        )),
+        (Access::Ambient, None) => Err(failed_account(
+            &t.id,
+            "GetCallerIdentity",
+            "the ambient credentials do not work".into(),
+        )),
     }
 }
 

@@ -155,6 +155,26 @@ fn classify(status: u16, body: Option<&[u8]>) -> &'static str {
     }
 }
 
+/// STS GetCallerIdentity: the account id and ARN the credentials of `sdk` act as.
+pub async fn caller_identity(
+    sdk: &SdkConfig,
+    observer: Option<Arc<dyn RequestObserver>>,
+) -> Result<(String, String), String> {
+    let mut conf = aws_sdk_sts::config::Builder::from(sdk);
+    if let Some(o) = observer {
+        conf = conf.interceptor(CountAttempts(o));
+    }
+    let id = aws_sdk_sts::Client::from_conf(conf.build())
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    match (id.account, id.arn) {
+        (Some(account), Some(arn)) if !account.is_empty() => Ok((account, arn)),
+        _ => Err("the response has no account id".into()),
+    }
+}
+
 /// An organization member account, from organizations:ListAccounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -199,42 +219,35 @@ pub async fn organization_members(
 #[derive(Clone)]
 pub struct Iam {
     iam: aws_sdk_iam::Client,
-    sts: aws_sdk_sts::Client,
     concurrency: usize,
     limiter: Option<Arc<TokenBucket>>,
     /// Shared by every account's client: the bound on requests in flight across accounts.
-    global: Option<Arc<Semaphore>>,
+    global: Arc<Semaphore>,
 }
 
 impl Iam {
-    pub fn new(sdk: &SdkConfig, concurrency: usize, observer: Option<Arc<dyn RequestObserver>>) -> Iam {
+    /// `s.max_concurrent_requests` users at once; every request first waits for this
+    /// account's token bucket (`s.max_requests_per_second`, 0: none), then takes a permit of
+    /// `global`.
+    pub fn new(
+        sdk: &SdkConfig,
+        s: &AwsSettings,
+        global: Arc<Semaphore>,
+        observer: Option<Arc<dyn RequestObserver>>,
+    ) -> Iam {
         let mut iam = aws_sdk_iam::config::Builder::from(sdk);
-        let mut sts = aws_sdk_sts::config::Builder::from(sdk);
         if let Some(o) = observer {
-            iam = iam.interceptor(CountAttempts(Arc::clone(&o)));
-            sts = sts.interceptor(CountAttempts(o));
+            iam = iam.interceptor(CountAttempts(o));
         }
+        let rate = f64::from(s.max_requests_per_second);
         Iam {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
-            sts: aws_sdk_sts::Client::from_conf(sts.build()),
-            concurrency: concurrency.max(1),
-            limiter: None,
-            global: None,
+            concurrency: s.max_concurrent_requests.max(1),
+            // ListUsers is limited per page; ListAccessKeys and ListUserTags per call (a user
+            // has at most 2 keys, 50 tags).
+            limiter: (rate > 0.0).then(|| Arc::new(TokenBucket::new(rate, rate))),
+            global,
         }
-    }
-
-    /// Every request first takes a permit from `global` (shared across accounts).
-    pub fn with_global_limit(mut self, global: Arc<Semaphore>) -> Iam {
-        self.global = Some(global);
-        self
-    }
-
-    /// At most `per_second` IAM requests per second (0: no limit). ListUsers is limited per
-    /// page; ListAccessKeys and ListUserTags per call (a user has at most 2 keys, 50 tags).
-    pub fn with_rate_limit(mut self, per_second: u32) -> Iam {
-        self.limiter =
-            (per_second > 0).then(|| Arc::new(TokenBucket::new(f64::from(per_second), f64::from(per_second))));
-        self
     }
 
     /// Runs one request (or one paginated call) within this account's rate and the global
@@ -243,34 +256,18 @@ impl Iam {
         if let Some(l) = &self.limiter {
             l.acquire().await;
         }
-        let _permit = match &self.global {
-            // The semaphore is never closed, so acquire cannot fail; no permit then means no bound.
-            Some(g) => g.acquire().await.ok(),
-            None => None,
-        };
+        // The semaphore is never closed, so acquire cannot fail.
+        let _permit = self.global.acquire().await.ok();
         call.await
     }
 
-    /// GetCallerIdentity: the account id and ARN these credentials act as.
-    pub async fn caller_identity(&self) -> Result<(String, String), String> {
-        let id = self
-            .gated(self.sts.get_caller_identity().send())
-            .await
-            .map_err(|e| describe(&e))?;
-        match (id.account, id.arn) {
-            (Some(account), Some(arn)) if !account.is_empty() => Ok((account, arn)),
-            _ => Err("the response has no account id".into()),
-        }
-    }
-
-    /// Reads one account. `account_id` is who the credentials act as (checked by the caller
-    /// with [`Iam::caller_identity`]); it labels everything read.
+    /// Reads one account. `account_id` is who the credentials act as (established by
+    /// `accounts::Fleet`); it labels everything read.
     pub async fn account(&self, account_id: &str, opts: &InventoryOptions<'_>) -> AccountInventory {
         let mut inv = AccountInventory {
             account_id: account_id.to_string(),
             ..Default::default()
         };
-        let account_id = inv.account_id.clone();
         let mut user_count = None;
         match self.gated(self.iam.get_account_summary().send()).await {
             Ok(s) => {
@@ -282,7 +279,7 @@ impl Iam {
             }
             Err(e) => inv
                 .errors
-                .push(account_error(&account_id, "GetAccountSummary", describe(&e))),
+                .push(account_error(account_id, "GetAccountSummary", describe(&e))),
         }
         let use_report = match opts.mode {
             InventoryMode::Api => false,
@@ -294,14 +291,14 @@ impl Iam {
                 Ok((report, generated)) => {
                     inv.credential_report_generated = generated;
                     futures_util::stream::iter(report.rows)
-                        .map(|row| self.user_from_row(&account_id, row, opts))
+                        .map(|row| self.user_from_row(account_id, row, opts))
                         .buffer_unordered(self.concurrency)
                         .collect::<Vec<_>>()
                         .await
                 }
                 Err(message) => {
                     inv.errors
-                        .push(account_error(&account_id, "GetCredentialReport", message));
+                        .push(account_error(account_id, "GetCredentialReport", message));
                     return inv;
                 }
             }
@@ -309,12 +306,12 @@ impl Iam {
             let users = match self.list_users().await {
                 Ok(u) => u,
                 Err(e) => {
-                    inv.errors.push(account_error(&account_id, "ListUsers", e));
+                    inv.errors.push(account_error(account_id, "ListUsers", e));
                     return inv;
                 }
             };
             futures_util::stream::iter(users)
-                .map(|u| self.read_user(&account_id, u, opts.needs_tags))
+                .map(|u| self.read_user(account_id, u, opts.needs_tags))
                 .buffer_unordered(self.concurrency)
                 .collect::<Vec<_>>()
                 .await

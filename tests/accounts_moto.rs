@@ -60,9 +60,7 @@ async fn listed_accounts_are_read_through_their_roles_and_a_denied_one_is_report
         role(B),
         role(DENIED)
     );
-    let config = moto_config(&dir, &moto, &accounts);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("[aws]\n", "[aws]\nmax_concurrent_accounts = 2\n")).unwrap();
+    let config = moto_config_aws(&dir, &moto, "max_concurrent_accounts = 2\n", &accounts);
 
     let (code, report, stderr) = audit_json(&config, &[]);
     assert_eq!(code, 1, "an unreadable account makes the audit incomplete: {stderr}");
@@ -174,50 +172,18 @@ async fn enforcement_acts_in_the_account_the_key_belongs_to() {
     );
     let out = run(&mut keywarden(&["run", "--once", "--config", config.to_str().unwrap()]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status = |iam: aws_sdk_iam::Client, id: String| async move {
-        let keys = iam
-            .list_access_keys()
-            .user_name("pair")
-            .send()
-            .await
-            .expect("ListAccessKeys");
-        keys.access_key_metadata
-            .into_iter()
-            .find(|k| k.access_key_id.as_deref() == Some(&id))
-            .and_then(|k| k.status)
-            .map(|s| s.as_str().to_string())
-    };
-    // The older key of each pair is the one never used and created first; moto creates them
-    // in order, so the one deactivated in B is B's own, and the same-named user in the
-    // unlisted default account is untouched.
-    let b_keys = b
-        .list_access_keys()
-        .user_name("pair")
-        .send()
-        .await
-        .unwrap()
-        .access_key_metadata;
-    let inactive: Vec<_> = b_keys
-        .iter()
-        .filter(|k| k.status.as_ref().map(|s| s.as_str()) == Some("Inactive"))
-        .collect();
-    assert_eq!(inactive.len(), 1, "one key of B's pair deactivated: {b_keys:?}");
-    assert_eq!(status(b.clone(), b_newer.id.clone()).await.as_deref(), Some("Active"));
-    let ambient = moto
-        .iam()
-        .list_access_keys()
-        .user_name("pair")
-        .send()
-        .await
-        .unwrap()
-        .access_key_metadata;
+    // Of B's pair the older key is deactivated (the newer one is kept); the same-named user in
+    // the unlisted default account is untouched.
+    let in_b = key_statuses(&b, &["pair"]).await;
+    let inactive = in_b.values().filter(|s| *s == "Inactive").count();
+    assert_eq!(inactive, 1, "one key of B's pair deactivated: {in_b:?}");
+    assert_eq!(in_b[&b_newer.id], "Active");
+    let ambient = key_statuses(&moto.iam(), &["pair"]).await;
     assert!(
-        ambient
-            .iter()
-            .all(|k| k.status.as_ref().map(|s| s.as_str()) == Some("Active")),
+        ambient.values().all(|s| s == "Active"),
         "the default account is not listed, so nothing changes there: {ambient:?}"
     );
-    assert_eq!(status(moto.iam(), ambient_newer.id).await.as_deref(), Some("Active"));
+    assert_eq!(ambient[&ambient_newer.id], "Active");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,12 +204,8 @@ async fn accounts_are_read_at_once_within_the_global_request_bound() {
     // (max_concurrent_requests, max_concurrent_accounts, least and most requests in flight):
     // each account has two slow users, so more than two in flight means accounts overlap.
     for (global, at_once, least, most_allowed) in [(2, 3, 2, 2), (8, 3, 3, 6), (8, 1, 1, 2)] {
-        let config = moto_config(&dir, &moto, &entries);
-        let text = std::fs::read_to_string(&config).unwrap().replace(
-            "[aws]\n",
-            &format!("[aws]\nmax_concurrent_requests = {global}\nmax_concurrent_accounts = {at_once}\n"),
-        );
-        std::fs::write(&config, text).unwrap();
+        let aws = format!("max_concurrent_requests = {global}\nmax_concurrent_accounts = {at_once}\n");
+        let config = moto_config_aws(&dir, &moto, &aws, &entries);
         moto.take_max_in_flight();
         let (code, report, stderr) = audit_json(&config, &[]);
         assert_eq!(code, 0, "{stderr}");

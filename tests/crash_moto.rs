@@ -40,26 +40,11 @@ async fn kill_9_at_any_point_loses_nothing() {
     );
     let state_path = dir.0.join("state.json");
     let status = |map: &BTreeMap<String, String>, id: &str| map.get(id).cloned().unwrap_or_default();
-    let statuses = || async {
-        let mut out = BTreeMap::new();
-        let users: Vec<String> = (0..12)
-            .map(|i| format!("user-{i:02}"))
-            .chain(["exempt-1".to_string()])
-            .collect();
-        for u in users {
-            for k in iam
-                .list_access_keys()
-                .user_name(&u)
-                .send()
-                .await
-                .unwrap()
-                .access_key_metadata
-            {
-                out.insert(k.access_key_id.unwrap(), k.status.unwrap().as_str().to_string());
-            }
-        }
-        out
-    };
+    let users: Vec<String> = (0..12)
+        .map(|i| format!("user-{i:02}"))
+        .chain(["exempt-1".to_string()])
+        .collect();
+    let statuses = || key_statuses(&iam, &users);
 
     for round in 0..20u64 {
         let mut child = keywarden(&["run", "--once", "--config", config.to_str().unwrap()])

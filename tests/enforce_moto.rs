@@ -8,25 +8,8 @@ use std::time::Duration;
 
 use common::*;
 
-/// Every key of every listed user: id -> status, straight from moto.
 async fn statuses(moto: &Moto, users: &[&str]) -> BTreeMap<String, String> {
-    let iam = moto.iam();
-    let mut out = BTreeMap::new();
-    for u in users {
-        let keys = iam
-            .list_access_keys()
-            .user_name(*u)
-            .send()
-            .await
-            .expect("ListAccessKeys");
-        for k in keys.access_key_metadata {
-            out.insert(
-                k.access_key_id.unwrap_or_default(),
-                k.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-            );
-        }
-    }
-    out
+    key_statuses(&moto.iam(), users).await
 }
 
 fn enforce_config(dir: &TempDir, moto: &Moto, mode: &str, grace: &str, cap: u32) -> std::path::PathBuf {

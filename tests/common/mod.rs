@@ -163,6 +163,29 @@ impl Drop for Moto {
     }
 }
 
+/// Every key of every listed user in `iam`'s account: id -> status, straight from moto.
+pub async fn key_statuses<S: AsRef<str>>(
+    iam: &aws_sdk_iam::Client,
+    users: &[S],
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for u in users {
+        let keys = iam
+            .list_access_keys()
+            .user_name(u.as_ref())
+            .send()
+            .await
+            .expect("ListAccessKeys");
+        for k in keys.access_key_metadata {
+            out.insert(
+                k.access_key_id.unwrap_or_default(),
+                k.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            );
+        }
+    }
+    out
+}
+
 pub struct SeededKey {
     pub id: String,
     pub secret: String,
@@ -279,11 +302,16 @@ pub fn run(cmd: &mut Command) -> Output {
 
 /// A config for moto with a state file under `dir`, plus `extra` TOML appended.
 pub fn moto_config(dir: &TempDir, moto: &Moto, extra: &str) -> PathBuf {
+    moto_config_aws(dir, moto, "", extra)
+}
+
+/// The same, with `aws_keys` (lines such as `max_concurrent_accounts = 2\n`) in `[aws]`.
+pub fn moto_config_aws(dir: &TempDir, moto: &Moto, aws_keys: &str, extra: &str) -> PathBuf {
     let state = dir.0.join("state.json");
     dir.write(
         "keywarden.toml",
         &format!(
-            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_attempts = 2\n\n[state]\npath = \"{}\"\n\n{extra}",
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_attempts = 2\n{aws_keys}\n[state]\npath = \"{}\"\n\n{extra}",
             moto.endpoint(),
             state.display()
         ),

@@ -20,8 +20,8 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   `"*"` stands for every action. Draws come from a seeded generator, so runs repeat.
 - The most requests in flight at once: `GET /_keywarden/in_flight` returns `{"max": n}`, POST
   reads and resets it (concurrency bounds are tested with it).
-- Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`,
-  `POST /_keywarden/stats` resets it. Benchmarks use it to count every client's requests alike.
+- Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`
+  (injected faults as `"ListUsers:Throttling": 1`, `"ListUsers:_slow": 1` and so on), `POST /_keywarden/stats` resets it. Benchmarks use it to count every client's requests alike.
 
 Loopback only: it binds 127.0.0.1 and nothing else.
 """
@@ -77,15 +77,16 @@ def _share(kind, action):
     return float(table.get(action, table.get("*", 0)))
 
 
-def _error_xml(code, message):
-    return (
+def _error(start_response, status, code):
+    """An IAM-shaped error answer, as AWS sends it."""
+    data = (
         '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
-        f"<Code>{code}</Code><Message>{message}</Message></Error>"
+        f"<Code>{code}</Code><Message>injected by the test launcher</Message></Error>"
         "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
     ).encode()
-_DENIED = """<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>\
-<Code>AccessDenied</Code><Message>injected by the test launcher</Message></Error>\
-<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"""
+    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+    return [data]
+
 
 _stats_lock = threading.Lock()
 _stats = {}
@@ -206,17 +207,15 @@ def make_app():
             ("_throttle", "400 Bad Request", "Throttling"),
             ("_unavailable", "503 Service Unavailable", "ServiceUnavailable"),
         ):
+            # Drawn even at share 0 (unlike the faults above): the seeded sequence the fault
+            # tests were tuned with depends on it.
             if _rng.random() < _share(kind, action):
                 with _stats_lock:
                     _stats[f"{action}:{code}"] = _stats.get(f"{action}:{code}", 0) + 1
-                data = _error_xml(code, "injected by the test launcher")
-                start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
-                return [data]
-        users = _faults.get(action, [])
-        if "*" in users or params.get("UserName") in users or params.get("RoleArn") in users:
-            data = _DENIED.encode()
-            start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
-            return [data]
+                return _error(start_response, status, code)
+        denied = _faults.get(action, [])
+        if "*" in denied or params.get("UserName") in denied or params.get("RoleArn") in denied:
+            return _error(start_response, "403 Forbidden", "AccessDenied")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         return moto_app(environ, start_response)
