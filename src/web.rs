@@ -37,7 +37,8 @@ impl std::fmt::Debug for Web {
 }
 
 impl Web {
-    /// Plain HTTP, no authentication (the default: the listener binds 127.0.0.1).
+    /// Plain HTTP, no authentication (what a config without `[metrics.tls]` and users gives).
+    #[cfg(test)]
     pub fn open() -> Web {
         Web::new(None, BTreeMap::new())
     }
@@ -51,7 +52,7 @@ impl Web {
         }
     }
 
-    pub fn requires_auth(&self) -> bool {
+    fn requires_auth(&self) -> bool {
         !self.users.is_empty()
     }
 
