@@ -182,3 +182,16 @@ fn bad_account_entries_name_the_entry_and_line() {
     assert!(err.contains("belongs to account 999988887777"), "{err}");
     assert!(err.contains("k.toml:9: key `aws.organization.role_name`"), "{err}");
 }
+
+#[test]
+fn durations_past_100_years_are_rejected_naming_the_key() {
+    // 300000y once passed and then panicked the first run on date overflow.
+    let (code, _, err) =
+        check("[enforcement]\ngrace_period = \"300000y\"\n\n[rules.max_key_age]\nmax_age = \"200y\"\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("enforcement.grace_period"), "{err}");
+    assert!(err.contains("rules.max_key_age.max_age"), "{err}");
+    assert!(err.contains("100 years"), "{err}");
+    let (code, _, err) = check("[enforcement]\ngrace_period = \"36500d\"\n");
+    assert_eq!(code, 0, "100 years is the limit, inclusive: {err}");
+}

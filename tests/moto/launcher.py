@@ -18,6 +18,12 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   attempt timeout), `{"_truncate": {"*": 0.2}}` sends the headers and half the body and then
   closes the connection, `{"_drop": {"*": 0.2}}` closes the connection without answering.
   `"*"` stands for every action. Draws come from a seeded generator, so runs repeat.
+- `{"_missing": {"GetUser": ["gone"]}}` answers those requests with `NoSuchEntity` (404), as
+  IAM does for a user deleted a moment ago.
+- `{"_date_skew": 600}` sends every answer's `Date` header that many seconds off real time (a
+  host clock that is off by the opposite amount, as keywarden sees it).
+- `{"_report_account": "999999999999"}` rewrites the account id in the ARNs of
+  GetCredentialReport's content (a report that names another account).
 - The most requests in flight at once: `GET /_keywarden/in_flight` returns `{"max": n}`, POST
   reads and resets it (concurrency bounds are tested with it).
 - Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`
@@ -26,8 +32,11 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
 Loopback only: it binds 127.0.0.1 and nothing else.
 """
 
+import base64
 import datetime
+import email.utils
 import random
+import re
 import io
 import socket
 import json
@@ -40,7 +49,7 @@ import moto.iam.models as iam_models
 from moto.core.responses import ActionResult
 from moto.iam.responses import IamResponse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 _offset = datetime.timedelta(0)
 _real_utcnow = iam_models.utcnow
@@ -216,14 +225,41 @@ def make_app():
         denied = _faults.get(action, [])
         if "*" in denied or params.get("UserName") in denied or params.get("RoleArn") in denied:
             return _error(start_response, "403 Forbidden", "AccessDenied")
+        missing = _faults.get("_missing", {}).get(action, [])
+        if "*" in missing or params.get("UserName") in missing:
+            return _error(start_response, "404 Not Found", "NoSuchEntity")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        return moto_app(environ, start_response)
+        other_account = _faults.get("_report_account")
+        if not (other_account and action == "GetCredentialReport"):
+            return moto_app(environ, start_response)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+
+        def rewrite(m):
+            csv = base64.b64decode(m.group(1)).decode()
+            csv = re.sub(r":\d{12}:", f":{other_account}:", csv)
+            return b"<Content>" + base64.b64encode(csv.encode()) + b"</Content>"
+
+        data = re.sub(rb"<Content>([^<]*)</Content>", rewrite, b"".join(moto_app(environ, capture)))
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(data))))
+        start_response(captured["status"], headers)
+        return [data]
 
     return app
 
 
+def _date_time_string(self, timestamp=None):
+    """The server's `Date` header (http.server sends it with every answer), `_date_skew` off."""
+    now = time.time() if timestamp is None else timestamp
+    return email.utils.formatdate(now + float(_faults.get("_date_skew", 0)), usegmt=True)
+
+
 def main():
+    WSGIRequestHandler.date_time_string = _date_time_string
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     server = make_server("127.0.0.1", port, make_app(), threaded=True)
     print(f"PORT {server.server_port}", flush=True)
