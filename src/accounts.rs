@@ -113,9 +113,34 @@ pub fn targets(
     out
 }
 
+/// The access key keywarden signs with, when that is an IAM user's long-term key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnKey {
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+}
+
+/// Pure: an IAM user's key when the caller is `arn:...:iam::ACCOUNT:user/[PATH/]NAME` and the
+/// credentials carry no session token (a role session's temporary key is nobody's to
+/// deactivate).
+pub fn own_key(caller: &Caller, access_key_id: &str, has_session_token: bool) -> Option<OwnKey> {
+    if has_session_token || access_key_id.is_empty() {
+        return None;
+    }
+    let (_, resource) = caller.arn.split_once(":user/")?;
+    let user = resource.rsplit('/').next().filter(|u| !u.is_empty())?;
+    Some(OwnKey {
+        account_id: caller.account_id.clone(),
+        user: user.to_string(),
+        access_key_id: access_key_id.to_string(),
+    })
+}
+
 /// The connected accounts of one run: the inventory source and the key actions.
 pub struct Fleet {
     clients: Vec<(String, aws::Iam)>,
+    own: Option<OwnKey>,
     /// Accounts that could not be reached, and discovery errors, as inventories with errors.
     failed: Vec<AccountInventory>,
     max_concurrent_accounts: usize,
@@ -129,6 +154,10 @@ impl Fleet {
         let client = |sdk: &SdkConfig| aws::Iam::new(sdk, s, Arc::clone(&global), observer.clone());
         let ambient = client(&sdk);
         let mut failed = Vec::new();
+        let signing = match sdk.credentials_provider() {
+            Some(p) => p.provide_credentials().await.ok(),
+            None => None,
+        };
         let caller = match aws::caller_identity(&sdk, observer.clone()).await {
             Ok((account_id, arn)) => Some(Caller { account_id, arn }),
             Err(e) => {
@@ -168,11 +197,24 @@ impl Fleet {
             }
         }
         clients.sort_by(|a, b| a.0.cmp(&b.0));
+        let own = match (&caller, &signing) {
+            (Some(c), Some(creds)) => own_key(c, creds.access_key_id(), creds.session_token().is_some()),
+            _ => None,
+        };
+        if let Some(o) = &own {
+            tracing::debug!(account_id = %o.account_id, user = %o.user, access_key_id = %o.access_key_id, "keywarden signs with this access key; it is never deactivated");
+        }
         Fleet {
             clients,
+            own,
             failed,
             max_concurrent_accounts: s.max_concurrent_accounts.max(1),
         }
+    }
+
+    /// The key this run signs with (GetCallerIdentity and the resolved credentials).
+    pub fn own_key(&self) -> Option<&OwnKey> {
+        self.own.as_ref()
     }
 
     fn client(&self, account_id: &str) -> Option<&aws::Iam> {
@@ -261,10 +303,15 @@ impl InventorySource for Fleet {
             .iter()
             .map(|(id, iam)| -> BoxFuture<'_, AccountInventory> { Box::pin(iam.account(id, opts)) })
             .collect();
-        let read: Vec<AccountInventory> = futures_util::stream::iter(reads)
+        let mut read: Vec<AccountInventory> = futures_util::stream::iter(reads)
             .buffer_unordered(self.max_concurrent_accounts)
             .collect()
             .await;
+        if let Some(own) = &self.own {
+            for a in read.iter_mut().filter(|a| a.account_id == own.account_id) {
+                a.own_access_key_id = Some(own.access_key_id.clone());
+            }
+        }
         merge(read, self.failed.clone())
     }
 }
@@ -283,7 +330,7 @@ fn merge(mut read: Vec<AccountInventory>, failed: Vec<AccountInventory>) -> Vec<
 }
 
 impl KeyActions for Fleet {
-    async fn read_user(&self, account_id: &str, user: &str) -> Result<User, ReadError> {
+    async fn read_user(&self, account_id: &str, user: &str) -> Result<Option<User>, ReadError> {
         match self.client(account_id) {
             Some(c) => c.read_user(account_id, user).await,
             None => Err(ReadError {
@@ -382,6 +429,28 @@ mod tests {
                 external_id: Some("x-1".into()),
             }
         );
+    }
+
+    #[test]
+    fn its_own_key_is_a_users_long_term_key_only() {
+        let user = Caller {
+            account_id: "100000000000".into(),
+            arn: "arn:aws:iam::100000000000:user/service/keywarden-svc".into(),
+        };
+        assert_eq!(
+            own_key(&user, "AKIAOWN", false),
+            Some(OwnKey {
+                account_id: "100000000000".into(),
+                user: "keywarden-svc".into(),
+                access_key_id: "AKIAOWN".into(),
+            })
+        );
+        assert_eq!(own_key(&user, "ASIATEMP", true), None, "a session key");
+        let role = Caller {
+            account_id: "100000000000".into(),
+            arn: "arn:aws:sts::100000000000:assumed-role/keywarden/i-0abc".into(),
+        };
+        assert_eq!(own_key(&role, "AKIAX", false), None);
     }
 
     #[test]

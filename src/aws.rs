@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::config::AwsSettings;
-use crate::credential_report::{self, CredentialReport, Row};
+use crate::credential_report::{self, CredentialReport, NamingError, Row};
 use crate::enforce::KeyActions;
 use crate::model::{AccessKey, AccountInventory, KeyStatus, ReadError, Timestamp, User};
 use crate::ratelimit::TokenBucket;
@@ -111,6 +111,9 @@ pub struct InventoryOptions<'a> {
 /// (`success`, `throttled`, `client_error`, `server_error`, `transport_error`).
 pub trait RequestObserver: Send + Sync + std::fmt::Debug {
     fn attempt(&self, operation: &str, outcome: &'static str);
+    /// The `Date` of an answer, as seen against the local clock: local time minus AWS's, in
+    /// seconds (positive: this host is ahead).
+    fn clock_skew(&self, _seconds: f64) {}
 }
 
 /// An SDK interceptor that reports each attempt to a [`RequestObserver`].
@@ -134,6 +137,15 @@ impl Intercept for CountAttempts {
             Some(r) => classify(r.status().as_u16(), r.body().bytes()),
         };
         self.0.attempt(operation, outcome);
+        let date = context
+            .response()
+            .and_then(|r| r.headers().get("date"))
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+        if let Some(d) = date {
+            // Date has whole seconds: up to a second of skew is the header's own rounding.
+            let skew = chrono::Utc::now().signed_duration_since(d).num_milliseconds() as f64 / 1000.0;
+            self.0.clock_skew(skew);
+        }
         Ok(())
     }
 }
@@ -289,6 +301,11 @@ impl Iam {
         let results = if use_report {
             match self.credential_report().await {
                 Ok((report, generated)) => {
+                    if let Some(message) = foreign_report(account_id, &report, inv.root_access_keys_present) {
+                        inv.errors
+                            .push(account_error(account_id, "GetCredentialReport", message));
+                        return inv;
+                    }
                     inv.credential_report_generated = generated;
                     futures_util::stream::iter(report.rows)
                         .map(|row| self.user_from_row(account_id, row, opts))
@@ -400,8 +417,12 @@ impl Iam {
             return Ok(placeholder);
         }
         let listed = self.list_keys(account_id, &row.user).await?;
-        let keys = credential_report::name_slots(&row, &listed)
-            .map_err(|m| user_error(account_id, &row.user, "ListAccessKeys", m))?;
+        let keys = match credential_report::name_slots(&row, &listed) {
+            Ok(keys) => keys,
+            // Keys created in the same second: read this user exactly, as api mode does.
+            Err(NamingError::Ambiguous) => self.read_keys(account_id, &row.user).await?,
+            Err(NamingError::Stale(m)) => return Err(user_error(account_id, &row.user, "ListAccessKeys", m)),
+        };
         let tags = if opts.needs_tags {
             self.tags(account_id, &row.user).await?
         } else {
@@ -521,15 +542,17 @@ impl Iam {
 /// Fresh reads and the one mutating call, for enforcement.
 impl KeyActions for Iam {
     /// GetUser (path and tags, so exemptions decide exactly as in the audit), then the keys.
-    async fn read_user(&self, account_id: &str, name: &str) -> Result<User, ReadError> {
-        let user = self
-            .gated(self.iam.get_user().user_name(name).send())
-            .await
-            .map_err(|e| user_error(account_id, name, "GetUser", describe(&e)))?
-            .user
-            .ok_or_else(|| user_error(account_id, name, "GetUser", "no user in the response".into()))?;
+    /// NoSuchEntity: the user was deleted since the audit.
+    async fn read_user(&self, account_id: &str, name: &str) -> Result<Option<User>, ReadError> {
+        let user = match self.gated(self.iam.get_user().user_name(name).send()).await {
+            Ok(out) => out
+                .user
+                .ok_or_else(|| user_error(account_id, name, "GetUser", "no user in the response".into()))?,
+            Err(e) if e.code() == Some("NoSuchEntity") => return Ok(None),
+            Err(e) => return Err(user_error(account_id, name, "GetUser", describe(&e))),
+        };
         let keys = self.read_keys(account_id, name).await?;
-        Ok(User {
+        Ok(Some(User {
             name: name.to_string(),
             path: user.path,
             tags: user
@@ -539,7 +562,7 @@ impl KeyActions for Iam {
                 .map(|t| (t.key, t.value))
                 .collect(),
             keys,
-        })
+        }))
     }
 
     /// `account_id` is this client's account; [`crate::accounts::Fleet`] routes by it.
@@ -555,6 +578,31 @@ impl KeyActions for Iam {
         .await
         .map(|_| ())
         .map_err(|e| format!("UpdateAccessKey: {}", describe(&e)))
+    }
+}
+
+/// Why a credential report cannot be this account's: it names another account, or its root
+/// row disagrees with GetAccountSummary about root access keys.
+fn foreign_report(account_id: &str, report: &CredentialReport, root_keys: Option<bool>) -> Option<String> {
+    let others: Vec<&str> = report
+        .accounts
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != account_id)
+        .collect();
+    if !others.is_empty() {
+        return Some(format!(
+            "the report names account(s) {} instead of {account_id}; nothing of it is used",
+            others.join(", ")
+        ));
+    }
+    match root_keys {
+        Some(summary) if summary != report.root_access_keys_present => Some(format!(
+            "the report says root access keys are {}present, GetAccountSummary says {}present",
+            if report.root_access_keys_present { "" } else { "not " },
+            if summary { "" } else { "not " },
+        )),
+        _ => None,
     }
 }
 

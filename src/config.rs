@@ -42,6 +42,8 @@ pub struct RawConfig {
 pub struct RawSchedule {
     pub cron: String,
     pub run_on_start: bool,
+    /// A run older than this makes `/-/healthy` 503 and stops the systemd watchdog.
+    pub max_run_duration: String,
 }
 
 impl Default for RawSchedule {
@@ -49,6 +51,7 @@ impl Default for RawSchedule {
         RawSchedule {
             cron: "0 0 * * * *".into(),
             run_on_start: true,
+            max_run_duration: "2h".into(),
         }
     }
 }
@@ -155,6 +158,7 @@ impl RawRules {
         fill(&mut self.multiple_active_keys, "deactivate");
         fill(&mut self.max_key_age, "report");
         fill(&mut self.unused_key, "deactivate");
+        self.multiple_active_keys.wait_for_kept_key.get_or_insert(true);
         self.max_key_age.max_age.get_or_insert_with(|| "90d".into());
         self.unused_key.max_unused.get_or_insert_with(|| "45d".into());
     }
@@ -171,6 +175,9 @@ pub struct RawRule {
     pub max_age: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_unused: Option<String>,
+    /// `multiple_active_keys` only: a used key waits until the kept key has been used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_for_kept_key: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,6 +306,7 @@ pub struct Schedule {
     /// Six fields, seconds first; already checked with the scheduler's own parser settings.
     pub cron: String,
     pub run_on_start: bool,
+    pub max_run_duration: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -476,7 +484,10 @@ pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
 
 fn env_provider() -> Env {
     // KEYWARDEN_CONFIG names the file; it is not a key.
-    Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"])
+    // KEYWARDEN_FAILPOINT_PANIC_RUNS is a test hook of debug builds (daemon.rs).
+    Env::prefixed(ENV_PREFIX)
+        .split("__")
+        .ignore(&["config", "failpoint_panic_runs"])
 }
 
 struct Locator<'a> {
@@ -591,25 +602,33 @@ pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
 // ---------------------------------------------------------------------------------------------
 // Validation: raw strings -> typed values. Collects every issue, not just the first.
 
+/// The longest duration any setting takes: 100 years (humantime's `100y`). Bounding every
+/// duration here is what keeps date arithmetic on them (first seen + grace, now - max age)
+/// far from chrono's limits.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// A humantime duration within [`MAX_DURATION`], or the message saying why not.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. \"90d\", \"12h\", \"30s\")"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {s:?} is longer than 100 years (the most any setting takes)"
+        ));
+    }
+    Ok(d)
+}
+
 fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
     raw.rules.fill_defaults();
     let mut issues = Vec::new();
-    let mut dur = |key: &str, s: &str| -> Option<Duration> {
-        match humantime::parse_duration(s) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                issues.push(at.issue(
-                    key,
-                    format!("invalid duration {s:?}: {e} (use e.g. \"90d\", \"12h\", \"30s\")"),
-                ));
-                None
-            }
-        }
-    };
+    let mut dur =
+        |key: &str, s: &str| -> Option<Duration> { parse_duration(s).map_err(|e| issues.push(at.issue(key, e))).ok() };
     let connect_timeout = dur("aws.connect_timeout", &raw.aws.connect_timeout);
     let attempt_timeout = dur("aws.attempt_timeout", &raw.aws.attempt_timeout);
     let operation_timeout = dur("aws.operation_timeout", &raw.aws.operation_timeout);
     let grace = dur("enforcement.grace_period", &raw.enforcement.grace_period);
+    let max_run = dur("schedule.max_run_duration", &raw.schedule.max_run_duration);
 
     let multiple = rule_policy(
         &raw.rules.multiple_active_keys,
@@ -746,12 +765,14 @@ fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError>
         },
         exemptions: exemptions.into_iter().collect::<Option<Vec<_>>>().ok_or_else(missing)?,
         grace_period: to_delta(grace.ok_or_else(missing)?),
+        wait_for_kept_key: raw.rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
     };
     Ok(Config {
         source: None,
         schedule: Schedule {
             cron: raw.schedule.cron.clone(),
             run_on_start: raw.schedule.run_on_start,
+            max_run_duration: max_run.ok_or_else(missing)?,
         },
         aws: AwsSettings {
             region: raw.aws.region.clone(),
@@ -843,17 +864,20 @@ fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Iss
             issues.push(at.issue(&format!("{base}.{name}"), "missing (a duration such as \"90d\")"));
             None
         }
-        (Some(name), Some(s)) => match humantime::parse_duration(s) {
+        (Some(name), Some(s)) => match parse_duration(s) {
             Ok(d) => Some(to_delta(d)),
             Err(e) => {
-                issues.push(at.issue(
-                    &format!("{base}.{name}"),
-                    format!("invalid duration {s:?}: {e} (use e.g. \"90d\", \"12h\", \"30s\")"),
-                ));
+                issues.push(at.issue(&format!("{base}.{name}"), e));
                 None
             }
         },
     };
+    if rule != Rule::MultipleActiveKeys && raw.wait_for_kept_key.is_some() {
+        issues.push(at.issue(
+            &format!("{base}.wait_for_kept_key"),
+            format!("unknown key for rule {rule} (only multiple_active_keys has it)"),
+        ));
+    }
     Some(RulePolicy {
         enabled: raw.enabled.unwrap_or(true),
         action: action?,

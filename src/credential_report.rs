@@ -58,6 +58,18 @@ pub struct Row {
 pub struct CredentialReport {
     pub rows: Vec<Row>,
     pub root_access_keys_present: bool,
+    /// Every account id named by a row's ARN (the root row's included): a report of the
+    /// account read names exactly that one.
+    pub accounts: std::collections::BTreeSet<String>,
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:...` -> ACCOUNT.
+pub fn arn_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("iam"), Some(""), Some(account)) if !account.is_empty() => Some(account),
+        _ => None,
+    }
 }
 
 fn placeholder(s: &str) -> bool {
@@ -104,6 +116,7 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
     }
     let mut rows = Vec::new();
     let mut root_access_keys_present = false;
+    let mut accounts = std::collections::BTreeSet::new();
     for record in reader.records() {
         let record = record.map_err(|e| ReportError::Csv(e.to_string()))?;
         let line = record.position().map_or(0, |p| p.line());
@@ -131,6 +144,13 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
                 None => {}
             }
         }
+        let arn = cell(1).to_string();
+        match arn_account(&arn) {
+            Some(a) => {
+                accounts.insert(a.to_string());
+            }
+            None => return Err(bad(1, format!("{arn:?} is not an IAM ARN"))),
+        }
         if user == ROOT {
             root_access_keys_present = slots.iter().any(|s| s.active);
             continue;
@@ -138,7 +158,6 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
         if user.is_empty() {
             return Err(bad(0, "empty user name".into()));
         }
-        let arn = cell(1).to_string();
         rows.push(Row {
             path: path_of(&arn),
             user,
@@ -149,31 +168,52 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
     Ok(CredentialReport {
         rows,
         root_access_keys_present,
+        accounts,
     })
+}
+
+/// Why a row's slots could not be named with key ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NamingError {
+    /// Two keys (or two slots) share a creation second: which slot is which key cannot be
+    /// told from the report. The user is read live through the API instead.
+    Ambiguous,
+    /// The report disagrees with the keys (it is older than them): the user is unreadable.
+    Stale(String),
 }
 
 /// Names a row's slots with the key ids of a fresh ListAccessKeys of that user: a slot is the
 /// key whose CreateDate equals its last-rotated time (to the second; the report has no finer
-/// precision). Any slot left unmatched, or a status that disagrees, is an error: the report is
-/// then stale for this user and its data is not used.
-pub fn name_slots(row: &Row, listed: &[AccessKey]) -> Result<Vec<AccessKey>, String> {
+/// precision). Each key names at most one slot. Any slot left unmatched, or a status that
+/// disagrees, is `Stale`; a creation second shared by two keys is `Ambiguous` (guessing could
+/// give a key the other's last use, or one key both slots).
+pub fn name_slots(row: &Row, listed: &[AccessKey]) -> Result<Vec<AccessKey>, NamingError> {
     let mut out = Vec::with_capacity(row.slots.len());
+    let second = |k: &AccessKey| k.created.timestamp();
+    for (i, k) in listed.iter().enumerate() {
+        if listed[..i].iter().any(|o| second(o) == second(k)) {
+            return Err(NamingError::Ambiguous);
+        }
+    }
     for slot in &row.slots {
         let key = listed
             .iter()
-            .find(|k| k.created.timestamp() == slot.last_rotated.timestamp())
+            .find(|k| second(k) == slot.last_rotated.timestamp())
             .ok_or_else(|| {
-                format!(
+                NamingError::Stale(format!(
                     "no key of {} was created at {} (the report is older than the keys)",
                     row.user,
                     crate::timefmt::format(&slot.last_rotated)
-                )
+                ))
             })?;
+        if out.iter().any(|k: &AccessKey| k.id == key.id) {
+            return Err(NamingError::Ambiguous);
+        }
         if key.is_active() != slot.active {
-            return Err(format!(
+            return Err(NamingError::Stale(format!(
                 "key {} of {} changed status since the report",
                 key.id, row.user
-            ));
+            )));
         }
         out.push(AccessKey {
             id: key.id.clone(),
@@ -187,12 +227,12 @@ pub fn name_slots(row: &Row, listed: &[AccessKey]) -> Result<Vec<AccessKey>, Str
         });
     }
     if out.len() != listed.len() {
-        return Err(format!(
+        return Err(NamingError::Stale(format!(
             "{} has {} keys but the report shows {}",
             row.user,
             listed.len(),
             out.len()
-        ));
+        )));
     }
     Ok(out)
 }
@@ -301,11 +341,47 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
             key("AKIAOLD", false, "2025-06-01T00:00:00Z"),
             key("AKIANEW", false, "2026-01-02T03:04:05Z"),
         ];
-        assert!(name_slots(&row, &changed).unwrap_err().contains("changed status"));
+        assert!(matches!(name_slots(&row, &changed), Err(NamingError::Stale(m)) if m.contains("changed status")));
         // A key the report does not know.
         let mut extra = listed.clone();
         extra.push(key("AKIAX", true, "2026-12-01T00:00:00Z"));
         assert!(name_slots(&row, &extra).is_err());
+    }
+
+    #[test]
+    fn keys_of_one_second_are_ambiguous_never_named_twice() {
+        let t = |s: &str| crate::timefmt::parse(s).unwrap();
+        let slot = |active| Slot {
+            active,
+            last_rotated: t("2026-11-01T00:00:00Z"),
+            last_used: None,
+        };
+        let row = Row {
+            user: "twins".into(),
+            arn: "arn:aws:iam::1:user/twins".into(),
+            path: "/".into(),
+            slots: vec![slot(true), slot(true)],
+        };
+        let key = |id: &str, created: &str| AccessKey {
+            id: id.into(),
+            status: KeyStatus::Active,
+            created: t(created),
+            last_used: None,
+        };
+        let listed = [key("A", "2026-11-01T00:00:00.1Z"), key("B", "2026-11-01T00:00:00.7Z")];
+        assert_eq!(name_slots(&row, &listed), Err(NamingError::Ambiguous));
+        // One key listed for two slots of the same second: not both slots from one key.
+        let one = [key("A", "2026-11-01T00:00:00Z")];
+        assert!(name_slots(&row, &one).is_err());
+    }
+
+    #[test]
+    fn accounts_named_by_the_report() {
+        let r = parse(&report(&[ROOT_ROW])).unwrap();
+        assert_eq!(r.accounts.iter().collect::<Vec<_>>(), ["123456789012"]);
+        assert_eq!(arn_account("arn:aws:iam::123456789012:user/a/b"), Some("123456789012"));
+        assert_eq!(arn_account("arn:aws-cn:iam::1:root"), Some("1"));
+        assert_eq!(arn_account("not-an-arn"), None);
     }
 
     #[test]

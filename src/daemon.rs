@@ -6,11 +6,13 @@
 //! skipped and counted. The HTTP listener serves what the last completed audit published.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -53,26 +55,101 @@ fn unix_now() -> f64 {
     chrono::Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
-impl RequestObserver for Metrics {
+/// How long a run waits for another keywarden (e.g. `run --once` beside the daemon) to
+/// release the state file before it gives up enforcing.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// This run's view of its requests: counted in the metrics, and the clock skew seen in the
+/// answers' `Date` (the largest either way) for the clock check before enforcing.
+#[derive(Debug)]
+struct RunObserver {
+    metrics: Arc<Metrics>,
+    skew: Mutex<Option<f64>>,
+}
+
+impl RequestObserver for RunObserver {
     fn attempt(&self, operation: &str, outcome: &'static str) {
-        self.iam_requests.with_label_values(&[operation, outcome]).inc();
+        self.metrics.attempt(operation, outcome);
+    }
+
+    fn clock_skew(&self, seconds: f64) {
+        let mut s = self.skew.lock().unwrap_or_else(|p| p.into_inner());
+        if s.is_none_or(|old| seconds.abs() > old.abs()) {
+            *s = Some(seconds);
+        }
+    }
+}
+
+impl RunObserver {
+    fn skew(&self) -> Option<f64> {
+        *self.skew.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Test hook of debug builds: `KEYWARDEN_FAILPOINT_PANIC_RUNS=N` makes the first N runs of the
+/// process panic where a bug in the rules would (the panic this guards against was a date
+/// overflow in them), before anything is published or written. Release builds have no such hook.
+fn failpoint_panic() {
+    #[cfg(debug_assertions)]
+    {
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n: u32 = std::env::var("KEYWARDEN_FAILPOINT_PANIC_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if RUNS.fetch_add(1, Ordering::Relaxed) < n {
+            panic!("failpoint KEYWARDEN_FAILPOINT_PANIC_RUNS");
+        }
+    }
+}
+
+/// One cycle that cannot take the daemon down: a panic inside ends this run only. It is logged
+/// and counted (`keywarden_audit_runs_total{outcome="panic"}`); the state file is replaced
+/// whole or not at all, so the half-done run leaves either the old or a complete new state,
+/// and the lock is released as the run unwinds.
+pub async fn guarded_cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> bool {
+    match AssertUnwindSafe(cycle(config, Arc::clone(&shared), stop))
+        .catch_unwind()
+        .await
+    {
+        Ok(ok) => ok,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(error = %message, "the run panicked and was ended; the next run starts afresh");
+            shared.metrics.audit_runs.with_label_values(&["panic"]).inc();
+            shared.metrics.audit_success.set(0);
+            shared.ready.set_ready();
+            false
+        }
     }
 }
 
 /// One audit + enforcement cycle. Returns true when every read and every action succeeded.
 ///
-/// Order matters for safety: the state file is read first (unusable: audit and publish, but
-/// never enforce), the new first-seen times are saved before anything is acted on, and each
-/// deactivation is decided again on fresh data (see `enforce`).
+/// Order matters for safety: the state file is locked and read first (unusable: audit and
+/// publish, but never enforce), the clock is checked against AWS's and the last run's, the
+/// new first-seen times are saved before anything is acted on, and each deactivation is
+/// decided again on fresh data (see `enforce`).
 pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> bool {
     let metrics = Arc::clone(&shared.metrics);
     let started = Instant::now();
-    let observer: Arc<dyn RequestObserver> = metrics.clone();
-    let iam = crate::accounts::Fleet::connect(&config.aws, Some(observer)).await;
+    let lock = state::Lock::acquire(&config.state_path, LOCK_WAIT).await;
+    let observer = Arc::new(RunObserver {
+        metrics: Arc::clone(&metrics),
+        skew: Mutex::new(None),
+    });
+    let iam = crate::accounts::Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await;
 
-    let (history, state_error) = match state::load(&config.state_path) {
-        Ok(s) => (s.unwrap_or_default(), None),
+    let (history, state_error) = match &lock {
         Err(e) => (State::default(), Some(e.to_string())),
+        Ok(_) => match state::load(&config.state_path) {
+            Ok(s) => (s.unwrap_or_default(), None),
+            Err(e) => (State::default(), Some(e.to_string())),
+        },
     };
     let now = chrono::Utc::now();
     let per_key = config.metrics_per_key;
@@ -81,6 +158,7 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     };
     let accounts = iam.inventory(&crate::audit::inventory_options(&config, &wants)).await;
     let report = crate::audit::evaluate(&config, &accounts, &history, now);
+    failpoint_panic();
     let elapsed = started.elapsed().as_secs_f64();
     metrics.audit_duration.set(elapsed);
     log_audit(&report, accounts.len(), elapsed);
@@ -100,10 +178,18 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
 
     if let Some(e) = state_error {
         metrics.state_ok.set(0);
-        tracing::error!(error = %e, "enforcement is off until the state file is fixed (grace periods are never reset silently)");
+        tracing::error!(error = %e, "enforcement is off until the state file can be used (grace periods are never reset silently)");
         return false;
     }
-    let mut next = enforce::next_state(&history, &report.findings, &accounts);
+    let skew = observer.skew();
+    metrics.clock_skew.set(skew.unwrap_or(0.0));
+    if let Err(problem) = crate::clock::check(now, history.last_run, skew) {
+        metrics.clock_ok.set(0);
+        tracing::error!(error = %problem, "the clock cannot be trusted; this run audits and publishes but deactivates nothing and records nothing");
+        return false;
+    }
+    metrics.clock_ok.set(1);
+    let mut next = enforce::next_state(&history, &report.findings, &accounts, now);
     if let Err(e) = state::save(&config.state_path, &next) {
         metrics.state_ok.set(0);
         tracing::error!(error = %e, "cannot record first-seen times; enforcement is skipped this run");
@@ -111,26 +197,32 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     }
     metrics.state_ok.set(1);
 
-    let plan = enforce::plan(&report.findings, now, config.enforcement.max_deactivations_per_run);
+    let due = enforce::plan(&report.findings, now);
+    let own = iam.own_key().map(|o| o.access_key_id.clone());
+    let cap = config.enforcement.max_deactivations_per_run;
+    let executed = {
+        let ctx = enforce::Context {
+            policy: &config.policy,
+            history: &next,
+            failures: &next,
+            now,
+            mode: config.enforcement.mode,
+            cap,
+            own_access_key_id: own.as_deref(),
+            stop: &stop,
+        };
+        enforce::execute(&due, &ctx, &iam).await
+    };
     metrics.deactivations_held_back.reset();
-    for (account, n) in &plan.held_back {
+    for (account, n) in &executed.held_back {
         metrics
             .deactivations_held_back
             .with_label_values(&[account])
             .set(*n as i64);
-        tracing::warn!(account_id = %account, held_back = n, cap = config.enforcement.max_deactivations_per_run, "deactivation cap reached; the rest wait for the next run");
+        tracing::warn!(account_id = %account, held_back = n, cap, "deactivation cap reached; the rest wait for the next run");
     }
-    let ctx = enforce::Context {
-        policy: &config.policy,
-        history: &next,
-        now,
-        mode: config.enforcement.mode,
-        stop: &stop,
-    };
-    let outcomes = enforce::execute(&plan, &ctx, &iam).await;
     let mut errors = 0;
-    let mut deactivated = 0;
-    for o in &outcomes {
+    for o in &executed.outcomes {
         let c = &o.candidate;
         if let Some(label) = o.kind.label() {
             let rule = c.rules.first().map(|r| r.as_str()).unwrap_or("");
@@ -139,21 +231,24 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
                 .with_label_values(&[&c.account_id, rule, label])
                 .inc();
         }
-        match o.kind {
-            enforce::OutcomeKind::Error => errors += 1,
-            enforce::OutcomeKind::Success => {
-                // A deactivated key's findings no longer hold; forget them now, not next run.
-                next.forget_key(&c.account_id, &c.access_key_id);
-                deactivated += 1;
-            }
-            _ => {}
+        if o.kind == enforce::OutcomeKind::Error {
+            errors += 1;
         }
     }
-    if deactivated > 0 {
+    let changed = executed.outcomes.iter().any(|o| {
+        matches!(
+            o.kind,
+            enforce::OutcomeKind::Success | enforce::OutcomeKind::Error | enforce::OutcomeKind::NoLongerDue
+        )
+    });
+    enforce::record_outcomes(&mut next, &executed.outcomes, now);
+    metrics.publish_failures(&next);
+    if changed {
         if let Err(e) = state::save(&config.state_path, &next) {
             tracing::error!(error = %e, "cannot update the state file after deactivations");
         }
     }
+    drop(lock);
     complete && errors == 0
 }
 
@@ -302,6 +397,7 @@ impl Daemon {
         }
         // New connections use the new certificate and users; open ones finish as they began.
         self.shared.set_web(Arc::clone(&new.metrics_web));
+        self.shared.liveness.set_max_run(new.schedule.max_run_duration);
         self.config = Arc::new(new);
         Ok(())
     }
@@ -313,10 +409,11 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     metrics.config_reload_ok.set(1);
     metrics.config_reload_ts.set(unix_now());
     let shared = Arc::new(Shared::new(metrics, Arc::clone(&config.metrics_web)));
+    shared.liveness.set_max_run(config.schedule.max_run_duration);
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     if opts.once {
-        let ok = cycle(config, shared, stop).await;
+        let ok = guarded_cycle(config, shared, stop).await;
         return Ok(if ok { 0 } else { 1 });
     }
 
@@ -365,8 +462,10 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
                     continue;
                 }
                 let (config, shared, running, stop) = (Arc::clone(&d.config), Arc::clone(&d.shared), Arc::clone(&running), Arc::clone(&stop));
+                shared.liveness.run_started(Instant::now());
                 inflight = Some(tokio::spawn(async move {
-                    cycle(config, shared, stop).await;
+                    guarded_cycle(config, Arc::clone(&shared), stop).await;
+                    shared.liveness.run_finished();
                     release_memory();
                     running.store(false, Ordering::Release);
                 }));
@@ -374,7 +473,11 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
             _ = hup.recv() => d.reload().await,
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = watchdog_tick => d.notifier.watchdog(),
+            _ = watchdog_tick => match d.shared.liveness.check(Instant::now()) {
+                Ok(()) => d.notifier.watchdog(),
+                // A stuck run: let systemd's watchdog restart the service.
+                Err(running) => tracing::error!(running_seconds = running.as_secs(), "a run has been going for longer than schedule.max_run_duration; no longer reporting to the watchdog"),
+            },
         }
     }
 

@@ -1,19 +1,28 @@
 //! Enforcement: which findings are due, how the state file moves forward, and the careful
 //! deactivation of due keys.
 //!
-//! `plan` and `next_state` are pure. `execute` acts through the small [`KeyActions`] trait:
-//! for each due key it re-reads the user's keys, decides again on the fresh data, and only
-//! then (in enforce mode) calls UpdateAccessKey(Status=Inactive) and reads back to confirm.
-//! Keys are never deleted. At most `cap` keys per run, oldest deadline first.
+//! `plan`, `next_state` and `record_outcomes` are pure. `execute` acts through the small
+//! [`KeyActions`] trait: for each due key it re-reads the user's keys, decides again on the
+//! fresh data, and only then (in enforce mode) calls UpdateAccessKey(Status=Inactive) and reads
+//! back to confirm. Keys are never deleted, and keywarden's own key is never touched.
+//!
+//! The cap (`max_deactivations_per_run`) bounds the keys deactivated (or, in dry-run, that
+//! would be), oldest deadline first. A failed attempt does not take one of those slots, and a
+//! key whose deactivation failed is retried only after a backoff kept in the state (not every
+//! run), so keys that cannot be deactivated (an SCP, a permissions boundary) never starve the
+//! others and never cost a burst of failing calls every run. The cap bounds the blast radius
+//! of a run; its request rate is `aws.max_requests_per_second`'s job.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use chrono::TimeDelta;
+
 use crate::config::Mode;
 use crate::model::{AccountInventory, KeyStatus, ReadError, Timestamp, User};
 use crate::rules::{self, Action, Finding, FirstSeen, Policy, Rule};
-use crate::state::{Entry, State};
+use crate::state::{Entry, Failure, State};
 
 /// A key due for deactivation: every due rule, earliest deadline first.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,19 +35,17 @@ pub struct Candidate {
     pub deadline: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Plan {
-    /// At most the cap, oldest deadline first.
-    pub due: Vec<Candidate>,
-    /// Due keys left for a later run because of the cap, per account.
-    pub held_back: BTreeMap<String, usize>,
-}
-
 fn is_due(f: &Finding, now: Timestamp) -> bool {
-    !f.exempt && f.action == Action::Deactivate && f.deactivate_after.is_some_and(|d| d <= now)
+    !f.exempt
+        && !f.own_credentials
+        && f.held.is_none()
+        && f.action == Action::Deactivate
+        && f.deactivate_after.is_some_and(|d| d <= now)
 }
 
-pub fn plan(findings: &[Finding], now: Timestamp, cap: usize) -> Plan {
+/// Every due key, oldest deadline first (the cap is applied while executing, so that a key
+/// that cannot be deactivated does not take a slot).
+pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
     let mut by_key: BTreeMap<(&str, &str), Candidate> = BTreeMap::new();
     for f in findings.iter().filter(|f| is_due(f, now)) {
         let deadline = f.deactivate_after.unwrap_or(now);
@@ -64,19 +71,15 @@ pub fn plan(findings: &[Finding], now: Timestamp, cap: usize) -> Plan {
     all.sort_by(|a, b| {
         (a.deadline, &a.account_id, &a.access_key_id).cmp(&(b.deadline, &b.account_id, &b.access_key_id))
     });
-    let mut held_back = BTreeMap::new();
-    for c in all.iter().skip(cap) {
-        *held_back.entry(c.account_id.clone()).or_insert(0) += 1;
-    }
-    all.truncate(cap);
-    Plan { due: all, held_back }
+    all
 }
 
 /// The state after an audit. A finding is tracked while it holds, is not exempt and its
 /// action is deactivate (so an exemption that expires, or a rule switched to deactivate,
 /// starts a fresh grace period). Entries of users or accounts that could not be read are
-/// kept as they were: a failed read never resets a grace period.
-pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventory]) -> State {
+/// kept as they were: a failed read never resets a grace period. Deactivation failures are
+/// kept for keys still tracked. `last_run` only moves forward.
+pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventory], now: Timestamp) -> State {
     let mut unreadable_users: HashSet<(&str, &str)> = HashSet::new();
     let mut unreadable_accounts: HashSet<&str> = HashSet::new();
     for a in accounts {
@@ -105,12 +108,59 @@ pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventor
             rule: f.rule,
             first_seen: f.first_seen,
         });
-    State::from_entries(kept.cloned().chain(current))
+    let mut next = State::from_entries(kept.cloned().chain(current));
+    let tracked: HashSet<(String, String)> = next
+        .entries()
+        .map(|e| (e.account_id.clone(), e.access_key_id.clone()))
+        .collect();
+    for f in old.failures() {
+        if tracked.contains(&(f.account_id.clone(), f.access_key_id.clone())) {
+            next.set_failure(f.clone());
+        }
+    }
+    next.last_run = Some(old.last_run.map_or(now, |t| t.max(now)));
+    next
+}
+
+/// How long a key whose deactivation failed `attempts` times waits before the next attempt:
+/// 30 minutes, doubling, at most a day.
+pub fn backoff(attempts: u32) -> TimeDelta {
+    let steps = attempts.saturating_sub(1).min(6);
+    TimeDelta::minutes(30 * (1_i64 << steps)).min(TimeDelta::days(1))
+}
+
+/// The state after the actions of a run: deactivated keys are forgotten, failures are
+/// counted with their next attempt, a key no longer due loses its failure record.
+pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) {
+    for o in outcomes {
+        let c = &o.candidate;
+        match o.kind {
+            OutcomeKind::Success => state.forget_key(&c.account_id, &c.access_key_id),
+            OutcomeKind::NoLongerDue => state.clear_failure(&c.account_id, &c.access_key_id),
+            OutcomeKind::Error => {
+                let attempts = state
+                    .failure(&c.account_id, &c.access_key_id)
+                    .map_or(0, |f| f.attempts)
+                    .saturating_add(1);
+                state.set_failure(Failure {
+                    account_id: c.account_id.clone(),
+                    user: c.user.clone(),
+                    access_key_id: c.access_key_id.clone(),
+                    attempts,
+                    last_error: o.error.clone().unwrap_or_default(),
+                    last_attempt: now,
+                    next_attempt: now.checked_add_signed(backoff(attempts)).unwrap_or(now),
+                });
+            }
+            OutcomeKind::DryRun | OutcomeKind::Backoff => {}
+        }
+    }
 }
 
 /// The edge enforcement acts through (IAM in production, fakes in unit tests).
 pub trait KeyActions {
-    fn read_user(&self, account_id: &str, user: &str) -> impl Future<Output = Result<User, ReadError>> + Send;
+    /// `Ok(None)`: the user does not exist (any more).
+    fn read_user(&self, account_id: &str, user: &str) -> impl Future<Output = Result<Option<User>, ReadError>> + Send;
     fn deactivate(
         &self,
         account_id: &str,
@@ -123,12 +173,15 @@ pub trait KeyActions {
 pub enum OutcomeKind {
     /// Deactivated and confirmed by reading back.
     Success,
-    /// The call, the re-read or the read-back failed; retried at the next run.
+    /// The call, the re-read or the read-back failed; retried after a backoff.
     Error,
     /// Dry-run: would have been deactivated.
     DryRun,
-    /// Fresh data shows the finding no longer holds (or is exempt now): left alone.
+    /// Fresh data shows the finding no longer holds (or is exempt now, or the user or key is
+    /// gone): left alone.
     NoLongerDue,
+    /// An earlier attempt failed and its backoff has not passed: not tried this run.
+    Backoff,
 }
 
 impl OutcomeKind {
@@ -138,7 +191,16 @@ impl OutcomeKind {
             OutcomeKind::Success => Some("success"),
             OutcomeKind::Error => Some("error"),
             OutcomeKind::DryRun => Some("dry_run"),
-            OutcomeKind::NoLongerDue => None,
+            OutcomeKind::NoLongerDue | OutcomeKind::Backoff => None,
+        }
+    }
+
+    /// The `outcome` field of the log event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::NoLongerDue => "no_longer_due",
+            OutcomeKind::Backoff => "backoff",
+            other => other.label().unwrap_or(""),
         }
     }
 }
@@ -154,24 +216,58 @@ pub struct Outcome {
 pub struct Context<'a> {
     pub policy: &'a Policy,
     pub history: &'a dyn FirstSeen,
+    /// Failed attempts and their backoff.
+    pub failures: &'a State,
     pub now: Timestamp,
     pub mode: Mode,
+    /// Keys deactivated (or, in dry-run, that would be) per run.
+    pub cap: usize,
+    /// The key keywarden signs with: never touched, whatever a rule says.
+    pub own_access_key_id: Option<&'a str>,
     /// Checked between keys: a stop request ends the run after the key in hand.
     pub stop: &'a AtomicBool,
 }
 
-pub async fn execute(plan: &Plan, ctx: &Context<'_>, actions: &impl KeyActions) -> Vec<Outcome> {
-    let mut out = Vec::with_capacity(plan.due.len());
-    for c in &plan.due {
+/// What a run did, and what the cap left for later (per account).
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub outcomes: Vec<Outcome>,
+    pub held_back: BTreeMap<String, usize>,
+}
+
+pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyActions) -> Executed {
+    let mut run = Executed::default();
+    let mut acted = 0;
+    for c in due {
         if ctx.stop.load(Ordering::Acquire) {
             tracing::info!("stop requested; remaining deactivations wait for the next run");
             break;
         }
-        let outcome = decide_and_act(c, ctx, actions).await;
+        if acted >= ctx.cap {
+            *run.held_back.entry(c.account_id.clone()).or_insert(0) += 1;
+            continue;
+        }
+        let outcome = match ctx.failures.failure(&c.account_id, &c.access_key_id) {
+            Some(f) if f.next_attempt > ctx.now => Outcome {
+                candidate: c.clone(),
+                kind: OutcomeKind::Backoff,
+                error: Some(format!(
+                    "{} failed attempt(s), last: {}; next attempt after {}",
+                    f.attempts,
+                    f.last_error,
+                    crate::timefmt::format(&f.next_attempt)
+                )),
+            },
+            _ => decide_and_act(c, ctx, actions).await,
+        };
+        match outcome.kind {
+            OutcomeKind::Success | OutcomeKind::DryRun => acted += 1,
+            OutcomeKind::Error | OutcomeKind::NoLongerDue | OutcomeKind::Backoff => {}
+        }
         log(&outcome, ctx.mode);
-        out.push(outcome);
+        run.outcomes.push(outcome);
     }
-    out
+    run
 }
 
 async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActions) -> Outcome {
@@ -180,8 +276,16 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         kind,
         error,
     };
+    // The rules already never plan it; this is the one place every action passes.
+    if ctx.own_access_key_id == Some(c.access_key_id.as_str()) {
+        return done(
+            OutcomeKind::NoLongerDue,
+            Some("keywarden's own access key is never deactivated".into()),
+        );
+    }
     let fresh = match actions.read_user(&c.account_id, &c.user).await {
-        Ok(u) => u,
+        Ok(Some(u)) => u,
+        Ok(None) => return done(OutcomeKind::NoLongerDue, Some("the user no longer exists".into())),
         Err(e) => {
             return done(
                 OutcomeKind::Error,
@@ -192,9 +296,8 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
     let inv = AccountInventory {
         account_id: c.account_id.clone(),
         users: vec![fresh],
-        root_access_keys_present: None,
-        errors: vec![],
-        credential_report_generated: None,
+        own_access_key_id: ctx.own_access_key_id.map(str::to_string),
+        ..Default::default()
     };
     let still_due = rules::evaluate(&inv, ctx.policy, ctx.history, ctx.now)
         .iter()
@@ -213,7 +316,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         None => what,
     };
     match actions.read_user(&c.account_id, &c.user).await {
-        Ok(u) => match u.keys.iter().find(|k| k.id == c.access_key_id) {
+        Ok(Some(u)) => match u.keys.iter().find(|k| k.id == c.access_key_id) {
             Some(k) if k.status == KeyStatus::Inactive => done(
                 OutcomeKind::Success,
                 call.map(|e| format!("UpdateAccessKey reported an error but the key is inactive: {e}")),
@@ -222,11 +325,16 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
                 OutcomeKind::Error,
                 Some(because("read-back shows the key still active".into())),
             ),
+            // Deleted meanwhile (by its owner, or another tool): nothing left to do.
             None => done(
-                OutcomeKind::Error,
-                Some(because("read-back does not list the key".into())),
+                OutcomeKind::NoLongerDue,
+                Some(because("the key no longer exists".into())),
             ),
         },
+        Ok(None) => done(
+            OutcomeKind::NoLongerDue,
+            Some(because("the user no longer exists".into())),
+        ),
         Err(e) => done(
             OutcomeKind::Error,
             Some(because(format!("read-back failed: {}: {}", e.operation, e.message))),
@@ -240,7 +348,7 @@ fn log(o: &Outcome, mode: Mode) {
     let rules = rules.join(",");
     let first_seen = crate::timefmt::format(&c.first_seen);
     let deadline = crate::timefmt::format(&c.deadline);
-    let outcome = o.kind.label().unwrap_or("no_longer_due");
+    let outcome = o.kind.as_str();
     let error = o.error.as_deref().unwrap_or("");
     macro_rules! event {
         ($level:ident, $msg:literal) => {
@@ -261,8 +369,9 @@ fn log(o: &Outcome, mode: Mode) {
     match o.kind {
         OutcomeKind::Success => event!(warn, "deactivated access key"),
         OutcomeKind::DryRun => event!(info, "would deactivate access key (dry-run)"),
-        OutcomeKind::Error => event!(error, "deactivation failed; retried at the next run"),
+        OutcomeKind::Error => event!(error, "deactivation failed; retried after a backoff"),
         OutcomeKind::NoLongerDue => event!(info, "finding no longer holds on fresh data; key left alone"),
+        OutcomeKind::Backoff => event!(warn, "deactivation failed before; waiting for its backoff"),
     }
 }
 
@@ -291,11 +400,14 @@ mod tests {
             action: if exempt { Action::Report } else { Action::Deactivate },
             first_seen: t0() - TimeDelta::days(10),
             deactivate_after: (!exempt).then(|| t0() + TimeDelta::days(deadline_days)),
+            own_credentials: false,
+            held: None,
+            kept_access_key_id: None,
         }
     }
 
     #[test]
-    fn plan_takes_due_keys_oldest_deadline_first_up_to_the_cap() {
+    fn plan_takes_every_due_key_oldest_deadline_first() {
         let findings = vec![
             finding("K1", Rule::UnusedKey, -1, false),
             finding("K2", Rule::UnusedKey, -5, false),
@@ -305,12 +417,19 @@ mod tests {
             finding("K5", Rule::MultipleActiveKeys, -4, false),
             finding("K6", Rule::UnusedKey, 0, false), // due exactly now
         ];
-        let p = plan(&findings, t0(), 3);
-        let ids: Vec<&str> = p.due.iter().map(|c| c.access_key_id.as_str()).collect();
-        assert_eq!(ids, ["K2", "K5", "K1"]);
-        assert_eq!(p.due[1].rules, [Rule::MultipleActiveKeys, Rule::UnusedKey]);
-        assert_eq!(p.held_back.get("1"), Some(&1), "K6 waits for the next run");
-        assert!(plan(&findings, t0(), 0).due.is_empty());
+        let p = plan(&findings, t0());
+        let ids: Vec<&str> = p.iter().map(|c| c.access_key_id.as_str()).collect();
+        assert_eq!(ids, ["K2", "K5", "K1", "K6"]);
+        assert_eq!(p[1].rules, [Rule::MultipleActiveKeys, Rule::UnusedKey]);
+
+        let mut own = finding("K7", Rule::UnusedKey, -20, false);
+        own.own_credentials = true;
+        let mut held = finding("K8", Rule::MultipleActiveKeys, -20, false);
+        held.held = Some(rules::Hold::WaitingForKeptKeyUse);
+        assert!(
+            plan(&[own, held], t0()).is_empty(),
+            "its own key and held keys are never due"
+        );
     }
 
     #[test]
@@ -346,8 +465,9 @@ mod tests {
                 message: "Throttling".into(),
             }],
             credential_report_generated: None,
+            own_access_key_id: None,
         }];
-        let next = next_state(&old, &findings, &accounts);
+        let next = next_state(&old, &findings, &accounts, t0());
         let mut keys: Vec<&str> = next.entries().map(|e| e.access_key_id.as_str()).collect();
         keys.sort();
         assert_eq!(
@@ -361,9 +481,13 @@ mod tests {
         );
     }
 
-    /// In-memory IAM for one user, recording calls.
+    /// In-memory IAM, recording calls: one user `u`, or several by name (`users`).
     struct Fake {
         user: Mutex<User>,
+        /// Users other than `u`, for runs over several keys.
+        users: Mutex<Vec<User>>,
+        /// Updates of these keys are denied.
+        denied: Vec<String>,
         fail_update: bool,
         /// With `fail_update`: the change is applied, only the answer is an error.
         applied_anyway: bool,
@@ -371,12 +495,26 @@ mod tests {
     }
 
     impl KeyActions for Fake {
-        async fn read_user(&self, _: &str, _: &str) -> Result<User, ReadError> {
+        async fn read_user(&self, _: &str, name: &str) -> Result<Option<User>, ReadError> {
             self.calls.lock().unwrap().push("read".into());
-            Ok(self.user.lock().unwrap().clone())
+            if name == "u" {
+                return Ok(Some(self.user.lock().unwrap().clone()));
+            }
+            Ok(self.users.lock().unwrap().iter().find(|u| u.name == name).cloned())
         }
-        async fn deactivate(&self, _: &str, _: &str, id: &str) -> Result<(), String> {
+        async fn deactivate(&self, _: &str, name: &str, id: &str) -> Result<(), String> {
             self.calls.lock().unwrap().push(format!("deactivate {id}"));
+            if self.denied.iter().any(|d| d == id) {
+                return Err("AccessDenied".into());
+            }
+            if name != "u" {
+                for u in self.users.lock().unwrap().iter_mut() {
+                    for k in u.keys.iter_mut().filter(|k| k.id == id) {
+                        k.status = KeyStatus::Inactive;
+                    }
+                }
+                return Ok(());
+            }
             if !self.fail_update || self.applied_anyway {
                 for k in self.user.lock().unwrap().keys.iter_mut().filter(|k| k.id == id) {
                     k.status = KeyStatus::Inactive;
@@ -403,6 +541,7 @@ mod tests {
             },
             exemptions: vec![],
             grace_period: TimeDelta::zero(),
+            wait_for_kept_key: true,
         }
     }
 
@@ -414,6 +553,8 @@ mod tests {
                 tags: vec![],
                 keys,
             }),
+            users: Mutex::new(vec![]),
+            denied: vec![],
             fail_update,
             applied_anyway: false,
             calls: Mutex::new(vec![]),
@@ -429,31 +570,129 @@ mod tests {
         }
     }
 
-    fn candidate(id: &str) -> Plan {
-        Plan {
-            due: vec![Candidate {
-                account_id: "1".into(),
-                user: "u".into(),
-                access_key_id: id.into(),
-                rules: vec![Rule::UnusedKey],
-                first_seen: t0(),
-                deadline: t0(),
-            }],
-            held_back: BTreeMap::new(),
+    fn candidate_of(user: &str, id: &str) -> Candidate {
+        Candidate {
+            account_id: "1".into(),
+            user: user.into(),
+            access_key_id: id.into(),
+            rules: vec![Rule::UnusedKey],
+            first_seen: t0(),
+            deadline: t0(),
         }
     }
 
-    async fn run(fake: &Fake, plan: &Plan, mode: Mode) -> Vec<Outcome> {
+    fn candidate(id: &str) -> Vec<Candidate> {
+        vec![candidate_of("u", id)]
+    }
+
+    async fn run_with(fake: &Fake, due: &[Candidate], mode: Mode, cap: usize, failures: &State) -> Executed {
         let stop = AtomicBool::new(false);
         let p = policy();
         let ctx = Context {
             policy: &p,
             history: &rules::NoHistory,
+            failures,
             now: t0(),
             mode,
+            cap,
+            own_access_key_id: Some("OWN"),
             stop: &stop,
         };
-        execute(plan, &ctx, fake).await
+        execute(due, &ctx, fake).await
+    }
+
+    async fn run(fake: &Fake, due: &[Candidate], mode: Mode) -> Vec<Outcome> {
+        run_with(fake, due, mode, 25, &State::default()).await.outcomes
+    }
+
+    fn idle_user(name: &str, key_id: &str) -> User {
+        User {
+            name: name.into(),
+            path: "/".into(),
+            tags: vec![],
+            keys: vec![key(key_id, 100, None)],
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_attempts_take_no_slot_of_the_cap_and_back_off() {
+        let mut f = fake(vec![], false);
+        *f.users.get_mut().unwrap() = ["d1", "d2", "a1", "a2", "a3"]
+            .iter()
+            .map(|n| idle_user(n, &n.to_uppercase()))
+            .collect();
+        f.denied = vec!["D1".into(), "D2".into()];
+        let due: Vec<Candidate> = ["d1", "d2", "a1", "a2", "a3"]
+            .iter()
+            .map(|n| candidate_of(n, &n.to_uppercase()))
+            .collect();
+        let first = run_with(&f, &due, Mode::Enforce, 2, &State::default()).await;
+        let kinds: Vec<(&str, OutcomeKind)> = first
+            .outcomes
+            .iter()
+            .map(|o| (o.candidate.access_key_id.as_str(), o.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("D1", OutcomeKind::Error),
+                ("D2", OutcomeKind::Error),
+                ("A1", OutcomeKind::Success),
+                ("A2", OutcomeKind::Success),
+            ]
+        );
+        assert_eq!(first.held_back.get("1"), Some(&1), "A3 waits for the cap");
+
+        let mut state = State::default();
+        record_outcomes(&mut state, &first.outcomes, t0());
+        let d1 = state.failure("1", "D1").expect("recorded");
+        assert_eq!((d1.attempts, d1.next_attempt), (1, t0() + TimeDelta::minutes(30)));
+        assert!(state.failure("1", "A1").is_none());
+
+        f.calls.lock().unwrap().clear();
+        let second = run_with(&f, &due, Mode::Enforce, 2, &state).await;
+        let kinds: Vec<OutcomeKind> = second.outcomes.iter().map(|o| o.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                OutcomeKind::Backoff,
+                OutcomeKind::Backoff,
+                OutcomeKind::NoLongerDue,
+                OutcomeKind::NoLongerDue,
+                OutcomeKind::Success
+            ]
+        );
+        assert!(
+            !f.calls.lock().unwrap().iter().any(|c| c.contains("D1")),
+            "not tried during its backoff"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_day() {
+        assert_eq!(backoff(1), TimeDelta::minutes(30));
+        assert_eq!(backoff(2), TimeDelta::hours(1));
+        assert_eq!(backoff(6), TimeDelta::hours(16));
+        assert_eq!(backoff(7), TimeDelta::days(1));
+        assert_eq!(backoff(u32::MAX), TimeDelta::days(1));
+    }
+
+    #[tokio::test]
+    async fn its_own_key_is_never_touched() {
+        let f = fake(vec![key("OWN", 100, None)], false);
+        let out = run(&f, &candidate("OWN"), Mode::Enforce).await;
+        assert_eq!(out[0].kind, OutcomeKind::NoLongerDue);
+        assert!(f.calls.lock().unwrap().is_empty(), "not even read");
+    }
+
+    #[tokio::test]
+    async fn a_user_or_key_gone_before_the_action_is_no_longer_due() {
+        let f = fake(vec![], false);
+        let out = run(&f, &[candidate_of("gone", "K")], Mode::Enforce).await;
+        assert_eq!(out[0].kind, OutcomeKind::NoLongerDue);
+        let f = fake(vec![key("OTHER", 1, Some(1))], false);
+        let out = run(&f, &candidate("K"), Mode::Enforce).await;
+        assert_eq!(out[0].kind, OutcomeKind::NoLongerDue, "the key was deleted");
     }
 
     #[tokio::test]
@@ -488,7 +727,7 @@ mod tests {
         // Both used recently: only multiple_active_keys applies, and KEEP is the kept key.
         let f = fake(vec![key("KEEP", 10, Some(1)), key("OTHER", 20, Some(5))], false);
         let mut p = candidate("KEEP");
-        p.due[0].rules = vec![Rule::MultipleActiveKeys];
+        p[0].rules = vec![Rule::MultipleActiveKeys];
         let out = run(&f, &p, Mode::Enforce).await;
         assert_eq!(out[0].kind, OutcomeKind::NoLongerDue);
         let out = run(&f, &candidate("OTHER"), Mode::Enforce).await;

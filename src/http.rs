@@ -3,7 +3,9 @@
 //! Endpoints:
 //! - `GET /`               landing page linking the others
 //! - `GET /metrics`        Prometheus text format, from the last completed audit
-//! - `GET /-/healthy`      200 while the process serves
+//! - `GET /-/healthy`      200 while the loop makes progress; 503 once a run has been going
+//!   for longer than `schedule.max_run_duration` (a stuck run: the systemd watchdog then
+//!   stops being fed too, so systemd restarts the service)
 //! - `GET /-/ready`        200 once the first audit has completed, 503 before
 //! - `GET /api/v1/report`  the last report, the same JSON as `audit --format json`
 //!   (503 before the first audit)
@@ -16,8 +18,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use http_body_util::StreamBody;
 use hyper::body::{Bytes, Frame, Incoming};
@@ -46,10 +48,50 @@ impl Readiness {
     }
 }
 
+/// Whether the daemon's loop makes progress: unhealthy while a run has been going for longer
+/// than the bound. Instants are passed in, so the rule is tested without waiting.
+#[derive(Debug)]
+pub struct Liveness {
+    run_started: Mutex<Option<Instant>>,
+    max_run: Mutex<Duration>,
+}
+
+impl Liveness {
+    pub fn new(max_run: Duration) -> Liveness {
+        Liveness {
+            run_started: Mutex::new(None),
+            max_run: Mutex::new(max_run),
+        }
+    }
+
+    pub fn set_max_run(&self, d: Duration) {
+        *self.max_run.lock().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+
+    pub fn run_started(&self, at: Instant) {
+        *self.run_started.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    pub fn run_finished(&self) {
+        *self.run_started.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// `Err(how long the run has been going)` when it is past the bound.
+    pub fn check(&self, now: Instant) -> Result<(), Duration> {
+        let started = *self.run_started.lock().unwrap_or_else(|p| p.into_inner());
+        let max = *self.max_run.lock().unwrap_or_else(|p| p.into_inner());
+        match started.map(|s| now.saturating_duration_since(s)) {
+            Some(running) if running > max => Err(running),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What the endpoints serve; updated by the daemon after each audit.
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub ready: Readiness,
+    pub liveness: Liveness,
     /// The last report, already serialized.
     pub report_json: RwLock<Option<Bytes>>,
     /// TLS and basic auth; read at each new connection, replaced on reload.
@@ -61,6 +103,7 @@ impl Shared {
         Shared {
             metrics,
             ready: Readiness::default(),
+            liveness: Liveness::new(Duration::MAX),
             report_json: RwLock::new(None),
             web: RwLock::new(web),
         }
@@ -146,7 +189,17 @@ pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Body> {
             "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(),
         ),
-        "/-/healthy" => respond(StatusCode::OK, TEXT, "keywarden is healthy\n"),
+        "/-/healthy" => match shared.liveness.check(Instant::now()) {
+            Ok(()) => respond(StatusCode::OK, TEXT, "keywarden is healthy\n"),
+            Err(running) => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                Bytes::from(format!(
+                    "the current run has been going for {} s, longer than schedule.max_run_duration\n",
+                    running.as_secs()
+                )),
+            ),
+        },
         "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
         "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
@@ -256,6 +309,20 @@ mod tests {
         assert!(!r.is_ready());
         r.set_ready();
         assert!(r.is_ready());
+    }
+
+    #[test]
+    fn a_run_past_its_bound_is_not_live() {
+        let l = Liveness::new(Duration::from_secs(60));
+        let t = Instant::now();
+        assert_eq!(l.check(t), Ok(()), "no run");
+        l.run_started(t);
+        assert_eq!(l.check(t + Duration::from_secs(60)), Ok(()), "at the bound");
+        assert_eq!(l.check(t + Duration::from_secs(61)), Err(Duration::from_secs(61)));
+        l.set_max_run(Duration::from_secs(120));
+        assert_eq!(l.check(t + Duration::from_secs(61)), Ok(()), "a reload moves the bound");
+        l.run_finished();
+        assert_eq!(l.check(t + Duration::from_secs(600)), Ok(()));
     }
 
     #[test]

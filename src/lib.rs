@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod credential_report;
 pub mod daemon;

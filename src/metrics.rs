@@ -31,6 +31,9 @@ pub struct Metrics {
     pub config_reload_ts: Gauge,
     pub deactivations_held_back: IntGaugeVec,
     pub state_ok: IntGauge,
+    pub clock_skew: Gauge,
+    pub clock_ok: IntGauge,
+    pub deactivation_failing_keys: IntGaugeVec,
     audit_page: RwLock<Bytes>,
 }
 
@@ -103,6 +106,21 @@ impl Metrics {
                 "keywarden_state_ok",
                 "1 if the state file was read and written at the last run; 0 disables enforcement",
             ))?,
+            clock_skew: Gauge::with_opts(opts(
+                "keywarden_clock_skew_seconds",
+                "Local time minus the Date of AWS's answers at the last run (largest either way)",
+            ))?,
+            clock_ok: IntGauge::with_opts(opts(
+                "keywarden_clock_ok",
+                "1 if the clock agreed with AWS's and did not go backwards at the last run; 0 disables enforcement",
+            ))?,
+            deactivation_failing_keys: IntGaugeVec::new(
+                opts(
+                    "keywarden_deactivation_failing_keys",
+                    "Due keys whose deactivation failed and is retried with backoff",
+                ),
+                &["account_id"],
+            )?,
             audit_page: RwLock::new(Bytes::new()),
             registry,
         };
@@ -118,6 +136,10 @@ impl Metrics {
         m.registry.register(Box::new(m.config_reload_ts.clone()))?;
         m.registry.register(Box::new(m.deactivations_held_back.clone()))?;
         m.registry.register(Box::new(m.state_ok.clone()))?;
+        m.registry.register(Box::new(m.clock_skew.clone()))?;
+        m.registry.register(Box::new(m.clock_ok.clone()))?;
+        m.registry.register(Box::new(m.deactivation_failing_keys.clone()))?;
+        m.clock_ok.set(1);
         Ok(m)
     }
 
@@ -126,6 +148,23 @@ impl Metrics {
     pub fn render(&self) -> Vec<Bytes> {
         let page = self.audit_page.read().map(|p| p.clone()).unwrap_or_default();
         vec![Bytes::from(encode(&self.registry)), page]
+    }
+
+    /// One IAM or STS request attempt (see `aws::RequestObserver`).
+    pub fn attempt(&self, operation: &str, outcome: &'static str) {
+        self.iam_requests.with_label_values(&[operation, outcome]).inc();
+    }
+
+    /// Keys whose deactivation failed and waits for its backoff, per account.
+    pub fn publish_failures(&self, state: &crate::state::State) {
+        let mut per_account: BTreeMap<&str, i64> = BTreeMap::new();
+        for f in state.failures() {
+            *per_account.entry(f.account_id.as_str()).or_default() += 1;
+        }
+        self.deactivation_failing_keys.reset();
+        for (account, n) in per_account {
+            self.deactivation_failing_keys.with_label_values(&[account]).set(n);
+        }
     }
 
     /// Replaces the audit page with the gauges of this audit.
@@ -272,6 +311,27 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> 
         "keywarden_credential_report_generated_timestamp_seconds",
         "Unix time the credential report used by the last audit was generated (credential-report mode)",
         &|a| a.credential_report_generated.map(secs),
+    );
+    let count = |pred: &dyn Fn(&crate::rules::Finding) -> bool| {
+        let mut by: BTreeMap<&str, usize> = accounts.iter().map(|a| (a.account_id.as_str(), 0)).collect();
+        for f in report.findings.iter().filter(|f| pred(f)) {
+            *by.entry(f.account_id.as_str()).or_default() += 1;
+        }
+        by
+    };
+    let own = count(&|f| f.own_credentials && !f.exempt);
+    per_account(
+        &mut out,
+        "keywarden_own_access_key_findings",
+        "Findings on the access key keywarden itself signs with (never deactivated by keywarden: rotate it)",
+        &|a| own.get(a.account_id.as_str()).map(|n| *n as f64),
+    );
+    let held = count(&|f| f.held.is_some() && !f.exempt);
+    per_account(
+        &mut out,
+        "keywarden_held_deactivations",
+        "multiple_active_keys deactivations waiting until the kept key has been used (a rotation in progress)",
+        &|a| held.get(a.account_id.as_str()).map(|n| *n as f64),
     );
     per_account(
         &mut out,

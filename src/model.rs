@@ -69,6 +69,9 @@ pub struct AccountInventory {
     pub errors: Vec<ReadError>,
     /// Set when the inventory came from the IAM credential report.
     pub credential_report_generated: Option<Timestamp>,
+    /// The access key keywarden itself signs with in this account, when it uses an IAM user's
+    /// long-term key (none for roles): never deactivated.
+    pub own_access_key_id: Option<String>,
 }
 
 impl AccountInventory {

@@ -34,6 +34,8 @@ pub struct Summary {
     pub exempt: usize,
     /// Distinct access keys that have at least one non-exempt finding whose action is deactivate.
     pub planned_deactivations: usize,
+    /// Of those, keys whose only deactivating findings wait (a rotation in progress).
+    pub held_deactivations: usize,
     pub violations_by_rule: BTreeMap<Rule, usize>,
     /// True if any account's root user has access keys; null if unknown for some account and
     /// true for none.
@@ -81,6 +83,7 @@ impl Report {
             None
         };
         let mut planned = BTreeSet::new();
+        let mut scheduled = BTreeSet::new();
         for f in &findings {
             if f.exempt {
                 summary.exempt += 1;
@@ -90,9 +93,13 @@ impl Report {
             *summary.violations_by_rule.entry(f.rule).or_default() += 1;
             if f.action == Action::Deactivate {
                 planned.insert((&f.account_id, &f.access_key_id));
+                if f.held.is_none() {
+                    scheduled.insert((&f.account_id, &f.access_key_id));
+                }
             }
         }
         summary.planned_deactivations = planned.len();
+        summary.held_deactivations = planned.difference(&scheduled).count();
         Report {
             evaluated_at,
             complete: errors.is_empty(),
@@ -151,6 +158,8 @@ impl Report {
                     (true, _, _) => {
                         format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or(""))
                     }
+                    _ if f.own_credentials => "report: own key".to_string(),
+                    _ if f.held.is_some() => "held: kept key unused".to_string(),
                     (false, Action::Deactivate, Some(d)) if d <= now => "deactivate now".to_string(),
                     (false, Action::Deactivate, Some(d)) => {
                         format!("deactivate {}", d.format("%Y-%m-%d"))
@@ -189,6 +198,26 @@ impl Report {
             "Exempt {}, planned deactivations {}",
             s.exempt, s.planned_deactivations
         );
+        if s.held_deactivations > 0 {
+            let _ = writeln!(
+                out,
+                "Held {}: rotations in progress, deactivated once the kept key has been used",
+                s.held_deactivations
+            );
+        }
+        let mut own: Vec<&str> = self
+            .findings
+            .iter()
+            .filter(|f| f.own_credentials)
+            .map(|f| f.access_key_id.as_str())
+            .collect();
+        own.dedup();
+        for id in own {
+            let _ = writeln!(
+                out,
+                "{id} is keywarden's own key: never deactivated by keywarden, rotate it"
+            );
+        }
         let root = match s.root_access_keys_present {
             Some(true) => "YES (CIS 1.4: remove them)",
             Some(false) => "no",
@@ -253,6 +282,9 @@ mod tests {
             action,
             first_seen: t0(),
             deactivate_after: (action == Action::Deactivate).then(|| t0() + TimeDelta::days(7)),
+            own_credentials: false,
+            held: None,
+            kept_access_key_id: None,
         }
     }
 
@@ -274,6 +306,7 @@ mod tests {
             root_access_keys_present: Some(false),
             errors: vec![],
             credential_report_generated: None,
+            own_access_key_id: None,
         }
     }
 

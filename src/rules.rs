@@ -6,7 +6,11 @@
 //! - a key exactly at a threshold is compliant, one second past it is not;
 //! - a never-used key counts as unused from its creation;
 //! - of several active keys, the one a person would keep is kept (see [`kept_key`]);
-//! - exemptions always win: an exempt finding is reported, never acted on.
+//! - exemptions always win: an exempt finding is reported, never acted on;
+//! - the key keywarden itself signs with is always its user's kept key, and its findings are
+//!   only reported (a tool that deactivates its own key locks itself out);
+//! - a used key that `multiple_active_keys` would deactivate waits until the kept key has been
+//!   used as recently (the application has switched), unless `wait_for_kept_key` is off.
 
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
@@ -132,6 +136,8 @@ pub struct Policy {
     pub rules: Rules,
     pub exemptions: Vec<Exemption>,
     pub grace_period: TimeDelta,
+    /// `rules.multiple_active_keys.wait_for_kept_key`.
+    pub wait_for_kept_key: bool,
 }
 
 impl Policy {
@@ -155,6 +161,23 @@ impl FirstSeen for NoHistory {
     }
 }
 
+/// Why a due deactivation is held back although its grace period may have passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hold {
+    /// `multiple_active_keys`: the key was used, and the kept key has not been used since, so
+    /// an application may still depend on this key.
+    WaitingForKeptKeyUse,
+}
+
+impl Hold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::WaitingForKeptKeyUse => "waiting_for_kept_key_use",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub account_id: String,
@@ -172,9 +195,16 @@ pub struct Finding {
     pub first_seen: Timestamp,
     #[serde(with = "crate::timefmt::option")]
     pub deactivate_after: Option<Timestamp>,
+    /// The key keywarden signs with: reported, never acted on.
+    pub own_credentials: bool,
+    /// Set while a deactivation waits for something (then `deactivate_after` is null).
+    pub held: Option<Hold>,
+    /// `multiple_active_keys`: the key kept instead of this one.
+    pub kept_access_key_id: Option<String>,
 }
 
 fn exceeds(since: Timestamp, now: Timestamp, threshold: TimeDelta) -> bool {
+    // signed_duration_since cannot overflow between two valid instants.
     now.signed_duration_since(since) > threshold
 }
 
@@ -196,12 +226,22 @@ fn age_rules_broken(key: &AccessKey, rules: &Rules, now: Timestamp) -> Vec<Rule>
 /// breaks no enabled age or unused rule, then the most recent last use (never used ranks
 /// below any use), then the newest creation. The key id breaks remaining ties so the choice
 /// is deterministic.
-pub fn kept_key<'a>(active: &[&'a AccessKey], rules: &Rules, now: Timestamp) -> Option<&'a AccessKey> {
+///
+/// `own` (keywarden's own key) outranks everything: deactivating it would lock keywarden out.
+pub fn kept_key<'a>(
+    active: &[&'a AccessKey],
+    rules: &Rules,
+    now: Timestamp,
+    own: Option<&str>,
+) -> Option<&'a AccessKey> {
     active.iter().copied().min_by(|a, b| {
+        let a_own = own != Some(a.id.as_str());
+        let b_own = own != Some(b.id.as_str());
         let a_bad = !age_rules_broken(a, rules, now).is_empty();
         let b_bad = !age_rules_broken(b, rules, now).is_empty();
-        a_bad
-            .cmp(&b_bad)
+        a_own
+            .cmp(&b_own)
+            .then_with(|| a_bad.cmp(&b_bad))
             // Option orders None below Some, so reverse to put the most recent use first.
             .then_with(|| b.last_used.cmp(&a.last_used))
             .then_with(|| b.created.cmp(&a.created))
@@ -213,54 +253,80 @@ pub fn kept_key<'a>(active: &[&'a AccessKey], rules: &Rules, now: Timestamp) -> 
 /// then in rule order.
 pub fn evaluate(inv: &AccountInventory, policy: &Policy, history: &dyn FirstSeen, now: Timestamp) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let ctx = Ctx {
+        account_id: &inv.account_id,
+        own: inv.own_access_key_id.as_deref(),
+        policy,
+        history,
+        now,
+    };
     for user in &inv.users {
-        evaluate_user(&inv.account_id, user, policy, history, now, &mut findings);
+        evaluate_user(&ctx, user, &mut findings);
     }
     findings
 }
 
-fn evaluate_user(
-    account_id: &str,
-    user: &User,
-    policy: &Policy,
-    history: &dyn FirstSeen,
+/// What every finding of one account is decided with.
+struct Ctx<'a> {
+    account_id: &'a str,
+    own: Option<&'a str>,
+    policy: &'a Policy,
+    history: &'a dyn FirstSeen,
     now: Timestamp,
-    out: &mut Vec<Finding>,
-) {
-    let rules = &policy.rules;
+}
+
+fn evaluate_user(ctx: &Ctx<'_>, user: &User, out: &mut Vec<Finding>) {
+    let rules = &ctx.policy.rules;
     let active: Vec<&AccessKey> = user.keys.iter().filter(|k| k.is_active()).collect();
     let kept = if rules.multiple_active_keys.enabled && active.len() > 1 {
-        kept_key(&active, rules, now).map(|k| k.id.as_str())
+        kept_key(&active, rules, ctx.now, ctx.own)
     } else {
         None
     };
     for key in active {
         let mut broken = Vec::with_capacity(3);
-        if kept.is_some_and(|id| id != key.id) {
+        if kept.is_some_and(|k| k.id != key.id) {
             broken.push(Rule::MultipleActiveKeys);
         }
-        broken.extend(age_rules_broken(key, rules, now));
+        broken.extend(age_rules_broken(key, rules, ctx.now));
         for rule in broken {
-            out.push(finding(account_id, user, key, rule, policy, history, now));
+            let kept = kept.filter(|_| rule == Rule::MultipleActiveKeys);
+            out.push(finding(ctx, user, key, rule, kept));
         }
     }
 }
 
-fn finding(
-    account_id: &str,
-    user: &User,
-    key: &AccessKey,
-    rule: Rule,
-    policy: &Policy,
-    history: &dyn FirstSeen,
-    now: Timestamp,
-) -> Finding {
+/// A key that was used is only safe to deactivate for `multiple_active_keys` once the kept
+/// key has been used at or after that last use: only then has every caller evidently moved
+/// to the kept key. A key never used breaks nothing when it goes, so it never waits.
+fn waits_for_kept_key(key: &AccessKey, kept: &AccessKey) -> bool {
+    match (key.last_used, kept.last_used) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(used), Some(kept_used)) => kept_used < used,
+    }
+}
+
+fn finding(ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule, kept: Option<&AccessKey>) -> Finding {
+    let (policy, now, account_id) = (ctx.policy, ctx.now, ctx.account_id);
     let exemption = policy.exemptions.iter().find(|e| e.applies(user, key, rule, now));
-    let first_seen = history.first_seen(account_id, &key.id, rule).unwrap_or(now);
+    let first_seen = ctx.history.first_seen(account_id, &key.id, rule).unwrap_or(now);
+    let own_credentials = ctx.own == Some(key.id.as_str());
     let action = match exemption {
         Some(_) => Action::Report,
+        None if own_credentials => Action::Report,
         None => policy.rules.get(rule).action,
     };
+    let held = match kept {
+        Some(k) if action == Action::Deactivate && policy.wait_for_kept_key && waits_for_kept_key(key, k) => {
+            Some(Hold::WaitingForKeptKeyUse)
+        }
+        _ => None,
+    };
+    // Durations are bounded by the config (100 years); saturate anyway rather than panic.
+    let deadline = first_seen
+        .checked_add_signed(policy.grace_period)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     Finding {
         account_id: account_id.to_string(),
         user: user.name.clone(),
@@ -272,7 +338,10 @@ fn finding(
         exemption_reason: exemption.map(|e| e.reason.clone()),
         action,
         first_seen,
-        deactivate_after: (action == Action::Deactivate).then(|| first_seen + policy.grace_period),
+        deactivate_after: (action == Action::Deactivate && held.is_none()).then_some(deadline),
+        own_credentials,
+        held,
+        kept_access_key_id: kept.map(|k| k.id.clone()),
     }
 }
 
@@ -326,6 +395,7 @@ mod tests {
             },
             exemptions: vec![],
             grace_period: days(7),
+            wait_for_kept_key: true,
         }
     }
     fn exemption() -> Exemption {
@@ -346,6 +416,7 @@ mod tests {
             root_access_keys_present: Some(false),
             errors: vec![],
             credential_report_generated: None,
+            own_access_key_id: None,
         }
     }
     fn eval_at(users: Vec<User>, policy: &Policy, now: Timestamp) -> Vec<(String, Rule)> {
@@ -620,6 +691,86 @@ mod tests {
         assert_eq!(unused.action, Action::Deactivate);
         assert_eq!(unused.first_seen, seen);
         assert_eq!(unused.deactivate_after, Some(seen + days(7)));
+    }
+
+    #[test]
+    fn its_own_key_is_kept_and_only_reported() {
+        let mut i = inv(vec![user(
+            "svc",
+            vec![key("OWN", true, 100, Some(0)), key("NEW", true, 1, Some(0))],
+        )]);
+        let mut p = policy();
+        p.rules.max_key_age.action = Action::Deactivate;
+        let without = evaluate(&i, &p, &NoHistory, t0());
+        assert!(without
+            .iter()
+            .any(|f| f.access_key_id == "OWN" && f.rule == Rule::MultipleActiveKeys));
+        i.own_access_key_id = Some("OWN".into());
+        let f = evaluate(&i, &p, &NoHistory, t0());
+        let own: Vec<&Finding> = f.iter().filter(|f| f.access_key_id == "OWN").collect();
+        assert_eq!(own.len(), 1, "{f:?}");
+        assert_eq!(own[0].rule, Rule::MaxKeyAge);
+        assert!(own[0].own_credentials);
+        assert_eq!((own[0].action, own[0].deactivate_after), (Action::Report, None));
+        let new = f
+            .iter()
+            .find(|f| f.access_key_id == "NEW")
+            .expect("NEW is the other key now");
+        assert_eq!(new.rule, Rule::MultipleActiveKeys);
+        assert_eq!(new.kept_access_key_id.as_deref(), Some("OWN"));
+    }
+
+    #[test]
+    fn a_used_key_waits_until_the_kept_key_is_used() {
+        // OLD (120 d, used 2 d ago) and NEW (5 d, never used): NEW is kept (compliant).
+        let users = |new_used: Option<i64>| {
+            vec![user(
+                "app",
+                vec![key("OLD", true, 120, Some(2)), key("NEW", true, 5, new_used)],
+            )]
+        };
+        let multiple = |users, p: &Policy| {
+            evaluate(&inv(users), p, &NoHistory, t0())
+                .into_iter()
+                .find(|f| f.rule == Rule::MultipleActiveKeys)
+                .expect("a multiple_active_keys finding")
+        };
+        let p = policy();
+        let f = multiple(users(None), &p);
+        assert_eq!(f.access_key_id, "OLD");
+        assert_eq!(f.held, Some(Hold::WaitingForKeptKeyUse));
+        assert_eq!((f.action, f.deactivate_after), (Action::Deactivate, None));
+        assert_eq!(f.kept_access_key_id.as_deref(), Some("NEW"));
+        // Used before OLD's last use: still not proven.
+        assert!(multiple(users(Some(3)), &p).held.is_some());
+        // Used at or after: the application has switched.
+        let f = multiple(users(Some(2)), &p);
+        assert_eq!((f.held, f.deactivate_after), (None, Some(t0() + days(7))));
+        // Off: the blunt behaviour.
+        let mut blunt = policy();
+        blunt.wait_for_kept_key = false;
+        assert_eq!(multiple(users(None), &blunt).held, None);
+        // A key never used never waits: nothing can break.
+        let idle = vec![user(
+            "b",
+            vec![key("IDLE", true, 10, None), key("USED", true, 20, Some(1))],
+        )];
+        let f = multiple(idle, &p);
+        assert_eq!((f.access_key_id.as_str(), f.held), ("IDLE", None));
+    }
+
+    #[test]
+    fn the_longest_grace_period_does_not_overflow() {
+        let mut p = policy();
+        p.grace_period = TimeDelta::MAX;
+        let f = evaluate(
+            &inv(vec![user("a", vec![key("K1", true, 100, None)])]),
+            &p,
+            &NoHistory,
+            t0(),
+        );
+        let unused = f.iter().find(|f| f.rule == Rule::UnusedKey).expect("unused_key");
+        assert!(unused.deactivate_after.is_some_and(|d| d > t0()));
     }
 
     #[test]

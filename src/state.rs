@@ -1,13 +1,22 @@
 //! The state file: when each finding was first seen, so grace periods survive restarts.
 //!
-//! Format (JSON): `{"schema_version": 1, "findings": [{"account_id", "user", "access_key_id",
-//! "rule", "first_seen"}]}`. Written atomically (temp file, fsync, rename, fsync of the
-//! directory). A missing file means "no history"; a corrupt or unreadable one is an error,
-//! never silently treated as empty, because that would restart every grace period.
+//! Format (JSON): `{"schema_version": 1, "last_run": RFC3339, "findings": [{"account_id",
+//! "user", "access_key_id", "rule", "first_seen"}], "failures": [{"account_id", "user",
+//! "access_key_id", "attempts", "last_error", "last_attempt", "next_attempt"}]}` (`last_run`
+//! and `failures` are optional, so files of earlier versions read as before). Written
+//! atomically (temp file with mode 0600, fsync, rename, fsync of the directory). A missing
+//! file means "no history"; a corrupt or unreadable one is an error, never silently treated
+//! as empty, because that would restart every grace period.
+//!
+//! One writer: a run holds [`Lock`] (flock of `<state>.lock`) from before it reads the state
+//! until after its last write, so `run --once` next to the daemon cannot interleave with it.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +27,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    #[error("state file {}: locked by another keywarden run (lock file {}); try again when it ends", path.display(), lock.display())]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("state file {}: cannot lock {}: {source}", path.display(), lock.display())]
+    Lock {
+        path: PathBuf,
+        lock: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state file {}: cannot read: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("state file {}: not valid keywarden state: {source}", path.display())]
@@ -38,10 +55,28 @@ pub struct Entry {
     pub first_seen: Timestamp,
 }
 
+/// A key whose deactivation failed: retried after `next_attempt`, not every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    pub attempts: u32,
+    pub last_error: String,
+    #[serde(with = "crate::timefmt")]
+    pub last_attempt: Timestamp,
+    #[serde(with = "crate::timefmt")]
+    pub next_attempt: Timestamp,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct File {
     schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::timefmt::option")]
+    last_run: Option<Timestamp>,
     findings: Vec<Entry>,
+    #[serde(default)]
+    failures: Vec<Failure>,
 }
 
 type Key = (String, String, Rule);
@@ -49,6 +84,10 @@ type Key = (String, String, Rule);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     entries: HashMap<Key, Entry>,
+    failures: HashMap<(String, String), Failure>,
+    /// The local time of the last run that saved this state: a clock now earlier than this
+    /// went backwards.
+    pub last_run: Option<Timestamp>,
 }
 
 impl State {
@@ -58,7 +97,25 @@ impl State {
                 .into_iter()
                 .map(|e| ((e.account_id.clone(), e.access_key_id.clone(), e.rule), e))
                 .collect(),
+            ..State::default()
         }
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        self.failures.values()
+    }
+
+    pub fn failure(&self, account_id: &str, access_key_id: &str) -> Option<&Failure> {
+        self.failures.get(&(account_id.to_string(), access_key_id.to_string()))
+    }
+
+    pub fn set_failure(&mut self, f: Failure) {
+        self.failures.insert((f.account_id.clone(), f.access_key_id.clone()), f);
+    }
+
+    pub fn clear_failure(&mut self, account_id: &str, access_key_id: &str) {
+        self.failures
+            .remove(&(account_id.to_string(), access_key_id.to_string()));
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
@@ -69,6 +126,7 @@ impl State {
     pub fn forget_key(&mut self, account_id: &str, access_key_id: &str) {
         self.entries
             .retain(|(a, k, _), _| a != account_id || k != access_key_id);
+        self.clear_failure(account_id, access_key_id);
     }
 }
 
@@ -109,7 +167,12 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
         });
     }
     let file: File = serde_json::from_slice(&bytes).map_err(corrupt)?;
-    Ok(Some(State::from_entries(file.findings)))
+    let mut state = State::from_entries(file.findings);
+    for f in file.failures {
+        state.set_failure(f);
+    }
+    state.last_run = file.last_run;
+    Ok(Some(state))
 }
 
 /// Replaces the file atomically: a crash leaves either the old or the new content.
@@ -120,9 +183,13 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     };
     let mut findings: Vec<Entry> = state.entries.values().cloned().collect();
     findings.sort_by(|a, b| (&a.account_id, &a.access_key_id, a.rule).cmp(&(&b.account_id, &b.access_key_id, b.rule)));
+    let mut failures: Vec<Failure> = state.failures.values().cloned().collect();
+    failures.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
     let body = serde_json::to_vec_pretty(&File {
         schema_version: SCHEMA_VERSION,
+        last_run: state.last_run,
         findings,
+        failures,
     })
     .map_err(|e| err(std::io::Error::other(e)))?;
     let dir = match path.parent() {
@@ -137,7 +204,15 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     // truncates and reuses (one keywarden per state file).
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Who was warned about which key, and when, is nobody else's business.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // An existing temp file keeps its old mode through open; set it explicitly.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(&body)?;
         f.sync_all()?;
         drop(f);
@@ -148,6 +223,66 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+/// The exclusive lock of one state file, held for a whole run; released on drop (the kernel
+/// also releases it when the process dies, so a crash never leaves it stuck).
+#[derive(Debug)]
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    /// Waits up to `wait` for the lock of `path` (the file `<path>.lock`, created with mode
+    /// 0600 if missing).
+    pub async fn acquire(path: &Path, wait: Duration) -> Result<Lock, StateError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match Lock::try_acquire(path)? {
+                Some(lock) => return Ok(lock),
+                None if tokio::time::Instant::now() >= deadline => {
+                    return Err(StateError::Locked {
+                        path: path.to_path_buf(),
+                        lock: lock_path(path),
+                    })
+                }
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// `Ok(None)`: another process holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<Lock>, StateError> {
+        let lock = lock_path(path);
+        let io_err = |source| StateError::Lock {
+            path: path.to_path_buf(),
+            lock: lock.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock)
+            .map_err(io_err)?;
+        // SAFETY: flock on a descriptor owned by `file`, which outlives the call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(Lock { _file: file }));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(io_err(e))
+        }
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]
@@ -184,6 +319,17 @@ mod tests {
         assert_eq!(back, s);
         assert_eq!(back.first_seen("1", "AKIA1", Rule::UnusedKey), Some(t));
         assert_eq!(back.first_seen("1", "AKIA1", Rule::MaxKeyAge), None);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn one_lock_holder_at_a_time() {
+        let d = dir();
+        let p = d.join("locked.json");
+        let first = Lock::try_acquire(&p).unwrap().expect("free");
+        assert!(Lock::try_acquire(&p).unwrap().is_none(), "held");
+        drop(first);
+        assert!(Lock::try_acquire(&p).unwrap().is_some(), "released on drop");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -52,8 +52,9 @@ async fn kill_9_at_any_point_loses_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Spread the kills over the run: start-up, audit, state write, deactivations.
-        std::thread::sleep(Duration::from_millis(20 + (round * 37) % 400));
+        // Spread the kills over the run: start-up, audit, state write, deactivations (a debug
+        // run reaches its first UpdateAccessKey after ~0.5 s and takes ~0.2 s per key).
+        std::thread::sleep(Duration::from_millis(20 + (round * 53) % 800));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
 

@@ -280,22 +280,42 @@ async fn a_denied_update_is_counted_and_the_daemon_keeps_running() {
         port,
         dir.0.join("log"),
     );
-    d.wait_metrics(30, "error outcomes over two runs", |m| {
-        metric(
-            m,
-            "keywarden_deactivations_total",
-            &[("outcome", "error"), ("rule", "unused_key")],
-        )
-        .unwrap_or(0.0)
-            >= 2.0
-    })
-    .await;
+    // The failed keys back off (30 minutes) instead of failing again at every tick.
+    let page = d
+        .wait_metrics(30, "two runs with the failing keys backing off", |m| {
+            metric(m, "keywarden_audit_runs_total", &[("outcome", "success")]).unwrap_or(0.0) >= 2.0
+                && metric(m, "keywarden_deactivation_failing_keys", &[("account_id", ACCOUNT)]) == Some(2.0)
+        })
+        .await;
+    assert_eq!(
+        metric(&page, "keywarden_deactivations_total", &[("outcome", "error")]),
+        None,
+        "not retried while backing off"
+    );
     assert!(d.child.try_wait().unwrap().is_none(), "still running");
+
+    // Access fixed, and the backoff over (moved into the past, under the state lock so no
+    // run of the daemon interleaves): the next run deactivates.
     moto.set_faults("{}");
+    {
+        let path = dir.0.join("state.json");
+        let lock = std::fs::File::create(dir.0.join("state.json.lock")).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+            0
+        );
+        let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for f in state["failures"].as_array_mut().expect("failures") {
+            f["next_attempt"] = "2020-01-01T00:00:00Z".into();
+        }
+        std::fs::write(&path, state.to_string()).unwrap();
+    }
     d.wait_metrics(30, "recovery at a later run", |m| {
         metric(m, "keywarden_deactivations_total", &[("outcome", "success")]).is_some()
     })
     .await;
+    assert_eq!(statuses(&moto, &USERS).await[&s.idle.id], "Inactive");
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(10).0, Some(0));
 }
