@@ -320,3 +320,147 @@ proptest! {
         prop_assert_eq!(issues[0].line, Some(line), "{}", err);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// credential-report mode gives api mode's findings, also when keys share a creation second.
+
+mod report_vs_api {
+    use super::*;
+    use chrono::TimeDelta;
+    use keywarden::credential_report::{name_slots, NamingError};
+    use keywarden::model::{AccessKey, AccountInventory, KeyStatus, User};
+    use keywarden::rules::{self, Action, NoHistory, Policy, RulePolicy, Rules};
+
+    fn now() -> DateTime<Utc> {
+        ts(1_790_000_000)
+    }
+
+    /// A key as ListAccessKeys + GetAccessKeyLastUsed show it. Creation is drawn from a few
+    /// seconds of two days (collisions are common) with sub-second precision the report lacks.
+    fn key(i: usize) -> impl Strategy<Value = AccessKey> {
+        (
+            prop::sample::select(vec![0_i64, 100]),
+            0_i64..2,
+            0_i64..1000,
+            any::<bool>(),
+            prop::option::of((prop::sample::select(vec![1_i64, 50]), 0_i64..2)),
+        )
+            .prop_map(move |(days, sec, ms, active, used)| AccessKey {
+                id: format!("AKIA{i}"),
+                status: if active { KeyStatus::Active } else { KeyStatus::Inactive },
+                created: now() - TimeDelta::days(days) + TimeDelta::seconds(sec) + TimeDelta::milliseconds(ms),
+                // GetAccessKeyLastUsed is read for active keys only.
+                last_used: used
+                    .filter(|_| active)
+                    .map(|(d, s)| now() - TimeDelta::days(d) + TimeDelta::seconds(s)),
+            })
+    }
+
+    fn user() -> impl Strategy<Value = (User, bool)> {
+        (0_usize..=2, any::<bool>())
+            .prop_flat_map(|(n, swap)| {
+                let keys: Vec<_> = (0..n).map(key).collect();
+                (keys, Just(swap))
+            })
+            .prop_map(|(keys, swap)| {
+                (
+                    User {
+                        name: "u".into(),
+                        path: "/".into(),
+                        tags: vec![],
+                        keys,
+                    },
+                    swap,
+                )
+            })
+    }
+
+    /// The user's credential report row: slots know creation only to the second, and nothing of
+    /// key ids; `swap` puts the second key in slot 1 (slot order is IAM's, not creation's).
+    fn row_of(u: &User, swap: bool) -> Row {
+        let mut slots: Vec<Slot> = u
+            .keys
+            .iter()
+            .map(|k| Slot {
+                active: k.status == KeyStatus::Active,
+                last_rotated: ts(k.created.timestamp()),
+                last_used: k.last_used,
+            })
+            .collect();
+        if swap {
+            slots.reverse();
+        }
+        Row {
+            user: u.name.clone(),
+            arn: "arn:aws:iam::123456789012:user/u".into(),
+            path: "/".into(),
+            slots,
+        }
+    }
+
+    fn policy() -> Policy {
+        let rule = |action, days| RulePolicy {
+            enabled: true,
+            action,
+            threshold: TimeDelta::days(days),
+        };
+        Policy {
+            rules: Rules {
+                multiple_active_keys: rule(Action::Deactivate, 0),
+                max_key_age: rule(Action::Report, 90),
+                unused_key: rule(Action::Deactivate, 45),
+            },
+            exemptions: vec![],
+            grace_period: TimeDelta::days(7),
+            wait_for_kept_key: true,
+        }
+    }
+
+    fn findings(u: User) -> Vec<(String, String, Option<DateTime<Utc>>, bool)> {
+        let inv = AccountInventory {
+            account_id: "123456789012".into(),
+            users: vec![u],
+            ..Default::default()
+        };
+        // Slot order is IAM's: compare as sets, not in key order.
+        let mut out: Vec<_> = rules::evaluate(&inv, &policy(), &NoHistory, now())
+            .into_iter()
+            .map(|f| {
+                (
+                    f.access_key_id,
+                    f.rule.to_string(),
+                    f.deactivate_after,
+                    f.held.is_some(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(settings())]
+
+        #[test]
+        fn same_findings_as_api_mode((truth, swap) in user()) {
+            let row = row_of(&truth, swap);
+            // What ListAccessKeys says (no last use), named from the report's slots.
+            let listed: Vec<AccessKey> = truth
+                .keys
+                .iter()
+                .map(|k| AccessKey { last_used: None, ..k.clone() })
+                .collect();
+            let read = match name_slots(&row, &listed) {
+                Ok(keys) => User { keys, ..truth.clone() },
+                // Read live through the API, exactly as api mode reads it.
+                Err(NamingError::Ambiguous) => truth.clone(),
+                Err(NamingError::Stale(m)) => panic!("a fresh report is never stale: {m}"),
+            };
+            let mut by_id = read.keys.iter().map(|k| &k.id).collect::<Vec<_>>();
+            by_id.sort();
+            by_id.dedup();
+            prop_assert_eq!(by_id.len(), read.keys.len(), "a key named twice: {:?}", read.keys);
+            prop_assert_eq!(findings(read), findings(truth));
+        }
+    }
+}
