@@ -272,6 +272,27 @@ fn log_audit(r: &crate::report::Report, accounts: usize, elapsed: f64) {
             "read failed; nothing is decided for this user"
         );
     }
+    for f in r.findings.iter().filter(|f| f.own_credentials) {
+        tracing::warn!(
+            account_id = %f.account_id,
+            user = %f.user,
+            access_key_id = %f.access_key_id,
+            rule = %f.rule,
+            own_credentials = true,
+            "keywarden's own access key breaks a rule; it is never deactivated by keywarden: rotate it"
+        );
+    }
+    for f in r.findings.iter().filter(|f| f.held.is_some() && !f.exempt) {
+        tracing::info!(
+            account_id = %f.account_id,
+            user = %f.user,
+            access_key_id = %f.access_key_id,
+            kept_access_key_id = f.kept_access_key_id.as_deref().unwrap_or(""),
+            rule = %f.rule,
+            held = f.held.map(|h| h.as_str()).unwrap_or(""),
+            "deactivation held: this key was used and the kept key has not been used since; it is deactivated once the kept key has been used"
+        );
+    }
     for f in r.findings.iter().filter(|f| !f.exempt) {
         tracing::debug!(
             account_id = %f.account_id,
