@@ -62,6 +62,21 @@ fn findings_of(report: &serde_json::Value, user: &str) -> Vec<(String, String)> 
     out
 }
 
+/// Users whose one key was created 60 days ago and never used (`unused_key` is due).
+async fn idle_users(moto: &Moto, names: &[&str]) -> Vec<SeededKey> {
+    let iam = moto.iam();
+    for u in names {
+        create_user(&iam, u, None).await;
+    }
+    moto.set_clock_days(-60.0);
+    let mut keys = Vec::new();
+    for u in names {
+        keys.push(create_key(&iam, u).await);
+    }
+    moto.set_clock_days(0.0);
+    keys
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn its_own_key_is_never_deactivated_and_its_findings_stay_visible() {
     let moto = Moto::start();
@@ -162,11 +177,7 @@ async fn keys_created_in_the_same_second_give_the_same_findings_in_both_modes() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_run_ends_that_run_only() {
     let moto = Moto::start();
-    let iam = moto.iam();
-    create_user(&iam, "idle", None).await;
-    moto.set_clock_days(-60.0);
-    let idle = create_key(&iam, "idle").await;
-    moto.set_clock_days(0.0);
+    let idle = idle_users(&moto, &["idle"]).await.remove(0);
 
     // run --once: the panic is a runtime error (exit 1), and leaves no state behind.
     let dir = TempDir::new("panic-once");
@@ -288,17 +299,8 @@ async fn a_rotation_waits_until_the_new_key_has_been_used() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_that_cannot_be_deactivated_do_not_starve_the_cap() {
     let moto = Moto::start();
-    let iam = moto.iam();
     let users = ["denied-1", "denied-2", "ok-1", "ok-2", "ok-3"];
-    for u in users {
-        create_user(&iam, u, None).await;
-    }
-    moto.set_clock_days(-60.0);
-    let mut keys = BTreeMap::new();
-    for u in users {
-        keys.insert(u, create_key(&iam, u).await);
-    }
-    moto.set_clock_days(0.0);
+    let keys: BTreeMap<&str, SeededKey> = users.into_iter().zip(idle_users(&moto, &users).await).collect();
     moto.set_faults(r#"{"UpdateAccessKey": ["denied-1", "denied-2"]}"#);
     let dir = TempDir::new("starved");
     let config = moto_config(
@@ -355,13 +357,8 @@ async fn keys_that_cannot_be_deactivated_do_not_starve_the_cap() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_deleted_before_the_action_is_no_longer_due() {
     let moto = Moto::start();
-    let iam = moto.iam();
-    create_user(&iam, "gone", None).await;
-    create_user(&iam, "stays", None).await;
-    moto.set_clock_days(-60.0);
-    let gone = create_key(&iam, "gone").await;
-    let stays = create_key(&iam, "stays").await;
-    moto.set_clock_days(0.0);
+    let mut keys = idle_users(&moto, &["gone", "stays"]).await;
+    let (stays, gone) = (keys.remove(1), keys.remove(0));
     moto.set_faults(r#"{"_missing": {"GetUser": ["gone"]}}"#);
     let dir = TempDir::new("vanished");
     let (code, events, stderr) = run_once(&enforce(&dir, &moto, ""));
@@ -373,11 +370,7 @@ async fn a_user_deleted_before_the_action_is_no_longer_due() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_clock_audits_but_deactivates_nothing() {
     let moto = Moto::start();
-    let iam = moto.iam();
-    create_user(&iam, "idle", None).await;
-    moto.set_clock_days(-60.0);
-    let idle = create_key(&iam, "idle").await;
-    moto.set_clock_days(0.0);
+    let idle = idle_users(&moto, &["idle"]).await.remove(0);
     let dir = TempDir::new("skew");
     let config = enforce(&dir, &moto, "");
 
@@ -421,11 +414,7 @@ async fn a_wrong_clock_audits_but_deactivates_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_writer_per_state_file() {
     let moto = Moto::start();
-    let iam = moto.iam();
-    create_user(&iam, "idle", None).await;
-    moto.set_clock_days(-60.0);
-    let idle = create_key(&iam, "idle").await;
-    moto.set_clock_days(0.0);
+    let idle = idle_users(&moto, &["idle"]).await.remove(0);
     let dir = TempDir::new("lock");
     let config = enforce(&dir, &moto, "");
 
@@ -460,11 +449,7 @@ async fn one_writer_per_state_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_credential_report_of_another_account_is_an_error_not_findings() {
     let moto = Moto::start();
-    let iam = moto.iam();
-    create_user(&iam, "idle", None).await;
-    moto.set_clock_days(-60.0);
-    create_key(&iam, "idle").await;
-    moto.set_clock_days(0.0);
+    idle_users(&moto, &["idle"]).await;
     moto.set_faults(r#"{"_report_account": "999999999999"}"#);
     let dir = TempDir::new("other-account");
     let config = moto_config_aws(&dir, &moto, "inventory = \"credential-report\"\n", "");
