@@ -1,24 +1,16 @@
 //! keywarden: keeps AWS IAM access keys in line with CIS AWS Foundations 1.12-1.14.
 //!
-//! Layers (see ARCHITECTURE.md): `config` (raw -> validated), `model` + `rules` + `report`
-//! (the pure core), `aws`, `accounts` and `state` (edges), `audit` (wires one read-only run).
+//! The folders are the architecture (ARCHITECTURE.md): `core` decides (pure: no I/O, no
+//! clock, no wire format), `ports` are the traits the run is written against, `app` runs audits
+//! and enforcement over them, and the edges implement them or present results: `aws`, `state`,
+//! `config`, `server`, `output`, `sys`.
 
-pub mod accounts;
-pub mod audit;
+pub mod app;
 pub mod aws;
-pub mod clock;
 pub mod config;
-pub mod credential_report;
-pub mod daemon;
-pub mod enforce;
-pub mod http;
-pub mod logging;
-pub mod metrics;
-pub mod model;
-pub mod notify;
-pub mod ratelimit;
-pub mod report;
-pub mod rules;
+pub mod core;
+pub mod output;
+pub mod ports;
+pub mod server;
 pub mod state;
-pub mod timefmt;
-pub mod web;
+pub mod sys;

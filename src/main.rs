@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use keywarden::{audit, config, daemon, logging, timefmt};
+use keywarden::app::{audit, daemon};
+use keywarden::config;
+use keywarden::sys::{logging, timefmt};
 
 /// Exit codes (CONTRACT.md).
 const EXIT_RUNTIME: u8 = 1;
@@ -43,7 +45,7 @@ enum Command {
         format: Format,
         /// Evaluate ages and deadlines as of this RFC 3339 instant instead of now.
         #[arg(long, value_name = "RFC3339", value_parser = parse_at)]
-        at: Option<keywarden::model::Timestamp>,
+        at: Option<keywarden::core::model::Timestamp>,
     },
     /// Parse and validate the config, print the effective config.
     CheckConfig {
@@ -58,7 +60,7 @@ enum Format {
     Json,
 }
 
-fn parse_at(s: &str) -> Result<keywarden::model::Timestamp, String> {
+fn parse_at(s: &str) -> Result<keywarden::core::model::Timestamp, String> {
     timefmt::parse(s).map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
 }
 
@@ -113,14 +115,18 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_audit(cfg: &config::Config, format: Format, at: Option<keywarden::model::Timestamp>) -> anyhow::Result<u8> {
+fn run_audit(
+    cfg: &config::Config,
+    format: Format,
+    at: Option<keywarden::core::model::Timestamp>,
+) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let report = rt
         .block_on(async {
-            let fleet = keywarden::accounts::Fleet::connect(&cfg.aws, None).await;
+            let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
             let now = at.unwrap_or_else(chrono::Utc::now);
             audit::audit(cfg, &fleet, now).await
         })?

@@ -5,8 +5,8 @@
 use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
+use keywarden::aws::credential_report::{parse, Row, Slot};
 use keywarden::config::{self, Mode};
-use keywarden::credential_report::{parse, Row, Slot};
 use proptest::prelude::*;
 
 fn settings() -> ProptestConfig {
@@ -327,9 +327,9 @@ proptest! {
 mod report_vs_api {
     use super::*;
     use chrono::TimeDelta;
-    use keywarden::credential_report::{name_slots, NamingError};
-    use keywarden::model::{AccessKey, AccountInventory, KeyStatus, User};
-    use keywarden::rules::{self, Action, NoHistory, Policy, RulePolicy, Rules};
+    use keywarden::aws::credential_report::{name_slots, NamingError};
+    use keywarden::core::model::{AccessKey, AccountInventory, KeyStatus, User};
+    use keywarden::core::rules::{self, Action, NoHistory, Policy, RulePolicy, Rules};
 
     fn now() -> DateTime<Utc> {
         ts(1_790_000_000)

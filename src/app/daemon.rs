@@ -19,14 +19,16 @@ use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
-use crate::aws::InventorySource as _;
-use crate::aws::RequestObserver;
+use crate::app::cycle::{Cycle, Skipped};
+use crate::aws::accounts::Fleet;
 use crate::config::{self, Config};
-use crate::enforce;
-use crate::http::{Server, Shared};
-use crate::metrics::Metrics;
-use crate::notify::Notifier;
-use crate::state::{self, State};
+use crate::core::model::AccountInventory;
+use crate::core::report::Report;
+use crate::ports::{RequestObserver, SystemClock};
+use crate::server::http::{Server, Shared};
+use crate::server::metrics::Metrics;
+use crate::state::FileStore;
+use crate::sys::notify::Notifier;
 
 pub struct Options {
     pub config_path: PathBuf,
@@ -86,23 +88,6 @@ impl RunObserver {
     }
 }
 
-/// Test hook of debug builds: `KEYWARDEN_FAILPOINT_PANIC_RUNS=N` makes the first N runs of the
-/// process panic where a bug in the rules would (the panic this guards against was a date
-/// overflow in them), before anything is published or written. Release builds have no such hook.
-fn failpoint_panic() {
-    #[cfg(debug_assertions)]
-    {
-        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n: u32 = std::env::var("KEYWARDEN_FAILPOINT_PANIC_RUNS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if RUNS.fetch_add(1, Ordering::Relaxed) < n {
-            panic!("failpoint KEYWARDEN_FAILPOINT_PANIC_RUNS");
-        }
-    }
-}
-
 /// One cycle that cannot take the daemon down: a panic inside ends this run only. It is logged
 /// and counted (`keywarden_audit_runs_total{outcome="panic"}`); the state file is replaced
 /// whole or not at all, so the half-done run leaves either the old or a complete new state,
@@ -128,128 +113,98 @@ pub async fn guarded_cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<A
     }
 }
 
-/// One audit + enforcement cycle. Returns true when every read and every action succeeded.
-///
-/// Order matters for safety: the state file is locked and read first (unusable: audit and
-/// publish, but never enforce), the clock is checked against AWS's and the last run's, the
-/// new first-seen times are saved before anything is acted on, and each deactivation is
-/// decided again on fresh data (see `enforce`).
+/// One audit + enforcement cycle against AWS and the state file (`app::cycle` over the
+/// production ports), with its metrics and logs. Returns true when every read and every action
+/// succeeded.
 pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> bool {
     let metrics = Arc::clone(&shared.metrics);
     let started = Instant::now();
-    let lock = state::Lock::acquire(&config.state_path, LOCK_WAIT).await;
     let observer = Arc::new(RunObserver {
         metrics: Arc::clone(&metrics),
         skew: Mutex::new(None),
     });
-    let iam = crate::accounts::Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await;
+    let fleet = Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await;
+    let store = FileStore::new(&config.state_path, LOCK_WAIT);
+    let audited =
+        |accounts: &[AccountInventory], report: &Report| publish_audit(&shared, &config, accounts, report, started);
+    let ports = crate::app::cycle::Ports {
+        fleet: &fleet,
+        store: &store,
+        clock: &SystemClock,
+        skew: &|| observer.skew(),
+    };
+    let c = crate::app::cycle::run(&config, ports, &audited, &stop).await;
+    match &c.skipped {
+        Some(Skipped::State(e)) => {
+            metrics.state_ok.set(0);
+            tracing::error!(error = %e, "enforcement is off until the state file can be used (grace periods are never reset silently)");
+            return false;
+        }
+        Some(Skipped::Clock(problem)) => {
+            metrics.clock_skew.set(observer.skew().unwrap_or(0.0));
+            metrics.clock_ok.set(0);
+            tracing::error!(error = %problem, "the clock cannot be trusted; this run audits and publishes but deactivates nothing and records nothing");
+            return false;
+        }
+        Some(Skipped::Save(e)) => {
+            metrics.state_ok.set(0);
+            tracing::error!(error = %e, "cannot record first-seen times; enforcement is skipped this run");
+            return false;
+        }
+        None => {}
+    }
+    metrics.clock_skew.set(observer.skew().unwrap_or(0.0));
+    metrics.clock_ok.set(1);
+    metrics.state_ok.set(1);
+    publish_enforcement(&metrics, &c, config.enforcement.max_deactivations_per_run);
+    if let Some(e) = &c.final_save_error {
+        tracing::error!(error = %e, "cannot update the state file after deactivations");
+    }
+    c.ok()
+}
 
-    let (history, state_error) = match &lock {
-        Err(e) => (State::default(), Some(e.to_string())),
-        Ok(_) => match state::load(&config.state_path) {
-            Ok(s) => (s.unwrap_or_default(), None),
-            Err(e) => (State::default(), Some(e.to_string())),
-        },
-    };
-    let now = chrono::Utc::now();
-    let per_key = config.metrics_per_key;
-    let wants = |account_id: &str, user: &crate::model::User| {
-        per_key || crate::audit::has_findings(&config, account_id, user, now)
-    };
-    let accounts = iam.inventory(&crate::audit::inventory_options(&config, &wants)).await;
-    let report = crate::audit::evaluate(&config, &accounts, &history, now);
-    failpoint_panic();
+/// The audit's metrics, log and report, published before anything is enforced.
+fn publish_audit(shared: &Shared, config: &Config, accounts: &[AccountInventory], report: &Report, started: Instant) {
+    let metrics = &shared.metrics;
     let elapsed = started.elapsed().as_secs_f64();
     metrics.audit_duration.set(elapsed);
-    log_audit(&report, accounts.len(), elapsed);
-    metrics.publish_audit(&accounts, &report, config.metrics_per_key);
+    log_audit(report, accounts.len(), elapsed);
+    metrics.publish_audit(accounts, report, config.metrics_per_key);
     if let Ok(mut slot) = shared.report_json.write() {
         *slot = Some(report.to_json().into());
     }
-    let complete = report.complete;
-    metrics.audit_success.set(i64::from(complete));
-    if complete {
+    metrics.audit_success.set(i64::from(report.complete));
+    if report.complete {
         metrics.audit_last_success.set(unix_now());
         metrics.audit_runs.with_label_values(&["success"]).inc();
     } else {
         metrics.audit_runs.with_label_values(&["failed"]).inc();
     }
     shared.ready.set_ready();
+}
 
-    if let Some(e) = state_error {
-        metrics.state_ok.set(0);
-        tracing::error!(error = %e, "enforcement is off until the state file can be used (grace periods are never reset silently)");
-        return false;
-    }
-    let skew = observer.skew();
-    metrics.clock_skew.set(skew.unwrap_or(0.0));
-    if let Err(problem) = crate::clock::check(now, history.last_run, skew) {
-        metrics.clock_ok.set(0);
-        tracing::error!(error = %problem, "the clock cannot be trusted; this run audits and publishes but deactivates nothing and records nothing");
-        return false;
-    }
-    metrics.clock_ok.set(1);
-    let mut next = enforce::next_state(&history, &report.findings, &accounts, now);
-    if let Err(e) = state::save(&config.state_path, &next) {
-        metrics.state_ok.set(0);
-        tracing::error!(error = %e, "cannot record first-seen times; enforcement is skipped this run");
-        return false;
-    }
-    metrics.state_ok.set(1);
-
-    let due = enforce::plan(&report.findings, now);
-    let own = iam.own_key().map(|o| o.access_key_id.clone());
-    let cap = config.enforcement.max_deactivations_per_run;
-    let executed = {
-        let ctx = enforce::Context {
-            policy: &config.policy,
-            history: &next,
-            failures: &next,
-            now,
-            mode: config.enforcement.mode,
-            cap,
-            own_access_key_id: own.as_deref(),
-            stop: &stop,
-        };
-        enforce::execute(&due, &ctx, &iam).await
-    };
+/// Decisions, the cap's leftovers and the failing keys, as metrics and log events.
+fn publish_enforcement(metrics: &Metrics, c: &Cycle, cap: usize) {
     metrics.deactivations_held_back.reset();
-    for (account, n) in &executed.held_back {
+    for (account, n) in &c.executed.held_back {
         metrics
             .deactivations_held_back
             .with_label_values(&[account])
             .set(*n as i64);
         tracing::warn!(account_id = %account, held_back = n, cap, "deactivation cap reached; the rest wait for the next run");
     }
-    let mut errors = 0;
-    for o in &executed.outcomes {
-        let c = &o.candidate;
+    for o in &c.executed.outcomes {
         if let Some(label) = o.kind.label() {
-            let rule = c.rules.first().map(|r| r.as_str()).unwrap_or("");
+            let rule = o.candidate.rules.first().map(|r| r.as_str()).unwrap_or("");
             metrics
                 .deactivations
-                .with_label_values(&[&c.account_id, rule, label])
+                .with_label_values(&[&o.candidate.account_id, rule, label])
                 .inc();
         }
-        if o.kind == enforce::OutcomeKind::Error {
-            errors += 1;
-        }
     }
-    let changed = executed.outcomes.iter().any(|o| {
-        matches!(
-            o.kind,
-            enforce::OutcomeKind::Success | enforce::OutcomeKind::Error | enforce::OutcomeKind::NoLongerDue
-        )
-    });
-    enforce::record_outcomes(&mut next, &executed.outcomes, now);
-    metrics.publish_failures(&next);
-    if changed {
-        if let Err(e) = state::save(&config.state_path, &next) {
-            tracing::error!(error = %e, "cannot update the state file after deactivations");
-        }
+    if let Some(state) = &c.state {
+        metrics.publish_failures(state);
     }
-    drop(lock);
-    complete && errors == 0
 }
 
 /// A large audit's transient buffers (SDK responses, the inventory) are freed by then, but
@@ -262,7 +217,7 @@ fn release_memory() {
     }
 }
 
-fn log_audit(r: &crate::report::Report, accounts: usize, elapsed: f64) {
+fn log_audit(r: &crate::core::report::Report, accounts: usize, elapsed: f64) {
     for e in &r.errors {
         tracing::warn!(
             account_id = %e.account_id,
@@ -424,6 +379,30 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Stops new runs, lets the one in progress finish between keys (or abandons it after
+    /// `STOP_GRACE`), then closes the listener.
+    async fn shut_down(&mut self, stop: &AtomicBool, inflight: Option<JoinHandle<()>>) {
+        tracing::info!("stopping");
+        stop.store(true, Ordering::Release);
+        self.notifier.stopping();
+        if let Err(e) = self.sched.shutdown().await {
+            tracing::warn!(error = %e, "scheduler shutdown");
+        }
+        if let Some(mut h) = inflight {
+            if !h.is_finished() && tokio::time::timeout(STOP_GRACE, &mut h).await.is_err() {
+                // Between awaits: at worst an UpdateAccessKey was sent and not yet read back, which
+                // the next run's fresh read sees; the state file is only ever replaced whole.
+                tracing::warn!("abandoning the run in progress");
+                h.abort();
+            }
+        }
+        if let Some(l) = self.listener.take() {
+            l.close().await;
+        }
+    }
+}
+
 /// Runs until SIGTERM/SIGINT (exit code 0), or one cycle with `once` (0 if complete, else 1).
 pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     let metrics = Arc::new(Metrics::new()?);
@@ -502,22 +481,6 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
         }
     }
 
-    tracing::info!("stopping");
-    stop.store(true, Ordering::Release);
-    d.notifier.stopping();
-    if let Err(e) = d.sched.shutdown().await {
-        tracing::warn!(error = %e, "scheduler shutdown");
-    }
-    if let Some(mut h) = inflight {
-        if !h.is_finished() && tokio::time::timeout(STOP_GRACE, &mut h).await.is_err() {
-            // Between awaits: at worst an UpdateAccessKey was sent and not yet read back, which
-            // the next run's fresh read sees; the state file is only ever replaced whole.
-            tracing::warn!("abandoning the run in progress");
-            h.abort();
-        }
-    }
-    if let Some(l) = d.listener.take() {
-        l.close().await;
-    }
+    d.shut_down(&stop, inflight).await;
     Ok(0)
 }

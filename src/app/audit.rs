@@ -1,11 +1,11 @@
 //! One read-only audit: state (read only) + inventory + rules -> report. Never writes state
 //! and never changes a key.
 
-use crate::aws::{InventoryOptions, InventorySource};
 use crate::config::Config;
-use crate::model::{AccountInventory, Timestamp, User};
-use crate::report::Report;
-use crate::rules::{self, FirstSeen, NoHistory};
+use crate::core::model::{AccountInventory, Timestamp, User};
+use crate::core::report::Report;
+use crate::core::rules::{self, FirstSeen, NoHistory};
+use crate::ports::{InventoryOptions, InventorySource};
 use crate::state::{self, StateError};
 
 #[derive(Debug, thiserror::Error)]

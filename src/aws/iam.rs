@@ -23,11 +23,11 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
+use crate::aws::credential_report::{self, CredentialReport, NamingError, Row};
+use crate::aws::ratelimit::TokenBucket;
 use crate::config::AwsSettings;
-use crate::credential_report::{self, CredentialReport, NamingError, Row};
-use crate::enforce::KeyActions;
-use crate::model::{AccessKey, AccountInventory, KeyStatus, ReadError, Timestamp, User};
-use crate::ratelimit::TokenBucket;
+use crate::core::model::{AccessKey, AccountInventory, KeyStatus, ReadError, ServiceError, Timestamp, User};
+use crate::ports::{InventoryMode, InventoryOptions, KeyActions, RequestObserver};
 
 /// IAM is a global service signed in us-east-1 in the commercial partition; used when no
 /// region is configured anywhere, instead of probing instance metadata for one.
@@ -78,42 +78,6 @@ async fn resolve_region(s: &AwsSettings) -> Region {
         .region()
         .await
         .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
-}
-
-/// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
-pub trait InventorySource {
-    fn inventory(&self, opts: &InventoryOptions<'_>)
-        -> impl std::future::Future<Output = Vec<AccountInventory>> + Send;
-}
-
-/// How to read an account (`aws.inventory`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InventoryMode {
-    /// ListUsers, then per user ListAccessKeys and GetAccessKeyLastUsed: exact and live.
-    Api,
-    /// One credential report (up to 4 hours old), plus ListAccessKeys only for users whose
-    /// key ids are needed. Actions still re-read the user live first.
-    CredentialReport,
-    /// The report when the account has at least `auto_min_users` users.
-    Auto,
-}
-
-pub struct InventoryOptions<'a> {
-    pub needs_tags: bool,
-    pub mode: InventoryMode,
-    pub auto_min_users: usize,
-    /// Credential-report mode: whether this user's keys must be named (it has findings, or
-    /// per-key metrics are on).
-    pub wants_key_ids: &'a (dyn Fn(&str, &User) -> bool + Sync),
-}
-
-/// Told about every HTTP attempt (retries included): operation name and outcome
-/// (`success`, `throttled`, `client_error`, `server_error`, `transport_error`).
-pub trait RequestObserver: Send + Sync + std::fmt::Debug {
-    fn attempt(&self, operation: &str, outcome: &'static str);
-    /// The `Date` of an answer, as seen against the local clock: local time minus AWS's, in
-    /// seconds (positive: this host is ahead).
-    fn clock_skew(&self, _seconds: f64) {}
 }
 
 /// An SDK interceptor that reports each attempt to a [`RequestObserver`].
@@ -180,7 +144,7 @@ pub async fn caller_identity(
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| describe(&e).message)?;
     match (id.account, id.arn) {
         (Some(account), Some(arn)) if !account.is_empty() => Ok((account, arn)),
         _ => Err("the response has no account id".into()),
@@ -213,7 +177,7 @@ pub async fn organization_members(
         .send()
         .try_collect()
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| describe(&e).message)?;
     pages
         .into_iter()
         .flat_map(|p| p.accounts.unwrap_or_default())
@@ -226,6 +190,23 @@ pub async fn organization_members(
             })
         })
         .collect()
+}
+
+/// Every item of one user's paginated IAM listing (`list_user_tags`, `list_access_keys`),
+/// gated as one request (a user has at most 2 keys and 50 tags: one page).
+macro_rules! every_item {
+    ($iam:expr, $operation:ident, $user:expr) => {
+        $iam.gated(
+            $iam.iam
+                .$operation()
+                .user_name($user)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect(),
+        )
+        .await
+    };
 }
 
 #[derive(Clone)]
@@ -353,7 +334,7 @@ impl Iam {
             let page = self
                 .gated(self.iam.list_users().set_marker(marker.take()).send())
                 .await
-                .map_err(|e| describe(&e))?;
+                .map_err(|e| describe(&e).message)?;
             users.extend(page.users);
             match page.marker {
                 Some(m) if page.is_truncated => marker = Some(m),
@@ -383,7 +364,7 @@ impl Iam {
         let out = self
             .gated(self.iam.get_credential_report().send())
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| describe(&e).message)?;
         let content = out.content.ok_or("the report has no content")?;
         let report = credential_report::parse(content.as_ref()).map_err(|e| e.to_string())?;
         Ok((report, out.generated_time.and_then(to_chrono)))
@@ -401,16 +382,7 @@ impl Iam {
                 .slots
                 .iter()
                 .enumerate()
-                .map(|(i, s)| AccessKey {
-                    id: format!("{}#slot{}", row.user, i + 1),
-                    status: if s.active {
-                        KeyStatus::Active
-                    } else {
-                        KeyStatus::Inactive
-                    },
-                    created: s.last_rotated,
-                    last_used: if s.active { s.last_used } else { None },
-                })
+                .map(|(i, s)| s.key(format!("{}#slot{}", row.user, i + 1), s.last_rotated))
                 .collect(),
         };
         if placeholder.keys.is_empty() || !(opts.wants_key_ids)(account_id, &placeholder) {
@@ -437,17 +409,7 @@ impl Iam {
     }
 
     async fn tags(&self, account_id: &str, name: &str) -> Result<Vec<(String, String)>, ReadError> {
-        Ok(self
-            .gated(
-                self.iam
-                    .list_user_tags()
-                    .user_name(name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect(),
-            )
-            .await
+        Ok(every_item!(self, list_user_tags, name)
             .map_err(|e| user_error(account_id, name, "ListUserTags", describe(&e)))?
             .into_iter()
             .map(|t| (t.key, t.value))
@@ -487,7 +449,10 @@ impl Iam {
                         account_id,
                         name,
                         "GetAccessKeyLastUsed",
-                        format!("key {}: {}", k.id, describe(&e)),
+                        ServiceError {
+                            message: format!("key {}: {}", k.id, describe(&e)),
+                            code: e.code().map(str::to_string),
+                        },
                     )
                 })?;
             k.last_used = out
@@ -500,19 +465,9 @@ impl Iam {
 
     /// ListAccessKeys alone: ids, statuses and creation dates (`last_used` is `None`).
     async fn list_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
-        let fail = |operation: &str, message: String| user_error(account_id, name, operation, message);
-        let metas: Vec<_> = self
-            .gated(
-                self.iam
-                    .list_access_keys()
-                    .user_name(name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect(),
-            )
-            .await
-            .map_err(|e| fail("ListAccessKeys", describe(&e)))?;
+        let fail = |operation: &str, error: ServiceError| user_error(account_id, name, operation, error);
+        let metas: Vec<_> =
+            every_item!(self, list_access_keys, name).map_err(|e| fail("ListAccessKeys", describe(&e)))?;
         let mut keys = Vec::with_capacity(metas.len());
         for m in metas {
             let id = m
@@ -521,12 +476,17 @@ impl Iam {
             let created = m
                 .create_date
                 .and_then(to_chrono)
-                .ok_or_else(|| fail("ListAccessKeys", format!("key {id} without a valid CreateDate")))?;
+                .ok_or_else(|| fail("ListAccessKeys", format!("key {id} without a valid CreateDate").into()))?;
             let status = match m.status {
                 Some(StatusType::Active) => KeyStatus::Active,
                 Some(StatusType::Inactive) => KeyStatus::Inactive,
                 // An unknown status (e.g. a future "Expired") is never treated as harmless.
-                other => return Err(fail("ListAccessKeys", format!("key {id} has unknown status {other:?}"))),
+                other => {
+                    return Err(fail(
+                        "ListAccessKeys",
+                        format!("key {id} has unknown status {other:?}").into(),
+                    ))
+                }
             };
             keys.push(AccessKey {
                 id,
@@ -547,7 +507,7 @@ impl KeyActions for Iam {
         let user = match self.gated(self.iam.get_user().user_name(name).send()).await {
             Ok(out) => out
                 .user
-                .ok_or_else(|| user_error(account_id, name, "GetUser", "no user in the response".into()))?,
+                .ok_or_else(|| user_error(account_id, name, "GetUser", "no user in the response"))?,
             Err(e) if e.code() == Some("NoSuchEntity") => return Ok(None),
             Err(e) => return Err(user_error(account_id, name, "GetUser", describe(&e))),
         };
@@ -565,8 +525,8 @@ impl KeyActions for Iam {
         }))
     }
 
-    /// `account_id` is this client's account; [`crate::accounts::Fleet`] routes by it.
-    async fn deactivate(&self, _account_id: &str, user: &str, access_key_id: &str) -> Result<(), String> {
+    /// `account_id` is this client's account; [`crate::aws::accounts::Fleet`] routes by it.
+    async fn deactivate(&self, _account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
         self.gated(
             self.iam
                 .update_access_key()
@@ -577,7 +537,13 @@ impl KeyActions for Iam {
         )
         .await
         .map(|_| ())
-        .map_err(|e| format!("UpdateAccessKey: {}", describe(&e)))
+        .map_err(|e| {
+            let e = describe(&e);
+            ServiceError {
+                message: format!("UpdateAccessKey: {e}"),
+                code: e.code,
+            }
+        })
     }
 }
 
@@ -606,21 +572,25 @@ fn foreign_report(account_id: &str, report: &CredentialReport, root_keys: Option
     }
 }
 
-fn user_error(account_id: &str, user: &str, operation: &str, message: String) -> ReadError {
+fn user_error(account_id: &str, user: &str, operation: &str, error: impl Into<ServiceError>) -> ReadError {
+    let error = error.into();
     ReadError {
         account_id: account_id.to_string(),
         user: Some(user.to_string()),
         operation: operation.to_string(),
-        message,
+        message: error.message,
+        code: error.code,
     }
 }
 
-pub(crate) fn account_error(account_id: &str, operation: &str, message: String) -> ReadError {
+pub fn account_error(account_id: &str, operation: &str, error: impl Into<ServiceError>) -> ReadError {
+    let error = error.into();
     ReadError {
         account_id: account_id.to_string(),
         user: None,
         operation: operation.to_string(),
-        message,
+        message: error.message,
+        code: error.code,
     }
 }
 
@@ -630,15 +600,19 @@ fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
 
 /// `Code: message` for service errors (what an operator greps for), the full chain otherwise
 /// (timeouts, connection errors).
-fn describe<E, R>(e: &SdkError<E, R>) -> String
+fn describe<E, R>(e: &SdkError<E, R>) -> ServiceError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    match (e.code(), e.message()) {
+    let message = match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_string(),
         _ => DisplayErrorContext(e).to_string(),
+    };
+    ServiceError {
+        code: e.code().map(str::to_string),
+        message,
     }
 }
 

@@ -13,139 +13,9 @@
 //!   used as recently (the application has switched), unless `wait_for_kept_key` is off.
 
 use chrono::TimeDelta;
-use serde::{Deserialize, Serialize};
 
-use crate::model::{AccessKey, AccountInventory, Timestamp, User};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rule {
-    MultipleActiveKeys,
-    MaxKeyAge,
-    UnusedKey,
-}
-
-impl Rule {
-    pub const ALL: [Rule; 3] = [Rule::MultipleActiveKeys, Rule::MaxKeyAge, Rule::UnusedKey];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::MultipleActiveKeys => "multiple_active_keys",
-            Rule::MaxKeyAge => "max_key_age",
-            Rule::UnusedKey => "unused_key",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Rule> {
-        Rule::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Deactivate,
-    Report,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Deactivate => "deactivate",
-            Action::Report => "report",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RulePolicy {
-    pub enabled: bool,
-    pub action: Action,
-    /// Threshold for `max_key_age` / `unused_key`; unused for `multiple_active_keys`.
-    pub threshold: TimeDelta,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rules {
-    pub multiple_active_keys: RulePolicy,
-    pub max_key_age: RulePolicy,
-    pub unused_key: RulePolicy,
-}
-
-impl Rules {
-    pub fn get(&self, rule: Rule) -> &RulePolicy {
-        match rule {
-            Rule::MultipleActiveKeys => &self.multiple_active_keys,
-            Rule::MaxKeyAge => &self.max_key_age,
-            Rule::UnusedKey => &self.unused_key,
-        }
-    }
-}
-
-/// One `[[exemptions]]` entry, validated. Every matcher that is set must match (AND);
-/// at least one is always set (the config layer guarantees it).
-#[derive(Debug, Clone)]
-pub struct Exemption {
-    pub user: Option<glob::Pattern>,
-    pub access_key_id: Option<String>,
-    pub user_tag: Option<(String, String)>,
-    pub path_prefix: Option<String>,
-    /// `None`: every rule.
-    pub rules: Option<Vec<Rule>>,
-    pub reason: String,
-    /// The exemption stops applying at this instant.
-    pub expires: Option<Timestamp>,
-}
-
-impl Exemption {
-    pub fn applies(&self, user: &User, key: &AccessKey, rule: Rule, now: Timestamp) -> bool {
-        if self.expires.is_some_and(|e| now >= e) {
-            return false;
-        }
-        if self.rules.as_ref().is_some_and(|rs| !rs.contains(&rule)) {
-            return false;
-        }
-        if self.user.as_ref().is_some_and(|p| !p.matches(&user.name)) {
-            return false;
-        }
-        if self.access_key_id.as_ref().is_some_and(|id| *id != key.id) {
-            return false;
-        }
-        if let Some((k, v)) = &self.user_tag {
-            if !user.tags.iter().any(|(tk, tv)| tk == k && tv == v) {
-                return false;
-            }
-        }
-        if let Some(prefix) = &self.path_prefix {
-            if !user.path.starts_with(prefix.as_str()) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub rules: Rules,
-    pub exemptions: Vec<Exemption>,
-    pub grace_period: TimeDelta,
-    /// `rules.multiple_active_keys.wait_for_kept_key`.
-    pub wait_for_kept_key: bool,
-}
-
-impl Policy {
-    /// Tags cost one ListUserTags per user: only read them when an exemption needs them.
-    pub fn needs_tags(&self) -> bool {
-        self.exemptions.iter().any(|e| e.user_tag.is_some())
-    }
-}
+use crate::core::model::{AccessKey, AccountInventory, Timestamp, User};
+pub use crate::core::policy::{Action, Exemption, Policy, Rule, RulePolicy, Rules};
 
 /// Where a finding was first seen, if known (the state file).
 pub trait FirstSeen: Sync {
@@ -162,8 +32,7 @@ impl FirstSeen for NoHistory {
 }
 
 /// Why a due deactivation is held back although its grace period may have passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
     /// `multiple_active_keys`: the key was used, and the kept key has not been used since, so
     /// an application may still depend on this key.
@@ -178,22 +47,18 @@ impl Hold {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     pub account_id: String,
     pub user: String,
     pub access_key_id: String,
     pub rule: Rule,
-    #[serde(with = "crate::timefmt")]
     pub created: Timestamp,
-    #[serde(with = "crate::timefmt::option")]
     pub last_used: Option<Timestamp>,
     pub exempt: bool,
     pub exemption_reason: Option<String>,
     pub action: Action,
-    #[serde(with = "crate::timefmt")]
     pub first_seen: Timestamp,
-    #[serde(with = "crate::timefmt::option")]
     pub deactivate_after: Option<Timestamp>,
     /// The key keywarden signs with: reported, never acted on.
     pub own_credentials: bool,
@@ -348,7 +213,7 @@ fn finding(ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule, kept: Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::KeyStatus;
+    use crate::core::model::KeyStatus;
     use chrono::TimeZone;
     use std::collections::HashMap;
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serializer};
 
-use crate::model::Timestamp;
+use crate::core::model::Timestamp;
 
 pub fn format(t: &Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -5,7 +5,7 @@
 //! line and column; nothing is guessed, so no finding is ever invented from a malformed report.
 //! Dates look like `2026-12-01T09:14:53+00:00` (which aws-smithy's DateTime rejects).
 
-use crate::model::{AccessKey, KeyStatus, Timestamp};
+use crate::core::model::{AccessKey, KeyStatus, Timestamp};
 
 /// Columns keywarden reads; the report has more (passwords, MFA, certificates).
 const COLUMNS: [&str; 9] = [
@@ -45,6 +45,23 @@ pub struct Slot {
     pub last_used: Option<Timestamp>,
 }
 
+impl Slot {
+    /// The key in this slot, once its id is known (or a placeholder id); last use is the
+    /// report's, and only for an active key.
+    pub fn key(&self, id: String, created: Timestamp) -> AccessKey {
+        AccessKey {
+            id,
+            status: if self.active {
+                KeyStatus::Active
+            } else {
+                KeyStatus::Inactive
+            },
+            created,
+            last_used: if self.active { self.last_used } else { None },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub user: String,
@@ -80,7 +97,7 @@ fn date(cell: &str) -> Result<Option<Timestamp>, String> {
     if placeholder(cell) {
         return Ok(None);
     }
-    crate::timefmt::parse(cell)
+    crate::sys::timefmt::parse(cell)
         .map(Some)
         .map_err(|e| format!("{cell:?} is not a date: {e}"))
 }
@@ -203,7 +220,7 @@ pub fn name_slots(row: &Row, listed: &[AccessKey]) -> Result<Vec<AccessKey>, Nam
                 NamingError::Stale(format!(
                     "no key of {} was created at {} (the report is older than the keys)",
                     row.user,
-                    crate::timefmt::format(&slot.last_rotated)
+                    crate::sys::timefmt::format(&slot.last_rotated)
                 ))
             })?;
         if out.iter().any(|k: &AccessKey| k.id == key.id) {
@@ -215,16 +232,7 @@ pub fn name_slots(row: &Row, listed: &[AccessKey]) -> Result<Vec<AccessKey>, Nam
                 key.id, row.user
             )));
         }
-        out.push(AccessKey {
-            id: key.id.clone(),
-            status: if slot.active {
-                KeyStatus::Active
-            } else {
-                KeyStatus::Inactive
-            },
-            created: key.created,
-            last_used: if slot.active { slot.last_used } else { None },
-        });
+        out.push(slot.key(key.id.clone(), key.created));
     }
     if out.len() != listed.len() {
         return Err(NamingError::Stale(format!(
@@ -280,11 +288,11 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
         assert_eq!(alice.slots.len(), 2);
         assert!(alice.slots[0].active && !alice.slots[1].active);
         assert_eq!(
-            crate::timefmt::format(&alice.slots[0].last_rotated),
+            crate::sys::timefmt::format(&alice.slots[0].last_rotated),
             "2026-01-02T03:04:05Z"
         );
         assert_eq!(
-            crate::timefmt::format(&alice.slots[0].last_used.unwrap()),
+            crate::sys::timefmt::format(&alice.slots[0].last_used.unwrap()),
             "2026-11-30T10:00:00Z"
         );
         assert_eq!(alice.slots[1].last_used, None);
@@ -296,7 +304,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
 
     #[test]
     fn slots_are_named_by_creation_time() {
-        let t = |s: &str| crate::timefmt::parse(s).unwrap();
+        let t = |s: &str| crate::sys::timefmt::parse(s).unwrap();
         let row = Row {
             user: "alice".into(),
             arn: "arn:aws:iam::1:user/alice".into(),
@@ -350,7 +358,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
 
     #[test]
     fn keys_of_one_second_are_ambiguous_never_named_twice() {
-        let t = |s: &str| crate::timefmt::parse(s).unwrap();
+        let t = |s: &str| crate::sys::timefmt::parse(s).unwrap();
         let slot = |active| Slot {
             active,
             last_rotated: t("2026-11-01T00:00:00Z"),

@@ -22,10 +22,10 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
-use crate::aws::{self, account_error, InventoryOptions, InventorySource, Member, RequestObserver};
+use crate::aws::{self, account_error, Member};
 use crate::config::{AccountTarget, AwsSettings, Organization};
-use crate::enforce::KeyActions;
-use crate::model::{AccountInventory, ReadError, User};
+use crate::core::model::{AccountInventory, ReadError, ServiceError, User};
+use crate::ports::{InventoryOptions, InventorySource, KeyActions, RequestObserver};
 
 /// One account to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +295,10 @@ fn failed_account(account_id: &str, operation: &str, message: String) -> Account
 }
 
 impl InventorySource for Fleet {
+    fn own_access_key_id(&self) -> Option<String> {
+        self.own.as_ref().map(|o| o.access_key_id.clone())
+    }
+
     async fn inventory(&self, opts: &InventoryOptions<'_>) -> Vec<AccountInventory> {
         // Boxed: the opaque future types of a closure over borrowed clients trip the
         // higher-ranked Send check of this trait method.
@@ -338,14 +342,15 @@ impl KeyActions for Fleet {
                 user: Some(user.to_string()),
                 operation: "AssumeRole".into(),
                 message: "the account is not connected in this run".into(),
+                code: None,
             }),
         }
     }
 
-    async fn deactivate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), String> {
+    async fn deactivate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
         match self.client(account_id) {
             Some(c) => c.deactivate(account_id, user, access_key_id).await,
-            None => Err(format!("account {account_id} is not connected in this run")),
+            None => Err(format!("account {account_id} is not connected in this run").into()),
         }
     }
 }

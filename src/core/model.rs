@@ -4,7 +4,6 @@
 //! assumes a single account.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 /// All instants are UTC; ages and deadlines are computed on this type only.
 pub type Timestamp = DateTime<Utc>;
@@ -51,13 +50,50 @@ pub struct User {
 
 /// A read that failed. A user with any failed read is left out of `AccountInventory::users`
 /// entirely, so no decision is ever made on a partial view of that user.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadError {
     pub account_id: String,
     /// `None` for account-level reads (ListUsers, GetAccountSummary, ...).
     pub user: Option<String>,
     pub operation: String,
     pub message: String,
+    /// The service's error code (`AccessDenied`, `Throttling`, `NoSuchEntity`, ...) when it
+    /// sent one: callers decide on this, never on the message text.
+    pub code: Option<String>,
+}
+
+/// A failed call to a service: its error code when it sent one (decisions are made on it),
+/// and the text for people (`Code: message`, or the transport error's chain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<String> for ServiceError {
+    fn from(message: String) -> ServiceError {
+        ServiceError { code: None, message }
+    }
+}
+
+impl From<&str> for ServiceError {
+    fn from(message: &str) -> ServiceError {
+        message.to_string().into()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

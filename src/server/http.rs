@@ -28,8 +28,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
-use crate::web::Web;
+use crate::server::metrics::Metrics;
+use crate::server::web::Web;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -7,7 +7,7 @@
 
 use chrono::TimeDelta;
 
-use crate::model::Timestamp;
+use crate::core::model::Timestamp;
 
 /// Further apart than this, the local clock and AWS's disagree (SigV4 itself rejects
 /// requests more than 5 minutes off, so AWS answering at all bounds the usual case).
@@ -34,8 +34,8 @@ impl std::fmt::Display for ClockProblem {
             ClockProblem::WentBackwards { last_run, now } => write!(
                 f,
                 "the local clock went backwards: it is {} but the last run was at {}",
-                crate::timefmt::format(now),
-                crate::timefmt::format(last_run)
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                last_run.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
         }
     }

@@ -11,7 +11,6 @@
 //! One writer: a run holds [`Lock`] (flock of `<state>.lock`) from before it reads the state
 //! until after its last write, so `run --once` next to the daemon cannot interleave with it.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
@@ -20,8 +19,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Timestamp;
-use crate::rules::{FirstSeen, Rule};
+use crate::core::history::{Entry, Failure, State};
+use crate::core::model::Timestamp;
+use crate::core::policy::Rule;
+use crate::ports::{StateStore, StoreError};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -45,97 +46,97 @@ pub enum StateError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub account_id: String,
-    pub user: String,
-    pub access_key_id: String,
-    pub rule: Rule,
-    #[serde(with = "crate::timefmt")]
-    pub first_seen: Timestamp,
+/// The file's form of an entry (the in-memory one is `core::history::Entry`).
+#[derive(Debug, Serialize, Deserialize)]
+struct EntryDoc {
+    account_id: String,
+    user: String,
+    access_key_id: String,
+    /// `Rule::as_str`.
+    rule: String,
+    #[serde(with = "crate::sys::timefmt")]
+    first_seen: Timestamp,
 }
 
-/// A key whose deactivation failed: retried after `next_attempt`, not every run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failure {
-    pub account_id: String,
-    pub user: String,
-    pub access_key_id: String,
-    pub attempts: u32,
-    pub last_error: String,
-    #[serde(with = "crate::timefmt")]
-    pub last_attempt: Timestamp,
-    #[serde(with = "crate::timefmt")]
-    pub next_attempt: Timestamp,
+#[derive(Debug, Serialize, Deserialize)]
+struct FailureDoc {
+    account_id: String,
+    user: String,
+    access_key_id: String,
+    attempts: u32,
+    last_error: String,
+    #[serde(with = "crate::sys::timefmt")]
+    last_attempt: Timestamp,
+    #[serde(with = "crate::sys::timefmt")]
+    next_attempt: Timestamp,
+}
+
+impl TryFrom<EntryDoc> for Entry {
+    type Error = String;
+
+    fn try_from(d: EntryDoc) -> Result<Entry, String> {
+        Ok(Entry {
+            rule: Rule::parse(&d.rule).ok_or_else(|| format!("unknown rule {:?}", d.rule))?,
+            account_id: d.account_id,
+            user: d.user,
+            access_key_id: d.access_key_id,
+            first_seen: d.first_seen,
+        })
+    }
+}
+
+impl From<&Entry> for EntryDoc {
+    fn from(e: &Entry) -> EntryDoc {
+        EntryDoc {
+            account_id: e.account_id.clone(),
+            user: e.user.clone(),
+            access_key_id: e.access_key_id.clone(),
+            rule: e.rule.as_str().to_string(),
+            first_seen: e.first_seen,
+        }
+    }
+}
+
+impl From<FailureDoc> for Failure {
+    fn from(d: FailureDoc) -> Failure {
+        Failure {
+            account_id: d.account_id,
+            user: d.user,
+            access_key_id: d.access_key_id,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            last_attempt: d.last_attempt,
+            next_attempt: d.next_attempt,
+        }
+    }
+}
+
+impl From<&Failure> for FailureDoc {
+    fn from(f: &Failure) -> FailureDoc {
+        FailureDoc {
+            account_id: f.account_id.clone(),
+            user: f.user.clone(),
+            access_key_id: f.access_key_id.clone(),
+            attempts: f.attempts,
+            last_error: f.last_error.clone(),
+            last_attempt: f.last_attempt,
+            next_attempt: f.next_attempt,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct File {
     schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::timefmt::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::sys::timefmt::option"
+    )]
     last_run: Option<Timestamp>,
-    findings: Vec<Entry>,
+    findings: Vec<EntryDoc>,
     #[serde(default)]
-    failures: Vec<Failure>,
-}
-
-type Key = (String, String, Rule);
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct State {
-    entries: HashMap<Key, Entry>,
-    failures: HashMap<(String, String), Failure>,
-    /// The local time of the last run that saved this state: a clock now earlier than this
-    /// went backwards.
-    pub last_run: Option<Timestamp>,
-}
-
-impl State {
-    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> State {
-        State {
-            entries: entries
-                .into_iter()
-                .map(|e| ((e.account_id.clone(), e.access_key_id.clone(), e.rule), e))
-                .collect(),
-            ..State::default()
-        }
-    }
-
-    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
-        self.failures.values()
-    }
-
-    pub fn failure(&self, account_id: &str, access_key_id: &str) -> Option<&Failure> {
-        self.failures.get(&(account_id.to_string(), access_key_id.to_string()))
-    }
-
-    pub fn set_failure(&mut self, f: Failure) {
-        self.failures.insert((f.account_id.clone(), f.access_key_id.clone()), f);
-    }
-
-    pub fn clear_failure(&mut self, account_id: &str, access_key_id: &str) {
-        self.failures
-            .remove(&(account_id.to_string(), access_key_id.to_string()));
-    }
-
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
-    }
-
-    /// Drops every finding of one key (it was deactivated: none of them holds any more).
-    pub fn forget_key(&mut self, account_id: &str, access_key_id: &str) {
-        self.entries
-            .retain(|(a, k, _), _| a != account_id || k != access_key_id);
-        self.clear_failure(account_id, access_key_id);
-    }
-}
-
-impl FirstSeen for State {
-    fn first_seen(&self, account_id: &str, access_key_id: &str, rule: Rule) -> Option<Timestamp> {
-        self.entries
-            .get(&(account_id.to_string(), access_key_id.to_string(), rule))
-            .map(|e| e.first_seen)
-    }
+    failures: Vec<FailureDoc>,
 }
 
 /// `Ok(None)` when the file does not exist.
@@ -167,9 +168,15 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
         });
     }
     let file: File = serde_json::from_slice(&bytes).map_err(corrupt)?;
-    let mut state = State::from_entries(file.findings);
+    let entries = file
+        .findings
+        .into_iter()
+        .map(Entry::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| corrupt(serde::de::Error::custom(m)))?;
+    let mut state = State::from_entries(entries);
     for f in file.failures {
-        state.set_failure(f);
+        state.set_failure(f.into());
     }
     state.last_run = file.last_run;
     Ok(Some(state))
@@ -181,9 +188,10 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut findings: Vec<Entry> = state.entries.values().cloned().collect();
-    findings.sort_by(|a, b| (&a.account_id, &a.access_key_id, a.rule).cmp(&(&b.account_id, &b.access_key_id, b.rule)));
-    let mut failures: Vec<Failure> = state.failures.values().cloned().collect();
+    let mut findings: Vec<EntryDoc> = state.entries().map(EntryDoc::from).collect();
+    findings
+        .sort_by(|a, b| (&a.account_id, &a.access_key_id, &a.rule).cmp(&(&b.account_id, &b.access_key_id, &b.rule)));
+    let mut failures: Vec<FailureDoc> = state.failures().map(FailureDoc::from).collect();
     failures.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
     let body = serde_json::to_vec_pretty(&File {
         schema_version: SCHEMA_VERSION,
@@ -223,6 +231,39 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+/// The state file behind the [`StateStore`] port; runs lock it for `lock_wait` at most.
+pub struct FileStore {
+    path: PathBuf,
+    lock_wait: Duration,
+}
+
+impl FileStore {
+    pub fn new(path: &Path, lock_wait: Duration) -> FileStore {
+        FileStore {
+            path: path.to_path_buf(),
+            lock_wait,
+        }
+    }
+}
+
+impl StateStore for FileStore {
+    type Guard = Lock;
+
+    async fn lock(&self) -> Result<Lock, StoreError> {
+        Lock::acquire(&self.path, self.lock_wait)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn load(&self) -> Result<Option<State>, StoreError> {
+        load(&self.path).map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn save(&self, state: &State) -> Result<(), StoreError> {
+        save(&self.path, state).map_err(|e| StoreError(e.to_string()))
+    }
 }
 
 /// The exclusive lock of one state file, held for a whole run; released on drop (the kernel
@@ -288,6 +329,7 @@ fn lock_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::rules::FirstSeen;
     use chrono::TimeZone;
 
     fn dir() -> PathBuf {

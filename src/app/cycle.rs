@@ -1,0 +1,461 @@
+//! One audit + enforcement cycle over the ports: lock the store, load what is remembered, read
+//! the inventory, evaluate, publish, check the clock, save the new first-seen times, act on
+//! the due keys, save what the actions changed.
+//!
+//! The order is the safety argument, and the unit tests below check it with in-memory fakes:
+//! - the store is locked and loaded first; an unusable store means audit and publish, never
+//!   enforce;
+//! - nothing is acted on with an untrusted clock (AWS's `Date`, the last run's time);
+//! - the new first-seen times are saved before any key is touched, and a failed save means no
+//!   key is touched;
+//! - a key is forgotten only after a deactivation confirmed by a read-back;
+//! - at most the cap of keys is deactivated; failures back off.
+//!
+//! Metrics and logs are the caller's (`daemon`): this returns what happened.
+
+use std::sync::atomic::AtomicBool;
+
+use crate::app::audit;
+use crate::app::execute::{self, Executed};
+use crate::config::Config;
+use crate::core::clock::{self, ClockProblem};
+use crate::core::history::State;
+use crate::core::model::{AccountInventory, User};
+use crate::core::plan::{self, OutcomeKind};
+use crate::core::report::Report;
+use crate::ports::{Clock, InventorySource, KeyActions, StateStore, StoreError};
+
+/// Why a cycle enforced nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Skipped {
+    /// The store could not be locked or read: grace periods are never reset silently.
+    State(StoreError),
+    /// The clock disagrees with AWS's or went backwards.
+    Clock(ClockProblem),
+    /// The new first-seen times could not be saved, so nothing may be acted on.
+    Save(StoreError),
+}
+
+/// What one cycle saw and did.
+pub struct Cycle {
+    pub accounts: Vec<AccountInventory>,
+    pub report: Report,
+    /// `None`: enforcement ran (in the configured mode).
+    pub skipped: Option<Skipped>,
+    pub executed: Executed,
+    /// The state as saved at the end (for the failure gauges); `None` when enforcement was
+    /// skipped.
+    pub state: Option<State>,
+    /// The save after the actions failed (the actions themselves stand).
+    pub final_save_error: Option<StoreError>,
+}
+
+impl Cycle {
+    /// Every read and every action succeeded.
+    pub fn ok(&self) -> bool {
+        self.report.complete
+            && self.skipped.is_none()
+            && !self.executed.outcomes.iter().any(|o| o.kind == OutcomeKind::Error)
+    }
+}
+
+/// The ports one cycle runs over.
+pub struct Ports<'a, F, S, C> {
+    pub fleet: &'a F,
+    pub store: &'a S,
+    pub clock: &'a C,
+    /// The largest skew between the local clock and AWS's `Date` seen while reading.
+    pub skew: &'a (dyn Fn() -> Option<f64> + Sync),
+}
+
+/// Runs one cycle. `audited` is called once the audit is evaluated, before anything is
+/// enforced, so the metrics and the report are published even while enforcement runs.
+pub async fn run<F, S, C>(
+    config: &Config,
+    ports: Ports<'_, F, S, C>,
+    audited: &(dyn Fn(&[AccountInventory], &Report) + Sync),
+    stop: &AtomicBool,
+) -> Cycle
+where
+    F: InventorySource + KeyActions + Sync,
+    S: StateStore + Sync,
+    C: Clock + Sync,
+{
+    let guard = ports.store.lock().await;
+    let history = match &guard {
+        Err(e) => Err(e.clone()),
+        Ok(_) => ports.store.load().map(Option::unwrap_or_default),
+    };
+    let now = ports.clock.now();
+    let per_key = config.metrics_per_key;
+    let wants = |account_id: &str, user: &User| per_key || audit::has_findings(config, account_id, user, now);
+    let accounts = ports.fleet.inventory(&audit::inventory_options(config, &wants)).await;
+    let empty = State::default();
+    let report = audit::evaluate(config, &accounts, history.as_ref().unwrap_or(&empty), now);
+    failpoint_panic();
+    audited(&accounts, &report);
+
+    let mut cycle = Cycle {
+        accounts,
+        report,
+        skipped: None,
+        executed: Executed::default(),
+        state: None,
+        final_save_error: None,
+    };
+    let history = match history {
+        Ok(h) => h,
+        Err(e) => {
+            cycle.skipped = Some(Skipped::State(e));
+            return cycle;
+        }
+    };
+    if let Err(problem) = clock::check(now, history.last_run, (ports.skew)()) {
+        cycle.skipped = Some(Skipped::Clock(problem));
+        return cycle;
+    }
+    let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
+    if let Err(e) = ports.store.save(&next) {
+        cycle.skipped = Some(Skipped::Save(e));
+        return cycle;
+    }
+
+    let due = plan::plan(&cycle.report.findings, now);
+    let own = ports.fleet.own_access_key_id();
+    let ctx = execute::Context {
+        policy: &config.policy,
+        history: &next,
+        failures: &next,
+        now,
+        mode: config.enforcement.mode,
+        cap: config.enforcement.max_deactivations_per_run,
+        own_access_key_id: own.as_deref(),
+        stop,
+    };
+    cycle.executed = execute::execute(&due, &ctx, ports.fleet).await;
+    let changed = cycle.executed.outcomes.iter().any(|o| {
+        matches!(
+            o.kind,
+            OutcomeKind::Success | OutcomeKind::Error | OutcomeKind::NoLongerDue
+        )
+    });
+    plan::record_outcomes(&mut next, &cycle.executed.outcomes, now);
+    if changed {
+        cycle.final_save_error = ports.store.save(&next).err();
+    }
+    cycle.state = Some(next);
+    drop(guard);
+    cycle
+}
+
+/// Test hook of debug builds: `KEYWARDEN_FAILPOINT_PANIC_RUNS=N` makes the first N runs of the
+/// process panic where a bug in the rules would (the panic this guards against was a date
+/// overflow in them), before anything is published or written. Release builds have no such
+/// hook.
+fn failpoint_panic() {
+    #[cfg(debug_assertions)]
+    {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let n: u32 = std::env::var("KEYWARDEN_FAILPOINT_PANIC_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if RUNS.fetch_add(1, Ordering::Relaxed) < n {
+            panic!("failpoint KEYWARDEN_FAILPOINT_PANIC_RUNS");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{AccessKey, KeyStatus, ReadError, ServiceError, Timestamp};
+    use crate::core::policy::Rule;
+    use crate::core::rules::FirstSeen;
+    use crate::ports::InventoryOptions;
+    use chrono::{TimeDelta, TimeZone};
+    use std::sync::Mutex;
+
+    fn t0() -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()
+    }
+
+    /// Everything the fakes did, in order: `save`, `read u`, `deactivate K`, ...
+    type Log = Mutex<Vec<String>>;
+
+    /// IAM in memory: users with idle keys; updates of `denied` keys fail.
+    struct Fleet<'a> {
+        users: Mutex<Vec<User>>,
+        denied: Vec<&'static str>,
+        /// An account-level read error: the inventory is incomplete for these users.
+        unreadable: Vec<&'static str>,
+        log: &'a Log,
+    }
+
+    impl InventorySource for Fleet<'_> {
+        async fn inventory(&self, _: &InventoryOptions<'_>) -> Vec<AccountInventory> {
+            let users = self.users.lock().unwrap().clone();
+            let (bad, good): (Vec<User>, Vec<User>) = users
+                .into_iter()
+                .partition(|u| self.unreadable.contains(&u.name.as_str()));
+            vec![AccountInventory {
+                account_id: "1".into(),
+                users: good,
+                root_access_keys_present: Some(false),
+                errors: bad
+                    .iter()
+                    .map(|u| ReadError {
+                        account_id: "1".into(),
+                        user: Some(u.name.clone()),
+                        operation: "ListAccessKeys".into(),
+                        message: "Throttling".into(),
+                        code: None,
+                    })
+                    .collect(),
+                ..Default::default()
+            }]
+        }
+    }
+
+    impl KeyActions for Fleet<'_> {
+        async fn read_user(&self, _: &str, name: &str) -> Result<Option<User>, ReadError> {
+            self.log.lock().unwrap().push(format!("read {name}"));
+            Ok(self.users.lock().unwrap().iter().find(|u| u.name == name).cloned())
+        }
+
+        async fn deactivate(&self, _: &str, _: &str, id: &str) -> Result<(), ServiceError> {
+            self.log.lock().unwrap().push(format!("deactivate {id}"));
+            if self.denied.contains(&id) {
+                return Err("AccessDenied".into());
+            }
+            for u in self.users.lock().unwrap().iter_mut() {
+                for k in u.keys.iter_mut().filter(|k| k.id == id) {
+                    k.status = KeyStatus::Inactive;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Store<'a> {
+        state: Mutex<Option<State>>,
+        load_error: bool,
+        save_error: bool,
+        log: Option<&'a Log>,
+    }
+
+    impl StateStore for Store<'_> {
+        type Guard = ();
+
+        async fn lock(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn load(&self) -> Result<Option<State>, StoreError> {
+            if self.load_error {
+                return Err(StoreError("state file x: not valid keywarden state".into()));
+            }
+            Ok(self.state.lock().unwrap().clone())
+        }
+
+        fn save(&self, state: &State) -> Result<(), StoreError> {
+            if let Some(log) = self.log {
+                log.lock().unwrap().push("save".into());
+            }
+            if self.save_error {
+                return Err(StoreError("state file x: cannot write".into()));
+            }
+            *self.state.lock().unwrap() = Some(state.clone());
+            Ok(())
+        }
+    }
+
+    struct Fixed(Timestamp);
+
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
+    }
+
+    fn idle(name: &str) -> User {
+        User {
+            name: name.into(),
+            path: "/".into(),
+            tags: vec![],
+            keys: vec![AccessKey {
+                id: name.to_uppercase(),
+                status: KeyStatus::Active,
+                created: t0() - TimeDelta::days(60),
+                last_used: None,
+            }],
+        }
+    }
+
+    fn fleet<'a>(names: &[&str], log: &'a Log) -> Fleet<'a> {
+        Fleet {
+            users: Mutex::new(names.iter().map(|n| idle(n)).collect()),
+            denied: vec![],
+            unreadable: vec![],
+            log,
+        }
+    }
+
+    /// An enforcing config with a zero grace period and a cap of `cap`.
+    fn config(cap: usize) -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "keywarden-cycle-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\nmax_deactivations_per_run = {cap}\n\
+                 [metrics]\nper_key = false\n"
+            ),
+        )
+        .unwrap();
+        let c = crate::config::load(&path, true).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        c
+    }
+
+    async fn cycle<F: InventorySource + KeyActions + Sync>(config: &Config, fleet: &F, store: &Store<'_>) -> Cycle {
+        let stop = AtomicBool::new(false);
+        let ports = Ports {
+            fleet,
+            store,
+            clock: &Fixed(t0()),
+            skew: &|| Some(0.4),
+        };
+        run(config, ports, &|_, _| {}, &stop).await
+    }
+
+    fn keys(s: &State) -> Vec<String> {
+        let mut k: Vec<String> = s.entries().map(|e| e.access_key_id.clone()).collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+
+    #[tokio::test]
+    async fn first_seen_times_are_saved_before_any_key_is_touched() {
+        let log = Log::default();
+        let f = fleet(&["a", "b"], &log);
+        let store = Store {
+            log: Some(&log),
+            ..Store::default()
+        };
+        let c = cycle(&config(25), &f, &store).await;
+        assert!(c.ok());
+        let log = log.lock().unwrap();
+        let first_save = log.iter().position(|e| e == "save").expect("saved");
+        let first_act = log.iter().position(|e| e.starts_with("deactivate")).expect("acted");
+        assert!(first_save < first_act, "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_key_is_forgotten_only_after_a_confirmed_deactivation() {
+        let log = Log::default();
+        let mut f = fleet(&["ok", "denied"], &log);
+        f.denied = vec!["DENIED"];
+        let store = Store::default();
+        let c = cycle(&config(25), &f, &store).await;
+        assert!(!c.ok(), "a failed deactivation is an error of the run");
+        let saved = store.state.lock().unwrap().clone().expect("saved");
+        assert_eq!(keys(&saved), ["DENIED"], "only the confirmed key is forgotten");
+        assert_eq!(saved.failure("1", "DENIED").map(|f| f.attempts), Some(1));
+        assert_eq!(
+            saved.first_seen("1", "DENIED", Rule::UnusedKey),
+            Some(t0()),
+            "the failed key keeps its first-seen time"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_cap_bounds_deactivations_per_run() {
+        let log = Log::default();
+        let f = fleet(&["a", "b", "c"], &log);
+        let store = Store::default();
+        let c = cycle(&config(2), &f, &store).await;
+        let done = c
+            .executed
+            .outcomes
+            .iter()
+            .filter(|o| o.kind == OutcomeKind::Success)
+            .count();
+        assert_eq!(done, 2);
+        assert_eq!(c.executed.held_back.get("1"), Some(&1));
+        assert_eq!(keys(&store.state.lock().unwrap().clone().unwrap()).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_store_turns_enforcement_off() {
+        for (load_error, save_error) in [(true, false), (false, true)] {
+            let log = Log::default();
+            let f = fleet(&["a"], &log);
+            let store = Store {
+                load_error,
+                save_error,
+                ..Store::default()
+            };
+            let c = cycle(&config(25), &f, &store).await;
+            assert!(
+                matches!(c.skipped, Some(Skipped::State(_)) | Some(Skipped::Save(_))),
+                "{:?}",
+                c.skipped
+            );
+            assert!(log.lock().unwrap().is_empty(), "nothing read or touched for acting");
+            assert_eq!(c.report.findings.len(), 1, "the audit is still published");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_clock_decides_nothing() {
+        let log = Log::default();
+        let f = fleet(&["a"], &log);
+        let store = Store::default();
+        let stop = AtomicBool::new(false);
+        let ports = Ports {
+            fleet: &f,
+            store: &store,
+            clock: &Fixed(t0()),
+            skew: &|| Some(-900.0),
+        };
+        let c = run(&config(25), ports, &|_, _| {}, &stop).await;
+        assert!(matches!(c.skipped, Some(Skipped::Clock(_))));
+        assert!(log.lock().unwrap().is_empty());
+        assert!(store.state.lock().unwrap().is_none(), "nothing recorded");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_user_keeps_its_history_and_is_not_acted_on() {
+        let log = Log::default();
+        let mut f = fleet(&["a", "flaky"], &log);
+        f.unreadable = vec!["flaky"];
+        let earlier = t0() - TimeDelta::days(3);
+        let store = Store::default();
+        let old = State::from_entries([crate::core::history::Entry {
+            account_id: "1".into(),
+            user: "flaky".into(),
+            access_key_id: "FLAKY".into(),
+            rule: Rule::UnusedKey,
+            first_seen: earlier,
+        }]);
+        *store.state.lock().unwrap() = Some(old);
+        let c = cycle(&config(25), &f, &store).await;
+        assert!(!c.ok(), "an incomplete audit is not a clean run");
+        assert!(!log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("FLAKY") || e.contains("flaky")));
+        let saved = store.state.lock().unwrap().clone().unwrap();
+        assert_eq!(saved.first_seen("1", "FLAKY", Rule::UnusedKey), Some(earlier));
+    }
+}

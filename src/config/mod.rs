@@ -1,0 +1,168 @@
+//! Configuration: raw (`raw`: what the TOML file and `KEYWARDEN_*` variables say) ->
+//! validated (`validate`: typed values only, every problem at once) -> [`Config`], loaded from
+//! file and environment by `load`.
+//!
+//! Every error names where the bad value came from (file and line, or environment variable)
+//! and the key, so `keywarden check-config` reads like `nginx -t`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::core::policy::Mode;
+use crate::core::policy::Policy;
+
+mod load;
+mod raw;
+mod validate;
+
+pub use load::{find_key_line, load, resolve_path};
+pub use raw::*;
+pub use validate::{validate_cron, MAX_DURATION};
+
+pub const DEFAULT_PATH: &str = "/etc/keywarden/keywarden.toml";
+pub const ENV_PREFIX: &str = "KEYWARDEN_";
+
+// ---------------------------------------------------------------------------------------------
+// Validated layer.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Six fields, seconds first; already checked with the scheduler's own parser settings.
+    pub cron: String,
+    pub run_on_start: bool,
+    pub max_run_duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub inventory: crate::ports::InventoryMode,
+    pub credential_report_min_users: usize,
+    pub max_concurrent_requests: usize,
+    pub max_requests_per_second: u32,
+    pub max_attempts: u32,
+    pub connect_timeout: Duration,
+    pub attempt_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub max_concurrent_accounts: usize,
+    pub accounts: Vec<AccountTarget>,
+    pub organization: Option<Organization>,
+}
+
+/// An account named in `[[aws.accounts]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountTarget {
+    /// Twelve digits.
+    pub id: String,
+    pub name: Option<String>,
+    /// `None`: the ambient credentials.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// `[aws.organization]`: member accounts found with organizations:ListAccounts.
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub role_name: String,
+    pub external_id: Option<String>,
+    pub include: Vec<glob::Pattern>,
+    pub exclude: Vec<glob::Pattern>,
+}
+
+impl Organization {
+    /// Include (empty: all) and then exclude, each matching the id or the name.
+    pub fn selects(&self, id: &str, name: &str) -> bool {
+        let hit = |p: &glob::Pattern| p.matches(id) || p.matches(name);
+        (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Enforcement {
+    pub mode: Mode,
+    pub max_deactivations_per_run: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from; `None` when only defaults and environment were used.
+    pub source: Option<PathBuf>,
+    pub schedule: Schedule,
+    pub aws: AwsSettings,
+    pub policy: Policy,
+    pub enforcement: Enforcement,
+    pub state_path: PathBuf,
+    pub metrics_listen: SocketAddr,
+    pub metrics_per_key: bool,
+    /// TLS and basic auth of the listener; swapped in on reload.
+    pub metrics_web: Arc<crate::server::web::Web>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// The merged raw values, for `check-config` to print.
+    pub effective: RawConfig,
+}
+
+impl Config {
+    /// The effective configuration as TOML, with secrets redacted.
+    pub fn effective_toml(&self) -> String {
+        let mut shown = self.effective.clone();
+        for hash in shown.metrics.basic_auth_users.values_mut() {
+            *hash = "<bcrypt hash>".into();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// One problem in the configuration, located as precisely as the source allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    /// A file path, or `environment variable KEYWARDEN_...`, or `defaults`.
+    pub origin: String,
+    pub line: Option<usize>,
+    /// Dotted key, e.g. `rules.max_key_age.max_age`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config file: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid { issues: Vec<Issue> },
+}
+
+impl ConfigError {
+    pub fn issues(&self) -> &[Issue] {
+        match self {
+            ConfigError::Invalid { issues } => issues,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The raw layer: mirrors the file. Unknown keys are rejected; every field has the documented
+//! default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------------------------------
+// Raw layer: mirrors the file. Unknown keys are rejected; every field has the documented default.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub schedule: RawSchedule,
+    pub aws: RawAws,
+    pub rules: RawRules,
+    pub enforcement: RawEnforcement,
+    pub state: RawState,
+    pub metrics: RawMetrics,
+    pub log: RawLog,
+    pub exemptions: Vec<RawExemption>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSchedule {
+    pub cron: String,
+    pub run_on_start: bool,
+    /// A run older than this makes `/-/healthy` 503 and stops the systemd watchdog.
+    pub max_run_duration: String,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        RawSchedule {
+            cron: "0 0 * * * *".into(),
+            run_on_start: true,
+            max_run_duration: "2h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAws {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// `api`, `credential-report` or `auto`.
+    pub inventory: String,
+    /// `auto` uses the credential report from this many users on.
+    pub credential_report_min_users: u32,
+    pub max_concurrent_requests: u32,
+    /// IAM requests per second per account; 0: no limit beyond the concurrency bound.
+    pub max_requests_per_second: u32,
+    pub max_attempts: u32,
+    pub connect_timeout: String,
+    pub attempt_timeout: String,
+    pub operation_timeout: String,
+    /// Accounts read at the same time (each within the global `max_concurrent_requests`).
+    pub max_concurrent_accounts: u32,
+    /// `[[aws.accounts]]`: when empty (and no organization), the credentials' own account.
+    pub accounts: Vec<RawAccount>,
+    pub organization: Option<RawOrganization>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub id: String,
+    /// Omitted: the ambient credentials, which must belong to `id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrganization {
+    /// Assumed in every member account: `keywarden-audit` or `path/keywarden-audit`.
+    pub role_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Account ids or names (globs); empty: every active account.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Default for RawAws {
+    fn default() -> Self {
+        RawAws {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            inventory: "api".into(),
+            credential_report_min_users: 1000,
+            max_concurrent_requests: 8,
+            max_requests_per_second: 0,
+            max_attempts: 10,
+            connect_timeout: "5s".into(),
+            attempt_timeout: "20s".into(),
+            operation_timeout: "120s".into(),
+            max_concurrent_accounts: 4,
+            accounts: Vec::new(),
+            organization: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRules {
+    pub multiple_active_keys: RawRule,
+    pub max_key_age: RawRule,
+    pub unused_key: RawRule,
+}
+
+impl Default for RawRules {
+    fn default() -> Self {
+        let mut rules = RawRules {
+            multiple_active_keys: RawRule::default(),
+            max_key_age: RawRule::default(),
+            unused_key: RawRule::default(),
+        };
+        rules.fill_defaults();
+        rules
+    }
+}
+
+impl RawRules {
+    /// A rule table that sets only some keys keeps the rule's own defaults for the others.
+    pub(super) fn fill_defaults(&mut self) {
+        let fill = |r: &mut RawRule, action: &str| {
+            r.enabled.get_or_insert(true);
+            r.action.get_or_insert_with(|| action.to_string());
+        };
+        fill(&mut self.multiple_active_keys, "deactivate");
+        fill(&mut self.max_key_age, "report");
+        fill(&mut self.unused_key, "deactivate");
+        self.multiple_active_keys.wait_for_kept_key.get_or_insert(true);
+        self.max_key_age.max_age.get_or_insert_with(|| "90d".into());
+        self.unused_key.max_unused.get_or_insert_with(|| "45d".into());
+    }
+}
+
+/// One rule table. Only the threshold key that belongs to the rule is accepted
+/// (checked during validation, so the error can name the key).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub enabled: Option<bool>,
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_unused: Option<String>,
+    /// `multiple_active_keys` only: a used key waits until the kept key has been used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_for_kept_key: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEnforcement {
+    pub mode: String,
+    pub grace_period: String,
+    pub max_deactivations_per_run: u32,
+}
+
+impl Default for RawEnforcement {
+    fn default() -> Self {
+        RawEnforcement {
+            mode: "dry-run".into(),
+            grace_period: "7d".into(),
+            max_deactivations_per_run: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExemption {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<String>>,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawState {
+    pub path: PathBuf,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            path: "/var/lib/keywarden/state.json".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: String,
+    pub per_key: bool,
+    /// HTTPS instead of HTTP (exporter-toolkit's `tls_server_config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+    /// user name -> bcrypt hash (exporter-toolkit's `basic_auth_users`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: "127.0.0.1:9786".into(),
+            per_key: true,
+            tls: None,
+            basic_auth_users: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}

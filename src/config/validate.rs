@@ -1,0 +1,568 @@
+//! Validation: raw strings -> typed values. Collects every issue, not just the first.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::load::Locator;
+use super::*;
+use crate::core::model::Timestamp;
+use crate::core::policy::{Action, Exemption, Policy, Rule, RulePolicy, Rules};
+
+// ---------------------------------------------------------------------------------------------
+// Validation: raw strings -> typed values. Collects every issue, not just the first.
+
+/// The longest duration any setting takes: 100 years (humantime's `100y`). Bounding every
+/// duration here is what keeps date arithmetic on them (first seen + grace, now - max age)
+/// far from chrono's limits.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// A humantime duration within [`MAX_DURATION`], or the message saying why not.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. \"90d\", \"12h\", \"30s\")"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {s:?} is longer than 100 years (the most any setting takes)"
+        ));
+    }
+    Ok(d)
+}
+
+/// Raw -> validated: each section checks its own keys (all problems at once), then the
+/// sections are assembled. Nothing downstream sees a raw string.
+pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
+    raw.rules.fill_defaults();
+    let mut c = Checker { at, issues: Vec::new() };
+    let schedule = c.schedule(&raw.schedule);
+    let aws = c.aws(&raw.aws);
+    let policy = c.policy(&raw);
+    let mode = c.mode(&raw.enforcement.mode);
+    let listener = c.listener(&raw.metrics);
+    let log_format = c.log(&raw.log);
+    if raw.state.path.as_os_str().is_empty() {
+        c.push("state.path", "must not be empty");
+    }
+    if !c.issues.is_empty() {
+        return Err(ConfigError::Invalid { issues: c.issues });
+    }
+    // Every `None` above pushed an issue, so from here on all values are present.
+    let missing = || ConfigError::Invalid {
+        issues: vec![Issue {
+            origin: "keywarden".into(),
+            line: None,
+            key: None,
+            message: "internal error: a value failed validation without an error".into(),
+        }],
+    };
+    let (metrics_listen, metrics_web) = listener.ok_or_else(missing)?;
+    Ok(Config {
+        source: None,
+        schedule: schedule.ok_or_else(missing)?,
+        aws: aws.ok_or_else(missing)?,
+        policy: policy.ok_or_else(missing)?,
+        enforcement: Enforcement {
+            mode: mode.ok_or_else(missing)?,
+            max_deactivations_per_run: raw.enforcement.max_deactivations_per_run as usize,
+        },
+        state_path: raw.state.path.clone(),
+        metrics_listen,
+        metrics_per_key: raw.metrics.per_key,
+        metrics_web,
+        log_format: log_format.ok_or_else(missing)?,
+        log_level: raw.log.level.clone(),
+        effective: raw,
+    })
+}
+
+/// Collects the issues of one validation; each section returns `None` after pushing at least
+/// one issue.
+struct Checker<'a, 'b> {
+    at: &'a Locator<'b>,
+    issues: Vec<Issue>,
+}
+
+impl Checker<'_, '_> {
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.issues.push(self.at.issue(key, message));
+    }
+
+    fn duration(&mut self, key: &str, s: &str) -> Option<Duration> {
+        parse_duration(s).map_err(|e| self.push(key, e)).ok()
+    }
+
+    /// One of `choices` (raw value -> typed value), else an issue listing them.
+    fn one_of<T: Copy>(&mut self, key: &str, value: &str, choices: &[(&str, T)]) -> Option<T> {
+        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == value) {
+            return Some(*v);
+        }
+        let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+        let list = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        };
+        self.push(key, format!("{value:?} is not {list}"));
+        None
+    }
+
+    fn schedule(&mut self, raw: &RawSchedule) -> Option<Schedule> {
+        let cron = validate_cron(&raw.cron).map_err(|e| self.push("schedule.cron", e)).ok();
+        let max_run = self.duration("schedule.max_run_duration", &raw.max_run_duration);
+        cron?;
+        Some(Schedule {
+            cron: raw.cron.clone(),
+            run_on_start: raw.run_on_start,
+            max_run_duration: max_run?,
+        })
+    }
+
+    fn aws(&mut self, raw: &RawAws) -> Option<AwsSettings> {
+        let connect_timeout = self.duration("aws.connect_timeout", &raw.connect_timeout);
+        let attempt_timeout = self.duration("aws.attempt_timeout", &raw.attempt_timeout);
+        let operation_timeout = self.duration("aws.operation_timeout", &raw.operation_timeout);
+        for (key, n) in [
+            ("aws.max_concurrent_requests", raw.max_concurrent_requests),
+            ("aws.max_concurrent_accounts", raw.max_concurrent_accounts),
+            ("aws.max_attempts", raw.max_attempts),
+        ] {
+            if n == 0 {
+                self.push(key, "must be at least 1");
+            }
+        }
+        let accounts = accounts(&raw.accounts, self.at, &mut self.issues);
+        let organization = match &raw.organization {
+            Some(o) => Some(organization(o, self.at, &mut self.issues)),
+            None => None,
+        };
+        if let Some(url) = &raw.endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.push("aws.endpoint_url", format!("{url:?} is not an http:// or https:// URL"));
+            }
+        }
+        for (key, v) in [("aws.region", &raw.region), ("aws.profile", &raw.profile)] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                self.push(key, "must not be empty (leave it out instead)");
+            }
+        }
+        use crate::ports::InventoryMode as M;
+        let inventory = self.one_of(
+            "aws.inventory",
+            &raw.inventory,
+            &[
+                ("api", M::Api),
+                ("credential-report", M::CredentialReport),
+                ("auto", M::Auto),
+            ],
+        );
+        Some(AwsSettings {
+            region: raw.region.clone(),
+            profile: raw.profile.clone(),
+            endpoint_url: raw.endpoint_url.clone(),
+            inventory: inventory?,
+            credential_report_min_users: raw.credential_report_min_users as usize,
+            max_concurrent_requests: raw.max_concurrent_requests as usize,
+            max_requests_per_second: raw.max_requests_per_second,
+            max_attempts: raw.max_attempts,
+            connect_timeout: connect_timeout?,
+            attempt_timeout: attempt_timeout?,
+            operation_timeout: operation_timeout?,
+            max_concurrent_accounts: raw.max_concurrent_accounts as usize,
+            accounts: accounts?,
+            organization: match organization {
+                Some(o) => Some(o?),
+                None => None,
+            },
+        })
+    }
+
+    fn policy(&mut self, raw: &RawConfig) -> Option<Policy> {
+        let grace = self.duration("enforcement.grace_period", &raw.enforcement.grace_period);
+        let (at, issues) = (self.at, &mut self.issues);
+        let rules = &raw.rules;
+        let multiple = rule_policy(&rules.multiple_active_keys, Rule::MultipleActiveKeys, at, issues);
+        let max_age = rule_policy(&rules.max_key_age, Rule::MaxKeyAge, at, issues);
+        let unused = rule_policy(&rules.unused_key, Rule::UnusedKey, at, issues);
+        let exemptions: Option<Vec<Exemption>> = raw
+            .exemptions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| exemption(i, e, at, issues))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
+        Some(Policy {
+            rules: Rules {
+                multiple_active_keys: multiple?,
+                max_key_age: max_age?,
+                unused_key: unused?,
+            },
+            exemptions: exemptions?,
+            grace_period: to_delta(grace?),
+            wait_for_kept_key: rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
+        })
+    }
+
+    fn mode(&mut self, raw: &str) -> Option<Mode> {
+        self.one_of(
+            "enforcement.mode",
+            raw,
+            &[("dry-run", Mode::DryRun), ("enforce", Mode::Enforce)],
+        )
+    }
+
+    /// The listener's address, and its TLS and basic auth (certificate files are read here, so
+    /// `check-config` names a missing one).
+    fn listener(&mut self, raw: &RawMetrics) -> Option<(SocketAddr, Arc<crate::server::web::Web>)> {
+        let listen = raw.listen.parse::<SocketAddr>().ok();
+        if listen.is_none() {
+            let message = format!("{:?} is not an address:port such as \"127.0.0.1:9786\"", raw.listen);
+            self.push("metrics.listen", message);
+        }
+        let tls = raw.tls.as_ref().map(|t| {
+            crate::server::web::tls_acceptor(&t.cert_file, &t.key_file)
+                .map_err(|e| self.push("metrics.tls", e))
+                .ok()
+        });
+        for (user, hash) in &raw.basic_auth_users {
+            let key = format!("metrics.basic_auth_users.{user}");
+            if user.is_empty() || user.contains(':') {
+                self.push(&key, "a user name must be non-empty and without ':'");
+            }
+            if let Err(e) = crate::server::web::check_hash(hash) {
+                self.push(&key, e);
+            }
+        }
+        let tls = match tls {
+            Some(acceptor) => Some(acceptor?),
+            None => None,
+        };
+        let web = crate::server::web::Web::new(tls, raw.basic_auth_users.clone());
+        Some((listen?, Arc::new(web)))
+    }
+
+    fn log(&mut self, raw: &RawLog) -> Option<LogFormat> {
+        let format = self.one_of(
+            "log.format",
+            &raw.format,
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        );
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&raw.level) {
+            self.push("log.level", format!("{:?} is not a level or filter: {e}", raw.level));
+        }
+        format
+    }
+}
+
+fn to_delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// The scheduler (tokio-cron-scheduler) parses with croner, seconds required; use the same
+/// settings so a schedule accepted here is accepted there.
+pub fn validate_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 6 {
+        return Err(format!(
+            "{expr:?} has {fields} fields; expected 6 (sec min hour day-of-month month day-of-week), e.g. \"0 0 * * * *\""
+        ));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map(|_| ())
+        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+}
+
+fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<RulePolicy> {
+    let base = format!("rules.{rule}");
+    let action = match raw.action.as_deref().unwrap_or_default() {
+        "deactivate" => Some(Action::Deactivate),
+        "report" => Some(Action::Report),
+        other => {
+            issues.push(at.issue(
+                &format!("{base}.action"),
+                format!("{other:?} is not \"deactivate\" or \"report\""),
+            ));
+            None
+        }
+    };
+    let (wanted, unwanted, value) = match rule {
+        Rule::MultipleActiveKeys => (None, [Some("max_age"), Some("max_unused")], None),
+        Rule::MaxKeyAge => (Some("max_age"), [Some("max_unused"), None], raw.max_age.as_deref()),
+        Rule::UnusedKey => (Some("max_unused"), [Some("max_age"), None], raw.max_unused.as_deref()),
+    };
+    for name in unwanted.into_iter().flatten() {
+        let set = if name == "max_age" {
+            &raw.max_age
+        } else {
+            &raw.max_unused
+        };
+        if set.is_some() {
+            issues.push(at.issue(&format!("{base}.{name}"), format!("unknown key for rule {rule}")));
+        }
+    }
+    let threshold = match (wanted, value) {
+        (None, _) => Some(TimeDelta::zero()),
+        (Some(name), None) => {
+            issues.push(at.issue(&format!("{base}.{name}"), "missing (a duration such as \"90d\")"));
+            None
+        }
+        (Some(name), Some(s)) => match parse_duration(s) {
+            Ok(d) => Some(to_delta(d)),
+            Err(e) => {
+                issues.push(at.issue(&format!("{base}.{name}"), e));
+                None
+            }
+        },
+    };
+    if rule != Rule::MultipleActiveKeys && raw.wait_for_kept_key.is_some() {
+        issues.push(at.issue(
+            &format!("{base}.wait_for_kept_key"),
+            format!("unknown key for rule {rule} (only multiple_active_keys has it)"),
+        ));
+    }
+    Some(RulePolicy {
+        enabled: raw.enabled.unwrap_or(true),
+        action: action?,
+        threshold: threshold?,
+    })
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn accounts(raw: &[RawAccount], at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Vec<AccountTarget>> {
+    let before = issues.len();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let key = |k: &str| format!("aws.accounts.{i}.{k}");
+        if !is_account_id(&a.id) {
+            issues.push(at.issue(&key("id"), format!("{:?} is not a 12-digit account id", a.id)));
+        } else if !seen.insert(a.id.clone()) {
+            issues.push(at.issue(&key("id"), format!("account {} is listed twice", a.id)));
+        }
+        if let Some(arn) = &a.role_arn {
+            match role_arn_account(arn) {
+                None => issues.push(at.issue(
+                    &key("role_arn"),
+                    format!("{arn:?} is not a role ARN such as \"arn:aws:iam::123456789012:role/keywarden-audit\""),
+                )),
+                Some(owner) if owner != a.id => issues.push(at.issue(
+                    &key("role_arn"),
+                    format!("the role belongs to account {owner}, not to id {}", a.id),
+                )),
+                Some(_) => {}
+            }
+        }
+        if a.role_arn.is_none() && a.external_id.is_some() {
+            issues.push(at.issue(&key("external_id"), "only used with role_arn"));
+        }
+        for (k, v) in [("external_id", &a.external_id), ("name", &a.name)] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                issues.push(at.issue(&key(k), "must not be empty (leave it out instead)"));
+            }
+        }
+        out.push(AccountTarget {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            role_arn: a.role_arn.clone(),
+            external_id: a.external_id.clone(),
+        });
+    }
+    (issues.len() == before).then_some(out)
+}
+
+/// The account id in `arn:<partition>:iam::<id>:role/<path/name>`.
+fn role_arn_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (arn_, partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let name = resource.strip_prefix("role/")?;
+    let ok = arn_ == "arn"
+        && !partition.is_empty()
+        && service == "iam"
+        && region.is_empty()
+        && is_account_id(account)
+        && !name.is_empty()
+        && !name.ends_with('/');
+    ok.then_some(account)
+}
+
+fn organization(raw: &RawOrganization, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Organization> {
+    let before = issues.len();
+    let role = raw.role_name.trim_matches('/');
+    if role.is_empty() || role != raw.role_name || raw.role_name.contains(char::is_whitespace) {
+        issues.push(at.issue(
+            "aws.organization.role_name",
+            format!(
+                "{:?} is not a role name such as \"keywarden-audit\" (a path may precede it: \"ops/keywarden-audit\")",
+                raw.role_name
+            ),
+        ));
+    }
+    if raw.external_id.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        issues.push(at.issue(
+            "aws.organization.external_id",
+            "must not be empty (leave it out instead)",
+        ));
+    }
+    let mut patterns = |key: &str, list: &[String]| -> Vec<glob::Pattern> {
+        list.iter()
+            .filter_map(|g| match glob::Pattern::new(g) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    issues.push(at.issue(key, format!("invalid glob {g:?}: {e}")));
+                    None
+                }
+            })
+            .collect()
+    };
+    let include = patterns("aws.organization.include", &raw.include);
+    let exclude = patterns("aws.organization.exclude", &raw.exclude);
+    (issues.len() == before).then(|| Organization {
+        role_name: raw.role_name.clone(),
+        external_id: raw.external_id.clone(),
+        include,
+        exclude,
+    })
+}
+
+fn exemption(i: usize, raw: &RawExemption, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Exemption> {
+    let key = |k: &str| format!("exemptions.{i}.{k}");
+    let before = issues.len();
+    if raw.user.is_none() && raw.access_key_id.is_none() && raw.user_tag.is_none() && raw.path_prefix.is_none() {
+        issues.push(at.issue(
+            &format!("exemptions.{i}"),
+            "an exemption needs at least one of user, access_key_id, user_tag, path_prefix",
+        ));
+    }
+    if raw.reason.trim().is_empty() {
+        issues.push(at.issue(&key("reason"), "must say why (e.g. a ticket)"));
+    }
+    let user = raw.user.as_deref().and_then(|g| match glob::Pattern::new(g) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            issues.push(at.issue(&key("user"), format!("invalid glob {g:?}: {e}")));
+            None
+        }
+    });
+    let user_tag = raw.user_tag.as_deref().and_then(|t| match t.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+        _ => {
+            issues.push(at.issue(&key("user_tag"), format!("{t:?} is not \"key=value\"")));
+            None
+        }
+    });
+    let rules = raw.rules.as_ref().map(|names| {
+        names
+            .iter()
+            .filter_map(|n| {
+                let r = Rule::parse(n);
+                if r.is_none() {
+                    issues.push(at.issue(
+                        &key("rules"),
+                        format!("unknown rule {n:?} (known: multiple_active_keys, max_key_age, unused_key)"),
+                    ));
+                }
+                r
+            })
+            .collect::<Vec<_>>()
+    });
+    let expires: Option<Timestamp> = raw
+        .expires
+        .as_deref()
+        .and_then(|s| match crate::sys::timefmt::parse(s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                issues.push(at.issue(&key("expires"), format!("{s:?} is not an RFC 3339 date-time: {e}")));
+                None
+            }
+        });
+    if issues.len() > before {
+        return None;
+    }
+    Some(Exemption {
+        user,
+        access_key_id: raw.access_key_id.clone(),
+        user_tag,
+        path_prefix: raw.path_prefix.clone(),
+        rules,
+        reason: raw.reason.clone(),
+        expires,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_lines_of_keys_in_tables_and_arrays() {
+        let text = "[schedule]\ncron = \"x\"\n\n[rules.max_key_age]\n# max_age = \"1d\"\nmax_age = \"9x\"\n\
+                    [[exemptions]]\nuser = \"a\"\n[[exemptions]]\nreason = \"r\"\nuser = \"b\"\n";
+        assert_eq!(find_key_line(text, "schedule.cron"), Some(2));
+        assert_eq!(find_key_line(text, "rules.max_key_age.max_age"), Some(6));
+        assert_eq!(find_key_line(text, "exemptions.0.user"), Some(8));
+        assert_eq!(find_key_line(text, "exemptions.1.user"), Some(11));
+        assert_eq!(find_key_line(text, "exemptions.1"), Some(9));
+        assert_eq!(find_key_line(text, "log.level"), None);
+    }
+
+    #[test]
+    fn role_arns_name_their_account() {
+        assert_eq!(
+            role_arn_account("arn:aws:iam::111122223333:role/keywarden-audit"),
+            Some("111122223333")
+        );
+        assert_eq!(
+            role_arn_account("arn:aws-us-gov:iam::111122223333:role/ops/keywarden"),
+            Some("111122223333")
+        );
+        for bad in [
+            "keywarden-audit",
+            "arn:aws:iam::11112222333:role/x",
+            "arn:aws:iam::111122223333:user/x",
+            "arn:aws:iam::111122223333:role/",
+            "arn:aws:sts::111122223333:role/x",
+            "arn:aws:iam:us-east-1:111122223333:role/x",
+        ] {
+            assert_eq!(role_arn_account(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn organization_include_then_exclude() {
+        let org = |inc: &[&str], exc: &[&str]| Organization {
+            role_name: "r".into(),
+            external_id: None,
+            include: inc.iter().map(|g| glob::Pattern::new(g).unwrap()).collect(),
+            exclude: exc.iter().map(|g| glob::Pattern::new(g).unwrap()).collect(),
+        };
+        assert!(org(&[], &[]).selects("111111111111", "prod"));
+        assert!(org(&["prod-*"], &[]).selects("111111111111", "prod-eu"));
+        assert!(!org(&["prod-*"], &[]).selects("111111111111", "dev"));
+        assert!(org(&["1111*"], &[]).selects("111111111111", "dev"));
+        assert!(!org(&[], &["prod-eu", "2222*"]).selects("111111111111", "prod-eu"));
+        assert!(!org(&["*"], &["2222*"]).selects("222222222222", "x"));
+    }
+
+    #[test]
+    fn cron_needs_six_fields() {
+        assert!(validate_cron("0 0 * * * *").is_ok());
+        assert!(validate_cron("*/5 * * * * *").is_ok());
+        assert!(validate_cron("0 * * * *").unwrap_err().contains("5 fields"));
+        assert!(validate_cron("0 0 25 * * *").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! What keywarden remembers between runs, in memory: when each pending finding was first seen
+//! (grace periods), which deactivations failed and when to try again (backoff), and the time
+//! of the last run (a clock that went backwards). Stored by a state store (`state::file`).
+
+use std::collections::HashMap;
+
+use crate::core::model::Timestamp;
+use crate::core::policy::Rule;
+use crate::core::rules::FirstSeen;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    pub rule: Rule,
+    pub first_seen: Timestamp,
+}
+
+/// A key whose deactivation failed: retried after `next_attempt`, not every run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub last_attempt: Timestamp,
+    pub next_attempt: Timestamp,
+}
+
+type Key = (String, String, Rule);
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    entries: HashMap<Key, Entry>,
+    failures: HashMap<(String, String), Failure>,
+    /// The local time of the last run that saved this state: a clock now earlier than this
+    /// went backwards.
+    pub last_run: Option<Timestamp>,
+}
+
+impl State {
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> State {
+        State {
+            entries: entries
+                .into_iter()
+                .map(|e| ((e.account_id.clone(), e.access_key_id.clone(), e.rule), e))
+                .collect(),
+            ..State::default()
+        }
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        self.failures.values()
+    }
+
+    pub fn failure(&self, account_id: &str, access_key_id: &str) -> Option<&Failure> {
+        self.failures.get(&(account_id.to_string(), access_key_id.to_string()))
+    }
+
+    pub fn set_failure(&mut self, f: Failure) {
+        self.failures.insert((f.account_id.clone(), f.access_key_id.clone()), f);
+    }
+
+    pub fn clear_failure(&mut self, account_id: &str, access_key_id: &str) {
+        self.failures
+            .remove(&(account_id.to_string(), access_key_id.to_string()));
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Drops every finding of one key (it was deactivated: none of them holds any more).
+    pub fn forget_key(&mut self, account_id: &str, access_key_id: &str) {
+        self.entries
+            .retain(|(a, k, _), _| a != account_id || k != access_key_id);
+        self.clear_failure(account_id, access_key_id);
+    }
+}
+
+impl FirstSeen for State {
+    fn first_seen(&self, account_id: &str, access_key_id: &str, rule: Rule) -> Option<Timestamp> {
+        self.entries
+            .get(&(account_id.to_string(), access_key_id.to_string(), rule))
+            .map(|e| e.first_seen)
+    }
+}

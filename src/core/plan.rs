@@ -1,0 +1,313 @@
+//! Enforcement decisions, pure: which findings are due (`plan`), how the remembered state
+//! moves forward after an audit (`next_state`) and after actions (`record_outcomes`), and the
+//! backoff of keys whose deactivation failed. Acting on the plan is `app::execute`.
+//!
+//! The cap (`max_deactivations_per_run`) bounds the keys deactivated (or, in dry-run, that
+//! would be), oldest deadline first. A failed attempt does not take one of those slots, and a
+//! key whose deactivation failed is retried only after a backoff kept in the state (not every
+//! run), so keys that cannot be deactivated (an SCP, a permissions boundary) never starve the
+//! others and never cost a burst of failing calls every run. The cap bounds the blast radius
+//! of a run; its request rate is `aws.max_requests_per_second`'s job.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::TimeDelta;
+
+use crate::core::history::{Entry, Failure, State};
+use crate::core::model::{AccountInventory, Timestamp};
+use crate::core::policy::{Action, Rule};
+use crate::core::rules::Finding;
+
+/// A key due for deactivation: every due rule, earliest deadline first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    pub rules: Vec<Rule>,
+    pub first_seen: Timestamp,
+    pub deadline: Timestamp,
+}
+
+/// Due now: not exempt, not keywarden's own key, not held, action deactivate, deadline passed.
+pub fn is_due(f: &Finding, now: Timestamp) -> bool {
+    !f.exempt
+        && !f.own_credentials
+        && f.held.is_none()
+        && f.action == Action::Deactivate
+        && f.deactivate_after.is_some_and(|d| d <= now)
+}
+
+/// Every due key, oldest deadline first (the cap is applied while executing, so that a key
+/// that cannot be deactivated does not take a slot).
+pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
+    let mut by_key: BTreeMap<(&str, &str), Candidate> = BTreeMap::new();
+    for f in findings.iter().filter(|f| is_due(f, now)) {
+        let deadline = f.deactivate_after.unwrap_or(now);
+        let c = by_key
+            .entry((f.account_id.as_str(), f.access_key_id.as_str()))
+            .or_insert_with(|| Candidate {
+                account_id: f.account_id.clone(),
+                user: f.user.clone(),
+                access_key_id: f.access_key_id.clone(),
+                rules: Vec::new(),
+                first_seen: f.first_seen,
+                deadline,
+            });
+        if deadline < c.deadline {
+            c.deadline = deadline;
+            c.first_seen = f.first_seen;
+            c.rules.insert(0, f.rule);
+        } else {
+            c.rules.push(f.rule);
+        }
+    }
+    let mut all: Vec<Candidate> = by_key.into_values().collect();
+    all.sort_by(|a, b| {
+        (a.deadline, &a.account_id, &a.access_key_id).cmp(&(b.deadline, &b.account_id, &b.access_key_id))
+    });
+    all
+}
+
+/// The state after an audit. A finding is tracked while it holds, is not exempt and its
+/// action is deactivate (so an exemption that expires, or a rule switched to deactivate,
+/// starts a fresh grace period). Entries of users or accounts that could not be read are
+/// kept as they were: a failed read never resets a grace period. Deactivation failures are
+/// kept for keys still tracked. `last_run` only moves forward.
+pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventory], now: Timestamp) -> State {
+    let mut unreadable_users: HashSet<(&str, &str)> = HashSet::new();
+    let mut unreadable_accounts: HashSet<&str> = HashSet::new();
+    for a in accounts {
+        for e in &a.errors {
+            match &e.user {
+                Some(u) => {
+                    unreadable_users.insert((e.account_id.as_str(), u.as_str()));
+                }
+                None => {
+                    unreadable_accounts.insert(e.account_id.as_str());
+                }
+            }
+        }
+    }
+    let kept = old.entries().filter(|e| {
+        unreadable_accounts.contains(e.account_id.as_str())
+            || unreadable_users.contains(&(e.account_id.as_str(), e.user.as_str()))
+    });
+    let current = findings
+        .iter()
+        .filter(|f| !f.exempt && f.action == Action::Deactivate)
+        .map(|f| Entry {
+            account_id: f.account_id.clone(),
+            user: f.user.clone(),
+            access_key_id: f.access_key_id.clone(),
+            rule: f.rule,
+            first_seen: f.first_seen,
+        });
+    let mut next = State::from_entries(kept.cloned().chain(current));
+    let tracked: HashSet<(String, String)> = next
+        .entries()
+        .map(|e| (e.account_id.clone(), e.access_key_id.clone()))
+        .collect();
+    for f in old.failures() {
+        if tracked.contains(&(f.account_id.clone(), f.access_key_id.clone())) {
+            next.set_failure(f.clone());
+        }
+    }
+    next.last_run = Some(old.last_run.map_or(now, |t| t.max(now)));
+    next
+}
+
+/// How long a key whose deactivation failed `attempts` times waits before the next attempt:
+/// 30 minutes, doubling, at most a day.
+pub fn backoff(attempts: u32) -> TimeDelta {
+    let steps = attempts.saturating_sub(1).min(6);
+    TimeDelta::minutes(30 * (1_i64 << steps)).min(TimeDelta::days(1))
+}
+
+/// The state after the actions of a run: deactivated keys are forgotten, failures are
+/// counted with their next attempt, a key no longer due loses its failure record.
+pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) {
+    for o in outcomes {
+        let c = &o.candidate;
+        match o.kind {
+            OutcomeKind::Success => state.forget_key(&c.account_id, &c.access_key_id),
+            OutcomeKind::NoLongerDue => state.clear_failure(&c.account_id, &c.access_key_id),
+            OutcomeKind::Error => {
+                let attempts = state
+                    .failure(&c.account_id, &c.access_key_id)
+                    .map_or(0, |f| f.attempts)
+                    .saturating_add(1);
+                state.set_failure(Failure {
+                    account_id: c.account_id.clone(),
+                    user: c.user.clone(),
+                    access_key_id: c.access_key_id.clone(),
+                    attempts,
+                    last_error: o.error.clone().unwrap_or_default(),
+                    last_attempt: now,
+                    next_attempt: now.checked_add_signed(backoff(attempts)).unwrap_or(now),
+                });
+            }
+            OutcomeKind::DryRun | OutcomeKind::Backoff => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// Deactivated and confirmed by reading back.
+    Success,
+    /// The call, the re-read or the read-back failed; retried after a backoff.
+    Error,
+    /// Dry-run: would have been deactivated.
+    DryRun,
+    /// Fresh data shows the finding no longer holds (or is exempt now, or the user or key is
+    /// gone): left alone.
+    NoLongerDue,
+    /// An earlier attempt failed and its backoff has not passed: not tried this run.
+    Backoff,
+}
+
+impl OutcomeKind {
+    /// The `outcome` label of `keywarden_deactivations_total`; `None`: not counted.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            OutcomeKind::Success => Some("success"),
+            OutcomeKind::Error => Some("error"),
+            OutcomeKind::DryRun => Some("dry_run"),
+            OutcomeKind::NoLongerDue | OutcomeKind::Backoff => None,
+        }
+    }
+
+    /// The `outcome` field of the log event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::NoLongerDue => "no_longer_due",
+            OutcomeKind::Backoff => "backoff",
+            other => other.label().unwrap_or(""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub candidate: Candidate,
+    pub kind: OutcomeKind,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::ReadError;
+    use crate::core::rules::FirstSeen;
+    use crate::core::rules::Hold;
+    use chrono::TimeZone;
+
+    fn t0() -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+    }
+
+    fn finding(key: &str, rule: Rule, deadline_days: i64, exempt: bool) -> Finding {
+        Finding {
+            account_id: "1".into(),
+            user: format!("u-{key}"),
+            access_key_id: key.into(),
+            rule,
+            created: t0() - TimeDelta::days(200),
+            last_used: None,
+            exempt,
+            exemption_reason: None,
+            action: if exempt { Action::Report } else { Action::Deactivate },
+            first_seen: t0() - TimeDelta::days(10),
+            deactivate_after: (!exempt).then(|| t0() + TimeDelta::days(deadline_days)),
+            own_credentials: false,
+            held: None,
+            kept_access_key_id: None,
+        }
+    }
+
+    #[test]
+    fn plan_takes_every_due_key_oldest_deadline_first() {
+        let findings = vec![
+            finding("K1", Rule::UnusedKey, -1, false),
+            finding("K2", Rule::UnusedKey, -5, false),
+            finding("K3", Rule::UnusedKey, 1, false), // not due yet
+            finding("K4", Rule::UnusedKey, -9, true), // exempt
+            finding("K5", Rule::UnusedKey, -3, false),
+            finding("K5", Rule::MultipleActiveKeys, -4, false),
+            finding("K6", Rule::UnusedKey, 0, false), // due exactly now
+        ];
+        let p = plan(&findings, t0());
+        let ids: Vec<&str> = p.iter().map(|c| c.access_key_id.as_str()).collect();
+        assert_eq!(ids, ["K2", "K5", "K1", "K6"]);
+        assert_eq!(p[1].rules, [Rule::MultipleActiveKeys, Rule::UnusedKey]);
+
+        let mut own = finding("K7", Rule::UnusedKey, -20, false);
+        own.own_credentials = true;
+        let mut held = finding("K8", Rule::MultipleActiveKeys, -20, false);
+        held.held = Some(Hold::WaitingForKeptKeyUse);
+        assert!(
+            plan(&[own, held], t0()).is_empty(),
+            "its own key and held keys are never due"
+        );
+    }
+
+    #[test]
+    fn next_state_tracks_pending_findings_and_keeps_unreadable_users() {
+        let old = State::from_entries([
+            Entry {
+                account_id: "1".into(),
+                user: "gone".into(),
+                access_key_id: "OLD".into(),
+                rule: Rule::UnusedKey,
+                first_seen: t0() - TimeDelta::days(30),
+            },
+            Entry {
+                account_id: "1".into(),
+                user: "flaky".into(),
+                access_key_id: "FLAKY".into(),
+                rule: Rule::UnusedKey,
+                first_seen: t0() - TimeDelta::days(30),
+            },
+        ]);
+        let findings = vec![
+            finding("K1", Rule::UnusedKey, 1, false),
+            finding("K2", Rule::UnusedKey, 1, true),
+        ];
+        let accounts = vec![AccountInventory {
+            account_id: "1".into(),
+            users: vec![],
+            root_access_keys_present: Some(false),
+            errors: vec![ReadError {
+                account_id: "1".into(),
+                user: Some("flaky".into()),
+                operation: "ListAccessKeys".into(),
+                message: "Throttling".into(),
+                code: None,
+            }],
+            credential_report_generated: None,
+            own_access_key_id: None,
+        }];
+        let next = next_state(&old, &findings, &accounts, t0());
+        let mut keys: Vec<&str> = next.entries().map(|e| e.access_key_id.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["FLAKY", "K1"],
+            "stopped holding: forgotten; unreadable: kept; exempt: not tracked"
+        );
+        assert_eq!(
+            next.first_seen("1", "FLAKY", Rule::UnusedKey),
+            Some(t0() - TimeDelta::days(30))
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_day() {
+        assert_eq!(backoff(1), TimeDelta::minutes(30));
+        assert_eq!(backoff(2), TimeDelta::hours(1));
+        assert_eq!(backoff(6), TimeDelta::hours(16));
+        assert_eq!(backoff(7), TimeDelta::days(1));
+        assert_eq!(backoff(u32::MAX), TimeDelta::days(1));
+    }
+}

@@ -1,0 +1,151 @@
+//! What the operator decided: the rules with their thresholds and actions, the exemptions,
+//! the grace period and the enforcement mode. Built by `config` from the file; read by the
+//! rules and the plan. Pure data and matching, no I/O.
+
+use chrono::TimeDelta;
+
+use crate::core::model::{AccessKey, Timestamp, User};
+
+/// `enforcement.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    MultipleActiveKeys,
+    MaxKeyAge,
+    UnusedKey,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 3] = [Rule::MultipleActiveKeys, Rule::MaxKeyAge, Rule::UnusedKey];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::MultipleActiveKeys => "multiple_active_keys",
+            Rule::MaxKeyAge => "max_key_age",
+            Rule::UnusedKey => "unused_key",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Deactivate,
+    Report,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deactivate => "deactivate",
+            Action::Report => "report",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulePolicy {
+    pub enabled: bool,
+    pub action: Action,
+    /// Threshold for `max_key_age` / `unused_key`; unused for `multiple_active_keys`.
+    pub threshold: TimeDelta,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub multiple_active_keys: RulePolicy,
+    pub max_key_age: RulePolicy,
+    pub unused_key: RulePolicy,
+}
+
+impl Rules {
+    pub fn get(&self, rule: Rule) -> &RulePolicy {
+        match rule {
+            Rule::MultipleActiveKeys => &self.multiple_active_keys,
+            Rule::MaxKeyAge => &self.max_key_age,
+            Rule::UnusedKey => &self.unused_key,
+        }
+    }
+}
+
+/// One `[[exemptions]]` entry, validated. Every matcher that is set must match (AND);
+/// at least one is always set (the config layer guarantees it).
+#[derive(Debug, Clone)]
+pub struct Exemption {
+    pub user: Option<glob::Pattern>,
+    pub access_key_id: Option<String>,
+    pub user_tag: Option<(String, String)>,
+    pub path_prefix: Option<String>,
+    /// `None`: every rule.
+    pub rules: Option<Vec<Rule>>,
+    pub reason: String,
+    /// The exemption stops applying at this instant.
+    pub expires: Option<Timestamp>,
+}
+
+impl Exemption {
+    pub fn applies(&self, user: &User, key: &AccessKey, rule: Rule, now: Timestamp) -> bool {
+        if self.expires.is_some_and(|e| now >= e) {
+            return false;
+        }
+        if self.rules.as_ref().is_some_and(|rs| !rs.contains(&rule)) {
+            return false;
+        }
+        if self.user.as_ref().is_some_and(|p| !p.matches(&user.name)) {
+            return false;
+        }
+        if self.access_key_id.as_ref().is_some_and(|id| *id != key.id) {
+            return false;
+        }
+        if let Some((k, v)) = &self.user_tag {
+            if !user.tags.iter().any(|(tk, tv)| tk == k && tv == v) {
+                return false;
+            }
+        }
+        if let Some(prefix) = &self.path_prefix {
+            if !user.path.starts_with(prefix.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub rules: Rules,
+    pub exemptions: Vec<Exemption>,
+    pub grace_period: TimeDelta,
+    /// `rules.multiple_active_keys.wait_for_kept_key`.
+    pub wait_for_kept_key: bool,
+}
+
+impl Policy {
+    /// Tags cost one ListUserTags per user: only read them when an exemption needs them.
+    pub fn needs_tags(&self) -> bool {
+        self.exemptions.iter().any(|e| e.user_tag.is_some())
+    }
+}

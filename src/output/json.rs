@@ -1,0 +1,149 @@
+//! The JSON report (`audit --format json`, `GET /api/v1/report`): CONTRACT.md's document plus
+//! the added fields the README lists. The core's types carry no wire format; the field names,
+//! their order and the RFC 3339 timestamps are decided here only.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::core::model::{ReadError, Timestamp};
+use crate::core::report::{AccountSummary, Report, Summary};
+use crate::core::rules::Finding;
+
+#[derive(Serialize)]
+struct ReportDoc<'a> {
+    #[serde(with = "crate::sys::timefmt")]
+    evaluated_at: Timestamp,
+    complete: bool,
+    mode: &'a str,
+    summary: SummaryDoc,
+    accounts: Vec<AccountDoc<'a>>,
+    findings: Vec<FindingDoc<'a>>,
+    errors: Vec<ErrorDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct SummaryDoc {
+    users: usize,
+    access_keys: usize,
+    active_access_keys: usize,
+    violations: usize,
+    exempt: usize,
+    planned_deactivations: usize,
+    held_deactivations: usize,
+    violations_by_rule: BTreeMap<&'static str, usize>,
+    root_access_keys_present: Option<bool>,
+    unreadable_users: usize,
+}
+
+#[derive(Serialize)]
+struct AccountDoc<'a> {
+    account_id: &'a str,
+    users: usize,
+    access_keys: usize,
+    active_access_keys: usize,
+    root_access_keys_present: Option<bool>,
+    complete: bool,
+}
+
+#[derive(Serialize)]
+struct FindingDoc<'a> {
+    account_id: &'a str,
+    user: &'a str,
+    access_key_id: &'a str,
+    rule: &'static str,
+    #[serde(with = "crate::sys::timefmt")]
+    created: Timestamp,
+    #[serde(with = "crate::sys::timefmt::option")]
+    last_used: Option<Timestamp>,
+    exempt: bool,
+    exemption_reason: Option<&'a str>,
+    action: &'static str,
+    #[serde(with = "crate::sys::timefmt")]
+    first_seen: Timestamp,
+    #[serde(with = "crate::sys::timefmt::option")]
+    deactivate_after: Option<Timestamp>,
+    own_credentials: bool,
+    held: Option<&'static str>,
+    kept_access_key_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ErrorDoc<'a> {
+    account_id: &'a str,
+    user: Option<&'a str>,
+    operation: &'a str,
+    message: &'a str,
+}
+
+fn summary(s: &Summary) -> SummaryDoc {
+    SummaryDoc {
+        users: s.users,
+        access_keys: s.access_keys,
+        active_access_keys: s.active_access_keys,
+        violations: s.violations,
+        exempt: s.exempt,
+        planned_deactivations: s.planned_deactivations,
+        held_deactivations: s.held_deactivations,
+        violations_by_rule: s.violations_by_rule.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
+        root_access_keys_present: s.root_access_keys_present,
+        unreadable_users: s.unreadable_users,
+    }
+}
+
+fn account(a: &AccountSummary) -> AccountDoc<'_> {
+    AccountDoc {
+        account_id: &a.account_id,
+        users: a.users,
+        access_keys: a.access_keys,
+        active_access_keys: a.active_access_keys,
+        root_access_keys_present: a.root_access_keys_present,
+        complete: a.complete,
+    }
+}
+
+fn finding(f: &Finding) -> FindingDoc<'_> {
+    FindingDoc {
+        account_id: &f.account_id,
+        user: &f.user,
+        access_key_id: &f.access_key_id,
+        rule: f.rule.as_str(),
+        created: f.created,
+        last_used: f.last_used,
+        exempt: f.exempt,
+        exemption_reason: f.exemption_reason.as_deref(),
+        action: f.action.as_str(),
+        first_seen: f.first_seen,
+        deactivate_after: f.deactivate_after,
+        own_credentials: f.own_credentials,
+        held: f.held.map(|h| h.as_str()),
+        kept_access_key_id: f.kept_access_key_id.as_deref(),
+    }
+}
+
+fn error(e: &ReadError) -> ErrorDoc<'_> {
+    ErrorDoc {
+        account_id: &e.account_id,
+        user: e.user.as_deref(),
+        operation: &e.operation,
+        message: &e.message,
+    }
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&document(self)).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+fn document(r: &Report) -> ReportDoc<'_> {
+    ReportDoc {
+        evaluated_at: r.evaluated_at,
+        complete: r.complete,
+        mode: &r.mode,
+        summary: summary(&r.summary),
+        accounts: r.accounts.iter().map(account).collect(),
+        findings: r.findings.iter().map(finding).collect(),
+        errors: r.errors.iter().map(error).collect(),
+    }
+}

@@ -1,0 +1,154 @@
+//! The audit report as a table for people: fits 80 columns, a heading per user, one line per
+//! finding, then the summary.
+
+use std::fmt::Write;
+
+use crate::core::model::Timestamp;
+use crate::core::policy::{Action, Rule};
+use crate::core::report::Report;
+use crate::core::rules::Finding;
+
+impl Report {
+    /// Fits 80 columns: a heading per user, one line per finding, then the summary.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        findings(&mut out, self);
+        out.push('\n');
+        summary(&mut out, self);
+        errors(&mut out, self);
+        out
+    }
+}
+
+fn findings(out: &mut String, r: &Report) {
+    if r.findings.is_empty() {
+        out.push_str("No findings.\n");
+        return;
+    }
+    let now = r.evaluated_at;
+    let multi_account = r.accounts.len() > 1;
+    let _ = writeln!(
+        out,
+        "{:<23}{:<21}{:>5} {:>5}  ACTION",
+        "USER / ACCESS KEY", "RULE", "AGE", "IDLE"
+    );
+    let mut last_user: Option<(&str, &str)> = None;
+    for f in &r.findings {
+        let this = (f.account_id.as_str(), f.user.as_str());
+        if last_user != Some(this) {
+            if multi_account {
+                let _ = writeln!(out, "{} ({})", f.user, f.account_id);
+            } else {
+                let _ = writeln!(out, "{}", f.user);
+            }
+            last_user = Some(this);
+        }
+        // Time since last use; "never" for a key never used.
+        let used = f.last_used.map_or("never".to_string(), |t| short_age(now, t));
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<20} {:>5} {:>5}  {}",
+            f.access_key_id,
+            f.rule.as_str(),
+            short_age(now, f.created),
+            used,
+            truncate(&action(f, now), 23)
+        );
+    }
+}
+
+fn action(f: &Finding, now: Timestamp) -> String {
+    match (f.exempt, f.action, f.deactivate_after) {
+        (true, _, _) => format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or("")),
+        _ if f.own_credentials => "report: own key".to_string(),
+        _ if f.held.is_some() => "held: kept key unused".to_string(),
+        (false, Action::Deactivate, Some(d)) if d <= now => "deactivate now".to_string(),
+        (false, Action::Deactivate, Some(d)) => format!("deactivate {}", d.format("%Y-%m-%d")),
+        _ => "report".to_string(),
+    }
+}
+
+fn summary(out: &mut String, r: &Report) {
+    let s = &r.summary;
+    let evaluated = crate::sys::timefmt::format(&r.evaluated_at);
+    let _ = writeln!(out, "Evaluated at {evaluated} ({})", r.mode);
+    let _ = writeln!(
+        out,
+        "Users {}, access keys {} ({} active), accounts {}",
+        s.users,
+        s.access_keys,
+        s.active_access_keys,
+        r.accounts.len()
+    );
+    let by_rule: Vec<String> = Rule::ALL
+        .iter()
+        .map(|r| format!("{} {}", r, s.violations_by_rule.get(r).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(out, "Violations {}: {}", s.violations, by_rule.join(", "));
+    let _ = writeln!(
+        out,
+        "Exempt {}, planned deactivations {}",
+        s.exempt, s.planned_deactivations
+    );
+    if s.held_deactivations > 0 {
+        let _ = writeln!(
+            out,
+            "Held {}: rotations in progress, deactivated once the kept key has been used",
+            s.held_deactivations
+        );
+    }
+    let mut own: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.own_credentials)
+        .map(|f| f.access_key_id.as_str())
+        .collect();
+    own.dedup();
+    for id in own {
+        let _ = writeln!(
+            out,
+            "{id} is keywarden's own key: never deactivated by keywarden, rotate it"
+        );
+    }
+    let root = match s.root_access_keys_present {
+        Some(true) => "YES (CIS 1.4: remove them)",
+        Some(false) => "no",
+        None => "unknown",
+    };
+    let _ = writeln!(out, "Root access keys present: {root}");
+}
+
+fn errors(out: &mut String, r: &Report) {
+    if r.errors.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nINCOMPLETE: {} read(s) failed; nothing is planned for these users:",
+        r.errors.len()
+    );
+    for e in &r.errors {
+        let who = e.user.as_deref().unwrap_or("(account)");
+        let _ = writeln!(out, "  {} {} {}: {}", e.account_id, who, e.operation, e.message);
+    }
+}
+
+fn short_age(now: Timestamp, then: Timestamp) -> String {
+    let secs = now.signed_duration_since(then).num_seconds().max(0);
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}

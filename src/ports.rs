@@ -1,0 +1,92 @@
+//! The ports: the small traits the run is written against, so that it can be driven by AWS
+//! and files in production and by in-memory fakes in unit tests. Implementations live at the
+//! edges (`aws`, `state`, `sys`); the run (`app`) and the core only see these.
+
+use std::future::Future;
+
+use crate::core::history::State;
+use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
+
+/// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
+pub trait InventorySource {
+    fn inventory(&self, opts: &InventoryOptions<'_>) -> impl Future<Output = Vec<AccountInventory>> + Send;
+
+    /// The access key this source signs with, if it is an IAM user's long-term key: never
+    /// deactivated.
+    fn own_access_key_id(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How to read an account (`aws.inventory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryMode {
+    /// ListUsers, then per user ListAccessKeys and GetAccessKeyLastUsed: exact and live.
+    Api,
+    /// One credential report (up to 4 hours old), plus ListAccessKeys only for users whose
+    /// key ids are needed. Actions still re-read the user live first.
+    CredentialReport,
+    /// The report when the account has at least `auto_min_users` users.
+    Auto,
+}
+
+pub struct InventoryOptions<'a> {
+    pub needs_tags: bool,
+    pub mode: InventoryMode,
+    pub auto_min_users: usize,
+    /// Credential-report mode: whether this user's keys must be named (it has findings, or
+    /// per-key metrics are on).
+    pub wants_key_ids: &'a (dyn Fn(&str, &User) -> bool + Sync),
+}
+
+/// Told about every HTTP attempt (retries included): operation name and outcome
+/// (`success`, `throttled`, `client_error`, `server_error`, `transport_error`).
+pub trait RequestObserver: Send + Sync + std::fmt::Debug {
+    fn attempt(&self, operation: &str, outcome: &'static str);
+    /// The `Date` of an answer, as seen against the local clock: local time minus AWS's, in
+    /// seconds (positive: this host is ahead).
+    fn clock_skew(&self, _seconds: f64) {}
+}
+
+/// The edge enforcement acts through (IAM in production, fakes in unit tests).
+pub trait KeyActions {
+    /// `Ok(None)`: the user does not exist (any more).
+    fn read_user(&self, account_id: &str, user: &str) -> impl Future<Output = Result<Option<User>, ReadError>> + Send;
+    fn deactivate(
+        &self,
+        account_id: &str,
+        user: &str,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
+/// A state store failed: the message names what (file, table) and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Where the state lives between runs (a file today). One writer at a time: a run holds the
+/// guard of [`StateStore::lock`] from before it loads until after its last save.
+pub trait StateStore {
+    type Guard: Send;
+    fn lock(&self) -> impl Future<Output = Result<Self::Guard, StoreError>> + Send;
+    /// `Ok(None)`: nothing stored yet. A store that cannot be read is an error, never an
+    /// empty history (that would restart every grace period).
+    fn load(&self) -> Result<Option<State>, StoreError>;
+    /// All or nothing.
+    fn save(&self, state: &State) -> Result<(), StoreError>;
+}
+
+/// The time, so the run can be tested at fixed instants.
+pub trait Clock {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}

@@ -1,0 +1,471 @@
+//! Prometheus metrics.
+//!
+//! Two parts, rendered together on `/metrics`:
+//! - live process metrics in a long-lived registry (counters, reload and audit status);
+//! - the audit page: every per-account, per-user and per-key gauge, written as text from the
+//!   last completed audit once, right after it. A scrape serves that text
+//!   and never calls AWS, and series of keys or users that disappeared are gone at the next
+//!   audit by construction (no stale series).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::RwLock;
+
+use hyper::body::Bytes;
+use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::core::model::{AccessKey, AccountInventory, Timestamp};
+use crate::core::policy::Rule;
+use crate::core::report::{AccountSummary, Report};
+
+pub struct Metrics {
+    registry: Registry,
+    pub audit_last_success: Gauge,
+    pub audit_duration: Gauge,
+    pub audit_success: IntGauge,
+    pub audit_skipped: IntCounter,
+    pub audit_runs: IntCounterVec,
+    pub iam_requests: IntCounterVec,
+    pub deactivations: IntCounterVec,
+    pub config_reload_ok: IntGauge,
+    pub config_reload_ts: Gauge,
+    pub deactivations_held_back: IntGaugeVec,
+    pub state_ok: IntGauge,
+    pub clock_skew: Gauge,
+    pub clock_ok: IntGauge,
+    pub deactivation_failing_keys: IntGaugeVec,
+    audit_page: RwLock<Bytes>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+/// Registers a collector and hands it back, so each metric is declared in one place.
+fn reg<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> Result<C, prometheus::Error> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(opts("keywarden_build_info", "keywarden build, value 1"), &["version"])?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        reg(&registry, build_info)?;
+        let m = Metrics {
+            audit_last_success: reg(
+                &registry,
+                Gauge::with_opts(opts(
+                    "keywarden_audit_last_success_timestamp_seconds",
+                    "Unix time the last complete audit finished",
+                ))?,
+            )?,
+            audit_duration: reg(
+                &registry,
+                Gauge::with_opts(opts("keywarden_audit_duration_seconds", "Duration of the last audit"))?,
+            )?,
+            audit_success: reg(
+                &registry,
+                IntGauge::with_opts(opts(
+                    "keywarden_audit_success",
+                    "1 if the last audit read every account and user completely, else 0",
+                ))?,
+            )?,
+            audit_skipped: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_audit_skipped_total",
+                    "Scheduled audits skipped because the previous one was still running",
+                ))?,
+            )?,
+            audit_runs: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_audit_runs_total",
+                        "Audits run, by outcome (success, incomplete, error)",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
+            iam_requests: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_iam_requests_total",
+                        "IAM and STS request attempts, by operation and outcome",
+                    ),
+                    &["operation", "outcome"],
+                )?,
+            )?,
+            deactivations: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_deactivations_total",
+                        "Deactivation decisions, by outcome (success, error, dry_run)",
+                    ),
+                    &["account_id", "rule", "outcome"],
+                )?,
+            )?,
+            config_reload_ok: reg(
+                &registry,
+                IntGauge::with_opts(opts(
+                    "keywarden_config_last_reload_successful",
+                    "1 if the last configuration load succeeded, else 0",
+                ))?,
+            )?,
+            config_reload_ts: reg(
+                &registry,
+                Gauge::with_opts(opts(
+                    "keywarden_config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last successful configuration load",
+                ))?,
+            )?,
+            deactivations_held_back: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "keywarden_deactivations_held_back",
+                        "Due deactivations left for a later run by enforcement.max_deactivations_per_run",
+                    ),
+                    &["account_id"],
+                )?,
+            )?,
+            state_ok: reg(
+                &registry,
+                IntGauge::with_opts(opts(
+                    "keywarden_state_ok",
+                    "1 if the state file was read and written at the last run; 0 disables enforcement",
+                ))?,
+            )?,
+            clock_skew: reg(
+                &registry,
+                Gauge::with_opts(opts(
+                    "keywarden_clock_skew_seconds",
+                    "Local time minus the Date of AWS's answers at the last run (largest either way)",
+                ))?,
+            )?,
+            clock_ok: reg(
+                &registry,
+                IntGauge::with_opts(opts(
+                    "keywarden_clock_ok",
+                    "1 if the clock agreed with AWS's and did not go backwards at the last run; 0 disables enforcement",
+                ))?,
+            )?,
+            deactivation_failing_keys: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "keywarden_deactivation_failing_keys",
+                        "Due keys whose deactivation failed and is retried with backoff",
+                    ),
+                    &["account_id"],
+                )?,
+            )?,
+            audit_page: RwLock::new(Bytes::new()),
+            registry,
+        };
+        m.clock_ok.set(1);
+        Ok(m)
+    }
+
+    /// The whole `/metrics` page, as chunks: the live registry, then the audit page (shared,
+    /// not copied, so a scrape of a large account costs no large allocation).
+    pub fn render(&self) -> Vec<Bytes> {
+        let page = self.audit_page.read().map(|p| p.clone()).unwrap_or_default();
+        vec![Bytes::from(encode(&self.registry)), page]
+    }
+
+    /// One IAM or STS request attempt (see `aws::RequestObserver`).
+    pub fn attempt(&self, operation: &str, outcome: &'static str) {
+        self.iam_requests.with_label_values(&[operation, outcome]).inc();
+    }
+
+    /// Keys whose deactivation failed and waits for its backoff, per account.
+    pub fn publish_failures(&self, state: &crate::core::history::State) {
+        let mut per_account: BTreeMap<&str, i64> = BTreeMap::new();
+        for f in state.failures() {
+            *per_account.entry(f.account_id.as_str()).or_default() += 1;
+        }
+        self.deactivation_failing_keys.reset();
+        for (account, n) in per_account {
+            self.deactivation_failing_keys.with_label_values(&[account]).set(n);
+        }
+    }
+
+    /// Replaces the audit page with the gauges of this audit.
+    pub fn publish_audit(&self, accounts: &[AccountInventory], report: &Report, per_key: bool) {
+        let page = Bytes::from(audit_page(accounts, report, per_key));
+        if let Ok(mut slot) = self.audit_page.write() {
+            *slot = page;
+        }
+    }
+}
+
+fn encode(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        tracing::error!(error = %e, "cannot encode metrics");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+fn secs(t: crate::core::model::Timestamp) -> f64 {
+    t.timestamp() as f64 + f64::from(t.timestamp_subsec_millis()) / 1000.0
+}
+
+/// Writes one gauge family in the text exposition format. The audit page is written directly
+/// rather than through a registry: at 100,000 series a registry's gather() allocates several
+/// times the page size, which would set the daemon's peak memory.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> Family<'a> {
+    fn start(out: &'a mut String, name: &str, help: &str) -> Family<'a> {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        Family { out }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_label(self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+fn escape_label(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Every per-audit family, in a fixed order. Families with no sample are still announced
+/// (HELP/TYPE) so dashboards and `promtool` see a stable page. Per-account values come from
+/// the report's account summaries (counted once, in `core::report`).
+fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> String {
+    let keys: usize = report.accounts.iter().map(|a| a.access_keys).sum();
+    let users: usize = report.accounts.iter().map(|a| a.users).sum();
+    let mut out = String::with_capacity(4096 + users * 110 + if per_key { keys * 520 } else { 0 });
+    account_families(&mut out, report);
+    rule_families(&mut out, report);
+    user_family(&mut out, accounts);
+    if per_key {
+        key_families(&mut out, accounts, report.evaluated_at);
+        deadline_family(&mut out, report);
+    }
+    out
+}
+
+/// One gauge per account, by name: (name, help, value; `None`: no sample).
+type PerAccount<'a> = (&'a str, &'a str, &'a dyn Fn(&AccountSummary) -> Option<f64>);
+
+fn account_families(out: &mut String, report: &Report) {
+    let now = report.evaluated_at;
+    let count = |n: usize| Some(n as f64);
+    let families: [PerAccount<'_>; 9] = [
+        (
+            "keywarden_account_audit_success",
+            "1 if every read of the account succeeded in the last audit (0: see the errors in the log and report)",
+            &|a| Some(if a.complete { 1.0 } else { 0.0 }),
+        ),
+        ("keywarden_users", "IAM users read in the last audit", &|a| {
+            count(a.users)
+        }),
+        (
+            "keywarden_unreadable_users",
+            "Users whose keys could not be read in the last audit (left out of every decision)",
+            &|a| count(a.unreadable_users),
+        ),
+        (
+            "keywarden_root_access_keys_present",
+            "1 if the account's root user has access keys",
+            &|a| a.root_access_keys_present.map(|p| if p { 1.0 } else { 0.0 }),
+        ),
+        (
+            "keywarden_oldest_active_access_key_age_seconds",
+            "Age of the oldest active key of the account",
+            &|a| {
+                Some(
+                    a.oldest_active_key_created
+                        .map_or(0.0, |c| (now - c).num_seconds().max(0) as f64),
+                )
+            },
+        ),
+        (
+            "keywarden_credential_report_generated_timestamp_seconds",
+            "Unix time the credential report used by the last audit was generated (credential-report mode)",
+            &|a| a.credential_report_generated.map(secs),
+        ),
+        (
+            "keywarden_own_access_key_findings",
+            "Findings on the access key keywarden itself signs with (never deactivated by keywarden: rotate it)",
+            &|a| count(a.own_key_findings),
+        ),
+        (
+            "keywarden_held_deactivations",
+            "multiple_active_keys deactivations waiting until the kept key has been used (a rotation in progress)",
+            &|a| count(a.held_deactivations),
+        ),
+        (
+            "keywarden_planned_deactivations",
+            "Keys with a non-exempt finding whose action is deactivate",
+            &|a| count(a.scheduled_deactivations()),
+        ),
+    ];
+    for (name, help, value) in families {
+        let mut fam = Family::start(out, name, help);
+        for a in &report.accounts {
+            if let Some(v) = value(a) {
+                fam.sample(name, &[("account_id", &a.account_id)], v);
+            }
+        }
+    }
+    let name = "keywarden_access_keys";
+    let mut fam = Family::start(out, name, "Access keys by status");
+    for a in &report.accounts {
+        let id = ("account_id", a.account_id.as_str());
+        fam.sample(name, &[id, ("status", "Active")], a.active_access_keys as f64);
+        let inactive = a.access_keys - a.active_access_keys;
+        fam.sample(name, &[id, ("status", "Inactive")], inactive as f64);
+    }
+}
+
+fn rule_families(out: &mut String, report: &Report) {
+    type ByRule = fn(&AccountSummary) -> &BTreeMap<Rule, usize>;
+    let families: [(&str, &str, ByRule); 2] = [
+        ("keywarden_violations", "Non-exempt findings by rule", |a| {
+            &a.violations_by_rule
+        }),
+        ("keywarden_exempt_findings", "Exempt findings by rule", |a| {
+            &a.exempt_by_rule
+        }),
+    ];
+    for (name, help, counts) in families {
+        let mut fam = Family::start(out, name, help);
+        for a in &report.accounts {
+            for (rule, n) in counts(a) {
+                fam.sample(
+                    name,
+                    &[("account_id", &a.account_id), ("rule", rule.as_str())],
+                    *n as f64,
+                );
+            }
+        }
+    }
+}
+
+fn user_family(out: &mut String, accounts: &[AccountInventory]) {
+    let name = "keywarden_user_active_access_keys";
+    let mut fam = Family::start(out, name, "Active access keys per user");
+    for a in accounts {
+        for u in &a.users {
+            let active = u.keys.iter().filter(|k| k.is_active()).count();
+            fam.sample(name, &[("account_id", &a.account_id), ("user", &u.name)], active as f64);
+        }
+    }
+}
+
+/// One gauge per key: (name, help, value, whether the `status` label is on it).
+type PerKey<'a> = (&'a str, &'a str, &'a dyn Fn(&AccessKey) -> Option<f64>, bool);
+
+fn key_families(out: &mut String, accounts: &[AccountInventory], now: Timestamp) {
+    let families: [PerKey<'_>; 3] = [
+        (
+            "keywarden_access_key_age_seconds",
+            "Age of the access key at the last audit",
+            &|k| Some((now - k.created).num_seconds().max(0) as f64),
+            true,
+        ),
+        (
+            "keywarden_access_key_created_timestamp_seconds",
+            "Unix time the access key was created",
+            &|k| Some(secs(k.created)),
+            true,
+        ),
+        (
+            "keywarden_access_key_last_used_timestamp_seconds",
+            "Unix time the active access key was last used (absent: never used)",
+            &|k| k.last_used.map(secs),
+            false,
+        ),
+    ];
+    for (name, help, value, status) in families {
+        let mut fam = Family::start(out, name, help);
+        for a in accounts {
+            for u in &a.users {
+                for k in &u.keys {
+                    let Some(v) = value(k) else { continue };
+                    let base = [
+                        ("account_id", a.account_id.as_str()),
+                        ("user", u.name.as_str()),
+                        ("access_key_id", k.id.as_str()),
+                    ];
+                    if status {
+                        let [x, y, z] = base;
+                        fam.sample(name, &[x, y, z, ("status", k.status.as_str())], v);
+                    } else {
+                        fam.sample(name, &base, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn deadline_family(out: &mut String, report: &Report) {
+    let name = "keywarden_access_key_deactivation_deadline_timestamp_seconds";
+    let mut fam = Family::start(
+        out,
+        name,
+        "Unix time after which the key is deactivated for this finding",
+    );
+    for f in report.findings.iter().filter(|f| !f.exempt) {
+        if let Some(deadline) = f.deactivate_after {
+            let labels = [
+                ("account_id", f.account_id.as_str()),
+                ("user", f.user.as_str()),
+                ("access_key_id", f.access_key_id.as_str()),
+                ("rule", f.rule.as_str()),
+            ];
+            fam.sample(name, &labels, secs(deadline));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        Family::start(&mut out, "m", "help").sample("m", &[("user", "a\"b\\c\nd")], 1.5);
+        assert_eq!(out, "# HELP m help\n# TYPE m gauge\nm{user=\"a\\\"b\\\\c\\nd\"} 1.5\n");
+    }
+}
