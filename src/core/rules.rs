@@ -406,6 +406,16 @@ mod tests {
         assert!(eval(vec![u], &policy()).is_empty());
     }
 
+    fn with_exemption(e: Exemption) -> Policy {
+        let mut p = policy();
+        p.exemptions.push(e);
+        p
+    }
+
+    fn owned(flags: &[(&str, Rule, bool)]) -> Vec<(String, Rule, bool)> {
+        flags.iter().map(|(k, r, e)| (k.to_string(), *r, *e)).collect()
+    }
+
     fn exempt_flags(users: Vec<User>, p: &Policy, now: Timestamp) -> Vec<(String, Rule, bool)> {
         evaluate(&inv(users), p, &NoHistory, now)
             .into_iter()
@@ -415,8 +425,7 @@ mod tests {
 
     #[test]
     fn exemption_by_user_glob() {
-        let mut p = policy();
-        p.exemptions.push(Exemption {
+        let p = with_exemption(Exemption {
             user: Some(glob::Pattern::new("break-glass-*").unwrap()),
             ..exemption()
         });
@@ -424,31 +433,20 @@ mod tests {
             user("break-glass-1", vec![key("K1", true, 100, Some(1))]),
             user("alice", vec![key("K2", true, 100, Some(1))]),
         ];
-        assert_eq!(
-            exempt_flags(users, &p, t0()),
-            vec![
-                ("K1".into(), Rule::MaxKeyAge, true),
-                ("K2".into(), Rule::MaxKeyAge, false)
-            ]
-        );
+        let expected = [("K1", Rule::MaxKeyAge, true), ("K2", Rule::MaxKeyAge, false)];
+        assert_eq!(exempt_flags(users, &p, t0()), owned(&expected));
     }
 
     #[test]
     fn exemption_by_key_id_and_per_rule() {
-        let mut p = policy();
-        p.exemptions.push(Exemption {
+        let p = with_exemption(Exemption {
             access_key_id: Some("K1".into()),
             rules: Some(vec![Rule::UnusedKey]),
             ..exemption()
         });
         let users = vec![user("a", vec![key("K1", true, 100, None)])];
-        assert_eq!(
-            exempt_flags(users, &p, t0()),
-            vec![
-                ("K1".into(), Rule::MaxKeyAge, false),
-                ("K1".into(), Rule::UnusedKey, true)
-            ]
-        );
+        let expected = [("K1", Rule::MaxKeyAge, false), ("K1", Rule::UnusedKey, true)];
+        assert_eq!(exempt_flags(users, &p, t0()), owned(&expected));
     }
 
     #[test]
