@@ -270,9 +270,13 @@ mod tests {
                 first_seen: t0() - TimeDelta::days(30),
             },
         ]);
+        let mut reported = finding("K3", Rule::MaxKeyAge, 1, false);
+        reported.action = Action::Report;
+        reported.deactivate_after = None;
         let findings = vec![
             finding("K1", Rule::UnusedKey, 1, false),
             finding("K2", Rule::UnusedKey, 1, true),
+            reported,
         ];
         let accounts = vec![AccountInventory {
             account_id: "1".into(),
@@ -294,12 +298,35 @@ mod tests {
         assert_eq!(
             keys,
             ["FLAKY", "K1"],
-            "stopped holding: forgotten; unreadable: kept; exempt: not tracked"
+            "stopped holding: forgotten; unreadable: kept; exempt or report-only: not tracked"
         );
         assert_eq!(
             next.first_seen("1", "FLAKY", Rule::UnusedKey),
             Some(t0() - TimeDelta::days(30))
         );
+    }
+
+    #[test]
+    fn equal_deadlines_keep_the_rule_order() {
+        // The first rule names the decision in metrics and logs.
+        let findings = vec![
+            finding("K", Rule::MultipleActiveKeys, -1, false),
+            finding("K", Rule::UnusedKey, -1, false),
+        ];
+        assert_eq!(
+            plan(&findings, t0())[0].rules,
+            [Rule::MultipleActiveKeys, Rule::UnusedKey]
+        );
+    }
+
+    #[test]
+    fn outcomes_speak_the_metric_and_log_vocabulary() {
+        use OutcomeKind::*;
+        let kinds = [Success, Error, DryRun, NoLongerDue, Backoff];
+        let labels: Vec<Option<&str>> = kinds.iter().map(|k| k.label()).collect();
+        assert_eq!(labels, [Some("success"), Some("error"), Some("dry_run"), None, None]);
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["success", "error", "dry_run", "no_longer_due", "backoff"]);
     }
 
     #[test]

@@ -623,6 +623,11 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_is_named_in_the_report_vocabulary() {
+        assert_eq!(Hold::WaitingForKeptKeyUse.as_str(), "waiting_for_kept_key_use");
+    }
+
+    #[test]
     fn the_longest_grace_period_does_not_overflow() {
         let mut p = policy();
         p.grace_period = TimeDelta::MAX;
