@@ -200,3 +200,33 @@ async fn central_policy_allows_exactly_discovery_and_assume_role() {
         .collect();
     assert_eq!(outside_accounts, policy_actions("iam-policy-central.json"));
 }
+
+/// A minimal Debian (debootstrap minbase) has no procps, so no `/bin/kill`: the unit may run
+/// only keywarden itself and what every system has (the POSIX shell, whose `kill` is built in).
+#[test]
+fn the_unit_runs_nothing_outside_the_package_and_the_essential_system() {
+    let unit = std::fs::read_to_string(repo().join("systemd/keywarden.service")).expect("unit");
+    let mut checked = 0;
+    for line in unit.lines().map(str::trim) {
+        let Some((key, command)) = line.split_once('=') else {
+            continue;
+        };
+        if !key.starts_with("Exec") {
+            continue;
+        }
+        // Prefixes such as `-`, `+`, `!`, `@` modify how systemd runs the command.
+        let program = command
+            .trim_start_matches(['-', '+', '!', '@', ':'])
+            .split_whitespace()
+            .next();
+        assert!(
+            matches!(program, Some("/usr/bin/keywarden") | Some("/bin/sh")),
+            "{key} runs {program:?}, which the package does not bring"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 4,
+        "ExecStartPre, ExecStart and both ExecReload lines are checked"
+    );
+}

@@ -34,7 +34,9 @@ pub fn init(config: &Config, journal: bool) {
             Ok(layer) => {
                 let _ = tracing_subscriber::registry()
                     .with(filter)
-                    .with(layer.with_syslog_identifier("keywarden".into()))
+                    // No prefix: the fields are USER, ACCESS_KEY_ID, ... as documented, not
+                    // tracing-journald's default F_USER, F_ACCESS_KEY_ID.
+                    .with(layer.with_syslog_identifier("keywarden".into()).with_field_prefix(None))
                     .try_init();
                 return;
             }
