@@ -68,11 +68,7 @@ async fn journal_fields_are_named_as_documented() {
         return;
     }
     let moto = Moto::start();
-    let iam = moto.iam();
-    create_user(&iam, "idle", None).await;
-    moto.set_clock_days(-60.0);
-    let idle = create_key(&iam, "idle").await;
-    moto.set_clock_days(0.0);
+    let idle = idle_users(&moto, &["idle"]).await.remove(0);
     let dir = TempDir::new("journald");
     let config = moto_config(&dir, &moto, "[enforcement]\ngrace_period = \"0s\"\n");
     let listener = dir.write("listener.py", LISTENER);

@@ -62,21 +62,6 @@ fn findings_of(report: &serde_json::Value, user: &str) -> Vec<(String, String)> 
     out
 }
 
-/// Users whose one key was created 60 days ago and never used (`unused_key` is due).
-async fn idle_users(moto: &Moto, names: &[&str]) -> Vec<SeededKey> {
-    let iam = moto.iam();
-    for u in names {
-        create_user(&iam, u, None).await;
-    }
-    moto.set_clock_days(-60.0);
-    let mut keys = Vec::new();
-    for u in names {
-        keys.push(create_key(&iam, u).await);
-    }
-    moto.set_clock_days(0.0);
-    keys
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn its_own_key_is_never_deactivated_and_its_findings_stay_visible() {
     let moto = Moto::start();

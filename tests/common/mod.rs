@@ -247,6 +247,21 @@ pub async fn deactivate(iam: &aws_sdk_iam::Client, user: &str, key: &SeededKey) 
         .expect("UpdateAccessKey");
 }
 
+/// Users whose one key was created 60 days ago and never used (`unused_key` is due).
+pub async fn idle_users(moto: &Moto, names: &[&str]) -> Vec<SeededKey> {
+    let iam = moto.iam();
+    for u in names {
+        create_user(&iam, u, None).await;
+    }
+    moto.set_clock_days(-60.0);
+    let mut keys = Vec::new();
+    for u in names {
+        keys.push(create_key(&iam, u).await);
+    }
+    moto.set_clock_days(0.0);
+    keys
+}
+
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
