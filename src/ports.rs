@@ -8,14 +8,11 @@ use crate::core::history::State;
 use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
 
 /// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
+///
+/// An inventory names the access key the source signs with (`own_access_key_id`) in the
+/// account it belongs to: that key is never deactivated.
 pub trait InventorySource {
     fn inventory(&self, opts: &InventoryOptions<'_>) -> impl Future<Output = Vec<AccountInventory>> + Send;
-
-    /// The access key this source signs with, if it is an IAM user's long-term key: never
-    /// deactivated.
-    fn own_access_key_id(&self) -> Option<String> {
-        None
-    }
 }
 
 /// How to read an account (`aws.inventory`).

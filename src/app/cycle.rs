@@ -121,11 +121,11 @@ where
     }
 
     let due = plan::plan(&cycle.report.findings, now);
-    let own = ports.fleet.own_access_key_id();
+    // Key ids are unique across AWS: the one the inventories name is the one to spare.
+    let own = cycle.accounts.iter().find_map(|a| a.own_access_key_id.clone());
     let ctx = execute::Context {
         policy: &config.policy,
-        history: &next,
-        failures: &next,
+        state: &next,
         now,
         mode: config.enforcement.mode,
         cap: config.enforcement.max_deactivations_per_run,

@@ -10,15 +10,14 @@ use crate::core::history::State;
 use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
 use crate::core::plan::{is_due, Candidate, Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Policy};
-use crate::core::rules::{self, FirstSeen};
+use crate::core::rules;
 use crate::ports::KeyActions;
 
 /// What a fresh decision needs: the same policy, first-seen times and instant as the audit.
 pub struct Context<'a> {
     pub policy: &'a Policy,
-    pub history: &'a dyn FirstSeen,
-    /// Failed attempts and their backoff.
-    pub failures: &'a State,
+    /// First-seen times (grace periods) and failed attempts (backoff).
+    pub state: &'a State,
     pub now: Timestamp,
     pub mode: Mode,
     /// Keys deactivated (or, in dry-run, that would be) per run.
@@ -48,7 +47,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
             *run.held_back.entry(c.account_id.clone()).or_insert(0) += 1;
             continue;
         }
-        let outcome = match ctx.failures.failure(&c.account_id, &c.access_key_id) {
+        let outcome = match ctx.state.failure(&c.account_id, &c.access_key_id) {
             Some(f) if f.next_attempt > ctx.now => Outcome {
                 candidate: c.clone(),
                 kind: OutcomeKind::Backoff,
@@ -100,7 +99,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         own_access_key_id: ctx.own_access_key_id.map(str::to_string),
         ..Default::default()
     };
-    let still_due = rules::evaluate(&inv, ctx.policy, ctx.history, ctx.now)
+    let still_due = rules::evaluate(&inv, ctx.policy, ctx.state, ctx.now)
         .iter()
         .any(|f| f.access_key_id == c.access_key_id && is_due(f, ctx.now));
     if !still_due {
@@ -293,13 +292,12 @@ mod tests {
         vec![candidate_of("u", id)]
     }
 
-    async fn run_with(fake: &Fake, due: &[Candidate], mode: Mode, cap: usize, failures: &State) -> Executed {
+    async fn run_with(fake: &Fake, due: &[Candidate], mode: Mode, cap: usize, state: &State) -> Executed {
         let stop = AtomicBool::new(false);
         let p = policy();
         let ctx = Context {
             policy: &p,
-            history: &rules::NoHistory,
-            failures,
+            state,
             now: t0(),
             mode,
             cap,

@@ -154,10 +154,6 @@ impl Fleet {
         let client = |sdk: &SdkConfig| aws::Iam::new(sdk, s, Arc::clone(&global), observer.clone());
         let ambient = client(&sdk);
         let mut failed = Vec::new();
-        let signing = match sdk.credentials_provider() {
-            Some(p) => p.provide_credentials().await.ok(),
-            None => None,
-        };
         let caller = match aws::caller_identity(&sdk, observer.clone()).await {
             Ok((account_id, arn)) => Some(Caller { account_id, arn }),
             Err(e) => {
@@ -197,9 +193,9 @@ impl Fleet {
             }
         }
         clients.sort_by(|a, b| a.0.cmp(&b.0));
-        let own = match (&caller, &signing) {
-            (Some(c), Some(creds)) => own_key(c, creds.access_key_id(), creds.session_token().is_some()),
-            _ => None,
+        let own = match &caller {
+            Some(c) => signing_key(&sdk, c).await,
+            None => None,
         };
         if let Some(o) = &own {
             tracing::debug!(account_id = %o.account_id, user = %o.user, access_key_id = %o.access_key_id, "keywarden signs with this access key; it is never deactivated");
@@ -212,14 +208,20 @@ impl Fleet {
         }
     }
 
-    /// The key this run signs with (GetCallerIdentity and the resolved credentials).
-    pub fn own_key(&self) -> Option<&OwnKey> {
-        self.own.as_ref()
-    }
-
     fn client(&self, account_id: &str) -> Option<&aws::Iam> {
         self.clients.iter().find(|(id, _)| id == account_id).map(|(_, c)| c)
     }
+}
+
+/// The key the ambient credentials sign with, when the caller is an IAM user. The
+/// credentials are resolved only then: for a role session (instance role, web identity) there
+/// is no user key to protect, and resolving them again would cost a metadata or STS call.
+async fn signing_key(sdk: &SdkConfig, caller: &Caller) -> Option<OwnKey> {
+    if !caller.arn.contains(":user/") {
+        return None;
+    }
+    let creds = sdk.credentials_provider()?.provide_credentials().await.ok()?;
+    own_key(caller, creds.access_key_id(), creds.session_token().is_some())
 }
 
 /// The client of one target. An ambient target must be the credentials' own account. A role
@@ -295,10 +297,6 @@ fn failed_account(account_id: &str, operation: &str, message: String) -> Account
 }
 
 impl InventorySource for Fleet {
-    fn own_access_key_id(&self) -> Option<String> {
-        self.own.as_ref().map(|o| o.access_key_id.clone())
-    }
-
     async fn inventory(&self, opts: &InventoryOptions<'_>) -> Vec<AccountInventory> {
         // Boxed: the opaque future types of a closure over borrowed clients trip the
         // higher-ranked Send check of this trait method.

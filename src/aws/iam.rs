@@ -392,7 +392,7 @@ impl Iam {
         let keys = match credential_report::name_slots(&row, &listed) {
             Ok(keys) => keys,
             // Keys created in the same second: read this user exactly, as api mode does.
-            Err(NamingError::Ambiguous) => self.read_keys(account_id, &row.user).await?,
+            Err(NamingError::Ambiguous) => self.with_last_use(account_id, &row.user, listed).await?,
             Err(NamingError::Stale(m)) => return Err(user_error(account_id, &row.user, "ListAccessKeys", m)),
         };
         let tags = if opts.needs_tags {
@@ -439,7 +439,17 @@ impl Iam {
 
     /// ListAccessKeys, then GetAccessKeyLastUsed for each active key.
     async fn read_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
-        let mut keys = self.list_keys(account_id, name).await?;
+        let keys = self.list_keys(account_id, name).await?;
+        self.with_last_use(account_id, name, keys).await
+    }
+
+    /// GetAccessKeyLastUsed for each active key of `keys` (as ListAccessKeys gave them).
+    async fn with_last_use(
+        &self,
+        account_id: &str,
+        name: &str,
+        mut keys: Vec<AccessKey>,
+    ) -> Result<Vec<AccessKey>, ReadError> {
         for k in keys.iter_mut().filter(|k| k.is_active()) {
             let out = self
                 .gated(self.iam.get_access_key_last_used().access_key_id(&k.id).send())

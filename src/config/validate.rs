@@ -184,6 +184,8 @@ impl Checker<'_, '_> {
         let multiple = rule_policy(&rules.multiple_active_keys, Rule::MultipleActiveKeys, at, issues);
         let max_age = rule_policy(&rules.max_key_age, Rule::MaxKeyAge, at, issues);
         let unused = rule_policy(&rules.unused_key, Rule::UnusedKey, at, issues);
+        // Collected into a Vec first so every entry is checked (collecting straight into an
+        // Option would stop at the first bad one and hide the others' issues).
         let exemptions: Option<Vec<Exemption>> = raw
             .exemptions
             .iter()
