@@ -4,65 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 
 use keywarden::app::{audit, daemon};
+use keywarden::cli::{Cli, Command, Format};
 use keywarden::config;
-use keywarden::sys::{logging, timefmt};
+use keywarden::sys::logging;
 
 /// Exit codes (CONTRACT.md).
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
-
-#[derive(Parser)]
-#[command(
-    name = "keywarden",
-    version,
-    about = "Keeps AWS IAM access keys in line with CIS 1.12-1.14"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP.
-    Run {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
-        /// One audit cycle, then exit (0 if complete, 1 if any read failed).
-        #[arg(long)]
-        once: bool,
-    },
-    /// One read-only audit: never writes state, never changes a key.
-    Audit {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Evaluate ages and deadlines as of this RFC 3339 instant instead of now.
-        #[arg(long, value_name = "RFC3339", value_parser = parse_at)]
-        at: Option<keywarden::core::model::Timestamp>,
-    },
-    /// Parse and validate the config, print the effective config.
-    CheckConfig {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        path: Option<PathBuf>,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
-}
-
-fn parse_at(s: &str) -> Result<keywarden::core::model::Timestamp, String> {
-    timefmt::parse(s).map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,0 +1,45 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_keywarden_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_keywarden_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_keywarden_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_keywarden_using_subcommand
+    set -l cmd (__fish_keywarden_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c keywarden -n "__fish_keywarden_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c keywarden -n "__fish_keywarden_needs_command" -s V -l version -d 'Print version'
+complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
+complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
+complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
+complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
+complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l once -d 'One audit cycle, then exit (0 if complete, 1 if any read failed)'
+complete -c keywarden -n "__fish_keywarden_using_subcommand run" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
+complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l format -r -f -a "table\t''
+json\t''"
+complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l at -d 'Evaluate ages and deadlines as of this RFC 3339 instant instead of now' -r
+complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,89 @@
+//! The command line, as clap defines it: the binary parses it, and the man page and shell
+//! completions in `packaging/` are generated from it (tests/generated_docs.rs keeps them current).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::core::model::Timestamp;
+use crate::sys::timefmt;
+
+const LONG_ABOUT: &str = "\
+keywarden audits AWS IAM access keys against the rules of CIS AWS Foundations 1.12-1.14 and \
+Security Hub IAM.3/IAM.22: one active key per user, no key older than 90 days, no active key \
+unused for 45 days. As a daemon (keywarden run, the systemd unit keywarden.service) it audits \
+on a cron schedule, deactivates offending keys after a grace period (never deletes them; \
+dry-run unless enforcement.mode = \"enforce\"; exemptions always win; never its own key; at \
+most enforcement.max_deactivations_per_run per run) and serves Prometheus metrics.";
+
+const AFTER_LONG_HELP: &str = "\
+Exit codes: 0 ok (audit: no violation), 1 runtime error, 2 usage or configuration error, \
+3 violations found (audit).
+
+Files: /etc/keywarden/keywarden.toml (the config; the config path is --config, else \
+$KEYWARDEN_CONFIG, else this file), /etc/keywarden/env (AWS_* variables for the unit, mode \
+0600), /var/lib/keywarden/state.json (first-seen times and backoffs).
+
+Environment: KEYWARDEN_<SECTION>__<KEY> overrides a config key (e.g. \
+KEYWARDEN_ENFORCEMENT__MODE=enforce); the standard AWS variables (AWS_PROFILE, AWS_REGION, \
+AWS_ENDPOINT_URL, ...) work as the AWS CLI's do; RUST_LOG overrides log.level.
+
+Signals (run): SIGHUP reloads the config (an invalid one is refused and the running one kept); \
+SIGTERM and SIGINT stop cleanly (enforcement stops between two keys).
+
+Logs go to the journal when its socket exists (fields ACCOUNT_ID, USER, ACCESS_KEY_ID, RULE, \
+OUTCOME, ...: journalctl -u keywarden ACCESS_KEY_ID=AKIA...), else to stderr. Metrics, health \
+and the JSON report are served on metrics.listen (/metrics, /-/healthy, /-/ready, \
+/api/v1/report). See /usr/share/doc/keywarden/README.md.";
+
+#[derive(Parser)]
+#[command(
+    name = "keywarden",
+    version,
+    about = "Keeps AWS IAM access keys in line with CIS 1.12-1.14",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP.
+    Run {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// One audit cycle, then exit (0 if complete, 1 if any read failed).
+        #[arg(long)]
+        once: bool,
+    },
+    /// One read-only audit: never writes state, never changes a key.
+    Audit {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Evaluate ages and deadlines as of this RFC 3339 instant instead of now.
+        #[arg(long, value_name = "RFC3339", value_parser = parse_at)]
+        at: Option<Timestamp>,
+    },
+    /// Parse and validate the config, print the effective config.
+    CheckConfig {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+fn parse_at(s: &str) -> Result<Timestamp, String> {
+    timefmt::parse(s).map_err(|e| format!("{s:?} is not an RFC 3339 date-time (e.g. 2027-03-01T00:00:00Z): {e}"))
+}
