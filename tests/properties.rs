@@ -411,6 +411,8 @@ mod report_vs_api {
                 unused_key: rule(Action::Deactivate, 45),
             },
             exemptions: vec![],
+            owners: Default::default(),
+            tag_exemptions: Default::default(),
             grace_period: TimeDelta::days(7),
             wait_for_kept_key: true,
         }

@@ -63,5 +63,7 @@ pub fn evaluate(config: &Config, accounts: &[AccountInventory], history: &dyn Fi
         .iter()
         .flat_map(|a| rules::evaluate(a, &config.policy, history, now))
         .collect();
-    Report::build(now, config.enforcement.mode, accounts, findings)
+    let mut report = Report::build(now, config.enforcement.mode, accounts, findings);
+    report.count_tag_exemptions(accounts, &config.policy.tag_exemptions);
+    report
 }

@@ -169,7 +169,7 @@ fn publish_audit(shared: &Shared, config: &Config, accounts: &[AccountInventory]
     let elapsed = started.elapsed().as_secs_f64();
     metrics.audit_duration.set(elapsed);
     log_audit(report, accounts.len(), elapsed);
-    metrics.publish_audit(accounts, report, config.metrics_per_key);
+    metrics.publish_audit(accounts, report, &config.policy.owners, config.metrics_per_key);
     if let Ok(mut slot) = shared.report_json.write() {
         *slot = Some(report.to_json().into());
     }
@@ -232,6 +232,7 @@ fn log_audit(r: &crate::core::report::Report, accounts: usize, elapsed: f64) {
             account_id = %f.account_id,
             user = %f.user,
             access_key_id = %f.access_key_id,
+            owner = %f.owner,
             rule = %f.rule,
             own_credentials = true,
             "keywarden's own access key breaks a rule; it is never deactivated by keywarden: rotate it"
@@ -243,6 +244,7 @@ fn log_audit(r: &crate::core::report::Report, accounts: usize, elapsed: f64) {
             user = %f.user,
             access_key_id = %f.access_key_id,
             kept_access_key_id = f.kept_access_key_id.as_deref().unwrap_or(""),
+            owner = %f.owner,
             rule = %f.rule,
             held = f.held.map(|h| h.as_str()).unwrap_or(""),
             "deactivation held: this key was used and the kept key has not been used since; it is deactivated once the kept key has been used"
@@ -253,10 +255,25 @@ fn log_audit(r: &crate::core::report::Report, accounts: usize, elapsed: f64) {
             account_id = %f.account_id,
             user = %f.user,
             access_key_id = %f.access_key_id,
+            owner = %f.owner,
             rule = %f.rule,
             action = f.action.as_str(),
             "finding"
         );
+    }
+    // Once per user (not per finding): a self-service exemption that is not honoured.
+    let mut reported = std::collections::BTreeSet::new();
+    for f in &r.findings {
+        let Some(problem) = &f.tag_exemption_problem else { continue };
+        if reported.insert((&f.account_id, &f.user)) {
+            tracing::warn!(
+                account_id = %f.account_id,
+                user = %f.user,
+                owner = %f.owner,
+                error = %problem,
+                "exemption tags not honoured"
+            );
+        }
     }
     tracing::info!(
         duration_seconds = elapsed,

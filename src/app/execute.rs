@@ -156,6 +156,7 @@ fn log(o: &Outcome, mode: Mode) {
                 account_id = %c.account_id,
                 user = %c.user,
                 access_key_id = %c.access_key_id,
+                owner = %c.owner,
                 rule = %rules,
                 first_seen = %first_seen,
                 deadline = %deadline,
@@ -247,6 +248,8 @@ mod tests {
                 unused_key: p(Action::Deactivate, 45),
             },
             exemptions: vec![],
+            owners: Default::default(),
+            tag_exemptions: Default::default(),
             grace_period: TimeDelta::zero(),
             wait_for_kept_key: true,
         }
@@ -285,6 +288,7 @@ mod tests {
             rules: vec![Rule::UnusedKey],
             first_seen: t0(),
             deadline: t0(),
+            owner: "unowned".into(),
         }
     }
 

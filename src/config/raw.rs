@@ -20,6 +20,56 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub log: RawLog,
     pub exemptions: Vec<RawExemption>,
+    pub owners: RawOwners,
+    pub exemptions_from_tags: RawTagExemptions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOwners {
+    /// IAM user tag keys; the first one a user has names its owner.
+    pub tags: Vec<String>,
+    pub default: String,
+    pub map: Vec<RawOwnerMap>,
+}
+
+impl Default for RawOwners {
+    fn default() -> Self {
+        RawOwners {
+            tags: Vec::new(),
+            default: "unowned".into(),
+            map: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOwnerMap {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTagExemptions {
+    pub enabled: bool,
+    pub max_duration: String,
+    /// Empty: every rule.
+    pub rules: Vec<String>,
+}
+
+impl Default for RawTagExemptions {
+    fn default() -> Self {
+        RawTagExemptions {
+            enabled: false,
+            max_duration: "90d".into(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

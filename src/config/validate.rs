@@ -9,6 +9,7 @@ use chrono::TimeDelta;
 use super::load::Locator;
 use super::*;
 use crate::core::model::Timestamp;
+use crate::core::owners::{OwnerRule, Owners, TagExemptions};
 use crate::core::policy::{Action, Exemption, Policy, Rule, RulePolicy, Rules};
 
 // ---------------------------------------------------------------------------------------------
@@ -194,6 +195,8 @@ impl Checker<'_, '_> {
             .collect::<Vec<_>>()
             .into_iter()
             .collect();
+        let owners = self.owners(&raw.owners);
+        let tag_exemptions = self.tag_exemptions(&raw.exemptions_from_tags);
         Some(Policy {
             rules: Rules {
                 multiple_active_keys: multiple?,
@@ -201,8 +204,64 @@ impl Checker<'_, '_> {
                 unused_key: unused?,
             },
             exemptions: exemptions?,
+            owners: owners?,
+            tag_exemptions: tag_exemptions?,
             grace_period: to_delta(grace?),
             wait_for_kept_key: rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
+        })
+    }
+
+    fn owners(&mut self, raw: &RawOwners) -> Option<Owners> {
+        let before = self.issues.len();
+        for (i, tag) in raw.tags.iter().enumerate() {
+            if tag.trim().is_empty() {
+                self.push(&format!("owners.tags.{i}"), "must not be empty");
+            }
+        }
+        if raw.default.trim().is_empty() {
+            self.push("owners.default", "must name an owner (it labels the alerts of every unowned user)");
+        }
+        let mut map = Vec::new();
+        for (i, m) in raw.map.iter().enumerate() {
+            let key = |k: &str| format!("owners.map.{i}.{k}");
+            if m.user.is_none() && m.path_prefix.is_none() {
+                self.push(&format!("owners.map.{i}"), "needs user (a glob) and/or path_prefix");
+            }
+            if m.owner.trim().is_empty() {
+                self.push(&key("owner"), "must not be empty");
+            }
+            let user = match m.user.as_deref().map(glob::Pattern::new) {
+                Some(Err(e)) => {
+                    self.push(&key("user"), format!("invalid glob {:?}: {e}", m.user.as_deref().unwrap_or("")));
+                    None
+                }
+                Some(Ok(p)) => Some(p),
+                None => None,
+            };
+            map.push(OwnerRule {
+                user,
+                path_prefix: m.path_prefix.clone(),
+                owner: m.owner.trim().to_string(),
+            });
+        }
+        (self.issues.len() == before).then(|| Owners {
+            tags: raw.tags.iter().map(|t| t.trim().to_string()).collect(),
+            map,
+            default: raw.default.trim().to_string(),
+        })
+    }
+
+    fn tag_exemptions(&mut self, raw: &RawTagExemptions) -> Option<TagExemptions> {
+        let max = self.duration("exemptions_from_tags.max_duration", &raw.max_duration);
+        let before = self.issues.len();
+        let rules = rule_names(&raw.rules, "exemptions_from_tags.rules", self.at, &mut self.issues);
+        if self.issues.len() > before {
+            return None;
+        }
+        Some(TagExemptions {
+            enabled: raw.enabled,
+            max_duration: to_delta(max?),
+            rules: (!rules.is_empty()).then_some(rules),
         })
     }
 
@@ -441,6 +500,23 @@ fn organization(raw: &RawOrganization, at: &Locator<'_>, issues: &mut Vec<Issue>
     })
 }
 
+/// Rule names -> rules; each unknown name is an issue at `key`.
+fn rule_names(names: &[String], key: &str, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Vec<Rule> {
+    names
+        .iter()
+        .filter_map(|n| {
+            let r = Rule::parse(n);
+            if r.is_none() {
+                issues.push(at.issue(
+                    key,
+                    format!("unknown rule {n:?} (known: multiple_active_keys, max_key_age, unused_key)"),
+                ));
+            }
+            r
+        })
+        .collect()
+}
+
 fn exemption(i: usize, raw: &RawExemption, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<Exemption> {
     let key = |k: &str| format!("exemptions.{i}.{k}");
     let before = issues.len();
@@ -467,21 +543,7 @@ fn exemption(i: usize, raw: &RawExemption, at: &Locator<'_>, issues: &mut Vec<Is
             None
         }
     });
-    let rules = raw.rules.as_ref().map(|names| {
-        names
-            .iter()
-            .filter_map(|n| {
-                let r = Rule::parse(n);
-                if r.is_none() {
-                    issues.push(at.issue(
-                        &key("rules"),
-                        format!("unknown rule {n:?} (known: multiple_active_keys, max_key_age, unused_key)"),
-                    ));
-                }
-                r
-            })
-            .collect::<Vec<_>>()
-    });
+    let rules = raw.rules.as_ref().map(|names| rule_names(names, &key("rules"), at, issues));
     let expires: Option<Timestamp> = raw
         .expires
         .as_deref()

@@ -1,5 +1,5 @@
-//! The pure core: what was read (`model`), what the operator decided (`policy`), what breaks
-//! the rules (`rules`), what to do about it (`plan`), what is remembered (`history`), whether
+//! The pure core: what was read (`model`), what the operator decided (`policy`), who owns a user and
+//! which tag exemptions hold (`owners`), what breaks the rules (`rules`), what to do about it (`plan`), what is remembered (`history`), whether
 //! the clock can be trusted (`clock`) and the summary of a run (`report`). No I/O, no clock,
 //! no async runtime, no AWS types, no wire format; it imports nothing outside `core`
 //! (`tests/architecture.rs` checks).
@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod history;
 pub mod model;
+pub mod owners;
 pub mod plan;
 pub mod policy;
 pub mod report;

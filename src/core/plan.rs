@@ -27,6 +27,8 @@ pub struct Candidate {
     pub rules: Vec<Rule>,
     pub first_seen: Timestamp,
     pub deadline: Timestamp,
+    /// The user's owner, for the log event of the action.
+    pub owner: String,
 }
 
 /// Due now: not exempt, not keywarden's own key, not held, action deactivate, deadline passed.
@@ -53,6 +55,7 @@ pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
                 rules: Vec::new(),
                 first_seen: f.first_seen,
                 deadline,
+                owner: f.owner.clone(),
             });
         if deadline < c.deadline {
             c.deadline = deadline;
@@ -217,6 +220,9 @@ mod tests {
             last_used: None,
             exempt,
             exemption_reason: None,
+            exemption_source: None,
+            tag_exemption_problem: None,
+            owner: "unowned".into(),
             action: if exempt { Action::Report } else { Action::Deactivate },
             first_seen: t0() - TimeDelta::days(10),
             deactivate_after: (!exempt).then(|| t0() + TimeDelta::days(deadline_days)),

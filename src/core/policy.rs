@@ -5,6 +5,7 @@
 use chrono::TimeDelta;
 
 use crate::core::model::{AccessKey, Timestamp, User};
+use crate::core::owners::{Owners, TagExemptions};
 
 /// `enforcement.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,18 +135,39 @@ impl Exemption {
     }
 }
 
+/// Where the exemption that decided a finding came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExemptionSource {
+    /// `[[exemptions]]` in the config: always wins.
+    Config,
+    /// The user's `keywarden:exempt-until` / `keywarden:exempt-reason` tags.
+    Tag,
+}
+
+impl ExemptionSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExemptionSource::Config => "config",
+            ExemptionSource::Tag => "tag",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub rules: Rules,
     pub exemptions: Vec<Exemption>,
+    pub owners: Owners,
+    pub tag_exemptions: TagExemptions,
     pub grace_period: TimeDelta,
     /// `rules.multiple_active_keys.wait_for_kept_key`.
     pub wait_for_kept_key: bool,
 }
 
 impl Policy {
-    /// Tags cost one ListUserTags per user: only read them when an exemption needs them.
+    /// Tags cost one ListUserTags per user: only read them when an exemption or the owner
+    /// needs them.
     pub fn needs_tags(&self) -> bool {
-        self.exemptions.iter().any(|e| e.user_tag.is_some())
+        self.exemptions.iter().any(|e| e.user_tag.is_some()) || !self.owners.tags.is_empty() || self.tag_exemptions.enabled
     }
 }

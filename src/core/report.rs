@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::core::model::{AccountInventory, ReadError, Timestamp};
+use crate::core::owners::TagExemptions;
 use crate::core::policy::{Action, Mode, Rule};
 use crate::core::rules::Finding;
 
@@ -63,6 +64,9 @@ pub struct AccountSummary {
     pub own_key_findings: usize,
     pub oldest_active_key_created: Option<Timestamp>,
     pub credential_report_generated: Option<Timestamp>,
+    /// Users with exemption tags, by `TagExemption::state` (every state present; all 0 while
+    /// `[exemptions_from_tags]` is off or no user's tags were read).
+    pub tag_exemptions: BTreeMap<&'static str, usize>,
 }
 
 impl AccountSummary {
@@ -82,6 +86,7 @@ impl AccountSummary {
             exempt_by_rule: every_rule(),
             oldest_active_key_created: keys.filter(|k| k.is_active()).map(|k| k.created).min(),
             credential_report_generated: a.credential_report_generated,
+            tag_exemptions: ["active", "invalid", "too_long"].into_iter().map(|s| (s, 0)).collect(),
             ..AccountSummary::default()
         }
     }
@@ -167,6 +172,17 @@ impl Report {
         }
     }
 
+    /// Counts the users whose exemption tags are active, invalid or too long, per account.
+    pub fn count_tag_exemptions(&mut self, accounts: &[AccountInventory], policy: &TagExemptions) {
+        for (summary, inv) in self.accounts.iter_mut().zip(accounts) {
+            for user in &inv.users {
+                if let Some(t) = policy.read(user, self.evaluated_at) {
+                    *summary.tag_exemptions.entry(t.state()).or_default() += 1;
+                }
+            }
+        }
+    }
+
     /// CONTRACT.md: 1 when the answer is incomplete (it then must not pass as clean),
     /// 3 when there are violations, 0 otherwise.
     pub fn exit_code(&self) -> i32 {
@@ -200,6 +216,9 @@ mod tests {
             last_used: None,
             exempt,
             exemption_reason: exempt.then(|| "a very long reason that will not fit in the column".into()),
+            exemption_source: None,
+            tag_exemption_problem: None,
+            owner: "unowned".into(),
             action,
             first_seen: t0(),
             deactivate_after: (action == Action::Deactivate).then(|| t0() + TimeDelta::days(7)),
@@ -299,7 +318,11 @@ mod tests {
                 line.chars().count()
             );
         }
-        assert_eq!(table.lines().filter(|l| *l == "alice").count(), 1, "{table}");
+        assert_eq!(
+            table.lines().filter(|l| *l == "alice  owner: unowned").count(),
+            1,
+            "{table}"
+        );
         assert!(table.contains("deactivate 2026-12-08"), "{table}");
         assert!(table.contains("exempt: a very long"), "{table}");
     }

@@ -15,7 +15,8 @@
 use chrono::TimeDelta;
 
 use crate::core::model::{AccessKey, AccountInventory, Timestamp, User};
-pub use crate::core::policy::{Action, Exemption, Policy, Rule, RulePolicy, Rules};
+use crate::core::owners::TagExemption;
+pub use crate::core::policy::{Action, Exemption, ExemptionSource, Policy, Rule, RulePolicy, Rules};
 
 /// Where a finding was first seen, if known (the state file).
 pub trait FirstSeen: Sync {
@@ -57,6 +58,11 @@ pub struct Finding {
     pub last_used: Option<Timestamp>,
     pub exempt: bool,
     pub exemption_reason: Option<String>,
+    pub exemption_source: Option<ExemptionSource>,
+    /// Why the user's exemption tags were not honoured (malformed, past, too far ahead).
+    pub tag_exemption_problem: Option<String>,
+    /// The user's owner (`[owners]`): what warnings are routed by.
+    pub owner: String,
     pub action: Action,
     pub first_seen: Timestamp,
     pub deactivate_after: Option<Timestamp>,
@@ -148,6 +154,7 @@ fn evaluate_user(ctx: &Ctx<'_>, user: &User, out: &mut Vec<Finding>) {
     } else {
         None
     };
+    let mut facts = None;
     for key in active {
         let mut broken = Vec::with_capacity(3);
         if kept.is_some_and(|k| k.id != key.id) {
@@ -156,7 +163,37 @@ fn evaluate_user(ctx: &Ctx<'_>, user: &User, out: &mut Vec<Finding>) {
         broken.extend(age_rules_broken(key, rules, ctx.now));
         for rule in broken {
             let kept = kept.filter(|_| rule == Rule::MultipleActiveKeys);
-            out.push(finding(ctx, user, key, rule, kept));
+            let facts = facts.get_or_insert_with(|| UserFacts::of(ctx, user));
+            out.push(finding(ctx, user, facts, key, rule, kept));
+        }
+    }
+}
+
+/// What is decided once per user with findings: the owner and the tag exemption.
+struct UserFacts {
+    owner: String,
+    tag_exemption: Option<TagExemption>,
+}
+
+impl UserFacts {
+    fn of(ctx: &Ctx<'_>, user: &User) -> UserFacts {
+        UserFacts {
+            owner: ctx.policy.owners.owner_of(user),
+            tag_exemption: ctx.policy.tag_exemptions.read(user, ctx.now),
+        }
+    }
+
+    /// The exemption that decides `rule` for `key`, if any: the config's always wins.
+    fn exemption(&self, ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule) -> Option<(ExemptionSource, String)> {
+        if let Some(e) = ctx.policy.exemptions.iter().find(|e| e.applies(user, key, rule, ctx.now)) {
+            return Some((ExemptionSource::Config, e.reason.clone()));
+        }
+        match &self.tag_exemption {
+            Some(TagExemption::Active { until, reason }) if ctx.policy.tag_exemptions.covers(rule) => Some((
+                ExemptionSource::Tag,
+                format!("{reason} (user tag, until {})", until.format("%Y-%m-%dT%H:%M:%SZ")),
+            )),
+            _ => None,
         }
     }
 }
@@ -172,9 +209,16 @@ fn waits_for_kept_key(key: &AccessKey, kept: &AccessKey) -> bool {
     }
 }
 
-fn finding(ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule, kept: Option<&AccessKey>) -> Finding {
+fn finding(
+    ctx: &Ctx<'_>,
+    user: &User,
+    facts: &UserFacts,
+    key: &AccessKey,
+    rule: Rule,
+    kept: Option<&AccessKey>,
+) -> Finding {
     let (policy, now, account_id) = (ctx.policy, ctx.now, ctx.account_id);
-    let exemption = policy.exemptions.iter().find(|e| e.applies(user, key, rule, now));
+    let exemption = facts.exemption(ctx, user, key, rule);
     let first_seen = ctx.history.first_seen(account_id, &key.id, rule).unwrap_or(now);
     let own_credentials = ctx.own == Some(key.id.as_str());
     let action = match exemption {
@@ -200,7 +244,14 @@ fn finding(ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule, kept: Option
         created: key.created,
         last_used: key.last_used,
         exempt: exemption.is_some(),
-        exemption_reason: exemption.map(|e| e.reason.clone()),
+        exemption_source: exemption.as_ref().map(|(source, _)| *source),
+        exemption_reason: exemption.map(|(_, reason)| reason),
+        tag_exemption_problem: facts
+            .tag_exemption
+            .as_ref()
+            .and_then(|t| t.problem())
+            .map(str::to_string),
+        owner: facts.owner.clone(),
         action,
         first_seen,
         deactivate_after: (action == Action::Deactivate && held.is_none()).then_some(deadline),
@@ -259,6 +310,8 @@ mod tests {
                 },
             },
             exemptions: vec![],
+            owners: Default::default(),
+            tag_exemptions: Default::default(),
             grace_period: days(7),
             wait_for_kept_key: true,
         }
@@ -657,5 +710,79 @@ mod tests {
         assert!(f.contains(&pair("K1", Rule::MaxKeyAge)));
         assert!(f.contains(&pair("K2", Rule::MaxKeyAge)));
         assert!(!f.iter().any(|(id, _)| id == "K3"));
+    }
+
+    fn tagged(name: &str, tags: &[(&str, &str)], keys: Vec<AccessKey>) -> User {
+        User {
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..user(name, keys)
+        }
+    }
+
+    fn with_tag_exemptions(rules: Option<Vec<Rule>>) -> Policy {
+        let mut p = policy();
+        p.tag_exemptions = crate::core::owners::TagExemptions {
+            enabled: true,
+            max_duration: days(90),
+            rules,
+        };
+        p.owners.tags = vec!["team".into()];
+        p
+    }
+
+    const UNTIL: &str = crate::core::owners::EXEMPT_UNTIL_TAG;
+    const REASON: &str = crate::core::owners::EXEMPT_REASON_TAG;
+
+    #[test]
+    fn a_valid_tag_exemption_exempts_the_rules_it_covers_and_names_its_source() {
+        // Unused for 60 days and 100 days old: unused_key and max_key_age.
+        let u = tagged(
+            "u",
+            &[(UNTIL, "2027-01-15"), (REASON, "SEC-7 batch job"), ("team", "data")],
+            vec![key("AK1", true, 100, Some(60))],
+        );
+        let p = with_tag_exemptions(Some(vec![Rule::UnusedKey]));
+        let fs = evaluate(&inv(vec![u]), &p, &NoHistory, t0());
+        let unused = fs.iter().find(|f| f.rule == Rule::UnusedKey).unwrap();
+        assert!(unused.exempt);
+        assert_eq!(unused.exemption_source, Some(ExemptionSource::Tag));
+        assert_eq!(unused.action, Action::Report);
+        assert!(unused.exemption_reason.as_deref().unwrap().starts_with("SEC-7 batch job"));
+        let age = fs.iter().find(|f| f.rule == Rule::MaxKeyAge).unwrap();
+        assert!(!age.exempt, "the tag exemption does not cover max_key_age");
+        assert!(fs.iter().all(|f| f.owner == "data" && f.tag_exemption_problem.is_none()));
+    }
+
+    #[test]
+    fn an_invalid_tag_exemption_exempts_nothing_and_says_why() {
+        let u = tagged("u", &[(UNTIL, "2099-01-01"), (REASON, "forever")], vec![key("AK1", true, 10, Some(60))]);
+        let fs = evaluate(&inv(vec![u]), &with_tag_exemptions(None), &NoHistory, t0());
+        assert_eq!(fs.len(), 1);
+        assert!(!fs[0].exempt);
+        assert_eq!(fs[0].exemption_source, None);
+        assert_eq!(fs[0].action, Action::Deactivate);
+        assert!(fs[0].tag_exemption_problem.as_deref().unwrap().contains("more than 90 days"));
+        assert_eq!(fs[0].owner, "unowned");
+    }
+
+    #[test]
+    fn a_config_exemption_wins_over_a_tag_exemption() {
+        let u = tagged("u", &[(UNTIL, "2027-01-15"), (REASON, "tag reason")], vec![key("AK1", true, 10, Some(60))]);
+        let mut p = with_tag_exemptions(None);
+        p.exemptions = vec![Exemption {
+            user: Some(glob::Pattern::new("u").unwrap()),
+            ..exemption()
+        }];
+        let fs = evaluate(&inv(vec![u]), &p, &NoHistory, t0());
+        assert_eq!(fs[0].exemption_source, Some(ExemptionSource::Config));
+        assert_eq!(fs[0].exemption_reason.as_deref(), Some("because"));
+    }
+
+    #[test]
+    fn tag_exemptions_are_ignored_while_the_feature_is_off() {
+        let u = tagged("u", &[(UNTIL, "2027-01-15"), (REASON, "r")], vec![key("AK1", true, 10, Some(60))]);
+        let fs = evaluate(&inv(vec![u]), &policy(), &NoHistory, t0());
+        assert!(!fs[0].exempt);
+        assert_eq!(fs[0].tag_exemption_problem, None);
     }
 }

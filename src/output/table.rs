@@ -37,9 +37,12 @@ fn findings(out: &mut String, r: &Report) {
         let this = (f.account_id.as_str(), f.user.as_str());
         if last_user != Some(this) {
             if multi_account {
-                let _ = writeln!(out, "{} ({})", f.user, f.account_id);
+                let _ = writeln!(out, "{} ({})  owner: {}", f.user, f.account_id, f.owner);
             } else {
-                let _ = writeln!(out, "{}", f.user);
+                let _ = writeln!(out, "{}  owner: {}", f.user, f.owner);
+            }
+            if let Some(problem) = &f.tag_exemption_problem {
+                let _ = writeln!(out, "  tag exemption not honoured: {}", truncate(problem, 50));
             }
             last_user = Some(this);
         }

@@ -15,6 +15,7 @@ use hyper::body::Bytes;
 use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::core::model::{AccessKey, AccountInventory, Timestamp};
+use crate::core::owners::Owners;
 use crate::core::policy::Rule;
 use crate::core::report::{AccountSummary, Report};
 
@@ -202,8 +203,8 @@ impl Metrics {
     }
 
     /// Replaces the audit page with the gauges of this audit.
-    pub fn publish_audit(&self, accounts: &[AccountInventory], report: &Report, per_key: bool) {
-        let page = Bytes::from(audit_page(accounts, report, per_key));
+    pub fn publish_audit(&self, accounts: &[AccountInventory], report: &Report, owners: &Owners, per_key: bool) {
+        let page = Bytes::from(audit_page(accounts, report, owners, per_key));
         if let Ok(mut slot) = self.audit_page.write() {
             *slot = page;
         }
@@ -268,18 +269,53 @@ fn escape_label(out: &mut String, v: &str) {
 /// Every per-audit family, in a fixed order. Families with no sample are still announced
 /// (HELP/TYPE) so dashboards and `promtool` see a stable page. Per-account values come from
 /// the report's account summaries (counted once, in `core::report`).
-fn audit_page(accounts: &[AccountInventory], report: &Report, per_key: bool) -> String {
+fn audit_page(accounts: &[AccountInventory], report: &Report, owners: &Owners, per_key: bool) -> String {
     let keys: usize = report.accounts.iter().map(|a| a.access_keys).sum();
     let users: usize = report.accounts.iter().map(|a| a.users).sum();
-    let mut out = String::with_capacity(4096 + users * 110 + if per_key { keys * 520 } else { 0 });
+    let mut out = String::with_capacity(4096 + users * 130 + if per_key { keys * 560 } else { 0 });
     account_families(&mut out, report);
     rule_families(&mut out, report);
-    user_family(&mut out, accounts);
+    owner_family(&mut out, report);
+    tag_exemption_family(&mut out, report);
+    // One owner per user: the label adds no series, only a routing key for the alerts.
+    let owned: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| a.users.iter().map(|u| owners.owner_of(u)).collect())
+        .collect();
+    user_family(&mut out, accounts, &owned);
     if per_key {
-        key_families(&mut out, accounts, report.evaluated_at);
+        key_families(&mut out, accounts, &owned, report.evaluated_at);
         deadline_family(&mut out, report);
     }
     out
+}
+
+/// Non-exempt findings per owner and rule; only owners with findings have series.
+fn owner_family(out: &mut String, report: &Report) {
+    let name = "keywarden_owner_violations";
+    let mut counts: BTreeMap<(&str, &str, Rule), usize> = BTreeMap::new();
+    for f in report.findings.iter().filter(|f| !f.exempt) {
+        *counts.entry((&f.account_id, &f.owner, f.rule)).or_default() += 1;
+    }
+    let mut fam = Family::start(out, name, "Non-exempt findings by the owner of the key's user, and rule");
+    for ((account_id, owner, rule), n) in counts {
+        let labels = [("account_id", account_id), ("owner", owner), ("rule", rule.as_str())];
+        fam.sample(name, &labels, n as f64);
+    }
+}
+
+fn tag_exemption_family(out: &mut String, report: &Report) {
+    let name = "keywarden_tag_exemptions";
+    let mut fam = Family::start(
+        out,
+        name,
+        "Users with keywarden:exempt-until/-reason tags, by state (active, invalid, too_long)",
+    );
+    for a in &report.accounts {
+        for (state, n) in &a.tag_exemptions {
+            fam.sample(name, &[("account_id", &a.account_id), ("state", state)], *n as f64);
+        }
+    }
 }
 
 /// One gauge per account, by name: (name, help, value; `None`: no sample).
@@ -380,13 +416,14 @@ fn rule_families(out: &mut String, report: &Report) {
     }
 }
 
-fn user_family(out: &mut String, accounts: &[AccountInventory]) {
+fn user_family(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<String>]) {
     let name = "keywarden_user_active_access_keys";
     let mut fam = Family::start(out, name, "Active access keys per user");
-    for a in accounts {
-        for u in &a.users {
+    for (a, owners) in accounts.iter().zip(owned) {
+        for (u, owner) in a.users.iter().zip(owners) {
             let active = u.keys.iter().filter(|k| k.is_active()).count();
-            fam.sample(name, &[("account_id", &a.account_id), ("user", &u.name)], active as f64);
+            let labels = [("account_id", a.account_id.as_str()), ("user", &u.name), ("owner", owner)];
+            fam.sample(name, &labels, active as f64);
         }
     }
 }
@@ -394,7 +431,7 @@ fn user_family(out: &mut String, accounts: &[AccountInventory]) {
 /// One gauge per key: (name, help, value, whether the `status` label is on it).
 type PerKey<'a> = (&'a str, &'a str, &'a dyn Fn(&AccessKey) -> Option<f64>, bool);
 
-fn key_families(out: &mut String, accounts: &[AccountInventory], now: Timestamp) {
+fn key_families(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<String>], now: Timestamp) {
     let families: [PerKey<'_>; 3] = [
         (
             "keywarden_access_key_age_seconds",
@@ -417,18 +454,19 @@ fn key_families(out: &mut String, accounts: &[AccountInventory], now: Timestamp)
     ];
     for (name, help, value, status) in families {
         let mut fam = Family::start(out, name, help);
-        for a in accounts {
-            for u in &a.users {
+        for (a, owners) in accounts.iter().zip(owned) {
+            for (u, owner) in a.users.iter().zip(owners) {
                 for k in &u.keys {
                     let Some(v) = value(k) else { continue };
                     let base = [
                         ("account_id", a.account_id.as_str()),
                         ("user", u.name.as_str()),
                         ("access_key_id", k.id.as_str()),
+                        ("owner", owner.as_str()),
                     ];
                     if status {
-                        let [x, y, z] = base;
-                        fam.sample(name, &[x, y, z, ("status", k.status.as_str())], v);
+                        let [w, x, y, z] = base;
+                        fam.sample(name, &[w, x, y, z, ("status", k.status.as_str())], v);
                     } else {
                         fam.sample(name, &base, v);
                     }
@@ -452,6 +490,7 @@ fn deadline_family(out: &mut String, report: &Report) {
                 ("user", f.user.as_str()),
                 ("access_key_id", f.access_key_id.as_str()),
                 ("rule", f.rule.as_str()),
+                ("owner", f.owner.as_str()),
             ];
             fam.sample(name, &labels, secs(deadline));
         }
