@@ -43,6 +43,7 @@ fn the_shipped_example_is_valid() {
                 "reason =",
                 "expires =",
                 "path_prefix =",
+                "map =",
             ];
             match l.strip_prefix("# ") {
                 Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest.to_string(),
@@ -54,6 +55,7 @@ fn the_shipped_example_is_valid() {
     let (code, stdout, err) = check(&uncommented);
     assert_eq!(code, 0, "{err}");
     assert_eq!(stdout.matches("[[exemptions]]").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("[[owners.map]]").count(), 2, "{stdout}");
 }
 
 #[test]
@@ -194,4 +196,40 @@ fn durations_past_100_years_are_rejected_naming_the_key() {
     assert!(err.contains("100 years"), "{err}");
     let (code, _, err) = check("[enforcement]\ngrace_period = \"36500d\"\n");
     assert_eq!(code, 0, "100 years is the limit, inclusive: {err}");
+}
+
+#[test]
+fn owner_and_tag_exemption_settings_are_checked_all_at_once() {
+    let (code, _, err) = check(
+        "[owners]\ntags = [\"owner\", \"\"]\ndefault = \"\"\n\
+         [[owners.map]]\nowner = \"platform\"\n\
+         [[owners.map]]\nuser = \"ci-[\"\nowner = \" \"\n\
+         [exemptions_from_tags]\nenabled = true\nmax_duration = \"soon\"\nrules = [\"unused_key\", \"max_age\"]\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    for key in [
+        "owners.tags.1",
+        "owners.default",
+        "owners.map.0",
+        "owners.map.1.user",
+        "owners.map.1.owner",
+        "exemptions_from_tags.max_duration",
+        "exemptions_from_tags.rules",
+    ] {
+        assert!(err.contains(key), "{key} not named in:\n{err}");
+    }
+    assert!(err.contains("\"max_age\""), "{err}");
+}
+
+#[test]
+fn owners_and_tag_exemptions_show_in_the_effective_config() {
+    let (code, out, err) =
+        check("[owners]\ntags = [\"team\"]\n[[owners.map]]\npath_prefix = \"/ci/\"\nowner = \"platform\"\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("default = \"unowned\""), "{out}");
+    assert!(
+        out.contains("[exemptions_from_tags]") && out.contains("enabled = false"),
+        "{out}"
+    );
+    assert!(out.contains("max_duration = \"90d\""), "{out}");
 }

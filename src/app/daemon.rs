@@ -264,7 +264,9 @@ fn log_audit(r: &crate::core::report::Report, accounts: usize, elapsed: f64) {
     // Once per user (not per finding): a self-service exemption that is not honoured.
     let mut reported = std::collections::BTreeSet::new();
     for f in &r.findings {
-        let Some(problem) = &f.tag_exemption_problem else { continue };
+        let Some(problem) = &f.tag_exemption_problem else {
+            continue;
+        };
         if reported.insert((&f.account_id, &f.user)) {
             tracing::warn!(
                 account_id = %f.account_id,

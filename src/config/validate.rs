@@ -219,7 +219,10 @@ impl Checker<'_, '_> {
             }
         }
         if raw.default.trim().is_empty() {
-            self.push("owners.default", "must name an owner (it labels the alerts of every unowned user)");
+            self.push(
+                "owners.default",
+                "must name an owner (it labels the alerts of every unowned user)",
+            );
         }
         let mut map = Vec::new();
         for (i, m) in raw.map.iter().enumerate() {
@@ -232,7 +235,10 @@ impl Checker<'_, '_> {
             }
             let user = match m.user.as_deref().map(glob::Pattern::new) {
                 Some(Err(e)) => {
-                    self.push(&key("user"), format!("invalid glob {:?}: {e}", m.user.as_deref().unwrap_or("")));
+                    self.push(
+                        &key("user"),
+                        format!("invalid glob {:?}: {e}", m.user.as_deref().unwrap_or("")),
+                    );
                     None
                 }
                 Some(Ok(p)) => Some(p),
@@ -543,7 +549,10 @@ fn exemption(i: usize, raw: &RawExemption, at: &Locator<'_>, issues: &mut Vec<Is
             None
         }
     });
-    let rules = raw.rules.as_ref().map(|names| rule_names(names, &key("rules"), at, issues));
+    let rules = raw
+        .rules
+        .as_ref()
+        .map(|names| rule_names(names, &key("rules"), at, issues));
     let expires: Option<Timestamp> = raw
         .expires
         .as_deref()

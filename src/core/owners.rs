@@ -93,11 +93,18 @@ impl Default for TagExemptions {
 /// What a user's exemption tags amount to at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagExemption {
-    Active { until: Timestamp, reason: String },
+    Active {
+        until: Timestamp,
+        reason: String,
+    },
     /// Malformed, missing its reason or its date, or already past: not an exemption.
-    Invalid { problem: String },
+    Invalid {
+        problem: String,
+    },
     /// Further ahead than `max_duration`: not an exemption.
-    TooLong { problem: String },
+    TooLong {
+        problem: String,
+    },
 }
 
 impl TagExemption {
@@ -217,7 +224,10 @@ mod tests {
     #[test]
     fn the_first_listed_tag_the_user_has_names_the_owner() {
         let o = owners();
-        assert_eq!(o.owner_of(&user("a", "/", &[("team", "t1"), ("owner", "alice")])), "alice");
+        assert_eq!(
+            o.owner_of(&user("a", "/", &[("team", "t1"), ("owner", "alice")])),
+            "alice"
+        );
         assert_eq!(o.owner_of(&user("a", "/", &[("team", "t1")])), "t1");
         // An empty tag value names nobody: the next source decides.
         assert_eq!(o.owner_of(&user("a", "/", &[("owner", " "), ("team", "t1")])), "t1");
@@ -260,24 +270,56 @@ mod tests {
                 reason: "SEC-9 migration".into()
             })
         );
-        let got = read(&[(EXEMPT_UNTIL_TAG, "2026-12-02T08:00:00+02:00"), (EXEMPT_REASON_TAG, "r")]);
+        let got = read(&[
+            (EXEMPT_UNTIL_TAG, "2026-12-02T08:00:00+02:00"),
+            (EXEMPT_REASON_TAG, "r"),
+        ]);
         assert_eq!(got.as_ref().map(TagExemption::state), Some("active"));
         // Exactly max_duration ahead is still within the bound.
         let edge = (now() + TimeDelta::days(90)).to_rfc3339();
-        assert_eq!(read(&[(EXEMPT_UNTIL_TAG, &edge), (EXEMPT_REASON_TAG, "r")]).unwrap().state(), "active");
+        assert_eq!(
+            read(&[(EXEMPT_UNTIL_TAG, &edge), (EXEMPT_REASON_TAG, "r")])
+                .unwrap()
+                .state(),
+            "active"
+        );
     }
 
     #[test]
     fn every_malformed_exemption_is_reported_not_honoured() {
         let cases: [(&[(&str, &str)], &str, &str); 8] = [
             (&[(EXEMPT_UNTIL_TAG, "2027-01-31")], "invalid", "without a non-empty"),
-            (&[(EXEMPT_UNTIL_TAG, "2027-01-31"), (EXEMPT_REASON_TAG, "  ")], "invalid", "without a non-empty"),
+            (
+                &[(EXEMPT_UNTIL_TAG, "2027-01-31"), (EXEMPT_REASON_TAG, "  ")],
+                "invalid",
+                "without a non-empty",
+            ),
             (&[(EXEMPT_REASON_TAG, "r")], "invalid", "without keywarden:exempt-until"),
-            (&[(EXEMPT_UNTIL_TAG, "2027-13-01"), (EXEMPT_REASON_TAG, "r")], "invalid", "is not a date"),
-            (&[(EXEMPT_UNTIL_TAG, "soon"), (EXEMPT_REASON_TAG, "r")], "invalid", "is not a date"),
-            (&[(EXEMPT_UNTIL_TAG, "2026-11-30"), (EXEMPT_REASON_TAG, "r")], "invalid", "has passed"),
-            (&[(EXEMPT_UNTIL_TAG, "2026-12-01T12:00:00Z"), (EXEMPT_REASON_TAG, "r")], "invalid", "has passed"),
-            (&[(EXEMPT_UNTIL_TAG, "2027-12-01"), (EXEMPT_REASON_TAG, "r")], "too_long", "more than 90 days"),
+            (
+                &[(EXEMPT_UNTIL_TAG, "2027-13-01"), (EXEMPT_REASON_TAG, "r")],
+                "invalid",
+                "is not a date",
+            ),
+            (
+                &[(EXEMPT_UNTIL_TAG, "soon"), (EXEMPT_REASON_TAG, "r")],
+                "invalid",
+                "is not a date",
+            ),
+            (
+                &[(EXEMPT_UNTIL_TAG, "2026-11-30"), (EXEMPT_REASON_TAG, "r")],
+                "invalid",
+                "has passed",
+            ),
+            (
+                &[(EXEMPT_UNTIL_TAG, "2026-12-01T12:00:00Z"), (EXEMPT_REASON_TAG, "r")],
+                "invalid",
+                "has passed",
+            ),
+            (
+                &[(EXEMPT_UNTIL_TAG, "2027-12-01"), (EXEMPT_REASON_TAG, "r")],
+                "too_long",
+                "more than 90 days",
+            ),
         ];
         for (tags, state, problem) in cases {
             let got = read(tags).unwrap_or_else(|| panic!("{tags:?}: no exemption read"));

@@ -168,6 +168,8 @@ impl Policy {
     /// Tags cost one ListUserTags per user: only read them when an exemption or the owner
     /// needs them.
     pub fn needs_tags(&self) -> bool {
-        self.exemptions.iter().any(|e| e.user_tag.is_some()) || !self.owners.tags.is_empty() || self.tag_exemptions.enabled
+        self.exemptions.iter().any(|e| e.user_tag.is_some())
+            || !self.owners.tags.is_empty()
+            || self.tag_exemptions.enabled
     }
 }

@@ -185,7 +185,12 @@ impl UserFacts {
 
     /// The exemption that decides `rule` for `key`, if any: the config's always wins.
     fn exemption(&self, ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule) -> Option<(ExemptionSource, String)> {
-        if let Some(e) = ctx.policy.exemptions.iter().find(|e| e.applies(user, key, rule, ctx.now)) {
+        if let Some(e) = ctx
+            .policy
+            .exemptions
+            .iter()
+            .find(|e| e.applies(user, key, rule, ctx.now))
+        {
             return Some((ExemptionSource::Config, e.reason.clone()));
         }
         match &self.tag_exemption {
@@ -747,27 +752,45 @@ mod tests {
         assert!(unused.exempt);
         assert_eq!(unused.exemption_source, Some(ExemptionSource::Tag));
         assert_eq!(unused.action, Action::Report);
-        assert!(unused.exemption_reason.as_deref().unwrap().starts_with("SEC-7 batch job"));
+        assert!(unused
+            .exemption_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("SEC-7 batch job"));
         let age = fs.iter().find(|f| f.rule == Rule::MaxKeyAge).unwrap();
         assert!(!age.exempt, "the tag exemption does not cover max_key_age");
-        assert!(fs.iter().all(|f| f.owner == "data" && f.tag_exemption_problem.is_none()));
+        assert!(fs
+            .iter()
+            .all(|f| f.owner == "data" && f.tag_exemption_problem.is_none()));
     }
 
     #[test]
     fn an_invalid_tag_exemption_exempts_nothing_and_says_why() {
-        let u = tagged("u", &[(UNTIL, "2099-01-01"), (REASON, "forever")], vec![key("AK1", true, 10, Some(60))]);
+        let u = tagged(
+            "u",
+            &[(UNTIL, "2099-01-01"), (REASON, "forever")],
+            vec![key("AK1", true, 10, Some(60))],
+        );
         let fs = evaluate(&inv(vec![u]), &with_tag_exemptions(None), &NoHistory, t0());
         assert_eq!(fs.len(), 1);
         assert!(!fs[0].exempt);
         assert_eq!(fs[0].exemption_source, None);
         assert_eq!(fs[0].action, Action::Deactivate);
-        assert!(fs[0].tag_exemption_problem.as_deref().unwrap().contains("more than 90 days"));
+        assert!(fs[0]
+            .tag_exemption_problem
+            .as_deref()
+            .unwrap()
+            .contains("more than 90 days"));
         assert_eq!(fs[0].owner, "unowned");
     }
 
     #[test]
     fn a_config_exemption_wins_over_a_tag_exemption() {
-        let u = tagged("u", &[(UNTIL, "2027-01-15"), (REASON, "tag reason")], vec![key("AK1", true, 10, Some(60))]);
+        let u = tagged(
+            "u",
+            &[(UNTIL, "2027-01-15"), (REASON, "tag reason")],
+            vec![key("AK1", true, 10, Some(60))],
+        );
         let mut p = with_tag_exemptions(None);
         p.exemptions = vec![Exemption {
             user: Some(glob::Pattern::new("u").unwrap()),
@@ -780,7 +803,11 @@ mod tests {
 
     #[test]
     fn tag_exemptions_are_ignored_while_the_feature_is_off() {
-        let u = tagged("u", &[(UNTIL, "2027-01-15"), (REASON, "r")], vec![key("AK1", true, 10, Some(60))]);
+        let u = tagged(
+            "u",
+            &[(UNTIL, "2027-01-15"), (REASON, "r")],
+            vec![key("AK1", true, 10, Some(60))],
+        );
         let fs = evaluate(&inv(vec![u]), &policy(), &NoHistory, t0());
         assert!(!fs[0].exempt);
         assert_eq!(fs[0].tag_exemption_problem, None);

@@ -297,7 +297,11 @@ fn owner_family(out: &mut String, report: &Report) {
     for f in report.findings.iter().filter(|f| !f.exempt) {
         *counts.entry((&f.account_id, &f.owner, f.rule)).or_default() += 1;
     }
-    let mut fam = Family::start(out, name, "Non-exempt findings by the owner of the key's user, and rule");
+    let mut fam = Family::start(
+        out,
+        name,
+        "Non-exempt findings by the owner of the key's user, and rule",
+    );
     for ((account_id, owner, rule), n) in counts {
         let labels = [("account_id", account_id), ("owner", owner), ("rule", rule.as_str())];
         fam.sample(name, &labels, n as f64);
@@ -422,7 +426,11 @@ fn user_family(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<Str
     for (a, owners) in accounts.iter().zip(owned) {
         for (u, owner) in a.users.iter().zip(owners) {
             let active = u.keys.iter().filter(|k| k.is_active()).count();
-            let labels = [("account_id", a.account_id.as_str()), ("user", &u.name), ("owner", owner)];
+            let labels = [
+                ("account_id", a.account_id.as_str()),
+                ("user", &u.name),
+                ("owner", owner),
+            ];
             fam.sample(name, &labels, active as f64);
         }
     }
