@@ -287,7 +287,8 @@ mod tests {
 
     #[test]
     fn every_malformed_exemption_is_reported_not_honoured() {
-        let cases: [(&[(&str, &str)], &str, &str); 8] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case<'_>; 8] = [
             (&[(EXEMPT_UNTIL_TAG, "2027-01-31")], "invalid", "without a non-empty"),
             (
                 &[(EXEMPT_UNTIL_TAG, "2027-01-31"), (EXEMPT_REASON_TAG, "  ")],
