@@ -137,8 +137,19 @@ class Container:
 
         started = time.monotonic()
         self.pid1 = wait_for("the container's systemd", pid1, 30)
-        state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=60).stdout.strip()
-        expect(state in ("running", "degraded"), f"the container did not boot: {state!r}")
+
+        # Right after PID 1 appears its bus may not be up yet: systemctl then fails at once
+        # (even with --wait), so poll until it answers with a final state.
+        def booted():
+            r = self.run("systemctl", "is-system-running", check=False, timeout=10)
+            self.boot_state = (r.stdout + r.stderr).strip()
+            return r.stdout.strip() if r.stdout.strip() in ("running", "degraded") else None
+
+        self.boot_state = ""
+        try:
+            state = wait_for("the container to finish booting", booted, 60)
+        except CheckFailed:
+            raise CheckFailed(f"the container did not boot: {self.boot_state!r}")
         log(f"booted ({state}) in {time.monotonic() - started:.1f} s")
 
     def run(self, *args, check=True, timeout=60, env=None):
