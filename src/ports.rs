@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use crate::core::history::State;
+use crate::core::journal::JournalEntry;
 use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
 
 /// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
@@ -72,6 +73,49 @@ pub trait StateStore {
     fn load(&self) -> Result<Option<State>, StoreError>;
     /// All or nothing.
     fn save(&self, state: &State) -> Result<(), StoreError>;
+}
+
+/// What was read from the action journal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JournalRead {
+    /// Oldest first.
+    pub entries: Vec<JournalEntry>,
+    /// Lines that could not be read (a torn last line after a crash), each with its place.
+    pub skipped: Vec<String>,
+}
+
+/// The durable record of every action (`core::journal`): appended and on disk before the run
+/// goes on, read by `history` and `reactivate`.
+pub trait ActionJournal: Sync {
+    fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError>;
+    fn read(&self) -> Result<JournalRead, StoreError>;
+}
+
+/// A journal in memory: for unit tests, and for runs that must not leave one behind.
+#[derive(Debug, Default)]
+pub struct MemoryJournal {
+    pub entries: std::sync::Mutex<Vec<JournalEntry>>,
+    /// When set, every append fails with this message.
+    pub fail: Option<String>,
+}
+
+impl ActionJournal for MemoryJournal {
+    fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        if let Some(m) = &self.fail {
+            return Err(StoreError(m.clone()));
+        }
+        let mut all = self.entries.lock().map_err(|_| StoreError("poisoned".into()))?;
+        all.extend_from_slice(entries);
+        Ok(())
+    }
+
+    fn read(&self) -> Result<JournalRead, StoreError> {
+        let all = self.entries.lock().map_err(|_| StoreError("poisoned".into()))?;
+        Ok(JournalRead {
+            entries: all.clone(),
+            skipped: Vec::new(),
+        })
+    }
 }
 
 /// The time, so the run can be tested at fixed instants.

@@ -20,10 +20,11 @@ use crate::app::execute::{self, Executed};
 use crate::config::Config;
 use crate::core::clock::{self, ClockProblem};
 use crate::core::history::State;
+use crate::core::journal::RunInfo;
 use crate::core::model::{AccountInventory, User};
 use crate::core::plan::{self, OutcomeKind};
 use crate::core::report::Report;
-use crate::ports::{Clock, InventorySource, KeyActions, StateStore, StoreError};
+use crate::ports::{ActionJournal, Clock, InventorySource, KeyActions, StateStore, StoreError};
 
 /// Why a cycle enforced nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +56,7 @@ impl Cycle {
     pub fn ok(&self) -> bool {
         self.report.complete
             && self.skipped.is_none()
+            && self.executed.journal_error.is_none()
             && !self.executed.outcomes.iter().any(|o| o.kind == OutcomeKind::Error)
     }
 }
@@ -66,6 +68,8 @@ pub struct Ports<'a, F, S, C> {
     pub clock: &'a C,
     /// The largest skew between the local clock and AWS's `Date` seen while reading.
     pub skew: &'a (dyn Fn() -> Option<f64> + Sync),
+    pub journal: &'a dyn ActionJournal,
+    pub run: &'a RunInfo,
 }
 
 /// Runs one cycle. `audited` is called once the audit is evaluated, before anything is
@@ -131,6 +135,8 @@ where
         cap: config.enforcement.max_deactivations_per_run,
         own_access_key_id: own.as_deref(),
         stop,
+        journal: ports.journal,
+        run: ports.run,
     };
     cycle.executed = execute::execute(&due, &ctx, ports.fleet).await;
     let changed = cycle.executed.outcomes.iter().any(|o| {
@@ -164,6 +170,15 @@ fn failpoint_panic() {
         if RUNS.fetch_add(1, Ordering::Relaxed) < n {
             panic!("failpoint KEYWARDEN_FAILPOINT_PANIC_RUNS");
         }
+    }
+}
+
+#[cfg(test)]
+fn test_run() -> RunInfo {
+    RunInfo {
+        run_id: "test".into(),
+        host: "test".into(),
+        version: "test".into(),
     }
 }
 
@@ -332,6 +347,8 @@ mod tests {
             store,
             clock: &Fixed(t0()),
             skew: &|| Some(0.4),
+            journal: &crate::ports::MemoryJournal::default(),
+            run: &test_run(),
         };
         run(config, ports, &|_, _| {}, &stop).await
     }
@@ -426,6 +443,8 @@ mod tests {
             store: &store,
             clock: &Fixed(t0()),
             skew: &|| Some(-900.0),
+            journal: &crate::ports::MemoryJournal::default(),
+            run: &test_run(),
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         assert!(matches!(c.skipped, Some(Skipped::Clock(_))));

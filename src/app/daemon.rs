@@ -27,6 +27,7 @@ use crate::core::report::Report;
 use crate::ports::{RequestObserver, SystemClock};
 use crate::server::http::{Server, Shared};
 use crate::server::metrics::Metrics;
+use crate::state::journal::FileJournal;
 use crate::state::FileStore;
 use crate::sys::notify::Notifier;
 
@@ -125,6 +126,8 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     });
     let fleet = Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await;
     let store = FileStore::new(&config.state_path, LOCK_WAIT);
+    let journal = FileJournal::new(&config.journal_path, config.journal_retention);
+    let run = crate::sys::host::run_info();
     let audited =
         |accounts: &[AccountInventory], report: &Report| publish_audit(&shared, &config, accounts, report, started);
     let ports = crate::app::cycle::Ports {
@@ -132,6 +135,8 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         store: &store,
         clock: &SystemClock,
         skew: &|| observer.skew(),
+        journal: &journal,
+        run: &run,
     };
     let c = crate::app::cycle::run(&config, ports, &audited, &stop).await;
     match &c.skipped {

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::core::history::State;
+use crate::core::journal::{JournalEntry, RunInfo};
 use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
 use crate::core::plan::{is_due, Candidate, Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Policy};
 use crate::core::rules;
-use crate::ports::KeyActions;
+use crate::ports::{ActionJournal, KeyActions, StoreError};
 
 /// What a fresh decision needs: the same policy, first-seen times and instant as the audit.
 pub struct Context<'a> {
@@ -26,6 +27,9 @@ pub struct Context<'a> {
     pub own_access_key_id: Option<&'a str>,
     /// Checked between keys: a stop request ends the run after the key in hand.
     pub stop: &'a AtomicBool,
+    /// Every attempt is appended here before the next key is touched.
+    pub journal: &'a dyn ActionJournal,
+    pub run: &'a RunInfo,
 }
 
 /// What a run did, and what the cap left for later (per account).
@@ -33,6 +37,8 @@ pub struct Context<'a> {
 pub struct Executed {
     pub outcomes: Vec<Outcome>,
     pub held_back: BTreeMap<String, usize>,
+    /// The journal could not be written: the run stopped after the action it could not record.
+    pub journal_error: Option<StoreError>,
 }
 
 pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyActions) -> Executed {
@@ -65,7 +71,16 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
             OutcomeKind::Error | OutcomeKind::NoLongerDue | OutcomeKind::Backoff => {}
         }
         log(&outcome, ctx.mode);
+        let entry = JournalEntry::of_outcome(&outcome, ctx.mode, ctx.run, ctx.now);
         run.outcomes.push(outcome);
+        if let Some(entry) = entry {
+            // An action nobody can find later cannot be undone: no record, no further action.
+            if let Err(e) = ctx.journal.append(&[entry]) {
+                tracing::error!(error = %e, "cannot write the action journal; the remaining deactivations wait for the next run");
+                run.journal_error = Some(e);
+                break;
+            }
+        }
     }
     run
 }
@@ -297,8 +312,24 @@ mod tests {
     }
 
     async fn run_with(fake: &Fake, due: &[Candidate], mode: Mode, cap: usize, state: &State) -> Executed {
+        run_journaled(fake, due, mode, cap, state, &crate::ports::MemoryJournal::default()).await
+    }
+
+    async fn run_journaled(
+        fake: &Fake,
+        due: &[Candidate],
+        mode: Mode,
+        cap: usize,
+        state: &State,
+        journal: &crate::ports::MemoryJournal,
+    ) -> Executed {
         let stop = AtomicBool::new(false);
         let p = policy();
+        let run = RunInfo {
+            run_id: "run-1".into(),
+            host: "host".into(),
+            version: "0".into(),
+        };
         let ctx = Context {
             policy: &p,
             state,
@@ -307,6 +338,8 @@ mod tests {
             cap,
             own_access_key_id: Some("OWN"),
             stop: &stop,
+            journal,
+            run: &run,
         };
         execute(due, &ctx, fake).await
     }
@@ -394,6 +427,57 @@ mod tests {
         let f = fake(vec![key("OTHER", 1, Some(1))], false);
         let out = run(&f, &candidate("K"), Mode::Enforce).await;
         assert_eq!(out[0].kind, OutcomeKind::NoLongerDue, "the key was deleted");
+    }
+
+    fn idle_fleet(names: &[&str]) -> (Fake, Vec<Candidate>) {
+        let mut f = fake(vec![], false);
+        *f.users.get_mut().unwrap() = names.iter().map(|n| idle_user(n, &n.to_uppercase())).collect();
+        let due = names.iter().map(|n| candidate_of(n, &n.to_uppercase())).collect();
+        (f, due)
+    }
+
+    #[tokio::test]
+    async fn every_attempt_is_journaled_with_its_outcome_and_run() {
+        let (mut f, due) = idle_fleet(&["d1", "a1"]);
+        f.denied = vec!["D1".into()];
+        let journal = crate::ports::MemoryJournal::default();
+        run_journaled(&f, &due, Mode::Enforce, 25, &State::default(), &journal).await;
+        let entries = journal.entries.lock().unwrap();
+        let got: Vec<(&str, &str, &str, &str)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.access_key_id.as_str(),
+                    e.outcome.as_str(),
+                    e.mode.as_str(),
+                    e.run.run_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("D1", "error", "enforce", "run-1"),
+                ("A1", "success", "enforce", "run-1")
+            ]
+        );
+        assert!(entries[0].error.as_deref().unwrap().contains("AccessDenied"));
+        assert_eq!(entries[1].rules, [Rule::UnusedKey]);
+    }
+
+    #[tokio::test]
+    async fn no_journal_no_further_action() {
+        let (f, due) = idle_fleet(&["a1", "a2"]);
+        let journal = crate::ports::MemoryJournal {
+            fail: Some("disk full".into()),
+            ..Default::default()
+        };
+        let run = run_journaled(&f, &due, Mode::Enforce, 25, &State::default(), &journal).await;
+        // The first key was deactivated (it cannot be undone by not writing); the second waits.
+        assert_eq!(run.outcomes.len(), 1);
+        assert_eq!(run.outcomes[0].kind, OutcomeKind::Success);
+        assert_eq!(run.journal_error, Some(StoreError("disk full".into())));
+        assert!(!f.calls.lock().unwrap().iter().any(|c| c == "deactivate A2"));
     }
 
     #[tokio::test]

@@ -102,6 +102,9 @@ pub struct Config {
     pub policy: Policy,
     pub enforcement: Enforcement,
     pub state_path: PathBuf,
+    /// The action journal (`state.journal_path`, else `actions.jsonl` next to the state).
+    pub journal_path: PathBuf,
+    pub journal_retention: chrono::TimeDelta,
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: bool,
     /// TLS and basic auth of the listener; swapped in on reload.

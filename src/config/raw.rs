@@ -255,12 +255,18 @@ pub struct RawExemption {
 #[serde(deny_unknown_fields, default)]
 pub struct RawState {
     pub path: PathBuf,
+    /// Default: `actions.jsonl` in the directory of `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_path: Option<PathBuf>,
+    pub journal_retention: String,
 }
 
 impl Default for RawState {
     fn default() -> Self {
         RawState {
             path: "/var/lib/keywarden/state.json".into(),
+            journal_path: None,
+            journal_retention: "400d".into(),
         }
     }
 }

@@ -46,6 +46,18 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
     if raw.state.path.as_os_str().is_empty() {
         c.push("state.path", "must not be empty");
     }
+    let journal_retention = c.duration("state.journal_retention", &raw.state.journal_retention);
+    let journal_path = match &raw.state.journal_path {
+        Some(p) if p.as_os_str().is_empty() => {
+            c.push(
+                "state.journal_path",
+                "must not be empty (omit it for actions.jsonl next to the state)",
+            );
+            None
+        }
+        Some(p) => Some(p.clone()),
+        None => Some(raw.state.path.with_file_name("actions.jsonl")),
+    };
     if !c.issues.is_empty() {
         return Err(ConfigError::Invalid { issues: c.issues });
     }
@@ -69,6 +81,8 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
             max_deactivations_per_run: raw.enforcement.max_deactivations_per_run as usize,
         },
         state_path: raw.state.path.clone(),
+        journal_path: journal_path.ok_or_else(missing)?,
+        journal_retention: to_delta(journal_retention.ok_or_else(missing)?),
         metrics_listen,
         metrics_per_key: raw.metrics.per_key,
         metrics_web,

@@ -200,6 +200,11 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         failures,
     })
     .map_err(|e| err(std::io::Error::other(e)))?;
+    write_atomically(path, &body).map_err(err)
+}
+
+/// Replaces `path` with `body`, mode 0600: a crash leaves either the old or the new content.
+pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -221,7 +226,7 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
             .open(&tmp)?;
         // An existing temp file keeps its old mode through open; set it explicitly.
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -230,7 +235,7 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(err)
+    result
 }
 
 /// The state file behind the [`StateStore`] port; runs lock it for `lock_wait` at most.

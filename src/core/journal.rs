@@ -1,0 +1,167 @@
+//! The action journal's entries: one per deactivation (or dry-run "would deactivate", or a
+//! deactivation that failed or was no longer due on fresh data) and one per reactivation.
+//! The state forgets a key once it is deactivated; the journal is what remembers, so that an
+//! operator can see what keywarden did and undo it (`keywarden history`, `keywarden reactivate`).
+//! Plain data here; the file form is `state::journal`.
+
+use crate::core::model::Timestamp;
+use crate::core::plan::{Outcome, OutcomeKind};
+use crate::core::policy::{Mode, Rule};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalAction {
+    Deactivate,
+    Reactivate,
+}
+
+impl JournalAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalAction::Deactivate => "deactivate",
+            JournalAction::Reactivate => "reactivate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JournalAction> {
+        [JournalAction::Deactivate, JournalAction::Reactivate]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// Who and what wrote an entry: the same for every entry of one run or command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub host: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    pub time: Timestamp,
+    pub action: JournalAction,
+    /// `enforce` or `dry-run`.
+    pub mode: String,
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    pub rules: Vec<Rule>,
+    pub first_seen: Option<Timestamp>,
+    pub deadline: Option<Timestamp>,
+    /// `success`, `error`, `dry_run` or `no_longer_due`.
+    pub outcome: String,
+    pub error: Option<String>,
+    /// Reactivations: why (`--reason`).
+    pub reason: Option<String>,
+    /// Reactivations: who (`$SUDO_USER`, else `$USER`).
+    pub operator: Option<String>,
+    pub run: RunInfo,
+}
+
+impl JournalEntry {
+    /// The entry of one deactivation outcome; `None` for a key left for its backoff (nothing
+    /// was attempted, nothing to record).
+    pub fn of_outcome(o: &Outcome, mode: Mode, run: &RunInfo, time: Timestamp) -> Option<JournalEntry> {
+        if o.kind == OutcomeKind::Backoff {
+            return None;
+        }
+        let c = &o.candidate;
+        Some(JournalEntry {
+            time,
+            action: JournalAction::Deactivate,
+            mode: mode.as_str().to_string(),
+            account_id: c.account_id.clone(),
+            user: c.user.clone(),
+            access_key_id: c.access_key_id.clone(),
+            rules: c.rules.clone(),
+            first_seen: Some(c.first_seen),
+            deadline: Some(c.deadline),
+            outcome: o.kind.as_str().to_string(),
+            error: o.error.clone(),
+            reason: None,
+            operator: None,
+            run: run.clone(),
+        })
+    }
+
+    /// Whether this entry records keywarden itself deactivating the key (what `reactivate`
+    /// requires before it undoes anything).
+    pub fn is_confirmed_deactivation(&self) -> bool {
+        self.action == JournalAction::Deactivate && self.mode == Mode::Enforce.as_str() && self.outcome == "success"
+    }
+}
+
+/// The newest entry for `access_key_id`, entries being in file (time) order.
+pub fn latest_for<'a>(entries: &'a [JournalEntry], access_key_id: &str) -> Option<&'a JournalEntry> {
+    entries.iter().rev().find(|e| e.access_key_id == access_key_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::plan::Candidate;
+    use chrono::TimeZone;
+
+    fn t(h: u32) -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap()
+    }
+    fn run() -> RunInfo {
+        RunInfo {
+            run_id: "r1".into(),
+            host: "h".into(),
+            version: "0.1.0".into(),
+        }
+    }
+    fn outcome(kind: OutcomeKind) -> Outcome {
+        Outcome {
+            candidate: Candidate {
+                account_id: "1".into(),
+                user: "u".into(),
+                access_key_id: "AK".into(),
+                rules: vec![Rule::UnusedKey],
+                first_seen: t(1),
+                deadline: t(2),
+                owner: "o".into(),
+            },
+            kind,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn every_attempt_is_journaled_but_a_backoff_is_not() {
+        for (kind, name) in [
+            (OutcomeKind::Success, "success"),
+            (OutcomeKind::Error, "error"),
+            (OutcomeKind::DryRun, "dry_run"),
+            (OutcomeKind::NoLongerDue, "no_longer_due"),
+        ] {
+            let e = JournalEntry::of_outcome(&outcome(kind), Mode::Enforce, &run(), t(3)).unwrap();
+            assert_eq!(e.outcome, name);
+            assert_eq!((e.first_seen, e.deadline), (Some(t(1)), Some(t(2))));
+        }
+        assert_eq!(
+            JournalEntry::of_outcome(&outcome(OutcomeKind::Backoff), Mode::Enforce, &run(), t(3)),
+            None
+        );
+    }
+
+    #[test]
+    fn only_an_enforced_successful_deactivation_counts_as_keywardens() {
+        let ok = JournalEntry::of_outcome(&outcome(OutcomeKind::Success), Mode::Enforce, &run(), t(3)).unwrap();
+        assert!(ok.is_confirmed_deactivation());
+        let dry = JournalEntry::of_outcome(&outcome(OutcomeKind::DryRun), Mode::DryRun, &run(), t(3)).unwrap();
+        assert!(!dry.is_confirmed_deactivation());
+        let failed = JournalEntry::of_outcome(&outcome(OutcomeKind::Error), Mode::Enforce, &run(), t(3)).unwrap();
+        assert!(!failed.is_confirmed_deactivation());
+        let reactivated = JournalEntry {
+            action: JournalAction::Reactivate,
+            ..ok.clone()
+        };
+        assert!(!reactivated.is_confirmed_deactivation());
+        let entries = [ok.clone(), reactivated.clone()];
+        assert_eq!(latest_for(&entries, "AK"), Some(&reactivated));
+        assert_eq!(latest_for(&entries, "other"), None);
+    }
+}

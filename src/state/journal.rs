@@ -1,0 +1,306 @@
+//! The action journal as a file of JSON lines (`state.journal_path`, next to the state file by
+//! default), behind the `ActionJournal` port.
+//!
+//! - Appends are one `write` of whole lines to a file opened with `O_APPEND`, then `fsync`,
+//!   before the run goes on to the next key: an action is on disk before the next one starts.
+//! - A process killed mid-append leaves a torn last line. Reading skips it and reports it
+//!   (never fatal); the next append first ends it with a newline, so it stays one bad line
+//!   instead of corrupting the entry written after it.
+//! - Size: entries older than `state.journal_retention` (400 days by default) are dropped by
+//!   rewriting the file atomically, at most once per process and day, when the oldest entry
+//!   has passed the retention.
+
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+
+use crate::core::journal::{JournalAction, JournalEntry, RunInfo};
+use crate::core::model::Timestamp;
+use crate::core::policy::Rule;
+use crate::ports::{ActionJournal, JournalRead, StoreError};
+
+/// The line form of an entry: the field names of CONTRACT.md.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EntryDoc {
+    #[serde(with = "crate::sys::timefmt")]
+    pub time: Timestamp,
+    pub action: String,
+    pub mode: String,
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    pub rules: Vec<String>,
+    #[serde(default, with = "crate::sys::timefmt::option")]
+    pub first_seen: Option<Timestamp>,
+    #[serde(default, with = "crate::sys::timefmt::option")]
+    pub deadline: Option<Timestamp>,
+    pub outcome: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub operator: Option<String>,
+    pub run_id: String,
+    pub host: String,
+    pub version: String,
+}
+
+impl From<&JournalEntry> for EntryDoc {
+    fn from(e: &JournalEntry) -> EntryDoc {
+        EntryDoc {
+            time: e.time,
+            action: e.action.as_str().to_string(),
+            mode: e.mode.clone(),
+            account_id: e.account_id.clone(),
+            user: e.user.clone(),
+            access_key_id: e.access_key_id.clone(),
+            rules: e.rules.iter().map(|r| r.as_str().to_string()).collect(),
+            first_seen: e.first_seen,
+            deadline: e.deadline,
+            outcome: e.outcome.clone(),
+            error: e.error.clone(),
+            reason: e.reason.clone(),
+            operator: e.operator.clone(),
+            run_id: e.run.run_id.clone(),
+            host: e.run.host.clone(),
+            version: e.run.version.clone(),
+        }
+    }
+}
+
+impl TryFrom<EntryDoc> for JournalEntry {
+    type Error = String;
+
+    fn try_from(d: EntryDoc) -> Result<JournalEntry, String> {
+        let action = JournalAction::parse(&d.action).ok_or_else(|| format!("unknown action {:?}", d.action))?;
+        let rules = d
+            .rules
+            .iter()
+            .map(|r| Rule::parse(r).ok_or_else(|| format!("unknown rule {r:?}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(JournalEntry {
+            time: d.time,
+            action,
+            mode: d.mode,
+            account_id: d.account_id,
+            user: d.user,
+            access_key_id: d.access_key_id,
+            rules,
+            first_seen: d.first_seen,
+            deadline: d.deadline,
+            outcome: d.outcome,
+            error: d.error,
+            reason: d.reason,
+            operator: d.operator,
+            run: RunInfo {
+                run_id: d.run_id,
+                host: d.host,
+                version: d.version,
+            },
+        })
+    }
+}
+
+pub fn to_line(e: &JournalEntry) -> String {
+    // Serializing plain strings and numbers cannot fail.
+    serde_json::to_string(&EntryDoc::from(e)).unwrap_or_default()
+}
+
+pub struct FileJournal {
+    path: PathBuf,
+    retention: TimeDelta,
+    /// When retention was last applied by this process.
+    compacted: Mutex<Option<Timestamp>>,
+}
+
+impl FileJournal {
+    pub fn new(path: &Path, retention: TimeDelta) -> FileJournal {
+        FileJournal {
+            path: path.to_path_buf(),
+            retention,
+            compacted: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError(format!("action journal {}: {what}: {e}", self.path.display()))
+    }
+
+    fn append_lines(&self, lines: &str) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        let mut text = String::with_capacity(lines.len() + 1);
+        // End a torn last line first, so the new entry starts on a line of its own.
+        let len = f.seek(SeekFrom::End(0))?;
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::End(-1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                text.push('\n');
+            }
+        }
+        text.push_str(lines);
+        f.write_all(text.as_bytes())?;
+        f.sync_data()
+    }
+
+    /// Drops entries older than the retention (once a day per process at most).
+    fn apply_retention(&self, now: Timestamp) -> Result<(), StoreError> {
+        let Ok(mut last) = self.compacted.lock() else {
+            return Ok(());
+        };
+        if last.is_some_and(|t| now - t < TimeDelta::days(1)) {
+            return Ok(());
+        }
+        *last = Some(now);
+        let cutoff = now - self.retention;
+        let oldest = match std::fs::File::open(&self.path) {
+            Ok(f) => std::io::BufReader::new(f)
+                .lines()
+                .next()
+                .and_then(Result::ok)
+                .and_then(|l| serde_json::from_str::<EntryDoc>(&l).ok())
+                .map(|d| d.time),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.error("cannot read", e)),
+        };
+        if oldest.is_none_or(|t| t >= cutoff) {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&self.path).map_err(|e| self.error("cannot read", e))?;
+        let kept: String = text
+            .lines()
+            .filter(|l| serde_json::from_str::<EntryDoc>(l).map_or(true, |d| d.time >= cutoff))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        crate::state::file::write_atomically(&self.path, kept.as_bytes()).map_err(|e| self.error("cannot rewrite", e))
+    }
+}
+
+impl ActionJournal for FileJournal {
+    fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let Some(now) = entries.iter().map(|e| e.time).max() {
+            self.apply_retention(now)?;
+        }
+        let lines: String = entries.iter().flat_map(|e| [to_line(e), "\n".to_string()]).collect();
+        self.append_lines(&lines).map_err(|e| self.error("cannot append", e))
+    }
+
+    fn read(&self) -> Result<JournalRead, StoreError> {
+        let text = match std::fs::read(&self.path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JournalRead::default()),
+            Err(e) => return Err(self.error("cannot read", e)),
+        };
+        let mut read = JournalRead::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed = serde_json::from_str::<EntryDoc>(line)
+                .map_err(|e| e.to_string())
+                .and_then(JournalEntry::try_from);
+            match parsed {
+                Ok(e) => read.entries.push(e),
+                Err(e) => read
+                    .skipped
+                    .push(format!("{}: line {}: {e} (skipped)", self.path.display(), i + 1)),
+            }
+        }
+        // File order is append order; a clock set back could disorder it, so sort by time.
+        read.entries.sort_by_key(|e| e.time);
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn entry(day: u32, key: &str) -> JournalEntry {
+        JournalEntry {
+            time: chrono::Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap(),
+            action: JournalAction::Deactivate,
+            mode: "enforce".into(),
+            account_id: "123456789012".into(),
+            user: "u".into(),
+            access_key_id: key.into(),
+            rules: vec![Rule::UnusedKey, Rule::MaxKeyAge],
+            first_seen: None,
+            deadline: None,
+            outcome: "success".into(),
+            error: None,
+            reason: None,
+            operator: None,
+            run: RunInfo {
+                run_id: "r".into(),
+                host: "h".into(),
+                version: "v".into(),
+            },
+        }
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kw-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn entries_round_trip_and_a_torn_line_is_skipped_and_reported() {
+        let d = dir("torn");
+        let path = d.join("actions.jsonl");
+        let j = FileJournal::new(&path, TimeDelta::days(400));
+        j.append(&[entry(1, "AK1")]).unwrap();
+        // kill -9 in the middle of the second append:
+        let torn = &to_line(&entry(2, "AK2"))[..40];
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(torn.as_bytes())
+            .unwrap();
+        j.append(&[entry(3, "AK3")]).unwrap();
+        let read = j.read().unwrap();
+        let keys: Vec<&str> = read.entries.iter().map(|e| e.access_key_id.as_str()).collect();
+        assert_eq!(keys, ["AK1", "AK3"]);
+        assert_eq!(read.entries[0], entry(1, "AK1"));
+        assert_eq!(read.skipped.len(), 1, "{:?}", read.skipped);
+        assert!(read.skipped[0].contains("line 2"), "{:?}", read.skipped);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_missing_journal_is_empty_and_retention_drops_old_entries() {
+        let d = dir("retention");
+        let path = d.join("actions.jsonl");
+        let j = FileJournal::new(&path, TimeDelta::days(10));
+        assert_eq!(j.read().unwrap(), JournalRead::default());
+        FileJournal::new(&path, TimeDelta::days(400))
+            .append(&[entry(1, "AK1"), entry(5, "AK5")])
+            .unwrap();
+        j.append(&[entry(20, "AK20")]).unwrap();
+        let keys: Vec<String> = j.read().unwrap().entries.into_iter().map(|e| e.access_key_id).collect();
+        assert_eq!(keys, ["AK20"]);
+    }
+}
