@@ -71,11 +71,42 @@ pub enum Command {
         #[arg(long, value_name = "RFC3339", value_parser = parse_at)]
         at: Option<Timestamp>,
     },
+    /// The action journal: what keywarden did (and would have done in dry-run), newest first.
+    History {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Only actions at most this old, e.g. 24h, 7d.
+        #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+        since: Option<chrono::TimeDelta>,
+        /// Only users matching this glob, e.g. "ci-*".
+        #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
+        user: Option<glob::Pattern>,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+        format: HistoryFormat,
+    },
     /// Parse and validate the config, print the effective config.
     CheckConfig {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
         path: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
+}
+
+fn parse_since(s: &str) -> Result<chrono::TimeDelta, String> {
+    humantime::parse_duration(s)
+        .ok()
+        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 24h, 7d)"))
+}
+
+fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
+    glob::Pattern::new(s).map_err(|e| format!("{s:?} is not a glob: {e}"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use keywarden::app::{audit, daemon};
-use keywarden::cli::{Cli, Command, Format};
+use keywarden::cli::{Cli, Command, Format, HistoryFormat};
 use keywarden::config;
+use keywarden::ports::ActionJournal;
 use keywarden::sys::logging;
 
 /// Exit codes (CONTRACT.md).
@@ -20,6 +21,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { path } => check_config(path),
         Command::Run { config, once } => run_daemon(config, once),
+        Command::History {
+            config,
+            since,
+            user,
+            format,
+        } => match load_config(config.as_deref()) {
+            Ok(cfg) => history(&cfg, since, user, format),
+            Err(code) => code,
+        },
         Command::Audit { config, format, at } => match load_config(config.as_deref()) {
             Ok(cfg) => {
                 logging::init(&cfg, false);
@@ -121,4 +131,30 @@ fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+fn history(
+    cfg: &config::Config,
+    since: Option<chrono::TimeDelta>,
+    user: Option<glob::Pattern>,
+    format: HistoryFormat,
+) -> ExitCode {
+    let journal = keywarden::state::journal::FileJournal::new(&cfg.journal_path, cfg.journal_retention);
+    let read = match journal.read() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keywarden: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    for skipped in &read.skipped {
+        eprintln!("keywarden: warning: {skipped}");
+    }
+    let query = keywarden::core::journal::Query { since, user };
+    let selected = keywarden::core::journal::select(&read.entries, &query, chrono::Utc::now());
+    match format {
+        HistoryFormat::Json => println!("{}", keywarden::output::history::to_json(&selected)),
+        HistoryFormat::Table => print!("{}", keywarden::output::history::to_table(&selected)),
+    }
+    ExitCode::SUCCESS
 }

@@ -25,6 +25,9 @@ _keywarden() {
             keywarden,help)
                 cmd="keywarden__subcmd__help"
                 ;;
+            keywarden,history)
+                cmd="keywarden__subcmd__history"
+                ;;
             keywarden,run)
                 cmd="keywarden__subcmd__run"
                 ;;
@@ -37,6 +40,9 @@ _keywarden() {
             keywarden__subcmd__help,help)
                 cmd="keywarden__subcmd__help__subcmd__help"
                 ;;
+            keywarden__subcmd__help,history)
+                cmd="keywarden__subcmd__help__subcmd__history"
+                ;;
             keywarden__subcmd__help,run)
                 cmd="keywarden__subcmd__help__subcmd__run"
                 ;;
@@ -47,7 +53,7 @@ _keywarden() {
 
     case "${cmd}" in
         keywarden)
-            opts="-h -V --help --version run audit check-config help"
+            opts="-h -V --help --version run audit history check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -101,7 +107,7 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help)
-            opts="run audit check-config help"
+            opts="run audit history check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -156,6 +162,20 @@ _keywarden() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        keywarden__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         keywarden__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -163,6 +183,36 @@ _keywarden() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__history)
+            opts="-h --config --since --user --format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

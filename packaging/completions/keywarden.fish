@@ -28,6 +28,7 @@ complete -c keywarden -n "__fish_keywarden_needs_command" -s h -l help -d 'Print
 complete -c keywarden -n "__fish_keywarden_needs_command" -s V -l version -d 'Print version'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
+complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "history" -d 'The action journal: what keywarden did (and would have done in dry-run), newest first'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
@@ -38,8 +39,15 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l format -r 
 json\t''"
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l at -d 'Evaluate ages and deadlines as of this RFC 3339 instant instead of now' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
+complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l since -d 'Only actions at most this old, e.g. 24h, 7d' -r
+complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l user -d 'Only users matching this glob, e.g. "ci-*"' -r
+complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l format -r -f -a "table\t''
+json\t''"
+complete -c keywarden -n "__fish_keywarden_using_subcommand history" -s h -l help -d 'Print help'
 complete -c keywarden -n "__fish_keywarden_using_subcommand check-config" -s h -l help -d 'Print help'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "history" -d 'The action journal: what keywarden did (and would have done in dry-run), newest first'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -398,6 +398,7 @@ impl Daemon {
         // New connections use the new certificate and users; open ones finish as they began.
         self.shared.set_web(Arc::clone(&new.metrics_web));
         self.shared.liveness.set_max_run(new.schedule.max_run_duration);
+        self.shared.set_journal_path(new.journal_path.clone());
         self.config = Arc::new(new);
         Ok(())
     }
@@ -434,6 +435,7 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     metrics.config_reload_ts.set(unix_now());
     let shared = Arc::new(Shared::new(metrics, Arc::clone(&config.metrics_web)));
     shared.liveness.set_max_run(config.schedule.max_run_duration);
+    shared.set_journal_path(config.journal_path.clone());
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     if opts.once {

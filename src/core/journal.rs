@@ -4,6 +4,8 @@
 //! operator can see what keywarden did and undo it (`keywarden history`, `keywarden reactivate`).
 //! Plain data here; the file form is `state::journal`.
 
+use chrono::TimeDelta;
+
 use crate::core::model::Timestamp;
 use crate::core::plan::{Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Rule};
@@ -97,6 +99,27 @@ pub fn latest_for<'a>(entries: &'a [JournalEntry], access_key_id: &str) -> Optio
     entries.iter().rev().find(|e| e.access_key_id == access_key_id)
 }
 
+/// What `history` and `/api/v1/actions` select from the journal.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Only entries at most this old.
+    pub since: Option<TimeDelta>,
+    /// Only users matching this glob.
+    pub user: Option<glob::Pattern>,
+}
+
+/// The entries `q` selects, newest first.
+pub fn select<'a>(entries: &'a [JournalEntry], q: &Query, now: Timestamp) -> Vec<&'a JournalEntry> {
+    let cutoff = q.since.and_then(|s| now.checked_sub_signed(s));
+    let mut out: Vec<&JournalEntry> = entries
+        .iter()
+        .filter(|e| cutoff.is_none_or(|c| e.time >= c))
+        .filter(|e| q.user.as_ref().is_none_or(|p| p.matches(&e.user)))
+        .collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e.time));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +186,57 @@ mod tests {
         let entries = [ok.clone(), reactivated.clone()];
         assert_eq!(latest_for(&entries, "AK"), Some(&reactivated));
         assert_eq!(latest_for(&entries, "other"), None);
+    }
+}
+
+#[cfg(test)]
+mod select_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn entry(hour: u32, user: &str) -> JournalEntry {
+        JournalEntry {
+            time: chrono::Utc.with_ymd_and_hms(2026, 12, 1, hour, 0, 0).unwrap(),
+            action: JournalAction::Deactivate,
+            mode: "enforce".into(),
+            account_id: "1".into(),
+            user: user.into(),
+            access_key_id: format!("AK{hour}"),
+            rules: vec![],
+            first_seen: None,
+            deadline: None,
+            outcome: "success".into(),
+            error: None,
+            reason: None,
+            operator: None,
+            run: RunInfo {
+                run_id: "r".into(),
+                host: "h".into(),
+                version: "v".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn newest_first_within_since_and_matching_the_user() {
+        let entries = [entry(1, "ci-a"), entry(5, "bob"), entry(9, "ci-b")];
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let ids = |q: &Query| -> Vec<String> {
+            select(&entries, q, now)
+                .iter()
+                .map(|e| e.access_key_id.clone())
+                .collect()
+        };
+        assert_eq!(ids(&Query::default()), ["AK9", "AK5", "AK1"]);
+        let recent = Query {
+            since: Some(TimeDelta::hours(6)),
+            ..Query::default()
+        };
+        assert_eq!(ids(&recent), ["AK9", "AK5"]);
+        let ci = Query {
+            user: Some(glob::Pattern::new("ci-*").unwrap()),
+            ..Query::default()
+        };
+        assert_eq!(ids(&ci), ["AK9", "AK1"]);
     }
 }

@@ -1,4 +1,6 @@
-//! The forms of the report: JSON for scripts and the API, the table for people.
+//! The forms of the report (and of the action journal, `history`): JSON for scripts and the
+//! API, tables for people.
 
+pub mod history;
 pub mod json;
 pub mod table;

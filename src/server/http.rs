@@ -96,6 +96,8 @@ pub struct Shared {
     pub report_json: RwLock<Option<Bytes>>,
     /// TLS and basic auth; read at each new connection, replaced on reload.
     web: RwLock<Arc<Web>>,
+    /// The action journal `/api/v1/actions` reads (replaced on reload).
+    journal_path: RwLock<Option<std::path::PathBuf>>,
 }
 
 impl Shared {
@@ -106,6 +108,21 @@ impl Shared {
             liveness: Liveness::new(Duration::MAX),
             report_json: RwLock::new(None),
             web: RwLock::new(web),
+            journal_path: RwLock::new(None),
+        }
+    }
+
+    pub fn set_journal_path(&self, path: std::path::PathBuf) {
+        match self.journal_path.write() {
+            Ok(mut p) => *p = Some(path),
+            Err(poisoned) => *poisoned.into_inner() = Some(path),
+        }
+    }
+
+    fn journal_path(&self) -> Option<std::path::PathBuf> {
+        match self.journal_path.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -173,9 +190,12 @@ impl From<Bytes> for Chunks {
     }
 }
 
-pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Body> {
+pub fn route(shared: &Shared, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
     const TEXT: &str = "text/plain; charset=utf-8";
-    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report");
+    let known = matches!(
+        path,
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report" | "/api/v1/actions"
+    );
     if !known {
         return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
     }
@@ -202,6 +222,7 @@ pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Body> {
         },
         "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
         "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
+        "/api/v1/actions" => actions(shared, query),
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
             Some(json) => respond(StatusCode::OK, "application/json", json),
             None => respond(
@@ -210,6 +231,52 @@ pub fn route(shared: &Shared, method: &Method, path: &str) -> Response<Body> {
                 "{\"error\": \"no audit has completed yet\"}\n",
             ),
         },
+    }
+}
+
+/// `GET /api/v1/actions[?since=DURATION]`: the action journal as `history --format json` prints
+/// it. Read from the file at each request (it is small, and appended by the runs).
+fn actions(shared: &Shared, query: Option<&str>) -> Response<Body> {
+    use crate::ports::ActionJournal;
+    const JSON: &str = "application/json";
+    let since = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("since="));
+    let since = match since.map(|s| {
+        humantime::parse_duration(s)
+            .ok()
+            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+    }) {
+        Some(None) => {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                JSON,
+                "{\"error\": \"since must be a duration such as 24h or 7d\"}\n",
+            )
+        }
+        Some(Some(d)) => Some(d),
+        None => None,
+    };
+    let Some(path) = shared.journal_path() else {
+        return respond(StatusCode::OK, JSON, "[]\n");
+    };
+    let journal = crate::state::journal::FileJournal::new(&path, chrono::TimeDelta::MAX);
+    match journal.read() {
+        Ok(read) => {
+            let q = crate::core::journal::Query { since, user: None };
+            let selected = crate::core::journal::select(&read.entries, &q, chrono::Utc::now());
+            respond(
+                StatusCode::OK,
+                JSON,
+                Bytes::from(crate::output::history::to_json(&selected)),
+            )
+        }
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            JSON,
+            Bytes::from(serde_json::json!({ "error": e.to_string() }).to_string()),
+        ),
     }
 }
 
@@ -280,7 +347,7 @@ where
                 );
                 return Ok::<_, Infallible>(r);
             }
-            Ok(route(&shared, req.method(), req.uri().path()))
+            Ok(route(&shared, req.method(), req.uri().path(), req.uri().query()))
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -328,7 +395,7 @@ mod tests {
     #[test]
     fn routes() {
         let shared = Shared::new(Arc::new(Metrics::new().unwrap()), Arc::new(Web::open()));
-        let get = |p: &str| route(&shared, &Method::GET, p).status();
+        let get = |p: &str| route(&shared, &Method::GET, p, None).status();
         assert_eq!(get("/"), StatusCode::OK);
         assert_eq!(get("/metrics"), StatusCode::OK);
         assert_eq!(get("/-/healthy"), StatusCode::OK);
@@ -336,7 +403,7 @@ mod tests {
         assert_eq!(get("/api/v1/report"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get("/nope"), StatusCode::NOT_FOUND);
         assert_eq!(
-            route(&shared, &Method::POST, "/metrics").status(),
+            route(&shared, &Method::POST, "/metrics", None).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
         shared.ready.set_ready();
