@@ -18,7 +18,7 @@ most enforcement.max_deactivations_per_run per run) and serves Prometheus metric
 
 const AFTER_LONG_HELP: &str = "\
 Exit codes: 0 ok (audit: no violation), 1 runtime error, 2 usage or configuration error, \
-3 violations found (audit).
+3 violations found (audit), 4 refused (reactivate: nothing changed).
 
 Files: /etc/keywarden/keywarden.toml (the config; the config path is --config, else \
 $KEYWARDEN_CONFIG, else this file), /etc/keywarden/env (AWS_* variables for the unit, mode \
@@ -85,6 +85,27 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
         format: HistoryFormat,
     },
+    /// Undo a deactivation keywarden made: set the key Active again and snooze it, so that the
+    /// daemon does not deactivate it again before the snooze ends (exit 4: refused, nothing
+    /// changed).
+    Reactivate {
+        /// The access key to reactivate (found in the action journal).
+        #[arg(value_name = "ACCESS_KEY_ID")]
+        access_key_id: String,
+        /// Why (kept in the action journal with who ran the command).
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
+        reason: String,
+        /// How long the daemon leaves the key alone (default: enforcement.grace_period).
+        #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+        snooze: Option<chrono::TimeDelta>,
+        /// Reactivate even if the journal's last entry is not a deactivation by keywarden, or
+        /// snooze a key that is already Active.
+        #[arg(long)]
+        force: bool,
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Parse and validate the config, print the effective config.
     CheckConfig {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
@@ -103,6 +124,13 @@ fn parse_since(s: &str) -> Result<chrono::TimeDelta, String> {
         .ok()
         .and_then(|d| chrono::TimeDelta::from_std(d).ok())
         .ok_or_else(|| format!("{s:?} is not a duration (e.g. 24h, 7d)"))
+}
+
+fn parse_reason(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("must say why (e.g. a ticket)".into()),
+        r => Ok(r.to_string()),
+    }
 }
 
 fn parse_glob(s: &str) -> Result<glob::Pattern, String> {

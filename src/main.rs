@@ -15,12 +15,26 @@ use keywarden::sys::logging;
 /// Exit codes (CONTRACT.md).
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
+const EXIT_REFUSED: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => check_config(path),
         Command::Run { config, once } => run_daemon(config, once),
+        Command::Reactivate {
+            access_key_id,
+            reason,
+            snooze,
+            force,
+            config,
+        } => match load_config(config.as_deref()) {
+            Ok(cfg) => {
+                logging::init(&cfg, false);
+                reactivate(&cfg, &access_key_id, &reason, snooze, force)
+            }
+            Err(code) => code,
+        },
         Command::History {
             config,
             since,
@@ -157,4 +171,59 @@ fn history(
         HistoryFormat::Table => print!("{}", keywarden::output::history::to_table(&selected)),
     }
     ExitCode::SUCCESS
+}
+
+fn reactivate(
+    cfg: &config::Config,
+    access_key_id: &str,
+    reason: &str,
+    snooze: Option<chrono::TimeDelta>,
+    force: bool,
+) -> ExitCode {
+    use keywarden::app::reactivate::{self, ReactivateError, Request};
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keywarden: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let run = keywarden::sys::host::run_info();
+    let operator = keywarden::sys::host::operator();
+    let req = Request {
+        access_key_id,
+        reason,
+        snooze: snooze.unwrap_or(cfg.policy.grace_period),
+        force,
+        operator: &operator,
+        now: chrono::Utc::now(),
+        run: &run,
+    };
+    let journal = keywarden::state::journal::FileJournal::new(&cfg.journal_path, cfg.journal_retention);
+    // The daemon holds the state lock only while a run saves; wait for it a while.
+    let store = keywarden::state::FileStore::new(&cfg.state_path, std::time::Duration::from_secs(60));
+    let result = rt.block_on(async {
+        let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
+        reactivate::reactivate(&req, &fleet, &journal, &store).await
+    });
+    match result {
+        Ok(done) => {
+            let what = if done.changed { "reactivated" } else { "already Active;" };
+            println!(
+                "{access_key_id} of {} (account {}) {what} snoozed until {}",
+                done.user,
+                done.account_id,
+                keywarden::sys::timefmt::format(&done.until)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ ReactivateError::Refused(_)) => {
+            eprintln!("keywarden: {e}");
+            ExitCode::from(EXIT_REFUSED)
+        }
+        Err(e) => {
+            eprintln!("keywarden: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }

@@ -56,6 +56,15 @@ pub trait KeyActions {
         user: &str,
         access_key_id: &str,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+    /// Sets the key Active again (`keywarden reactivate`). Runs never call it.
+    fn activate(
+        &self,
+        _account_id: &str,
+        _user: &str,
+        _access_key_id: &str,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        async { Err(ServiceError::from("activating keys is not supported here")) }
+    }
 }
 
 /// A state store failed: the message names what (file, table) and why.

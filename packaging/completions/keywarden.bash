@@ -28,6 +28,9 @@ _keywarden() {
             keywarden,history)
                 cmd="keywarden__subcmd__history"
                 ;;
+            keywarden,reactivate)
+                cmd="keywarden__subcmd__reactivate"
+                ;;
             keywarden,run)
                 cmd="keywarden__subcmd__run"
                 ;;
@@ -43,6 +46,9 @@ _keywarden() {
             keywarden__subcmd__help,history)
                 cmd="keywarden__subcmd__help__subcmd__history"
                 ;;
+            keywarden__subcmd__help,reactivate)
+                cmd="keywarden__subcmd__help__subcmd__reactivate"
+                ;;
             keywarden__subcmd__help,run)
                 cmd="keywarden__subcmd__help__subcmd__run"
                 ;;
@@ -53,7 +59,7 @@ _keywarden() {
 
     case "${cmd}" in
         keywarden)
-            opts="-h -V --help --version run audit history check-config help"
+            opts="-h -V --help --version run audit history reactivate check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,7 +113,7 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help)
-            opts="run audit history check-config help"
+            opts="run audit history reactivate check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -176,6 +182,20 @@ _keywarden() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        keywarden__subcmd__help__subcmd__reactivate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         keywarden__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -211,6 +231,32 @@ _keywarden() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__reactivate)
+            opts="-h --reason --snooze --force --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snooze)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

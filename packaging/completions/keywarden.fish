@@ -29,6 +29,7 @@ complete -c keywarden -n "__fish_keywarden_needs_command" -s V -l version -d 'Pr
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "history" -d 'The action journal: what keywarden did (and would have done in dry-run), newest first'
+complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "reactivate" -d 'Undo a deactivation keywarden made: set the key Active again and snooze it, so that the daemon does not deactivate it again before the snooze ends (exit 4: refused, nothing changed)'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
@@ -45,9 +46,15 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l user -d 
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l format -r -f -a "table\t''
 json\t''"
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l reason -d 'Why (kept in the action journal with who ran the command)' -r
+complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l snooze -d 'How long the daemon leaves the key alone (default: enforcement.grace_period)' -r
+complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
+complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l force -d 'Reactivate even if the journal\'s last entry is not a deactivation by keywarden, or snooze a key that is already Active'
+complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -s h -l help -d 'Print help'
 complete -c keywarden -n "__fish_keywarden_using_subcommand check-config" -s h -l help -d 'Print help'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "history" -d 'The action journal: what keywarden did (and would have done in dry-run), newest first'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
-complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate check-config help" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate check-config help" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate check-config help" -f -a "history" -d 'The action journal: what keywarden did (and would have done in dry-run), newest first'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate check-config help" -f -a "reactivate" -d 'Undo a deactivation keywarden made: set the key Active again and snooze it, so that the daemon does not deactivate it again before the snooze ends (exit 4: refused, nothing changed)'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate check-config help" -f -a "check-config" -d 'Parse and validate the config, print the effective config'
+complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,7 +1,9 @@
 //! Running keywarden over the ports: a read-only audit (`audit`), acting on a plan
-//! (`execute`), one audit + enforcement cycle (`cycle`) and the daemon around it (`daemon`).
+//! (`execute`), one audit + enforcement cycle (`cycle`), the daemon around it (`daemon`), and
+//! undoing a deactivation (`reactivate`).
 
 pub mod audit;
 pub mod cycle;
 pub mod daemon;
 pub mod execute;
+pub mod reactivate;

@@ -351,6 +351,13 @@ impl KeyActions for Fleet {
             None => Err(format!("account {account_id} is not connected in this run").into()),
         }
     }
+
+    async fn activate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
+        match self.client(account_id) {
+            Some(c) => c.activate(account_id, user, access_key_id).await,
+            None => Err(format!("account {account_id} is not connected in this run").into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -537,12 +537,23 @@ impl KeyActions for Iam {
 
     /// `account_id` is this client's account; [`crate::aws::accounts::Fleet`] routes by it.
     async fn deactivate(&self, _account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
+        self.set_status(user, access_key_id, StatusType::Inactive).await
+    }
+
+    async fn activate(&self, _account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
+        self.set_status(user, access_key_id, StatusType::Active).await
+    }
+}
+
+impl Iam {
+    /// UpdateAccessKey: the one mutating call keywarden makes (never a delete).
+    async fn set_status(&self, user: &str, access_key_id: &str, status: StatusType) -> Result<(), ServiceError> {
         self.gated(
             self.iam
                 .update_access_key()
                 .user_name(user)
                 .access_key_id(access_key_id)
-                .status(StatusType::Inactive)
+                .status(status)
                 .send(),
         )
         .await

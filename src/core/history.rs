@@ -1,6 +1,7 @@
 //! What keywarden remembers between runs, in memory: when each pending finding was first seen
-//! (grace periods), which deactivations failed and when to try again (backoff), and the time
-//! of the last run (a clock that went backwards). Stored by a state store (`state::file`).
+//! (grace periods), which deactivations failed and when to try again (backoff), which keys an
+//! operator reactivated and snoozed (`keywarden reactivate`), and the time of the last run (a
+//! clock that went backwards). Stored by a state store (`state::file`).
 
 use std::collections::HashMap;
 
@@ -29,12 +30,23 @@ pub struct Failure {
     pub next_attempt: Timestamp,
 }
 
+/// A key an operator reactivated: not deactivated again before `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snooze {
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    pub until: Timestamp,
+    pub reason: String,
+}
+
 type Key = (String, String, Rule);
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     entries: HashMap<Key, Entry>,
     failures: HashMap<(String, String), Failure>,
+    snoozes: HashMap<(String, String), Snooze>,
     /// The local time of the last run that saved this state: a clock now earlier than this
     /// went backwards.
     pub last_run: Option<Timestamp>,
@@ -68,6 +80,28 @@ impl State {
             .remove(&(account_id.to_string(), access_key_id.to_string()));
     }
 
+    pub fn snoozes(&self) -> impl Iterator<Item = &Snooze> {
+        self.snoozes.values()
+    }
+
+    pub fn set_snooze(&mut self, s: Snooze) {
+        self.snoozes.insert((s.account_id.clone(), s.access_key_id.clone()), s);
+    }
+
+    /// The snooze of a key, while it lasts.
+    pub fn snooze(&self, account_id: &str, access_key_id: &str, now: Timestamp) -> Option<&Snooze> {
+        self.snoozes
+            .get(&(account_id.to_string(), access_key_id.to_string()))
+            .filter(|s| s.until > now)
+    }
+
+    /// Snoozes still running at `now` (the others are dropped).
+    pub fn keep_snoozes_of(&mut self, old: &State, now: Timestamp) {
+        for s in old.snoozes().filter(|s| s.until > now) {
+            self.set_snooze(s.clone());
+        }
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }
@@ -85,5 +119,10 @@ impl FirstSeen for State {
         self.entries
             .get(&(account_id.to_string(), access_key_id.to_string(), rule))
             .map(|e| e.first_seen)
+    }
+
+    fn snoozed(&self, account_id: &str, access_key_id: &str, now: Timestamp) -> Option<(Timestamp, String)> {
+        self.snooze(account_id, access_key_id, now)
+            .map(|s| (s.until, s.reason.clone()))
     }
 }

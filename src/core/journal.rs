@@ -108,11 +108,13 @@ pub struct Query {
     pub user: Option<glob::Pattern>,
 }
 
-/// The entries `q` selects, newest first.
+/// The entries `q` selects, newest first (`entries` in append order).
 pub fn select<'a>(entries: &'a [JournalEntry], q: &Query, now: Timestamp) -> Vec<&'a JournalEntry> {
     let cutoff = q.since.and_then(|s| now.checked_sub_signed(s));
+    // Reversed first: entries of the same second stay newest (last appended) first.
     let mut out: Vec<&JournalEntry> = entries
         .iter()
+        .rev()
         .filter(|e| cutoff.is_none_or(|c| e.time >= c))
         .filter(|e| q.user.as_ref().is_none_or(|p| p.matches(&e.user)))
         .collect();

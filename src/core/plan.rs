@@ -116,6 +116,7 @@ pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventor
             next.set_failure(f.clone());
         }
     }
+    next.keep_snoozes_of(old, now);
     next.last_run = Some(old.last_run.map_or(now, |t| t.max(now)));
     next
 }

@@ -142,6 +142,8 @@ pub enum ExemptionSource {
     Config,
     /// The user's `keywarden:exempt-until` / `keywarden:exempt-reason` tags.
     Tag,
+    /// `keywarden reactivate --snooze`: not an exemption, the deadline is moved to its end.
+    Snooze,
 }
 
 impl ExemptionSource {
@@ -149,6 +151,7 @@ impl ExemptionSource {
         match self {
             ExemptionSource::Config => "config",
             ExemptionSource::Tag => "tag",
+            ExemptionSource::Snooze => "snooze",
         }
     }
 }

@@ -21,6 +21,11 @@ pub use crate::core::policy::{Action, Exemption, ExemptionSource, Policy, Rule, 
 /// Where a finding was first seen, if known (the state file).
 pub trait FirstSeen: Sync {
     fn first_seen(&self, account_id: &str, access_key_id: &str, rule: Rule) -> Option<Timestamp>;
+
+    /// Until when, and why, an operator snoozed the key after reactivating it.
+    fn snoozed(&self, _account_id: &str, _access_key_id: &str, _now: Timestamp) -> Option<(Timestamp, String)> {
+        None
+    }
 }
 
 /// No history: every finding is first seen now.
@@ -238,9 +243,18 @@ fn finding(
         _ => None,
     };
     // Durations are bounded by the config (100 years); saturate anyway rather than panic.
-    let deadline = first_seen
+    let mut deadline = first_seen
         .checked_add_signed(policy.grace_period)
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    // A reactivated key is not deactivated again before its snooze ends: the deadline moves.
+    let snooze = match (&exemption, action) {
+        (None, Action::Deactivate) => ctx.history.snoozed(account_id, &key.id, now),
+        _ => None,
+    };
+    if let Some((until, _)) = &snooze {
+        deadline = deadline.max(*until);
+    }
+    let exemption = exemption.or_else(|| snooze.map(|(_, reason)| (ExemptionSource::Snooze, reason)));
     Finding {
         account_id: account_id.to_string(),
         user: user.name.clone(),
@@ -248,7 +262,10 @@ fn finding(
         rule,
         created: key.created,
         last_used: key.last_used,
-        exempt: exemption.is_some(),
+        // A snooze only moves the deadline: the finding stays a violation.
+        exempt: exemption
+            .as_ref()
+            .is_some_and(|(source, _)| *source != ExemptionSource::Snooze),
         exemption_source: exemption.as_ref().map(|(source, _)| *source),
         exemption_reason: exemption.map(|(_, reason)| reason),
         tag_exemption_problem: facts
@@ -811,5 +828,40 @@ mod tests {
         let fs = evaluate(&inv(vec![u]), &policy(), &NoHistory, t0());
         assert!(!fs[0].exempt);
         assert_eq!(fs[0].tag_exemption_problem, None);
+    }
+
+    struct Snoozed(Timestamp);
+
+    impl FirstSeen for Snoozed {
+        fn first_seen(&self, _: &str, _: &str, _: Rule) -> Option<Timestamp> {
+            Some(t0() - days(30))
+        }
+        fn snoozed(&self, _: &str, key: &str, now: Timestamp) -> Option<(Timestamp, String)> {
+            (key == "AK1" && self.0 > now).then(|| (self.0, "INC-1".to_string()))
+        }
+    }
+
+    #[test]
+    fn a_snooze_moves_the_deadline_but_the_finding_stays_a_violation() {
+        let u = user("u", vec![key("AK1", true, 10, Some(60))]);
+        let until = t0() + days(3);
+        let fs = evaluate(&inv(vec![u.clone()]), &policy(), &Snoozed(until), t0());
+        assert_eq!(fs.len(), 1);
+        assert!(!fs[0].exempt);
+        assert_eq!(fs[0].action, Action::Deactivate);
+        assert_eq!(fs[0].exemption_source, Some(ExemptionSource::Snooze));
+        assert_eq!(fs[0].exemption_reason.as_deref(), Some("INC-1"));
+        assert_eq!(fs[0].deactivate_after, Some(until), "not the grace deadline (in the past)");
+        // Once the snooze ends, the deadline is the grace period's again.
+        let later = until + days(1);
+        let fs = evaluate(&inv(vec![u.clone()]), &policy(), &Snoozed(until), later);
+        assert_eq!(fs[0].exemption_source, None);
+        assert_eq!(fs[0].deactivate_after, Some(t0() - days(30) + policy().grace_period));
+        // An exemption still wins over a snooze.
+        let mut p = policy();
+        p.exemptions = vec![exemption()];
+        let fs = evaluate(&inv(vec![u]), &p, &Snoozed(until), t0());
+        assert_eq!(fs[0].exemption_source, Some(ExemptionSource::Config));
+        assert!(fs[0].exempt);
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::history::{Entry, Failure, State};
+use crate::core::history::{Entry, Failure, Snooze, State};
 use crate::core::model::Timestamp;
 use crate::core::policy::Rule;
 use crate::ports::{StateStore, StoreError};
@@ -125,6 +125,17 @@ impl From<&Failure> for FailureDoc {
     }
 }
 
+/// A key reactivated by an operator, not deactivated again before `until`.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnoozeDoc {
+    account_id: String,
+    user: String,
+    access_key_id: String,
+    #[serde(with = "crate::sys::timefmt")]
+    until: Timestamp,
+    reason: String,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct File {
     schema_version: u32,
@@ -137,6 +148,8 @@ struct File {
     findings: Vec<EntryDoc>,
     #[serde(default)]
     failures: Vec<FailureDoc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    snoozes: Vec<SnoozeDoc>,
 }
 
 /// `Ok(None)` when the file does not exist.
@@ -178,6 +191,15 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
     for f in file.failures {
         state.set_failure(f.into());
     }
+    for d in file.snoozes {
+        state.set_snooze(Snooze {
+            account_id: d.account_id,
+            user: d.user,
+            access_key_id: d.access_key_id,
+            until: d.until,
+            reason: d.reason,
+        });
+    }
     state.last_run = file.last_run;
     Ok(Some(state))
 }
@@ -193,11 +215,23 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         .sort_by(|a, b| (&a.account_id, &a.access_key_id, &a.rule).cmp(&(&b.account_id, &b.access_key_id, &b.rule)));
     let mut failures: Vec<FailureDoc> = state.failures().map(FailureDoc::from).collect();
     failures.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
+    let mut snoozes: Vec<SnoozeDoc> = state
+        .snoozes()
+        .map(|s| SnoozeDoc {
+            account_id: s.account_id.clone(),
+            user: s.user.clone(),
+            access_key_id: s.access_key_id.clone(),
+            until: s.until,
+            reason: s.reason.clone(),
+        })
+        .collect();
+    snoozes.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
     let body = serde_json::to_vec_pretty(&File {
         schema_version: SCHEMA_VERSION,
         last_run: state.last_run,
         findings,
         failures,
+        snoozes,
     })
     .map_err(|e| err(std::io::Error::other(e)))?;
     write_atomically(path, &body).map_err(err)

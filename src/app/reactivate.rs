@@ -1,0 +1,183 @@
+//! `keywarden reactivate`: undo a deactivation keywarden made, and snooze the key so that the
+//! daemon leaves it alone for a while.
+//!
+//! The order is the safety argument: the journal must show keywarden deactivated the key
+//! (else refuse, unless forced); a live read must show it Inactive (else refuse, unless
+//! forced); the snooze is saved in the state before the key is touched (a key reactivated
+//! without its snooze could be deactivated again by the next run); then UpdateAccessKey
+//! (Active), a read-back, and a journal entry with the reason and the operator.
+
+use chrono::TimeDelta;
+
+use crate::core::history::Snooze;
+use crate::core::journal::{JournalAction, JournalEntry, RunInfo};
+use crate::core::model::{KeyStatus, Timestamp};
+use crate::core::policy::Mode;
+use crate::ports::{ActionJournal, KeyActions, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReactivateError {
+    /// Nothing was changed: the journal or IAM does not allow it (exit 4).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Something failed on the way (exit 1); the message says what was already done.
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct Request<'a> {
+    pub access_key_id: &'a str,
+    pub reason: &'a str,
+    pub snooze: TimeDelta,
+    pub force: bool,
+    pub operator: &'a str,
+    pub now: Timestamp,
+    pub run: &'a RunInfo,
+}
+
+/// What was done, for the command's output.
+#[derive(Debug)]
+pub struct Reactivated {
+    pub account_id: String,
+    pub user: String,
+    pub until: Timestamp,
+    /// False with `--force` on a key that was already Active (only the snooze was set).
+    pub changed: bool,
+}
+
+pub async fn reactivate<A, S>(
+    req: &Request<'_>,
+    actions: &A,
+    journal: &dyn ActionJournal,
+    store: &S,
+) -> Result<Reactivated, ReactivateError>
+where
+    A: KeyActions + Sync,
+    S: StateStore + Sync,
+{
+    let refused = |m: String| Err(ReactivateError::Refused(m));
+    let failed = |m: String| ReactivateError::Failed(m);
+    let read = journal.read().map_err(|e| failed(e.to_string()))?;
+    let entries = &read.entries;
+    let Some(deactivation) = entries
+        .iter()
+        .rev()
+        .find(|e| e.access_key_id == req.access_key_id && e.action == JournalAction::Deactivate)
+    else {
+        return refused(format!(
+            "{} is not in the action journal: keywarden never acted on it, and it cannot tell which account and user it belongs to",
+            req.access_key_id
+        ));
+    };
+    let latest = crate::core::journal::latest_for(entries, req.access_key_id).unwrap_or(deactivation);
+    if !latest.is_confirmed_deactivation() && !req.force {
+        return refused(format!(
+            "the journal's last entry for {} is \"{} {} ({})\" at {}, not a deactivation keywarden made; --force to reactivate anyway",
+            req.access_key_id,
+            latest.action.as_str(),
+            latest.outcome,
+            latest.mode,
+            crate::sys::timefmt::format(&latest.time)
+        ));
+    }
+    let (account_id, user) = (deactivation.account_id.clone(), deactivation.user.clone());
+    let status = current_status(actions, &account_id, &user, req.access_key_id).await?;
+    if status == KeyStatus::Active && !req.force {
+        return refused(format!(
+            "{} of {user} is already Active; --force to snooze it anyway",
+            req.access_key_id
+        ));
+    }
+
+    let until = req.now.checked_add_signed(req.snooze).unwrap_or(req.now);
+    save_snooze(store, &account_id, &user, req, until).await?;
+    let changed = status == KeyStatus::Inactive;
+    let mut entry = JournalEntry {
+        time: req.now,
+        action: JournalAction::Reactivate,
+        mode: Mode::Enforce.as_str().to_string(),
+        account_id: account_id.clone(),
+        user: user.clone(),
+        access_key_id: req.access_key_id.to_string(),
+        rules: deactivation.rules.clone(),
+        first_seen: None,
+        deadline: Some(until),
+        outcome: "success".into(),
+        error: None,
+        reason: Some(req.reason.to_string()),
+        operator: Some(req.operator.to_string()),
+        run: req.run.clone(),
+    };
+    if changed {
+        let call = actions.activate(&account_id, &user, req.access_key_id).await.err();
+        let after = current_status(actions, &account_id, &user, req.access_key_id).await;
+        if !matches!(after, Ok(KeyStatus::Active)) {
+            entry.outcome = "error".into();
+            entry.error = Some(match (&call, &after) {
+                (Some(e), _) => e.to_string(),
+                (None, Err(e)) => e.to_string(),
+                (None, Ok(_)) => "the read-back shows the key still Inactive".into(),
+            });
+        }
+    }
+    let journaled = journal.append(std::slice::from_ref(&entry));
+    if let Some(error) = entry.error {
+        return Err(failed(format!(
+            "could not reactivate {} of {user}: {error} (the snooze until {} is saved)",
+            req.access_key_id,
+            crate::sys::timefmt::format(&until)
+        )));
+    }
+    journaled.map_err(|e| failed(format!("{} is Active again, but {e}", req.access_key_id)))?;
+    Ok(Reactivated {
+        account_id,
+        user,
+        until,
+        changed,
+    })
+}
+
+async fn current_status<A: KeyActions + Sync>(
+    actions: &A,
+    account_id: &str,
+    user: &str,
+    access_key_id: &str,
+) -> Result<KeyStatus, ReactivateError> {
+    match actions.read_user(account_id, user).await {
+        Ok(Some(u)) => match u.keys.iter().find(|k| k.id == access_key_id) {
+            Some(k) => Ok(k.status),
+            None => Err(ReactivateError::Refused(format!(
+                "{access_key_id} no longer exists (user {user}, account {account_id})"
+            ))),
+        },
+        Ok(None) => Err(ReactivateError::Refused(format!(
+            "user {user} no longer exists in account {account_id}"
+        ))),
+        Err(e) => Err(ReactivateError::Failed(format!(
+            "cannot read {user} in account {account_id}: {}: {}",
+            e.operation, e.message
+        ))),
+    }
+}
+
+/// The snooze, saved under the state lock (the daemon may be running).
+async fn save_snooze<S: StateStore + Sync>(
+    store: &S,
+    account_id: &str,
+    user: &str,
+    req: &Request<'_>,
+    until: Timestamp,
+) -> Result<(), ReactivateError> {
+    let failed = |e: crate::ports::StoreError| ReactivateError::Failed(format!("{e}; nothing was changed"));
+    let _guard = store.lock().await.map_err(failed)?;
+    let mut state = store.load().map_err(failed)?.unwrap_or_default();
+    state.clear_failure(account_id, req.access_key_id);
+    state.set_snooze(Snooze {
+        account_id: account_id.to_string(),
+        user: user.to_string(),
+        access_key_id: req.access_key_id.to_string(),
+        until,
+        reason: req.reason.to_string(),
+    });
+    store.save(&state).map_err(failed)
+}
