@@ -851,7 +851,11 @@ mod tests {
         assert_eq!(fs[0].action, Action::Deactivate);
         assert_eq!(fs[0].exemption_source, Some(ExemptionSource::Snooze));
         assert_eq!(fs[0].exemption_reason.as_deref(), Some("INC-1"));
-        assert_eq!(fs[0].deactivate_after, Some(until), "not the grace deadline (in the past)");
+        assert_eq!(
+            fs[0].deactivate_after,
+            Some(until),
+            "not the grace deadline (in the past)"
+        );
         // Once the snooze ends, the deadline is the grace period's again.
         let later = until + days(1);
         let fs = evaluate(&inv(vec![u.clone()]), &policy(), &Snoozed(until), later);
