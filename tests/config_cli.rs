@@ -233,3 +233,27 @@ fn owners_and_tag_exemptions_show_in_the_effective_config() {
     );
     assert!(out.contains("max_duration = \"90d\""), "{out}");
 }
+
+#[test]
+fn bad_windows_and_zones_are_named() {
+    let (code, _, err) = check(
+        "[enforcement]\nwindows = [\"Mon-Fri 09:00-16:00\", \"Funday 10:00-11:00\", \"Sat 10:00\"]\ntimezone = \"Mars/Olympus\"\n\
+         [schedule]\ntimezone = \"Europe/Berlinn\"\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    for key in [
+        "enforcement.windows.1",
+        "enforcement.windows.2",
+        "enforcement.timezone",
+        "schedule.timezone",
+    ] {
+        assert!(err.contains(key), "{key} not named in:\n{err}");
+    }
+    assert!(!err.contains("enforcement.windows.0"), "{err}");
+    let (code, out, err) = check("[enforcement]\nwindows = [\"Fri 22:00-02:00\"]\ntimezone = \"Europe/Berlin\"\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Fri 22:00-02:00") && out.contains("Europe/Berlin"),
+        "{out}"
+    );
+}

@@ -413,6 +413,7 @@ mod report_vs_api {
             exemptions: vec![],
             owners: Default::default(),
             tag_exemptions: Default::default(),
+            windows: Default::default(),
             grace_period: TimeDelta::days(7),
             wait_for_kept_key: true,
         }

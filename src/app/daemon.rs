@@ -194,9 +194,20 @@ fn publish_enforcement(metrics: &Metrics, c: &Cycle, cap: usize) {
     for (account, n) in &c.executed.held_back {
         metrics
             .deactivations_held_back
-            .with_label_values(&[account])
+            .with_label_values(&[account, "cap"])
             .set(*n as i64);
         tracing::warn!(account_id = %account, held_back = n, cap, "deactivation cap reached; the rest wait for the next run");
+    }
+    let mut waiting: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> = Default::default();
+    for f in c.report.findings.iter().filter(|f| f.waiting_for_window && !f.exempt) {
+        waiting.entry(&f.account_id).or_default().insert(&f.access_key_id);
+    }
+    for (account, keys) in &waiting {
+        metrics
+            .deactivations_held_back
+            .with_label_values(&[account, "window"])
+            .set(keys.len() as i64);
+        tracing::info!(account_id = %account, held_back = keys.len(), "outside every enforcement window; due keys wait for the next one");
     }
     for o in &c.executed.outcomes {
         if let Some(label) = o.kind.label() {
@@ -294,8 +305,13 @@ fn log_audit(r: &crate::core::report::Report, accounts: usize, elapsed: f64) {
     );
 }
 
-async fn add_job(sched: &JobScheduler, cron: &str, ticks: mpsc::Sender<()>) -> Result<Uuid, DaemonError> {
-    let job = Job::new_async(cron, move |_, _| {
+async fn add_job(
+    sched: &JobScheduler,
+    cron: &str,
+    tz: chrono_tz::Tz,
+    ticks: mpsc::Sender<()>,
+) -> Result<Uuid, DaemonError> {
+    let job = Job::new_async_tz(cron, tz, move |_, _| {
         let ticks = ticks.clone();
         Box::pin(async move {
             // Full channel: a tick is already waiting, which is as good as this one.
@@ -374,8 +390,15 @@ impl Daemon {
         } else {
             None
         };
-        if new.schedule.cron != self.config.schedule.cron {
-            let job = match add_job(&self.sched, &new.schedule.cron, self.ticks.clone()).await {
+        if new.schedule.cron != self.config.schedule.cron || new.schedule.timezone != self.config.schedule.timezone {
+            let job = match add_job(
+                &self.sched,
+                &new.schedule.cron,
+                new.schedule.timezone,
+                self.ticks.clone(),
+            )
+            .await
+            {
                 Ok(j) => j,
                 Err(e) => {
                     if let Some(l) = new_listener {
@@ -450,7 +473,7 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     let listener = listen(config.metrics_listen, &shared).await?;
     let (ticks, mut tick_rx) = mpsc::channel::<()>(1);
     let sched = JobScheduler::new().await?;
-    let job = add_job(&sched, &config.schedule.cron, ticks.clone()).await?;
+    let job = add_job(&sched, &config.schedule.cron, config.schedule.timezone, ticks.clone()).await?;
     sched.start().await?;
     if config.schedule.run_on_start {
         let _ = ticks.try_send(());

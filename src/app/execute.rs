@@ -265,6 +265,7 @@ mod tests {
             exemptions: vec![],
             owners: Default::default(),
             tag_exemptions: Default::default(),
+            windows: Default::default(),
             grace_period: TimeDelta::zero(),
             wait_for_kept_key: true,
         }

@@ -37,6 +37,8 @@ pub enum LogFormat {
 pub struct Schedule {
     /// Six fields, seconds first; already checked with the scheduler's own parser settings.
     pub cron: String,
+    /// The zone the cron expression is read in (`schedule.timezone`).
+    pub timezone: chrono_tz::Tz,
     pub run_on_start: bool,
     pub max_run_duration: Duration,
 }

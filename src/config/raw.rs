@@ -76,6 +76,8 @@ impl Default for RawTagExemptions {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSchedule {
     pub cron: String,
+    /// IANA zone of the cron expression.
+    pub timezone: String,
     pub run_on_start: bool,
     /// A run older than this makes `/-/healthy` 503 and stops the systemd watchdog.
     pub max_run_duration: String,
@@ -85,6 +87,7 @@ impl Default for RawSchedule {
     fn default() -> Self {
         RawSchedule {
             cron: "0 0 * * * *".into(),
+            timezone: "UTC".into(),
             run_on_start: true,
             max_run_duration: "2h".into(),
         }
@@ -221,6 +224,10 @@ pub struct RawEnforcement {
     pub mode: String,
     pub grace_period: String,
     pub max_deactivations_per_run: u32,
+    /// `DAYS HH:MM-HH:MM` each; empty: any time.
+    pub windows: Vec<String>,
+    /// IANA zone of the windows.
+    pub timezone: String,
 }
 
 impl Default for RawEnforcement {
@@ -229,6 +236,8 @@ impl Default for RawEnforcement {
             mode: "dry-run".into(),
             grace_period: "7d".into(),
             max_deactivations_per_run: 25,
+            windows: Vec::new(),
+            timezone: "UTC".into(),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::*;
 use crate::core::model::Timestamp;
 use crate::core::owners::{OwnerRule, Owners, TagExemptions};
 use crate::core::policy::{Action, Exemption, Policy, Rule, RulePolicy, Rules};
+use crate::core::windows::{Window, Windows};
 
 // ---------------------------------------------------------------------------------------------
 // Validation: raw strings -> typed values. Collects every issue, not just the first.
@@ -125,9 +126,11 @@ impl Checker<'_, '_> {
     fn schedule(&mut self, raw: &RawSchedule) -> Option<Schedule> {
         let cron = validate_cron(&raw.cron).map_err(|e| self.push("schedule.cron", e)).ok();
         let max_run = self.duration("schedule.max_run_duration", &raw.max_run_duration);
+        let tz = self.timezone("schedule.timezone", &raw.timezone);
         cron?;
         Some(Schedule {
             cron: raw.cron.clone(),
+            timezone: tz?,
             run_on_start: raw.run_on_start,
             max_run_duration: max_run?,
         })
@@ -211,6 +214,7 @@ impl Checker<'_, '_> {
             .collect();
         let owners = self.owners(&raw.owners);
         let tag_exemptions = self.tag_exemptions(&raw.exemptions_from_tags);
+        let windows = self.windows(&raw.enforcement);
         Some(Policy {
             rules: Rules {
                 multiple_active_keys: multiple?,
@@ -220,6 +224,7 @@ impl Checker<'_, '_> {
             exemptions: exemptions?,
             owners: owners?,
             tag_exemptions: tag_exemptions?,
+            windows: windows?,
             grace_period: to_delta(grace?),
             wait_for_kept_key: rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
         })
@@ -269,6 +274,34 @@ impl Checker<'_, '_> {
             map,
             default: raw.default.trim().to_string(),
         })
+    }
+
+    fn windows(&mut self, raw: &RawEnforcement) -> Option<Windows> {
+        let tz = self.timezone("enforcement.timezone", &raw.timezone);
+        let before = self.issues.len();
+        let list: Vec<Window> = raw
+            .windows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                Window::parse(w)
+                    .map_err(|e| self.push(&format!("enforcement.windows.{i}"), e))
+                    .ok()
+            })
+            .collect();
+        (self.issues.len() == before).then_some(())?;
+        Some(Windows { list, tz: tz? })
+    }
+
+    fn timezone(&mut self, key: &str, name: &str) -> Option<chrono_tz::Tz> {
+        name.parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                self.push(
+                    key,
+                    format!("{name:?} is not an IANA time zone (e.g. \"UTC\", \"Europe/Berlin\")"),
+                )
+            })
+            .ok()
     }
 
     fn tag_exemptions(&mut self, raw: &RawTagExemptions) -> Option<TagExemptions> {

@@ -6,6 +6,7 @@ use chrono::TimeDelta;
 
 use crate::core::model::{AccessKey, Timestamp, User};
 use crate::core::owners::{Owners, TagExemptions};
+use crate::core::windows::Windows;
 
 /// `enforcement.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +163,8 @@ pub struct Policy {
     pub exemptions: Vec<Exemption>,
     pub owners: Owners,
     pub tag_exemptions: TagExemptions,
+    /// `enforcement.windows`: deadlines move to the next instant inside one.
+    pub windows: Windows,
     pub grace_period: TimeDelta,
     /// `rules.multiple_active_keys.wait_for_kept_key`.
     pub wait_for_kept_key: bool,

@@ -225,6 +225,7 @@ mod tests {
             own_credentials: false,
             held: None,
             kept_access_key_id: None,
+            waiting_for_window: false,
         }
     }
 

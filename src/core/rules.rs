@@ -77,6 +77,9 @@ pub struct Finding {
     pub held: Option<Hold>,
     /// `multiple_active_keys`: the key kept instead of this one.
     pub kept_access_key_id: Option<String>,
+    /// Its grace period is over, but no enforcement window is open: `deactivate_after` is
+    /// when the next one opens.
+    pub waiting_for_window: bool,
 }
 
 fn exceeds(since: Timestamp, now: Timestamp, threshold: TimeDelta) -> bool {
@@ -255,6 +258,18 @@ fn finding(
         deadline = deadline.max(*until);
     }
     let exemption = exemption.or_else(|| snooze.map(|(_, reason)| (ExemptionSource::Snooze, reason)));
+    // Outside every window nothing is deactivated: the deadline is the next window's opening
+    // (from now, for a deadline already past). The cap and the plan need no other check.
+    let mut waiting_for_window = false;
+    if !policy.windows.is_always_open() {
+        let from = deadline.max(now);
+        let open = policy
+            .windows
+            .next_open(from)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        waiting_for_window = deadline <= now && open > now;
+        deadline = open;
+    }
     Finding {
         account_id: account_id.to_string(),
         user: user.name.clone(),
@@ -280,6 +295,7 @@ fn finding(
         own_credentials,
         held,
         kept_access_key_id: kept.map(|k| k.id.clone()),
+        waiting_for_window: waiting_for_window && action == Action::Deactivate && held.is_none(),
     }
 }
 
@@ -334,6 +350,7 @@ mod tests {
             exemptions: vec![],
             owners: Default::default(),
             tag_exemptions: Default::default(),
+            windows: Default::default(),
             grace_period: days(7),
             wait_for_kept_key: true,
         }
@@ -867,5 +884,25 @@ mod tests {
         let fs = evaluate(&inv(vec![u]), &p, &Snoozed(until), t0());
         assert_eq!(fs[0].exemption_source, Some(ExemptionSource::Config));
         assert!(fs[0].exempt);
+    }
+
+    #[test]
+    fn outside_every_window_the_deadline_is_the_next_opening() {
+        // t0 is Tuesday 2026-12-01 00:00 UTC; the window opens at 09:00.
+        let mut p = policy();
+        p.windows = crate::core::windows::Windows {
+            list: vec![crate::core::windows::Window::parse("Mon-Fri 09:00-16:00").unwrap()],
+            tz: chrono_tz::Tz::UTC,
+        };
+        let u = user("u", vec![key("AK1", true, 10, Some(60))]);
+        let history = Snoozed(t0()); // first seen 30 days ago: the grace period is over
+        let fs = evaluate(&inv(vec![u.clone()]), &p, &history, t0());
+        assert!(fs[0].waiting_for_window);
+        assert_eq!(fs[0].deactivate_after, Some(t0() + TimeDelta::hours(9)));
+        // Inside the window it is due now.
+        let ten = t0() + TimeDelta::hours(10);
+        let fs = evaluate(&inv(vec![u]), &p, &history, ten);
+        assert!(!fs[0].waiting_for_window);
+        assert_eq!(fs[0].deactivate_after, Some(ten));
     }
 }

@@ -69,6 +69,7 @@ struct FindingDoc<'a> {
     own_credentials: bool,
     held: Option<&'static str>,
     kept_access_key_id: Option<&'a str>,
+    waiting_for_window: bool,
 }
 
 #[derive(Serialize)]
@@ -124,6 +125,7 @@ fn finding(f: &Finding) -> FindingDoc<'_> {
         own_credentials: f.own_credentials,
         held: f.held.map(|h| h.as_str()),
         kept_access_key_id: f.kept_access_key_id.as_deref(),
+        waiting_for_window: f.waiting_for_window,
     }
 }
 

@@ -65,6 +65,9 @@ fn action(f: &Finding, now: Timestamp) -> String {
         (true, _, _) => format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or("")),
         _ if f.own_credentials => "report: own key".to_string(),
         _ if f.held.is_some() => "held: kept key unused".to_string(),
+        (false, Action::Deactivate, Some(d)) if f.waiting_for_window => {
+            format!("in window {}", d.format("%m-%d %H:%M"))
+        }
         (false, Action::Deactivate, Some(d)) if d <= now => "deactivate now".to_string(),
         (false, Action::Deactivate, Some(d)) => format!("deactivate {}", d.format("%Y-%m-%d")),
         _ => "report".to_string(),

@@ -135,9 +135,9 @@ impl Metrics {
                 IntGaugeVec::new(
                     opts(
                         "keywarden_deactivations_held_back",
-                        "Due deactivations left for a later run by enforcement.max_deactivations_per_run",
+                        "Deactivations past their grace period left for later: reason=\"cap\" (enforcement.max_deactivations_per_run) or \"window\" (outside enforcement.windows)",
                     ),
-                    &["account_id"],
+                    &["account_id", "reason"],
                 )?,
             )?,
             state_ok: reg(
