@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "moto"))
 from harness import Moto  # noqa: E402
+from checks import CheckFailed, expect, free_port, wait_for  # noqa: E402
 
 RULES = os.path.join(REPO, "packaging/prometheus/keywarden-alerts.yml")
 ROUTE = os.path.join(REPO, "packaging/prometheus/alertmanager-route.yml")
@@ -43,34 +43,8 @@ DASHBOARD = os.path.join(REPO, "packaging/grafana/keywarden-dashboard.json")
 STARTED = time.monotonic()
 
 
-class CheckFailed(Exception):
-    pass
-
-
 def log(msg):
     print(f"[{time.monotonic() - STARTED:5.1f}s] {msg}", flush=True)
-
-
-def expect(cond, what):
-    if not cond:
-        raise CheckFailed(what)
-
-
-def wait_for(what, fn, timeout, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url):

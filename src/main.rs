@@ -208,7 +208,11 @@ fn reactivate(
     });
     match result {
         Ok(done) => {
-            let what = if done.changed { "reactivated" } else { "already Active;" };
+            let what = if done.changed {
+                "reactivated;"
+            } else {
+                "already Active;"
+            };
             println!(
                 "{access_key_id} of {} (account {}) {what} snoozed until {}",
                 done.user,

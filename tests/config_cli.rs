@@ -7,12 +7,7 @@ use common::*;
 fn check(text: &str) -> (i32, String, String) {
     let dir = TempDir::new("cfg");
     let path = dir.write("k.toml", text);
-    let out = run(&mut keywarden(&["check-config", path.to_str().unwrap()]));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    outputs(&mut keywarden(&["check-config", path.to_str().unwrap()]))
 }
 
 #[test]

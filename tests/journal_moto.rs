@@ -9,12 +9,7 @@ use serde_json::Value;
 fn history(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let mut all = vec!["history", "--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
-    let out = run(&mut keywarden(&all));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    outputs(&mut keywarden(&all))
 }
 
 #[tokio::test(flavor = "multi_thread")]

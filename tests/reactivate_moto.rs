@@ -13,12 +13,7 @@ fn reactivate(config: &std::path::Path, args: &[&str]) -> (i32, String, String) 
     let mut all = vec!["reactivate"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--config", config.to_str().unwrap()]);
-    let out = run(keywarden(&all).env("SUDO_USER", "alice-oncall"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    outputs(keywarden(&all).env("SUDO_USER", "alice-oncall"))
 }
 
 /// The key's journal entries, newest first.

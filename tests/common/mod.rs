@@ -316,6 +316,16 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// A config for moto with a state file under `dir`, plus `extra` TOML appended.
+/// Runs a command of the binary: (exit code, stdout, stderr).
+pub fn outputs(cmd: &mut Command) -> (i32, String, String) {
+    let out = run(cmd);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 pub fn moto_config(dir: &TempDir, moto: &Moto, extra: &str) -> PathBuf {
     moto_config_aws(dir, moto, "", extra)
 }
