@@ -37,7 +37,8 @@ fn the_demo_shows_the_whole_job() {
             &[
                 "landing page: http://127.0.0.1:",
                 "keywarden_owner_violations{",
-                "would deactivate",
+                "keywarden_access_key_deactivation_deadline_timestamp_seconds{",
+                "  held ",
             ],
         ),
         (
