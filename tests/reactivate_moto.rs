@@ -99,8 +99,18 @@ async fn a_reactivated_key_is_left_alone_until_its_snooze_ends() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // Then it is deactivated again.
+    // Then it is deactivated again (and journaled right after the read-back confirms it).
     wait_status(&moto, "app", &app.id, "Inactive", 20, || d.logs()).await;
+    let journal = dir.0.join("actions.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&journal).map_or(0, |j| j.matches("\"outcome\":\"success\"").count()) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the second deactivation is not journaled:\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let out = run(&mut keywarden(&[
         "history",

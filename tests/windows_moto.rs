@@ -69,6 +69,13 @@ async fn a_due_key_waits_for_the_window_and_goes_at_its_first_run() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let journal = std::fs::read_to_string(dir.0.join("actions.jsonl")).unwrap();
+    // The journal entry follows the read-back that confirmed the change: wait for it.
+    let path = dir.0.join("actions.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&path).is_ok_and(|j| j.ends_with('\n')) {
+        assert!(Instant::now() < deadline, "no journal entry:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let journal = std::fs::read_to_string(&path).unwrap();
     assert_eq!(journal.lines().count(), 1, "{journal}");
 }
