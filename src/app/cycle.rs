@@ -139,13 +139,9 @@ where
         run: ports.run,
     };
     cycle.executed = execute::execute(&due, &ctx, ports.fleet).await;
-    let changed = cycle.executed.outcomes.iter().any(|o| {
-        matches!(
-            o.kind,
-            OutcomeKind::Success | OutcomeKind::Error | OutcomeKind::NoLongerDue
-        )
-    });
+    let before = next.clone();
     plan::record_outcomes(&mut next, &cycle.executed.outcomes, now);
+    let changed = next != before;
     if changed {
         cycle.final_save_error = ports.store.save(&next).err();
     }

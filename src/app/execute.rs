@@ -71,7 +71,10 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
             OutcomeKind::Error | OutcomeKind::NoLongerDue | OutcomeKind::Backoff => {}
         }
         log(&outcome, ctx.mode);
-        let entry = JournalEntry::of_outcome(&outcome, ctx.mode, ctx.run, ctx.now);
+        // A dry-run decision already journaled for this grace period is not journaled again.
+        let repeated = outcome.kind == OutcomeKind::DryRun
+            && ctx.state.dry_run_noted(&c.account_id, &c.access_key_id) == Some(c.first_seen);
+        let entry = JournalEntry::of_outcome(&outcome, ctx.mode, ctx.run, ctx.now).filter(|_| !repeated);
         run.outcomes.push(outcome);
         if let Some(entry) = entry {
             // An action nobody can find later cannot be undone: no record, no further action.
@@ -464,6 +467,27 @@ mod tests {
         );
         assert!(entries[0].error.as_deref().unwrap().contains("AccessDenied"));
         assert_eq!(entries[1].rules, [Rule::UnusedKey]);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_decision_is_journaled_once_per_grace_period() {
+        let (f, due) = idle_fleet(&["a1"]);
+        let journal = crate::ports::MemoryJournal::default();
+        let first = run_journaled(&f, &due, Mode::DryRun, 25, &State::default(), &journal).await;
+        let mut state = State::default();
+        record_outcomes(&mut state, &first.outcomes, t0());
+        let second = run_journaled(&f, &due, Mode::DryRun, 25, &state, &journal).await;
+        assert_eq!(
+            second.outcomes[0].kind,
+            OutcomeKind::DryRun,
+            "still decided and counted"
+        );
+        assert_eq!(journal.entries.lock().unwrap().len(), 1, "journaled once");
+        // A new grace period (the finding went and came back) is a new decision.
+        let mut again = due.clone();
+        again[0].first_seen = t0() + TimeDelta::days(1);
+        run_journaled(&f, &again, Mode::DryRun, 25, &state, &journal).await;
+        assert_eq!(journal.entries.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -47,6 +47,9 @@ pub struct State {
     entries: HashMap<Key, Entry>,
     failures: HashMap<(String, String), Failure>,
     snoozes: HashMap<(String, String), Snooze>,
+    /// Dry-run decisions already journaled, by the first-seen time they were made for: a
+    /// dry-run daemon journals each decision once, not at every run.
+    dry_run_noted: HashMap<(String, String), Timestamp>,
     /// The local time of the last run that saved this state: a clock now earlier than this
     /// went backwards.
     pub last_run: Option<Timestamp>,
@@ -80,6 +83,23 @@ impl State {
             .remove(&(account_id.to_string(), access_key_id.to_string()));
     }
 
+    pub fn dry_run_noted(&self, account_id: &str, access_key_id: &str) -> Option<Timestamp> {
+        self.dry_run_noted
+            .get(&(account_id.to_string(), access_key_id.to_string()))
+            .copied()
+    }
+
+    pub fn note_dry_run(&mut self, account_id: &str, access_key_id: &str, first_seen: Timestamp) {
+        self.dry_run_noted
+            .insert((account_id.to_string(), access_key_id.to_string()), first_seen);
+    }
+
+    pub fn dry_run_notes(&self) -> impl Iterator<Item = (&str, &str, Timestamp)> {
+        self.dry_run_noted
+            .iter()
+            .map(|((a, k), t)| (a.as_str(), k.as_str(), *t))
+    }
+
     pub fn snoozes(&self) -> impl Iterator<Item = &Snooze> {
         self.snoozes.values()
     }
@@ -111,6 +131,8 @@ impl State {
         self.entries
             .retain(|(a, k, _), _| a != account_id || k != access_key_id);
         self.clear_failure(account_id, access_key_id);
+        self.dry_run_noted
+            .remove(&(account_id.to_string(), access_key_id.to_string()));
     }
 }
 

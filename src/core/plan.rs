@@ -116,6 +116,11 @@ pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventor
             next.set_failure(f.clone());
         }
     }
+    for (account_id, key, first_seen) in old.dry_run_notes() {
+        if tracked.contains(&(account_id.to_string(), key.to_string())) {
+            next.note_dry_run(account_id, key, first_seen);
+        }
+    }
     next.keep_snoozes_of(old, now);
     next.last_run = Some(old.last_run.map_or(now, |t| t.max(now)));
     next
@@ -151,7 +156,8 @@ pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) 
                     next_attempt: now.checked_add_signed(backoff(attempts)).unwrap_or(now),
                 });
             }
-            OutcomeKind::DryRun | OutcomeKind::Backoff => {}
+            OutcomeKind::DryRun => state.note_dry_run(&c.account_id, &c.access_key_id, c.first_seen),
+            OutcomeKind::Backoff => {}
         }
     }
 }

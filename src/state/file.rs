@@ -136,6 +136,15 @@ struct SnoozeDoc {
     reason: String,
 }
 
+/// A dry-run decision already journaled (for the grace period that began at `first_seen`).
+#[derive(Debug, Serialize, Deserialize)]
+struct DryRunDoc {
+    account_id: String,
+    access_key_id: String,
+    #[serde(with = "crate::sys::timefmt")]
+    first_seen: Timestamp,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct File {
     schema_version: u32,
@@ -150,6 +159,8 @@ struct File {
     failures: Vec<FailureDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     snoozes: Vec<SnoozeDoc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dry_run_journaled: Vec<DryRunDoc>,
 }
 
 /// `Ok(None)` when the file does not exist.
@@ -200,6 +211,9 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
             reason: d.reason,
         });
     }
+    for d in file.dry_run_journaled {
+        state.note_dry_run(&d.account_id, &d.access_key_id, d.first_seen);
+    }
     state.last_run = file.last_run;
     Ok(Some(state))
 }
@@ -226,12 +240,22 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         })
         .collect();
     snoozes.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
+    let mut dry_run_journaled: Vec<DryRunDoc> = state
+        .dry_run_notes()
+        .map(|(account_id, access_key_id, first_seen)| DryRunDoc {
+            account_id: account_id.to_string(),
+            access_key_id: access_key_id.to_string(),
+            first_seen,
+        })
+        .collect();
+    dry_run_journaled.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
     let body = serde_json::to_vec_pretty(&File {
         schema_version: SCHEMA_VERSION,
         last_run: state.last_run,
         findings,
         failures,
         snoozes,
+        dry_run_journaled,
     })
     .map_err(|e| err(std::io::Error::other(e)))?;
     write_atomically(path, &body).map_err(err)
