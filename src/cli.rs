@@ -120,10 +120,7 @@ pub enum HistoryFormat {
 }
 
 fn parse_since(s: &str) -> Result<chrono::TimeDelta, String> {
-    humantime::parse_duration(s)
-        .ok()
-        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 24h, 7d)"))
+    timefmt::parse_delta(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 24h, 7d)"))
 }
 
 fn parse_reason(s: &str) -> Result<String, String> {

@@ -60,6 +60,18 @@ fn main() -> ExitCode {
     }
 }
 
+fn new_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// The runtime, or the exit code after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    new_runtime().map_err(|e| {
+        eprintln!("keywarden: cannot start the async runtime: {e}");
+        ExitCode::from(EXIT_RUNTIME)
+    })
+}
+
 fn load_config(cli_path: Option<&std::path::Path>) -> Result<config::Config, ExitCode> {
     load_config_at(cli_path).map(|(cfg, _, _)| cfg)
 }
@@ -95,10 +107,7 @@ fn run_audit(
     format: Format,
     at: Option<keywarden::core::model::Timestamp>,
 ) -> anyhow::Result<u8> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = new_runtime().context("cannot start the async runtime")?;
     let report = rt
         .block_on(async {
             let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
@@ -125,12 +134,9 @@ fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(&cfg, true);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("keywarden: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     let opts = daemon::Options {
         config_path: path,
@@ -181,12 +187,9 @@ fn reactivate(
     force: bool,
 ) -> ExitCode {
     use keywarden::app::reactivate::{self, ReactivateError, Request};
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("keywarden: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     let run = keywarden::sys::host::run_info();
     let operator = keywarden::sys::host::operator();

@@ -139,10 +139,7 @@ where
         run: ports.run,
     };
     cycle.executed = execute::execute(&due, &ctx, ports.fleet).await;
-    let before = next.clone();
-    plan::record_outcomes(&mut next, &cycle.executed.outcomes, now);
-    let changed = next != before;
-    if changed {
+    if plan::record_outcomes(&mut next, &cycle.executed.outcomes, now) {
         cycle.final_save_error = ports.store.save(&next).err();
     }
     cycle.state = Some(next);
@@ -166,15 +163,6 @@ fn failpoint_panic() {
         if RUNS.fetch_add(1, Ordering::Relaxed) < n {
             panic!("failpoint KEYWARDEN_FAILPOINT_PANIC_RUNS");
         }
-    }
-}
-
-#[cfg(test)]
-fn test_run() -> RunInfo {
-    RunInfo {
-        run_id: "test".into(),
-        host: "test".into(),
-        version: "test".into(),
     }
 }
 
@@ -344,7 +332,7 @@ mod tests {
             clock: &Fixed(t0()),
             skew: &|| Some(0.4),
             journal: &crate::ports::MemoryJournal::default(),
-            run: &test_run(),
+            run: &RunInfo::for_tests(),
         };
         run(config, ports, &|_, _| {}, &stop).await
     }
@@ -440,7 +428,7 @@ mod tests {
             clock: &Fixed(t0()),
             skew: &|| Some(-900.0),
             journal: &crate::ports::MemoryJournal::default(),
-            run: &test_run(),
+            run: &RunInfo::for_tests(),
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         assert!(matches!(c.skipped, Some(Skipped::Clock(_))));

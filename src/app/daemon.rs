@@ -198,16 +198,12 @@ fn publish_enforcement(metrics: &Metrics, c: &Cycle, cap: usize) {
             .set(*n as i64);
         tracing::warn!(account_id = %account, held_back = n, cap, "deactivation cap reached; the rest wait for the next run");
     }
-    let mut waiting: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> = Default::default();
-    for f in c.report.findings.iter().filter(|f| f.waiting_for_window && !f.exempt) {
-        waiting.entry(&f.account_id).or_default().insert(&f.access_key_id);
-    }
-    for (account, keys) in &waiting {
+    for a in c.report.accounts.iter().filter(|a| a.window_waits > 0) {
         metrics
             .deactivations_held_back
-            .with_label_values(&[account, "window"])
-            .set(keys.len() as i64);
-        tracing::info!(account_id = %account, held_back = keys.len(), "outside every enforcement window; due keys wait for the next one");
+            .with_label_values(&[&a.account_id, "window"])
+            .set(a.window_waits as i64);
+        tracing::info!(account_id = %a.account_id, held_back = a.window_waits, "outside every enforcement window; due keys wait for the next one");
     }
     for o in &c.executed.outcomes {
         if let Some(label) = o.kind.label() {

@@ -329,11 +329,7 @@ mod tests {
     ) -> Executed {
         let stop = AtomicBool::new(false);
         let p = policy();
-        let run = RunInfo {
-            run_id: "run-1".into(),
-            host: "host".into(),
-            version: "0".into(),
-        };
+        let run = RunInfo::for_tests();
         let ctx = Context {
             policy: &p,
             state,
@@ -363,16 +359,8 @@ mod tests {
 
     #[tokio::test]
     async fn failed_attempts_take_no_slot_of_the_cap_and_back_off() {
-        let mut f = fake(vec![], false);
-        *f.users.get_mut().unwrap() = ["d1", "d2", "a1", "a2", "a3"]
-            .iter()
-            .map(|n| idle_user(n, &n.to_uppercase()))
-            .collect();
+        let (mut f, due) = idle_fleet(&["d1", "d2", "a1", "a2", "a3"]);
         f.denied = vec!["D1".into(), "D2".into()];
-        let due: Vec<Candidate> = ["d1", "d2", "a1", "a2", "a3"]
-            .iter()
-            .map(|n| candidate_of(n, &n.to_uppercase()))
-            .collect();
         let first = run_with(&f, &due, Mode::Enforce, 2, &State::default()).await;
         let kinds: Vec<(&str, OutcomeKind)> = first
             .outcomes

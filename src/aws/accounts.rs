@@ -211,6 +211,12 @@ impl Fleet {
     fn client(&self, account_id: &str) -> Option<&aws::Iam> {
         self.clients.iter().find(|(id, _)| id == account_id).map(|(_, c)| c)
     }
+
+    /// The client that changes keys in `account_id`.
+    fn acting_client(&self, account_id: &str) -> Result<&aws::Iam, ServiceError> {
+        self.client(account_id)
+            .ok_or_else(|| format!("account {account_id} is not connected in this run").into())
+    }
 }
 
 /// The key the ambient credentials sign with, when the caller is an IAM user. The
@@ -346,17 +352,15 @@ impl KeyActions for Fleet {
     }
 
     async fn deactivate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
-        match self.client(account_id) {
-            Some(c) => c.deactivate(account_id, user, access_key_id).await,
-            None => Err(format!("account {account_id} is not connected in this run").into()),
-        }
+        self.acting_client(account_id)?
+            .deactivate(account_id, user, access_key_id)
+            .await
     }
 
     async fn activate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
-        match self.client(account_id) {
-            Some(c) => c.activate(account_id, user, access_key_id).await,
-            None => Err(format!("account {account_id} is not connected in this run").into()),
-        }
+        self.acting_client(account_id)?
+            .activate(account_id, user, access_key_id)
+            .await
     }
 }
 

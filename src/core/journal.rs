@@ -122,6 +122,39 @@ pub fn select<'a>(entries: &'a [JournalEntry], q: &Query, now: Timestamp) -> Vec
     out
 }
 
+/// Test fixtures shared by the journal's unit tests here and in `state::journal`.
+#[cfg(test)]
+impl RunInfo {
+    pub(crate) fn for_tests() -> RunInfo {
+        RunInfo {
+            run_id: "run-1".into(),
+            host: "host".into(),
+            version: "0".into(),
+        }
+    }
+}
+
+/// A successful enforce-mode deactivation of `key` of `user` at `time`.
+#[cfg(test)]
+pub(crate) fn sample_entry(time: Timestamp, user: &str, key: &str) -> JournalEntry {
+    JournalEntry {
+        time,
+        action: JournalAction::Deactivate,
+        mode: "enforce".into(),
+        account_id: "123456789012".into(),
+        user: user.into(),
+        access_key_id: key.into(),
+        rules: vec![Rule::UnusedKey, Rule::MaxKeyAge],
+        first_seen: None,
+        deadline: None,
+        outcome: "success".into(),
+        error: None,
+        reason: None,
+        operator: None,
+        run: RunInfo::for_tests(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,11 +165,7 @@ mod tests {
         chrono::Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap()
     }
     fn run() -> RunInfo {
-        RunInfo {
-            run_id: "r1".into(),
-            host: "h".into(),
-            version: "0.1.0".into(),
-        }
+        RunInfo::for_tests()
     }
     fn outcome(kind: OutcomeKind) -> Outcome {
         Outcome {
@@ -189,40 +218,12 @@ mod tests {
         assert_eq!(latest_for(&entries, "AK"), Some(&reactivated));
         assert_eq!(latest_for(&entries, "other"), None);
     }
-}
-
-#[cfg(test)]
-mod select_tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn entry(hour: u32, user: &str) -> JournalEntry {
-        JournalEntry {
-            time: chrono::Utc.with_ymd_and_hms(2026, 12, 1, hour, 0, 0).unwrap(),
-            action: JournalAction::Deactivate,
-            mode: "enforce".into(),
-            account_id: "1".into(),
-            user: user.into(),
-            access_key_id: format!("AK{hour}"),
-            rules: vec![],
-            first_seen: None,
-            deadline: None,
-            outcome: "success".into(),
-            error: None,
-            reason: None,
-            operator: None,
-            run: RunInfo {
-                run_id: "r".into(),
-                host: "h".into(),
-                version: "v".into(),
-            },
-        }
-    }
 
     #[test]
     fn newest_first_within_since_and_matching_the_user() {
+        let entry = |hour: u32, user: &str| sample_entry(t(hour), user, &format!("AK{hour}"));
         let entries = [entry(1, "ci-a"), entry(5, "bob"), entry(9, "ci-b")];
-        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let now = t(10);
         let ids = |q: &Query| -> Vec<String> {
             select(&entries, q, now)
                 .iter()

@@ -56,17 +56,18 @@ impl Default for Owners {
 }
 
 impl Owners {
-    pub fn owner_of(&self, user: &User) -> String {
+    /// Borrowed, not built: the metrics page asks this for every user at every audit.
+    pub fn owner_of<'a>(&'a self, user: &'a User) -> &'a str {
         let tagged = self
             .tags
             .iter()
             .find_map(|k| user.tags.iter().find(|(tk, tv)| tk == k && !tv.trim().is_empty()));
         if let Some((_, v)) = tagged {
-            return v.trim().to_string();
+            return v.trim();
         }
         match self.map.iter().find(|r| r.matches(user)) {
-            Some(r) => r.owner.clone(),
-            None => self.default.clone(),
+            Some(r) => &r.owner,
+            None => &self.default,
         }
     }
 }
@@ -108,6 +109,9 @@ pub enum TagExemption {
 }
 
 impl TagExemption {
+    /// Every value of [`TagExemption::state`].
+    pub const STATES: [&'static str; 3] = ["active", "invalid", "too_long"];
+
     /// The `state` label of `keywarden_tag_exemptions`.
     pub fn state(&self) -> &'static str {
         match self {

@@ -134,10 +134,17 @@ pub fn backoff(attempts: u32) -> TimeDelta {
 }
 
 /// The state after the actions of a run: deactivated keys are forgotten, failures are
-/// counted with their next attempt, a key no longer due loses its failure record.
-pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) {
+/// counted with their next attempt, a key no longer due loses its failure record, a dry-run
+/// decision is remembered as journaled. Returns whether anything changed (what needs saving).
+pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) -> bool {
+    let mut changed = false;
     for o in outcomes {
         let c = &o.candidate;
+        changed |= match o.kind {
+            OutcomeKind::DryRun => state.dry_run_noted(&c.account_id, &c.access_key_id) != Some(c.first_seen),
+            OutcomeKind::Backoff => false,
+            OutcomeKind::Success | OutcomeKind::NoLongerDue | OutcomeKind::Error => true,
+        };
         match o.kind {
             OutcomeKind::Success => state.forget_key(&c.account_id, &c.access_key_id),
             OutcomeKind::NoLongerDue => state.clear_failure(&c.account_id, &c.access_key_id),
@@ -160,6 +167,7 @@ pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) 
             OutcomeKind::Backoff => {}
         }
     }
+    changed
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

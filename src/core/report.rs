@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::core::model::{AccountInventory, ReadError, Timestamp};
-use crate::core::owners::TagExemptions;
+use crate::core::owners::{TagExemption, TagExemptions};
 use crate::core::policy::{Action, Mode, Rule};
 use crate::core::rules::Finding;
 
@@ -60,6 +60,8 @@ pub struct AccountSummary {
     pub planned_deactivations: usize,
     /// Of those, keys whose every such finding is held (a rotation in progress).
     pub held_deactivations: usize,
+    /// Keys past their grace period waiting for an enforcement window to open.
+    pub window_waits: usize,
     /// Non-exempt findings on the key keywarden signs with.
     pub own_key_findings: usize,
     pub oldest_active_key_created: Option<Timestamp>,
@@ -86,7 +88,7 @@ impl AccountSummary {
             exempt_by_rule: every_rule(),
             oldest_active_key_created: keys.filter(|k| k.is_active()).map(|k| k.created).min(),
             credential_report_generated: a.credential_report_generated,
-            tag_exemptions: ["active", "invalid", "too_long"].into_iter().map(|s| (s, 0)).collect(),
+            tag_exemptions: TagExemption::STATES.into_iter().map(|s| (s, 0)).collect(),
             ..AccountSummary::default()
         }
     }
@@ -106,6 +108,7 @@ fn count_findings(per_account: &mut [AccountSummary], findings: &[Finding]) {
         .collect();
     let mut planned: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); per_account.len()];
     let mut scheduled: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); per_account.len()];
+    let mut waiting: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); per_account.len()];
     for f in findings {
         // Findings come from the accounts' inventories, so every one has its account.
         let Some(&i) = index.get(&f.account_id) else { continue };
@@ -122,10 +125,14 @@ fn count_findings(per_account: &mut [AccountSummary], findings: &[Finding]) {
                 scheduled[i].insert(&f.access_key_id);
             }
         }
+        if f.waiting_for_window {
+            waiting[i].insert(&f.access_key_id);
+        }
     }
     for (i, a) in per_account.iter_mut().enumerate() {
         a.planned_deactivations = planned[i].len();
         a.held_deactivations = planned[i].difference(&scheduled[i]).count();
+        a.window_waits = waiting[i].len();
     }
 }
 

@@ -186,7 +186,7 @@ struct UserFacts {
 impl UserFacts {
     fn of(ctx: &Ctx<'_>, user: &User) -> UserFacts {
         UserFacts {
-            owner: ctx.policy.owners.owner_of(user),
+            owner: ctx.policy.owners.owner_of(user).to_string(),
             tag_exemption: ctx.policy.tag_exemptions.read(user, ctx.now),
         }
     }

@@ -243,11 +243,7 @@ fn actions(shared: &Shared, query: Option<&str>) -> Response<Body> {
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("since="));
-    let since = match since.map(|s| {
-        humantime::parse_duration(s)
-            .ok()
-            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-    }) {
+    let since = match since.map(crate::sys::timefmt::parse_delta) {
         Some(None) => {
             return respond(
                 StatusCode::BAD_REQUEST,

@@ -278,7 +278,7 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, owners: &Owners, p
     owner_family(&mut out, report);
     tag_exemption_family(&mut out, report);
     // One owner per user: the label adds no series, only a routing key for the alerts.
-    let owned: Vec<Vec<String>> = accounts
+    let owned: Vec<Vec<&str>> = accounts
         .iter()
         .map(|a| a.users.iter().map(|u| owners.owner_of(u)).collect())
         .collect();
@@ -420,7 +420,7 @@ fn rule_families(out: &mut String, report: &Report) {
     }
 }
 
-fn user_family(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<String>]) {
+fn user_family(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<&str>]) {
     let name = "keywarden_user_active_access_keys";
     let mut fam = Family::start(out, name, "Active access keys per user");
     for (a, owners) in accounts.iter().zip(owned) {
@@ -439,7 +439,7 @@ fn user_family(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<Str
 /// One gauge per key: (name, help, value, whether the `status` label is on it).
 type PerKey<'a> = (&'a str, &'a str, &'a dyn Fn(&AccessKey) -> Option<f64>, bool);
 
-fn key_families(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<String>], now: Timestamp) {
+fn key_families(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<&str>], now: Timestamp) {
     let families: [PerKey<'_>; 3] = [
         (
             "keywarden_access_key_age_seconds",
@@ -470,7 +470,7 @@ fn key_families(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<St
                         ("account_id", a.account_id.as_str()),
                         ("user", u.name.as_str()),
                         ("access_key_id", k.id.as_str()),
-                        ("owner", owner.as_str()),
+                        ("owner", *owner),
                     ];
                     if status {
                         let [w, x, y, z] = base;

@@ -236,26 +236,8 @@ mod tests {
     use chrono::TimeZone;
 
     fn entry(day: u32, key: &str) -> JournalEntry {
-        JournalEntry {
-            time: chrono::Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap(),
-            action: JournalAction::Deactivate,
-            mode: "enforce".into(),
-            account_id: "123456789012".into(),
-            user: "u".into(),
-            access_key_id: key.into(),
-            rules: vec![Rule::UnusedKey, Rule::MaxKeyAge],
-            first_seen: None,
-            deadline: None,
-            outcome: "success".into(),
-            error: None,
-            reason: None,
-            operator: None,
-            run: RunInfo {
-                run_id: "r".into(),
-                host: "h".into(),
-                version: "v".into(),
-            },
-        }
+        let time = chrono::Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap();
+        crate::core::journal::sample_entry(time, "u", key)
     }
 
     fn dir(tag: &str) -> PathBuf {
