@@ -106,10 +106,34 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Set up the DynamoDB state table (state.backend = "dynamodb"), or move a file state into it.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Parse and validate the config, print the effective config.
     CheckConfig {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
         path: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StateCommand {
+    /// Create the table of [state.dynamodb] (on-demand billing, TTL on `ttl`); an existing one is checked.
+    Init {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Copy a state file and its journal into an empty table (before the daemons use it).
+    Import {
+        /// The state file (state.json); its journal is state.journal_path, else actions.jsonl beside it.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
 }
 

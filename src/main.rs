@@ -10,6 +10,7 @@ use keywarden::app::{audit, daemon};
 use keywarden::cli::{Cli, Command, Format, HistoryFormat};
 use keywarden::config;
 use keywarden::ports::ActionJournal;
+use keywarden::state::Store;
 use keywarden::sys::logging;
 
 /// Exit codes (CONTRACT.md).
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => check_config(path),
+        Command::State { command } => state_command(command),
         Command::Run { config, once } => run_daemon(config, once),
         Command::Reactivate {
             access_key_id,
@@ -111,8 +113,9 @@ fn run_audit(
     let report = rt
         .block_on(async {
             let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
+            let store = Store::open(cfg, std::time::Duration::ZERO, None).await;
             let now = at.unwrap_or_else(chrono::Utc::now);
-            audit::audit(cfg, &fleet, now).await
+            audit::audit(cfg, &fleet, &store, now).await
         })?
         .report;
     match format {
@@ -153,14 +156,65 @@ fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
     }
 }
 
+fn state_command(cmd: keywarden::cli::StateCommand) -> ExitCode {
+    use keywarden::app::state_admin::{self, AdminError};
+    use keywarden::cli::StateCommand;
+    let config = match &cmd {
+        StateCommand::Init { config } | StateCommand::Import { config, .. } => config.clone(),
+    };
+    let cfg = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    logging::init(&cfg, false);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(async {
+        match &cmd {
+            StateCommand::Init { .. } => state_admin::init(&cfg).await,
+            StateCommand::Import { file, .. } => state_admin::import(&cfg, file).await.map(|i| {
+                format!(
+                    "imported {} finding(s), {} failure(s), {} snooze(s) from {} and {} journal entries from {}",
+                    i.findings,
+                    i.failures,
+                    i.snoozes,
+                    file.display(),
+                    i.journal_entries,
+                    i.journal_path.display()
+                )
+            }),
+        }
+    });
+    match result {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ AdminError::NotATable) => {
+            eprintln!("keywarden: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            eprintln!("keywarden: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 fn history(
     cfg: &config::Config,
     since: Option<chrono::TimeDelta>,
     user: Option<glob::Pattern>,
     format: HistoryFormat,
 ) -> ExitCode {
-    let journal = keywarden::state::journal::FileJournal::new(&cfg.journal_path, cfg.journal_retention);
-    let read = match journal.read() {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let read = rt.block_on(async { Store::open(cfg, std::time::Duration::ZERO, None).await.read().await });
+    let read = match read {
         Ok(r) => r,
         Err(e) => {
             eprintln!("keywarden: {e}");
@@ -202,12 +256,11 @@ fn reactivate(
         now: chrono::Utc::now(),
         run: &run,
     };
-    let journal = keywarden::state::journal::FileJournal::new(&cfg.journal_path, cfg.journal_retention);
-    // The daemon holds the state lock only while a run saves; wait for it a while.
-    let store = keywarden::state::FileStore::new(&cfg.state_path, std::time::Duration::from_secs(60));
     let result = rt.block_on(async {
+        // A file store is locked by the daemon for the length of a run; wait for it a while.
+        let store = Store::open(cfg, std::time::Duration::from_secs(60), None).await;
         let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
-        reactivate::reactivate(&req, &fleet, &journal, &store).await
+        reactivate::reactivate(&req, &fleet, &store, &store).await
     });
     match result {
         Ok(done) => {

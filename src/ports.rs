@@ -4,6 +4,8 @@
 
 use std::future::Future;
 
+pub use futures_util::future::BoxFuture;
+
 use crate::core::history::State;
 use crate::core::journal::JournalEntry;
 use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
@@ -79,9 +81,10 @@ pub trait StateStore {
     fn lock(&self) -> impl Future<Output = Result<Self::Guard, StoreError>> + Send;
     /// `Ok(None)`: nothing stored yet. A store that cannot be read is an error, never an
     /// empty history (that would restart every grace period).
-    fn load(&self) -> Result<Option<State>, StoreError>;
-    /// All or nothing.
-    fn save(&self, state: &State) -> Result<(), StoreError>;
+    fn load(&self) -> impl Future<Output = Result<Option<State>, StoreError>> + Send;
+    /// All or nothing for a file; for a table, every change or an error (a change written
+    /// before the error stays, and is a correct record on its own).
+    fn save(&self, state: &State) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// What was read from the action journal.
@@ -95,9 +98,10 @@ pub struct JournalRead {
 
 /// The durable record of every action (`core::journal`): appended and on disk before the run
 /// goes on, read by `history` and `reactivate`.
+/// Object-safe (runs hold it as `&dyn`), hence the boxed futures.
 pub trait ActionJournal: Sync {
-    fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError>;
-    fn read(&self) -> Result<JournalRead, StoreError>;
+    fn append<'a>(&'a self, entries: &'a [JournalEntry]) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn read(&self) -> BoxFuture<'_, Result<JournalRead, StoreError>>;
 }
 
 /// A journal in memory: for unit tests, and for runs that must not leave one behind.
@@ -108,8 +112,8 @@ pub struct MemoryJournal {
     pub fail: Option<String>,
 }
 
-impl ActionJournal for MemoryJournal {
-    fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+impl MemoryJournal {
+    fn append_now(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
         if let Some(m) = &self.fail {
             return Err(StoreError(m.clone()));
         }
@@ -118,12 +122,54 @@ impl ActionJournal for MemoryJournal {
         Ok(())
     }
 
-    fn read(&self) -> Result<JournalRead, StoreError> {
+    fn read_now(&self) -> Result<JournalRead, StoreError> {
         let all = self.entries.lock().map_err(|_| StoreError("poisoned".into()))?;
         Ok(JournalRead {
             entries: all.clone(),
             skipped: Vec::new(),
         })
+    }
+}
+
+impl ActionJournal for MemoryJournal {
+    fn append<'a>(&'a self, entries: &'a [JournalEntry]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(self.append_now(entries)))
+    }
+
+    fn read(&self) -> BoxFuture<'_, Result<JournalRead, StoreError>> {
+        Box::pin(std::future::ready(self.read_now()))
+    }
+}
+
+/// Whether this instance may enforce: the holder of the leader lease (`state::lease`) when
+/// several instances share a table; always, for the file store's single instance.
+pub trait Leadership: Sync {
+    /// At the start of a run: enforce this run, or only audit.
+    fn leading(&self) -> bool;
+    /// Right before each UpdateAccessKey: still the leader with time to spare, and the key not
+    /// snoozed by an operator since the run loaded its state.
+    fn may_act<'a>(&'a self, account_id: &'a str, access_key_id: &'a str) -> BoxFuture<'a, Result<(), Refusal>>;
+}
+
+/// Why [`Leadership::may_act`] said no.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// This key only: an operator snoozed it (`keywarden reactivate`) during the run.
+    Snoozed(String),
+    /// The whole run: the lease is lost, running out, or cannot be confirmed.
+    NotLeader(String),
+}
+
+/// The only instance there is (the file store): always the leader.
+pub struct SoleInstance;
+
+impl Leadership for SoleInstance {
+    fn leading(&self) -> bool {
+        true
+    }
+
+    fn may_act<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

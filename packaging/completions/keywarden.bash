@@ -34,6 +34,9 @@ _keywarden() {
             keywarden,run)
                 cmd="keywarden__subcmd__run"
                 ;;
+            keywarden,state)
+                cmd="keywarden__subcmd__state"
+                ;;
             keywarden__subcmd__help,audit)
                 cmd="keywarden__subcmd__help__subcmd__audit"
                 ;;
@@ -52,6 +55,33 @@ _keywarden() {
             keywarden__subcmd__help,run)
                 cmd="keywarden__subcmd__help__subcmd__run"
                 ;;
+            keywarden__subcmd__help,state)
+                cmd="keywarden__subcmd__help__subcmd__state"
+                ;;
+            keywarden__subcmd__help__subcmd__state,import)
+                cmd="keywarden__subcmd__help__subcmd__state__subcmd__import"
+                ;;
+            keywarden__subcmd__help__subcmd__state,init)
+                cmd="keywarden__subcmd__help__subcmd__state__subcmd__init"
+                ;;
+            keywarden__subcmd__state,help)
+                cmd="keywarden__subcmd__state__subcmd__help"
+                ;;
+            keywarden__subcmd__state,import)
+                cmd="keywarden__subcmd__state__subcmd__import"
+                ;;
+            keywarden__subcmd__state,init)
+                cmd="keywarden__subcmd__state__subcmd__init"
+                ;;
+            keywarden__subcmd__state__subcmd__help,help)
+                cmd="keywarden__subcmd__state__subcmd__help__subcmd__help"
+                ;;
+            keywarden__subcmd__state__subcmd__help,import)
+                cmd="keywarden__subcmd__state__subcmd__help__subcmd__import"
+                ;;
+            keywarden__subcmd__state__subcmd__help,init)
+                cmd="keywarden__subcmd__state__subcmd__help__subcmd__init"
+                ;;
             *)
                 ;;
         esac
@@ -59,7 +89,7 @@ _keywarden() {
 
     case "${cmd}" in
         keywarden)
-            opts="-h -V --help --version run audit history reactivate check-config help"
+            opts="-h -V --help --version run audit history reactivate state check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -113,7 +143,7 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help)
-            opts="run audit history reactivate check-config help"
+            opts="run audit history reactivate state check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,6 +240,48 @@ _keywarden() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        keywarden__subcmd__help__subcmd__state)
+            opts="init import"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__help__subcmd__state__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__help__subcmd__state__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         keywarden__subcmd__history)
             opts="-h --config --since --user --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -269,6 +341,112 @@ _keywarden() {
         keywarden__subcmd__run)
             opts="-h --config --once --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__state)
+            opts="-h --help init import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__state__subcmd__help)
+            opts="init import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__state__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__state__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__state__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__state__subcmd__import)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__state__subcmd__init)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -5,13 +5,12 @@ use crate::config::Config;
 use crate::core::model::{AccountInventory, Timestamp, User};
 use crate::core::report::Report;
 use crate::core::rules::{self, FirstSeen, NoHistory};
-use crate::ports::{InventoryOptions, InventorySource};
-use crate::state::{self, StateError};
+use crate::ports::{InventoryOptions, InventorySource, StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(transparent)]
-    State(#[from] StateError),
+    State(#[from] StoreError),
 }
 
 /// What one audit saw and concluded. The inventories stay available for per-key metrics.
@@ -21,9 +20,15 @@ pub struct AuditRun {
 }
 
 /// `now` is the evaluation instant: the real time, or `--at`. First-seen times come from the
-/// state file when it exists; otherwise a finding counts as first seen at `now`.
-pub async fn audit(config: &Config, source: &impl InventorySource, now: Timestamp) -> Result<AuditRun, AuditError> {
-    let history = state::load(&config.state_path)?;
+/// state store (read, never locked or written) when it holds any; otherwise a finding counts
+/// as first seen at `now`.
+pub async fn audit(
+    config: &Config,
+    source: &impl InventorySource,
+    store: &impl StateStore,
+    now: Timestamp,
+) -> Result<AuditRun, AuditError> {
+    let history = store.load().await?;
     let wants = |account_id: &str, user: &User| has_findings(config, account_id, user, now);
     let accounts = source.inventory(&inventory_options(config, &wants)).await;
     let first_seen: &dyn FirstSeen = match &history {

@@ -24,7 +24,7 @@ use crate::core::journal::RunInfo;
 use crate::core::model::{AccountInventory, User};
 use crate::core::plan::{self, OutcomeKind};
 use crate::core::report::Report;
-use crate::ports::{ActionJournal, Clock, InventorySource, KeyActions, StateStore, StoreError};
+use crate::ports::{ActionJournal, Clock, InventorySource, KeyActions, Leadership, StateStore, StoreError};
 
 /// Why a cycle enforced nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,9 @@ pub enum Skipped {
     Clock(ClockProblem),
     /// The new first-seen times could not be saved, so nothing may be acted on.
     Save(StoreError),
+    /// Another instance holds the leader lease: this one audits and publishes, and neither
+    /// writes the state nor acts (not an error).
+    NotLeader,
 }
 
 /// What one cycle saw and did.
@@ -55,7 +58,7 @@ impl Cycle {
     /// Every read and every action succeeded.
     pub fn ok(&self) -> bool {
         self.report.complete
-            && self.skipped.is_none()
+            && self.skipped.as_ref().is_none_or(|s| *s == Skipped::NotLeader)
             && self.executed.journal_error.is_none()
             && !self.executed.outcomes.iter().any(|o| o.kind == OutcomeKind::Error)
     }
@@ -70,6 +73,7 @@ pub struct Ports<'a, F, S, C> {
     pub skew: &'a (dyn Fn() -> Option<f64> + Sync),
     pub journal: &'a dyn ActionJournal,
     pub run: &'a RunInfo,
+    pub leader: &'a dyn Leadership,
 }
 
 /// Runs one cycle. `audited` is called once the audit is evaluated, before anything is
@@ -85,10 +89,13 @@ where
     S: StateStore + Sync,
     C: Clock + Sync,
 {
+    // Decided once per run: a lease lost later stops the actions (`may_act`), and the
+    // store's fenced writes refuse the saves.
+    let leading = ports.leader.leading();
     let guard = ports.store.lock().await;
     let history = match &guard {
         Err(e) => Err(e.clone()),
-        Ok(_) => ports.store.load().map(Option::unwrap_or_default),
+        Ok(_) => ports.store.load().await.map(Option::unwrap_or_default),
     };
     let now = ports.clock.now();
     let per_key = config.metrics_per_key;
@@ -114,12 +121,16 @@ where
             return cycle;
         }
     };
+    if !leading {
+        cycle.skipped = Some(Skipped::NotLeader);
+        return cycle;
+    }
     if let Err(problem) = clock::check(now, history.last_run, (ports.skew)()) {
         cycle.skipped = Some(Skipped::Clock(problem));
         return cycle;
     }
     let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
-    if let Err(e) = ports.store.save(&next) {
+    if let Err(e) = ports.store.save(&next).await {
         cycle.skipped = Some(Skipped::Save(e));
         return cycle;
     }
@@ -137,10 +148,11 @@ where
         stop,
         journal: ports.journal,
         run: ports.run,
+        leader: ports.leader,
     };
     cycle.executed = execute::execute(&due, &ctx, ports.fleet).await;
     if plan::record_outcomes(&mut next, &cycle.executed.outcomes, now) {
-        cycle.final_save_error = ports.store.save(&next).err();
+        cycle.final_save_error = ports.store.save(&next).await.err();
     }
     cycle.state = Some(next);
     drop(guard);
@@ -252,14 +264,14 @@ mod tests {
             Ok(())
         }
 
-        fn load(&self) -> Result<Option<State>, StoreError> {
+        async fn load(&self) -> Result<Option<State>, StoreError> {
             if self.load_error {
                 return Err(StoreError("state file x: not valid keywarden state".into()));
             }
             Ok(self.state.lock().unwrap().clone())
         }
 
-        fn save(&self, state: &State) -> Result<(), StoreError> {
+        async fn save(&self, state: &State) -> Result<(), StoreError> {
             if let Some(log) = self.log {
                 log.lock().unwrap().push("save".into());
             }
@@ -325,6 +337,15 @@ mod tests {
     }
 
     async fn cycle<F: InventorySource + KeyActions + Sync>(config: &Config, fleet: &F, store: &Store<'_>) -> Cycle {
+        cycle_led(config, fleet, store, &crate::ports::SoleInstance).await
+    }
+
+    async fn cycle_led<F: InventorySource + KeyActions + Sync>(
+        config: &Config,
+        fleet: &F,
+        store: &Store<'_>,
+        leader: &dyn Leadership,
+    ) -> Cycle {
         let stop = AtomicBool::new(false);
         let ports = Ports {
             fleet,
@@ -333,8 +354,36 @@ mod tests {
             skew: &|| Some(0.4),
             journal: &crate::ports::MemoryJournal::default(),
             run: &RunInfo::for_tests(),
+            leader,
         };
         run(config, ports, &|_, _| {}, &stop).await
+    }
+
+    /// A lease as the run sees it: leading at the start or not; `may_act` answers from a list,
+    /// one answer per key (then "lost").
+    struct Lease {
+        leading: bool,
+        answers: Mutex<Vec<Result<(), crate::ports::Refusal>>>,
+    }
+
+    impl Leadership for Lease {
+        fn leading(&self) -> bool {
+            self.leading
+        }
+
+        fn may_act<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> crate::ports::BoxFuture<'a, Result<(), crate::ports::Refusal>> {
+            let mut a = self.answers.lock().unwrap();
+            let next = if a.is_empty() {
+                Err(crate::ports::Refusal::NotLeader("lost".into()))
+            } else {
+                a.remove(0)
+            };
+            Box::pin(std::future::ready(next))
+        }
     }
 
     fn keys(s: &State) -> Vec<String> {
@@ -417,6 +466,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_follower_audits_but_neither_writes_nor_acts() {
+        let log = Log::default();
+        let f = fleet(&["a", "b"], &log);
+        let store = Store {
+            log: Some(&log),
+            ..Store::default()
+        };
+        let lease = Lease {
+            leading: false,
+            answers: Mutex::new(vec![]),
+        };
+        let c = cycle_led(&config(25), &f, &store, &lease).await;
+        assert_eq!(c.skipped, Some(Skipped::NotLeader));
+        assert!(c.ok(), "following is not an error");
+        assert_eq!(c.report.findings.len(), 2, "the audit is published");
+        assert!(log.lock().unwrap().is_empty(), "no save, no read, no action: {log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_mid_run_stops_before_the_next_key_and_a_snooze_spares_its_key() {
+        let log = Log::default();
+        let f = fleet(&["a", "b", "c"], &log);
+        let store = Store::default();
+        let lease = Lease {
+            leading: true,
+            answers: Mutex::new(vec![
+                Err(crate::ports::Refusal::Snoozed("snoozed by an operator".into())),
+                Ok(()),
+            ]),
+        };
+        let c = cycle_led(&config(25), &f, &store, &lease).await;
+        let kinds: Vec<OutcomeKind> = c.executed.outcomes.iter().map(|o| o.kind).collect();
+        assert_eq!(kinds, [OutcomeKind::NoLongerDue, OutcomeKind::Success]);
+        assert_eq!(c.executed.lease_lost.as_deref(), Some("lost"));
+        let acted: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("deactivate"))
+            .cloned()
+            .collect();
+        assert_eq!(acted.len(), 1, "only the key confirmed by the lease: {acted:?}");
+    }
+
+    #[tokio::test]
     async fn an_untrusted_clock_decides_nothing() {
         let log = Log::default();
         let f = fleet(&["a"], &log);
@@ -429,6 +523,7 @@ mod tests {
             skew: &|| Some(-900.0),
             journal: &crate::ports::MemoryJournal::default(),
             run: &RunInfo::for_tests(),
+            leader: &crate::ports::SoleInstance,
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         assert!(matches!(c.skipped, Some(Skipped::Clock(_))));

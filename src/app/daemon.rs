@@ -21,14 +21,18 @@ use uuid::Uuid;
 
 use crate::app::cycle::{Cycle, Skipped};
 use crate::aws::accounts::Fleet;
+use crate::config::StateBackend;
 use crate::config::{self, Config};
 use crate::core::model::AccountInventory;
 use crate::core::report::Report;
+use crate::ports::{Leadership, SoleInstance};
 use crate::ports::{RequestObserver, SystemClock};
+use crate::server::http::SharedJournal;
 use crate::server::http::{Server, Shared};
 use crate::server::metrics::Metrics;
-use crate::state::journal::FileJournal;
-use crate::state::FileStore;
+use crate::state::dynamodb::{DynamoStore, Table};
+use crate::state::lease::{Change, Lease};
+use crate::state::Store;
 use crate::sys::notify::Notifier;
 
 pub struct Options {
@@ -93,8 +97,13 @@ impl RunObserver {
 /// and counted (`keywarden_audit_runs_total{outcome="panic"}`); the state file is replaced
 /// whole or not at all, so the half-done run leaves either the old or a complete new state,
 /// and the lock is released as the run unwinds.
-pub async fn guarded_cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> bool {
-    match AssertUnwindSafe(cycle(config, Arc::clone(&shared), stop))
+pub async fn guarded_cycle(
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    memory: Arc<Memory>,
+    stop: Arc<AtomicBool>,
+) -> bool {
+    match AssertUnwindSafe(cycle(config, Arc::clone(&shared), memory, stop))
         .catch_unwind()
         .await
     {
@@ -114,10 +123,113 @@ pub async fn guarded_cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<A
     }
 }
 
-/// One audit + enforcement cycle against AWS and the state file (`app::cycle` over the
+/// Where the daemon's memory lives: chosen at start from `state.backend` (a reload does not
+/// move it; the README says so).
+pub enum Memory {
+    File,
+    /// The state table and this instance's leader lease in it.
+    Table {
+        table: Arc<Table>,
+        lease: Arc<Lease>,
+    },
+}
+
+impl Memory {
+    pub async fn open(config: &Config, metrics: &Arc<Metrics>) -> Memory {
+        match &config.backend {
+            StateBackend::File => Memory::File,
+            StateBackend::DynamoDb(d) => {
+                let observer = Arc::new(RunObserver {
+                    metrics: Arc::clone(metrics),
+                    skew: Mutex::new(None),
+                });
+                let table = Arc::new(Table::connect(&config.aws, d, Some(observer as Arc<dyn RequestObserver>)).await);
+                let me = d
+                    .instance_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:{}", crate::sys::host::hostname(), std::process::id()));
+                let lease = Arc::new(Lease::new(Arc::clone(&table), me, d.lease_duration));
+                Memory::Table { table, lease }
+            }
+        }
+    }
+
+    fn store(&self, config: &Config) -> Store {
+        match self {
+            Memory::File => Store::file(config, LOCK_WAIT),
+            Memory::Table { table, lease } => Store::Table(DynamoStore::new(
+                Arc::clone(table),
+                Some(Arc::clone(lease)),
+                config.journal_retention,
+            )),
+        }
+    }
+
+    fn journal(&self, config: &Config) -> SharedJournal {
+        match self {
+            Memory::File => Arc::new(crate::state::journal::FileJournal::new(
+                &config.journal_path,
+                config.journal_retention,
+            )),
+            Memory::Table { table, .. } => {
+                Arc::new(DynamoStore::new(Arc::clone(table), None, config.journal_retention))
+            }
+        }
+    }
+
+    fn leader(&self) -> &dyn Leadership {
+        match self {
+            Memory::File => &SoleInstance,
+            Memory::Table { lease, .. } => lease.as_ref(),
+        }
+    }
+
+    fn lease(&self) -> Option<&Arc<Lease>> {
+        match self {
+            Memory::File => None,
+            Memory::Table { lease, .. } => Some(lease),
+        }
+    }
+}
+
+/// One step of the lease protocol, with its metrics and logs.
+async fn tick_lease(lease: &Lease, metrics: &Metrics) {
+    match lease.tick().await {
+        Ok(Change::Acquired) => {
+            metrics.lease_acquisitions.inc();
+            tracing::info!(
+                instance_id = lease.instance_id(),
+                "took the leader lease; this instance enforces"
+            );
+        }
+        Ok(Change::Lost) => {
+            metrics.lease_losses.inc();
+            tracing::warn!(
+                instance_id = lease.instance_id(),
+                "lost the leader lease; this instance only audits"
+            );
+        }
+        Ok(Change::None) => {}
+        Err(e) => {
+            metrics.lease_errors.inc();
+            tracing::warn!(instance_id = lease.instance_id(), error = %e, "lease check failed; a lease held runs out unless renewed");
+        }
+    }
+    metrics.leader.set(i64::from(lease.leading()));
+}
+
+/// Keeps the lease for as long as the daemon runs (aborted at shutdown, then released).
+async fn lease_loop(lease: Arc<Lease>, metrics: Arc<Metrics>) {
+    loop {
+        tokio::time::sleep(lease.tick_every()).await;
+        tick_lease(&lease, &metrics).await;
+    }
+}
+
+/// One audit + enforcement cycle against AWS and the state store (`app::cycle` over the
 /// production ports), with its metrics and logs. Returns true when every read and every action
 /// succeeded.
-pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> bool {
+pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>, stop: Arc<AtomicBool>) -> bool {
     let metrics = Arc::clone(&shared.metrics);
     let started = Instant::now();
     let observer = Arc::new(RunObserver {
@@ -125,8 +237,7 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         skew: Mutex::new(None),
     });
     let fleet = Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await;
-    let store = FileStore::new(&config.state_path, LOCK_WAIT);
-    let journal = FileJournal::new(&config.journal_path, config.journal_retention);
+    let store = memory.store(&config);
     let run = crate::sys::host::run_info();
     let audited =
         |accounts: &[AccountInventory], report: &Report| publish_audit(&shared, &config, accounts, report, started);
@@ -135,8 +246,9 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         store: &store,
         clock: &SystemClock,
         skew: &|| observer.skew(),
-        journal: &journal,
+        journal: &store,
         run: &run,
+        leader: memory.leader(),
     };
     let c = crate::app::cycle::run(&config, ports, &audited, &stop).await;
     match &c.skipped {
@@ -156,6 +268,13 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
             tracing::error!(error = %e, "cannot record first-seen times; enforcement is skipped this run");
             return false;
         }
+        Some(Skipped::NotLeader) => {
+            metrics.state_ok.set(1);
+            tracing::debug!(
+                "another instance holds the leader lease; this one audited and published, and enforces nothing"
+            );
+            return c.ok();
+        }
         None => {}
     }
     metrics.clock_skew.set(observer.skew().unwrap_or(0.0));
@@ -163,7 +282,7 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     metrics.state_ok.set(1);
     publish_enforcement(&metrics, &c, config.enforcement.max_deactivations_per_run);
     if let Some(e) = &c.final_save_error {
-        tracing::error!(error = %e, "cannot update the state file after deactivations");
+        tracing::error!(error = %e, "cannot update the state after deactivations");
     }
     c.ok()
 }
@@ -350,6 +469,7 @@ struct Daemon {
     job: Uuid,
     ticks: mpsc::Sender<()>,
     listener: Option<Listener>,
+    memory: Arc<Memory>,
 }
 
 impl Daemon {
@@ -417,7 +537,10 @@ impl Daemon {
         // New connections use the new certificate and users; open ones finish as they began.
         self.shared.set_web(Arc::clone(&new.metrics_web));
         self.shared.liveness.set_max_run(new.schedule.max_run_duration);
-        self.shared.set_journal_path(new.journal_path.clone());
+        if new.backend != self.config.backend {
+            tracing::warn!("state.backend and [state.dynamodb] take effect at the next start; this process keeps its state where it is");
+        }
+        self.shared.set_journal(self.memory.journal(&new));
         self.config = Arc::new(new);
         Ok(())
     }
@@ -454,13 +577,32 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     metrics.config_reload_ts.set(unix_now());
     let shared = Arc::new(Shared::new(metrics, Arc::clone(&config.metrics_web)));
     shared.liveness.set_max_run(config.schedule.max_run_duration);
-    shared.set_journal_path(config.journal_path.clone());
+    let memory = Arc::new(Memory::open(&config, &shared.metrics).await);
+    shared.set_journal(memory.journal(&config));
+    shared.metrics.leader.set(i64::from(memory.lease().is_none()));
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     if opts.once {
-        let ok = guarded_cycle(config, shared, stop).await;
+        // One try: a free (or released) lease is taken, a held one left to its holder.
+        if let Some(lease) = memory.lease() {
+            tick_lease(lease, &shared.metrics).await;
+        }
+        let ok = guarded_cycle(config, Arc::clone(&shared), Arc::clone(&memory), stop).await;
+        if let Some(lease) = memory.lease() {
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "cannot release the leader lease; another instance takes it when it runs out");
+            }
+        }
         return Ok(if ok { 0 } else { 1 });
     }
+    // Before the first run, so that a run on start finds a free lease already taken.
+    if let Some(lease) = memory.lease() {
+        tick_lease(lease, &shared.metrics).await;
+    }
+    let lease_task = memory.lease().map(|lease| {
+        let (lease, metrics) = (Arc::clone(lease), Arc::clone(&shared.metrics));
+        tokio::spawn(async move { lease_loop(lease, metrics).await })
+    });
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
@@ -483,6 +625,7 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
         job,
         ticks,
         listener: Some(listener),
+        memory,
     };
     d.notifier.ready();
     tracing::info!(cron = %d.config.schedule.cron, mode = d.config.enforcement.mode.as_str(), "keywarden started");
@@ -507,9 +650,10 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
                     continue;
                 }
                 let (config, shared, running, stop) = (Arc::clone(&d.config), Arc::clone(&d.shared), Arc::clone(&running), Arc::clone(&stop));
+                let memory = Arc::clone(&d.memory);
                 shared.liveness.run_started(Instant::now());
                 inflight = Some(tokio::spawn(async move {
-                    guarded_cycle(config, Arc::clone(&shared), stop).await;
+                    guarded_cycle(config, Arc::clone(&shared), memory, stop).await;
                     shared.liveness.run_finished();
                     release_memory();
                     running.store(false, Ordering::Release);
@@ -527,5 +671,17 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     }
 
     d.shut_down(&stop, inflight).await;
+    if let Some(task) = lease_task {
+        task.abort();
+    }
+    if let Some(lease) = d.memory.lease() {
+        // The run is over: hand over now instead of a whole lease later.
+        match lease.release().await {
+            Ok(()) => tracing::info!(instance_id = lease.instance_id(), "released the leader lease"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release the leader lease; another instance takes it when it runs out")
+            }
+        }
+    }
     Ok(0)
 }

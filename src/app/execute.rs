@@ -12,7 +12,7 @@ use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
 use crate::core::plan::{is_due, Candidate, Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Policy};
 use crate::core::rules;
-use crate::ports::{ActionJournal, KeyActions, StoreError};
+use crate::ports::{ActionJournal, KeyActions, Leadership, Refusal, StoreError};
 
 /// What a fresh decision needs: the same policy, first-seen times and instant as the audit.
 pub struct Context<'a> {
@@ -30,6 +30,8 @@ pub struct Context<'a> {
     /// Every attempt is appended here before the next key is touched.
     pub journal: &'a dyn ActionJournal,
     pub run: &'a RunInfo,
+    /// Asked right before each UpdateAccessKey (the leader lease, a snooze set meanwhile).
+    pub leader: &'a dyn Leadership,
 }
 
 /// What a run did, and what the cap left for later (per account).
@@ -39,6 +41,9 @@ pub struct Executed {
     pub held_back: BTreeMap<String, usize>,
     /// The journal could not be written: the run stopped after the action it could not record.
     pub journal_error: Option<StoreError>,
+    /// The leader lease was lost (or ran short) during the run: it stopped before the key
+    /// it was about to touch.
+    pub lease_lost: Option<String>,
 }
 
 pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyActions) -> Executed {
@@ -64,7 +69,14 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
                     crate::sys::timefmt::format(&f.next_attempt)
                 )),
             },
-            _ => decide_and_act(c, ctx, actions).await,
+            _ => match decide_and_act(c, ctx, actions).await {
+                Ok(o) => o,
+                Err(why) => {
+                    tracing::warn!(error = %why, "no longer the leader; the remaining deactivations are left to the instance that leads");
+                    run.lease_lost = Some(why);
+                    break;
+                }
+            },
         };
         match outcome.kind {
             OutcomeKind::Success | OutcomeKind::DryRun => acted += 1,
@@ -78,7 +90,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
         run.outcomes.push(outcome);
         if let Some(entry) = entry {
             // An action nobody can find later cannot be undone: no record, no further action.
-            if let Err(e) = ctx.journal.append(&[entry]) {
+            if let Err(e) = ctx.journal.append(std::slice::from_ref(&entry)).await {
                 tracing::error!(error = %e, "cannot write the action journal; the remaining deactivations wait for the next run");
                 run.journal_error = Some(e);
                 break;
@@ -88,27 +100,29 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
     run
 }
 
-async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActions) -> Outcome {
+/// `Err`: the lease is lost; nothing was touched and the run must end.
+async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActions) -> Result<Outcome, String> {
     let done = |kind, error: Option<String>| Outcome {
         candidate: c.clone(),
         kind,
         error,
     };
+
     // The rules already never plan it; this is the one place every action passes.
     if ctx.own_access_key_id == Some(c.access_key_id.as_str()) {
-        return done(
+        return Ok(done(
             OutcomeKind::NoLongerDue,
             Some("keywarden's own access key is never deactivated".into()),
-        );
+        ));
     }
     let fresh = match actions.read_user(&c.account_id, &c.user).await {
         Ok(Some(u)) => u,
-        Ok(None) => return done(OutcomeKind::NoLongerDue, Some("the user no longer exists".into())),
+        Ok(None) => return Ok(done(OutcomeKind::NoLongerDue, Some("the user no longer exists".into()))),
         Err(e) => {
-            return done(
+            return Ok(done(
                 OutcomeKind::Error,
                 Some(format!("re-read failed: {}: {}", e.operation, e.message)),
-            )
+            ))
         }
     };
     let inv = AccountInventory {
@@ -121,10 +135,15 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         .iter()
         .any(|f| f.access_key_id == c.access_key_id && is_due(f, ctx.now));
     if !still_due {
-        return done(OutcomeKind::NoLongerDue, None);
+        return Ok(done(OutcomeKind::NoLongerDue, None));
     }
     if ctx.mode == Mode::DryRun {
-        return done(OutcomeKind::DryRun, None);
+        return Ok(done(OutcomeKind::DryRun, None));
+    }
+    match ctx.leader.may_act(&c.account_id, &c.access_key_id).await {
+        Ok(()) => {}
+        Err(Refusal::Snoozed(why)) => return Ok(done(OutcomeKind::NoLongerDue, Some(why))),
+        Err(Refusal::NotLeader(why)) => return Err(why),
     }
     // Read back even after an error: a response lost on the way back (a dropped connection,
     // a truncated body) may hide an update that was applied. What IAM shows decides.
@@ -133,7 +152,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         Some(e) => format!("{e} ({what})"),
         None => what,
     };
-    match actions.read_user(&c.account_id, &c.user).await {
+    Ok(match actions.read_user(&c.account_id, &c.user).await {
         Ok(Some(u)) => match u.keys.iter().find(|k| k.id == c.access_key_id) {
             Some(k) if k.status == KeyStatus::Inactive => done(
                 OutcomeKind::Success,
@@ -157,7 +176,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
             OutcomeKind::Error,
             Some(because(format!("read-back failed: {}: {}", e.operation, e.message))),
         ),
-    }
+    })
 }
 
 fn log(o: &Outcome, mode: Mode) {
@@ -340,6 +359,7 @@ mod tests {
             stop: &stop,
             journal,
             run: &run,
+            leader: &crate::ports::SoleInstance,
         };
         execute(due, &ctx, fake).await
     }

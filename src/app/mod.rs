@@ -7,3 +7,4 @@ pub mod cycle;
 pub mod daemon;
 pub mod execute;
 pub mod reactivate;
+pub mod state_admin;

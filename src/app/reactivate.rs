@@ -57,7 +57,7 @@ where
 {
     let refused = |m: String| Err(ReactivateError::Refused(m));
     let failed = |m: String| ReactivateError::Failed(m);
-    let read = journal.read().map_err(|e| failed(e.to_string()))?;
+    let read = journal.read().await.map_err(|e| failed(e.to_string()))?;
     let entries = &read.entries;
     let Some(deactivation) = entries
         .iter()
@@ -120,7 +120,7 @@ where
             });
         }
     }
-    let journaled = journal.append(std::slice::from_ref(&entry));
+    let journaled = journal.append(std::slice::from_ref(&entry)).await;
     if let Some(error) = entry.error {
         return Err(failed(format!(
             "could not reactivate {} of {user}: {error} (the snooze until {} is saved)",
@@ -170,7 +170,7 @@ async fn save_snooze<S: StateStore + Sync>(
 ) -> Result<(), ReactivateError> {
     let failed = |e: crate::ports::StoreError| ReactivateError::Failed(format!("{e}; nothing was changed"));
     let _guard = store.lock().await.map_err(failed)?;
-    let mut state = store.load().map_err(failed)?.unwrap_or_default();
+    let mut state = store.load().await.map_err(failed)?.unwrap_or_default();
     state.clear_failure(account_id, req.access_key_id);
     state.set_snooze(Snooze {
         account_id: account_id.to_string(),
@@ -179,5 +179,5 @@ async fn save_snooze<S: StateStore + Sync>(
         until,
         reason: req.reason.to_string(),
     });
-    store.save(&state).map_err(failed)
+    store.save(&state).await.map_err(failed)
 }

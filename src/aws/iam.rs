@@ -82,7 +82,7 @@ async fn resolve_region(s: &AwsSettings) -> Region {
 
 /// An SDK interceptor that reports each attempt to a [`RequestObserver`].
 #[derive(Debug)]
-struct CountAttempts(Arc<dyn RequestObserver>);
+pub(crate) struct CountAttempts(pub(crate) Arc<dyn RequestObserver>);
 
 impl Intercept for CountAttempts {
     fn name(&self) -> &'static str {
@@ -114,12 +114,13 @@ impl Intercept for CountAttempts {
     }
 }
 
-/// IAM signals throttling with HTTP 400 and `<Code>Throttling</Code>` (429 elsewhere).
+/// IAM signals throttling with HTTP 400 and `<Code>Throttling</Code>`, DynamoDB with 400 and
+/// a `ThrottlingException` or `ProvisionedThroughputExceededException` type (429 elsewhere).
 fn classify(status: u16, body: Option<&[u8]>) -> &'static str {
     let throttled = || {
         body.is_some_and(|b| {
-            let needle = b"<Code>Throttling";
-            b.windows(needle.len()).any(|w| w == needle)
+            let has = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+            has(b"<Code>Throttling") || has(b"#ThrottlingException") || has(b"#ProvisionedThroughputExceeded")
         })
     };
     match status {
@@ -621,7 +622,7 @@ fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
 
 /// `Code: message` for service errors (what an operator greps for), the full chain otherwise
 /// (timeouts, connection errors).
-fn describe<E, R>(e: &SdkError<E, R>) -> ServiceError
+pub(crate) fn describe<E, R>(e: &SdkError<E, R>) -> ServiceError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -650,5 +651,9 @@ mod tests {
         assert_eq!(classify(400, Some(b"<Code>ValidationError</Code>")), "client_error");
         assert_eq!(classify(403, None), "client_error");
         assert_eq!(classify(503, None), "server_error");
+        let ddb = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"}"#;
+        assert_eq!(classify(400, Some(ddb)), "throttled");
+        let cond = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}"#;
+        assert_eq!(classify(400, Some(cond)), "client_error");
     }
 }

@@ -89,6 +89,26 @@ impl Organization {
     }
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateBackend {
+    /// `state.path` and `state.journal_path`: one instance.
+    File,
+    /// One DynamoDB table shared by every instance (`state::dynamodb`).
+    DynamoDb(DynamoDbSettings),
+}
+
+/// `[state.dynamodb]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamoDbSettings {
+    pub table: String,
+    /// `None`: `aws.region` (and its defaults).
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub lease_duration: Duration,
+    /// `None`: `hostname:pid`.
+    pub instance_id: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Enforcement {
     pub mode: Mode,
@@ -107,6 +127,8 @@ pub struct Config {
     /// The action journal (`state.journal_path`, else `actions.jsonl` next to the state).
     pub journal_path: PathBuf,
     pub journal_retention: chrono::TimeDelta,
+    /// `state.backend`: where the state, the journal and (with a table) the leader lease live.
+    pub backend: StateBackend,
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: bool,
     /// TLS and basic auth of the listener; swapped in on reload.

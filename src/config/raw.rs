@@ -263,19 +263,50 @@ pub struct RawExemption {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawState {
+    /// `file` or `dynamodb`.
+    pub backend: String,
     pub path: PathBuf,
     /// Default: `actions.jsonl` in the directory of `path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_path: Option<PathBuf>,
     pub journal_retention: String,
+    pub dynamodb: RawDynamoDb,
 }
 
 impl Default for RawState {
     fn default() -> Self {
         RawState {
+            backend: "file".into(),
             path: "/var/lib/keywarden/state.json".into(),
             journal_path: None,
             journal_retention: "400d".into(),
+            dynamodb: RawDynamoDb::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDynamoDb {
+    pub table: String,
+    /// Default: `aws.region`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    pub lease_duration: String,
+    /// Default (empty): `hostname:pid`.
+    pub instance_id: String,
+}
+
+impl Default for RawDynamoDb {
+    fn default() -> Self {
+        RawDynamoDb {
+            table: "keywarden".into(),
+            region: None,
+            endpoint_url: None,
+            lease_duration: "30s".into(),
+            instance_id: String::new(),
         }
     }
 }

@@ -59,6 +59,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         Some(p) => Some(p.clone()),
         None => Some(raw.state.path.with_file_name("actions.jsonl")),
     };
+    let backend = c.backend(&raw.state);
     if !c.issues.is_empty() {
         return Err(ConfigError::Invalid { issues: c.issues });
     }
@@ -84,6 +85,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         state_path: raw.state.path.clone(),
         journal_path: journal_path.ok_or_else(missing)?,
         journal_retention: to_delta(journal_retention.ok_or_else(missing)?),
+        backend: backend.ok_or_else(missing)?,
         metrics_listen,
         metrics_per_key: raw.metrics.per_key,
         metrics_web,
@@ -121,6 +123,62 @@ impl Checker<'_, '_> {
         };
         self.push(key, format!("{value:?} is not {list}"));
         None
+    }
+
+    fn backend(&mut self, raw: &RawState) -> Option<StateBackend> {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            File,
+            DynamoDb,
+        }
+        let kind = self.one_of(
+            "state.backend",
+            &raw.backend,
+            &[("file", Kind::File), ("dynamodb", Kind::DynamoDb)],
+        )?;
+        let d = &raw.dynamodb;
+        // Checked whatever the backend, so a switch later meets no surprise.
+        let lease = self.duration("state.dynamodb.lease_duration", &d.lease_duration);
+        if lease.is_some_and(|l| l < Duration::from_secs(3)) {
+            self.push(
+                "state.dynamodb.lease_duration",
+                "must be at least 3s (renewals come every third of it)",
+            );
+        }
+        let valid_name = |t: &str| {
+            (3..=255).contains(&t.len())
+                && t.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'))
+        };
+        if !valid_name(&d.table) {
+            self.push(
+                "state.dynamodb.table",
+                format!(
+                    "{:?} is not a DynamoDB table name (3-255 of a-z, A-Z, 0-9, _, -, .)",
+                    d.table
+                ),
+            );
+        }
+        if d.endpoint_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+        {
+            self.push("state.dynamodb.endpoint_url", "must start with http:// or https://");
+        }
+        let lease = lease.filter(|l| *l >= Duration::from_secs(3))?;
+        if !valid_name(&d.table) {
+            return None;
+        }
+        Some(match kind {
+            Kind::File => StateBackend::File,
+            Kind::DynamoDb => StateBackend::DynamoDb(DynamoDbSettings {
+                table: d.table.clone(),
+                region: d.region.clone().filter(|r| !r.is_empty()),
+                endpoint_url: d.endpoint_url.clone().filter(|u| !u.is_empty()),
+                lease_duration: lease,
+                instance_id: Some(d.instance_id.trim().to_string()).filter(|i| !i.is_empty()),
+            }),
+        })
     }
 
     fn schedule(&mut self, raw: &RawSchedule) -> Option<Schedule> {

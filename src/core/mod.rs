@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod history;
 pub mod journal;
+pub mod lease;
 pub mod model;
 pub mod owners;
 pub mod plan;

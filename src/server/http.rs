@@ -87,6 +87,9 @@ impl Liveness {
     }
 }
 
+/// The journal of the configured backend (a file, or the state table).
+pub type SharedJournal = Arc<dyn crate::ports::ActionJournal + Send>;
+
 /// What the endpoints serve; updated by the daemon after each audit.
 pub struct Shared {
     pub metrics: Arc<Metrics>,
@@ -97,7 +100,7 @@ pub struct Shared {
     /// TLS and basic auth; read at each new connection, replaced on reload.
     web: RwLock<Arc<Web>>,
     /// The action journal `/api/v1/actions` reads (replaced on reload).
-    journal_path: RwLock<Option<std::path::PathBuf>>,
+    journal: RwLock<Option<SharedJournal>>,
 }
 
 impl Shared {
@@ -108,19 +111,19 @@ impl Shared {
             liveness: Liveness::new(Duration::MAX),
             report_json: RwLock::new(None),
             web: RwLock::new(web),
-            journal_path: RwLock::new(None),
+            journal: RwLock::new(None),
         }
     }
 
-    pub fn set_journal_path(&self, path: std::path::PathBuf) {
-        match self.journal_path.write() {
-            Ok(mut p) => *p = Some(path),
-            Err(poisoned) => *poisoned.into_inner() = Some(path),
+    pub fn set_journal(&self, journal: SharedJournal) {
+        match self.journal.write() {
+            Ok(mut p) => *p = Some(journal),
+            Err(poisoned) => *poisoned.into_inner() = Some(journal),
         }
     }
 
-    fn journal_path(&self) -> Option<std::path::PathBuf> {
-        match self.journal_path.read() {
+    fn journal(&self) -> Option<SharedJournal> {
+        match self.journal.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -190,7 +193,7 @@ impl From<Bytes> for Chunks {
     }
 }
 
-pub fn route(shared: &Shared, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
+pub async fn route(shared: &Shared, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
     const TEXT: &str = "text/plain; charset=utf-8";
     let known = matches!(
         path,
@@ -222,7 +225,7 @@ pub fn route(shared: &Shared, method: &Method, path: &str, query: Option<&str>) 
         },
         "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
         "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
-        "/api/v1/actions" => actions(shared, query),
+        "/api/v1/actions" => actions(shared, query).await,
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
             Some(json) => respond(StatusCode::OK, "application/json", json),
             None => respond(
@@ -235,9 +238,8 @@ pub fn route(shared: &Shared, method: &Method, path: &str, query: Option<&str>) 
 }
 
 /// `GET /api/v1/actions[?since=DURATION]`: the action journal as `history --format json` prints
-/// it. Read from the file at each request (it is small, and appended by the runs).
-fn actions(shared: &Shared, query: Option<&str>) -> Response<Body> {
-    use crate::ports::ActionJournal;
+/// it. Read at each request (it is small, and appended by the runs).
+async fn actions(shared: &Shared, query: Option<&str>) -> Response<Body> {
     const JSON: &str = "application/json";
     let since = query
         .into_iter()
@@ -254,11 +256,10 @@ fn actions(shared: &Shared, query: Option<&str>) -> Response<Body> {
         Some(Some(d)) => Some(d),
         None => None,
     };
-    let Some(path) = shared.journal_path() else {
+    let Some(journal) = shared.journal() else {
         return respond(StatusCode::OK, JSON, "[]\n");
     };
-    let journal = crate::state::journal::FileJournal::new(&path, chrono::TimeDelta::MAX);
-    match journal.read() {
+    match journal.read().await {
         Ok(read) => {
             let q = crate::core::journal::Query { since, user: None };
             let selected = crate::core::journal::select(&read.entries, &q, chrono::Utc::now());
@@ -343,7 +344,7 @@ where
                 );
                 return Ok::<_, Infallible>(r);
             }
-            Ok(route(&shared, req.method(), req.uri().path(), req.uri().query()))
+            Ok(route(&shared, req.method(), req.uri().path(), req.uri().query()).await)
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -388,23 +389,26 @@ mod tests {
         assert_eq!(l.check(t + Duration::from_secs(600)), Ok(()));
     }
 
-    #[test]
-    fn routes() {
+    #[tokio::test]
+    async fn routes() {
         let shared = Shared::new(Arc::new(Metrics::new().unwrap()), Arc::new(Web::open()));
-        let get = |p: &str| route(&shared, &Method::GET, p, None).status();
-        assert_eq!(get("/"), StatusCode::OK);
-        assert_eq!(get("/metrics"), StatusCode::OK);
-        assert_eq!(get("/-/healthy"), StatusCode::OK);
-        assert_eq!(get("/-/ready"), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(get("/api/v1/report"), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(get("/nope"), StatusCode::NOT_FOUND);
+        let get = |p: &'static str| {
+            let shared = &shared;
+            async move { route(shared, &Method::GET, p, None).await.status() }
+        };
+        assert_eq!(get("/").await, StatusCode::OK);
+        assert_eq!(get("/metrics").await, StatusCode::OK);
+        assert_eq!(get("/-/healthy").await, StatusCode::OK);
+        assert_eq!(get("/-/ready").await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get("/api/v1/report").await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get("/nope").await, StatusCode::NOT_FOUND);
         assert_eq!(
-            route(&shared, &Method::POST, "/metrics", None).status(),
+            route(&shared, &Method::POST, "/metrics", None).await.status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
         shared.ready.set_ready();
         *shared.report_json.write().unwrap() = Some(Bytes::from_static(b"{}"));
-        assert_eq!(get("/-/ready"), StatusCode::OK);
-        assert_eq!(get("/api/v1/report"), StatusCode::OK);
+        assert_eq!(get("/-/ready").await, StatusCode::OK);
+        assert_eq!(get("/api/v1/report").await, StatusCode::OK);
     }
 }

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub clock_skew: Gauge,
     pub clock_ok: IntGauge,
     pub deactivation_failing_keys: IntGaugeVec,
+    pub leader: IntGauge,
+    pub lease_acquisitions: IntCounter,
+    pub lease_losses: IntCounter,
+    pub lease_errors: IntCounter,
     audit_page: RwLock<Bytes>,
 }
 
@@ -101,7 +105,7 @@ impl Metrics {
                 IntCounterVec::new(
                     opts(
                         "keywarden_iam_requests_total",
-                        "IAM and STS request attempts, by operation and outcome",
+                        "AWS request attempts (IAM, STS, Organizations, and DynamoDB for the state table), by operation and outcome",
                     ),
                     &["operation", "outcome"],
                 )?,
@@ -128,6 +132,34 @@ impl Metrics {
                 Gauge::with_opts(opts(
                     "keywarden_config_last_reload_success_timestamp_seconds",
                     "Unix time of the last successful configuration load",
+                ))?,
+            )?,
+            leader: reg(
+                &registry,
+                IntGauge::with_opts(opts(
+                    "keywarden_leader",
+                    "1 while this instance may enforce (holds the leader lease, or uses the file store), else 0",
+                ))?,
+            )?,
+            lease_acquisitions: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_lease_acquisitions_total",
+                    "Times this instance took the leader lease",
+                ))?,
+            )?,
+            lease_losses: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_lease_losses_total",
+                    "Times this instance lost the leader lease (taken over, or not renewed in time)",
+                ))?,
+            )?,
+            lease_errors: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_lease_errors_total",
+                    "Lease reads or renewals that failed (throttled, unreachable table)",
                 ))?,
             )?,
             deactivations_held_back: reg(

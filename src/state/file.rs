@@ -48,27 +48,27 @@ pub enum StateError {
 
 /// The file's form of an entry (the in-memory one is `core::history::Entry`).
 #[derive(Debug, Serialize, Deserialize)]
-struct EntryDoc {
-    account_id: String,
-    user: String,
-    access_key_id: String,
+pub(crate) struct EntryDoc {
+    pub(crate) account_id: String,
+    pub(crate) user: String,
+    pub(crate) access_key_id: String,
     /// `Rule::as_str`.
-    rule: String,
+    pub(crate) rule: String,
     #[serde(with = "crate::sys::timefmt")]
-    first_seen: Timestamp,
+    pub(crate) first_seen: Timestamp,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct FailureDoc {
-    account_id: String,
-    user: String,
-    access_key_id: String,
-    attempts: u32,
-    last_error: String,
+pub(crate) struct FailureDoc {
+    pub(crate) account_id: String,
+    pub(crate) user: String,
+    pub(crate) access_key_id: String,
+    pub(crate) attempts: u32,
+    pub(crate) last_error: String,
     #[serde(with = "crate::sys::timefmt")]
-    last_attempt: Timestamp,
+    pub(crate) last_attempt: Timestamp,
     #[serde(with = "crate::sys::timefmt")]
-    next_attempt: Timestamp,
+    pub(crate) next_attempt: Timestamp,
 }
 
 impl TryFrom<EntryDoc> for Entry {
@@ -127,40 +127,40 @@ impl From<&Failure> for FailureDoc {
 
 /// A key reactivated by an operator, not deactivated again before `until`.
 #[derive(Debug, Serialize, Deserialize)]
-struct SnoozeDoc {
-    account_id: String,
-    user: String,
-    access_key_id: String,
+pub(crate) struct SnoozeDoc {
+    pub(crate) account_id: String,
+    pub(crate) user: String,
+    pub(crate) access_key_id: String,
     #[serde(with = "crate::sys::timefmt")]
-    until: Timestamp,
-    reason: String,
+    pub(crate) until: Timestamp,
+    pub(crate) reason: String,
 }
 
 /// A dry-run decision already journaled (for the grace period that began at `first_seen`).
 #[derive(Debug, Serialize, Deserialize)]
-struct DryRunDoc {
-    account_id: String,
-    access_key_id: String,
+pub(crate) struct DryRunDoc {
+    pub(crate) account_id: String,
+    pub(crate) access_key_id: String,
     #[serde(with = "crate::sys::timefmt")]
-    first_seen: Timestamp,
+    pub(crate) first_seen: Timestamp,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct File {
-    schema_version: u32,
+pub(crate) struct File {
+    pub(crate) schema_version: u32,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "crate::sys::timefmt::option"
     )]
-    last_run: Option<Timestamp>,
-    findings: Vec<EntryDoc>,
+    pub(crate) last_run: Option<Timestamp>,
+    pub(crate) findings: Vec<EntryDoc>,
     #[serde(default)]
-    failures: Vec<FailureDoc>,
+    pub(crate) failures: Vec<FailureDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    snoozes: Vec<SnoozeDoc>,
+    pub(crate) snoozes: Vec<SnoozeDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    dry_run_journaled: Vec<DryRunDoc>,
+    pub(crate) dry_run_journaled: Vec<DryRunDoc>,
 }
 
 /// `Ok(None)` when the file does not exist.
@@ -192,12 +192,18 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
         });
     }
     let file: File = serde_json::from_slice(&bytes).map_err(corrupt)?;
+    from_doc(file)
+        .map(Some)
+        .map_err(|m| corrupt(serde::de::Error::custom(m)))
+}
+
+/// The file's form -> the state (also the table's, item by item: `state::items`).
+pub(crate) fn from_doc(file: File) -> Result<State, String> {
     let entries = file
         .findings
         .into_iter()
         .map(Entry::try_from)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|m| corrupt(serde::de::Error::custom(m)))?;
+        .collect::<Result<Vec<_>, _>>()?;
     let mut state = State::from_entries(entries);
     for f in file.failures {
         state.set_failure(f.into());
@@ -215,7 +221,7 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
         state.note_dry_run(&d.account_id, &d.access_key_id, d.first_seen);
     }
     state.last_run = file.last_run;
-    Ok(Some(state))
+    Ok(state)
 }
 
 /// Replaces the file atomically: a crash leaves either the old or the new content.
@@ -224,6 +230,12 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         path: path.to_path_buf(),
         source,
     };
+    let body = serde_json::to_vec_pretty(&to_doc(state)).map_err(|e| err(std::io::Error::other(e)))?;
+    write_atomically(path, &body).map_err(err)
+}
+
+/// The state -> the file's form, every list sorted (a diff of two files shows what changed).
+pub(crate) fn to_doc(state: &State) -> File {
     let mut findings: Vec<EntryDoc> = state.entries().map(EntryDoc::from).collect();
     findings
         .sort_by(|a, b| (&a.account_id, &a.access_key_id, &a.rule).cmp(&(&b.account_id, &b.access_key_id, &b.rule)));
@@ -249,16 +261,14 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         })
         .collect();
     dry_run_journaled.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
-    let body = serde_json::to_vec_pretty(&File {
+    File {
         schema_version: SCHEMA_VERSION,
         last_run: state.last_run,
         findings,
         failures,
         snoozes,
         dry_run_journaled,
-    })
-    .map_err(|e| err(std::io::Error::other(e)))?;
-    write_atomically(path, &body).map_err(err)
+    }
 }
 
 /// Replaces `path` with `body`, mode 0600: a crash leaves either the old or the new content.
@@ -320,11 +330,11 @@ impl StateStore for FileStore {
             .map_err(|e| StoreError(e.to_string()))
     }
 
-    fn load(&self) -> Result<Option<State>, StoreError> {
+    async fn load(&self) -> Result<Option<State>, StoreError> {
         load(&self.path).map_err(|e| StoreError(e.to_string()))
     }
 
-    fn save(&self, state: &State) -> Result<(), StoreError> {
+    async fn save(&self, state: &State) -> Result<(), StoreError> {
         save(&self.path, state).map_err(|e| StoreError(e.to_string()))
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::journal::{JournalAction, JournalEntry, RunInfo};
 use crate::core::model::Timestamp;
 use crate::core::policy::Rule;
-use crate::ports::{ActionJournal, JournalRead, StoreError};
+use crate::ports::{ActionJournal, BoxFuture, JournalRead, StoreError};
 
 /// The line form of an entry: the field names of CONTRACT.md.
 #[derive(Debug, Serialize, Deserialize)]
@@ -192,7 +192,19 @@ impl FileJournal {
 }
 
 impl ActionJournal for FileJournal {
-    fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+    fn append<'a>(&'a self, entries: &'a [JournalEntry]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(self.append_now(entries)))
+    }
+
+    fn read(&self) -> BoxFuture<'_, Result<JournalRead, StoreError>> {
+        Box::pin(std::future::ready(self.read_now()))
+    }
+}
+
+// Plain file I/O of a few lines, fsynced: done in place rather than on a blocking thread,
+// like the state file's (a run acts on one key at a time anyway).
+impl FileJournal {
+    pub fn append_now(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -203,7 +215,7 @@ impl ActionJournal for FileJournal {
         self.append_lines(&lines).map_err(|e| self.error("cannot append", e))
     }
 
-    fn read(&self) -> Result<JournalRead, StoreError> {
+    pub fn read_now(&self) -> Result<JournalRead, StoreError> {
         let text = match std::fs::read(&self.path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JournalRead::default()),
@@ -252,7 +264,7 @@ mod tests {
         let d = dir("torn");
         let path = d.join("actions.jsonl");
         let j = FileJournal::new(&path, TimeDelta::days(400));
-        j.append(&[entry(1, "AK1")]).unwrap();
+        j.append_now(&[entry(1, "AK1")]).unwrap();
         // kill -9 in the middle of the second append:
         let torn = &to_line(&entry(2, "AK2"))[..40];
         std::fs::OpenOptions::new()
@@ -261,8 +273,8 @@ mod tests {
             .unwrap()
             .write_all(torn.as_bytes())
             .unwrap();
-        j.append(&[entry(3, "AK3")]).unwrap();
-        let read = j.read().unwrap();
+        j.append_now(&[entry(3, "AK3")]).unwrap();
+        let read = j.read_now().unwrap();
         let keys: Vec<&str> = read.entries.iter().map(|e| e.access_key_id.as_str()).collect();
         assert_eq!(keys, ["AK1", "AK3"]);
         assert_eq!(read.entries[0], entry(1, "AK1"));
@@ -277,12 +289,18 @@ mod tests {
         let d = dir("retention");
         let path = d.join("actions.jsonl");
         let j = FileJournal::new(&path, TimeDelta::days(10));
-        assert_eq!(j.read().unwrap(), JournalRead::default());
+        assert_eq!(j.read_now().unwrap(), JournalRead::default());
         FileJournal::new(&path, TimeDelta::days(400))
-            .append(&[entry(1, "AK1"), entry(5, "AK5")])
+            .append_now(&[entry(1, "AK1"), entry(5, "AK5")])
             .unwrap();
-        j.append(&[entry(20, "AK20")]).unwrap();
-        let keys: Vec<String> = j.read().unwrap().entries.into_iter().map(|e| e.access_key_id).collect();
+        j.append_now(&[entry(20, "AK20")]).unwrap();
+        let keys: Vec<String> = j
+            .read_now()
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.access_key_id)
+            .collect();
         assert_eq!(keys, ["AK20"]);
     }
 }

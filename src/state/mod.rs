@@ -1,8 +1,90 @@
-//! The state store behind the `StateStore` port: a JSON file, written atomically and locked
-//! for a whole run (`file`); and the action journal behind `ActionJournal`, JSON lines
-//! appended and fsynced (`journal`).
+//! The state store behind the `StateStore` port and the action journal behind
+//! `ActionJournal`, in one of two backends (`state.backend`):
+//! - `file`: a JSON file, written atomically and locked for a whole run (`file`), and JSON
+//!   lines appended and fsynced (`journal`); one instance.
+//! - `dynamodb`: one table holding the state item by item (`items`), the journal and the
+//!   leader lease (`dynamodb`, `lease`); any number of instances, one of which enforces.
 
+pub mod dynamodb;
 pub mod file;
+pub mod items;
 pub mod journal;
+pub mod lease;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use file::{load, save, FileStore, Lock, StateError};
+
+use crate::config::{Config, StateBackend};
+use crate::core::history::State;
+use crate::core::journal::JournalEntry;
+use crate::ports::{ActionJournal, BoxFuture, JournalRead, RequestObserver, StateStore, StoreError};
+
+/// The configured backend, as both ports.
+pub enum Store {
+    File(FileStore, journal::FileJournal),
+    Table(dynamodb::DynamoStore),
+}
+
+impl Store {
+    /// For commands (`history`, `reactivate`, `run --once` without a lease): a file store
+    /// waits `lock_wait` for a running daemon's run; a table store is unfenced.
+    pub async fn open(config: &Config, lock_wait: Duration, observer: Option<Arc<dyn RequestObserver>>) -> Store {
+        match &config.backend {
+            StateBackend::File => Store::file(config, lock_wait),
+            StateBackend::DynamoDb(d) => {
+                let table = Arc::new(dynamodb::Table::connect(&config.aws, d, observer).await);
+                Store::Table(dynamodb::DynamoStore::new(table, None, config.journal_retention))
+            }
+        }
+    }
+
+    pub fn file(config: &Config, lock_wait: Duration) -> Store {
+        Store::File(
+            FileStore::new(&config.state_path, lock_wait),
+            journal::FileJournal::new(&config.journal_path, config.journal_retention),
+        )
+    }
+}
+
+impl StateStore for Store {
+    type Guard = Option<Lock>;
+
+    async fn lock(&self) -> Result<Option<Lock>, StoreError> {
+        match self {
+            Store::File(f, _) => f.lock().await.map(Some),
+            Store::Table(t) => t.lock().await.map(|()| None),
+        }
+    }
+
+    async fn load(&self) -> Result<Option<State>, StoreError> {
+        match self {
+            Store::File(f, _) => f.load().await,
+            Store::Table(t) => t.load().await,
+        }
+    }
+
+    async fn save(&self, state: &State) -> Result<(), StoreError> {
+        match self {
+            Store::File(f, _) => f.save(state).await,
+            Store::Table(t) => t.save(state).await,
+        }
+    }
+}
+
+impl ActionJournal for Store {
+    fn append<'a>(&'a self, entries: &'a [JournalEntry]) -> BoxFuture<'a, Result<(), StoreError>> {
+        match self {
+            Store::File(_, j) => j.append(entries),
+            Store::Table(t) => t.append(entries),
+        }
+    }
+
+    fn read(&self) -> BoxFuture<'_, Result<JournalRead, StoreError>> {
+        match self {
+            Store::File(_, j) => j.read(),
+            Store::Table(t) => t.read(),
+        }
+    }
+}
