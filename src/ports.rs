@@ -141,6 +141,27 @@ impl ActionJournal for MemoryJournal {
     }
 }
 
+/// The write-ahead record of deactivations, kept in the state: `begin` is saved before
+/// UpdateAccessKey is sent, `end` comes once its journal entry is written. A process killed in
+/// between leaves the intent, and the next run journals what IAM shows (`plan::reconcile`).
+pub trait IntentLog: Sync {
+    fn begin<'a>(&'a self, entry: &'a JournalEntry) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn end<'a>(&'a self, account_id: &'a str, access_key_id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// Keeps no intents (unit tests of the actions alone).
+pub struct NoIntents;
+
+impl IntentLog for NoIntents {
+    fn begin<'a>(&'a self, _: &'a JournalEntry) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn end<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
 /// Whether this instance may enforce: the holder of the leader lease (`state::lease`) when
 /// several instances share a table; always, for the file store's single instance.
 pub trait Leadership: Sync {

@@ -20,11 +20,14 @@ use crate::app::execute::{self, Executed};
 use crate::config::Config;
 use crate::core::clock::{self, ClockProblem};
 use crate::core::history::State;
+use crate::core::journal::JournalEntry;
 use crate::core::journal::RunInfo;
 use crate::core::model::{AccountInventory, User};
 use crate::core::plan::{self, OutcomeKind};
 use crate::core::report::Report;
-use crate::ports::{ActionJournal, Clock, InventorySource, KeyActions, Leadership, StateStore, StoreError};
+use crate::ports::{
+    ActionJournal, BoxFuture, Clock, IntentLog, InventorySource, KeyActions, Leadership, StateStore, StoreError,
+};
 
 /// Why a cycle enforced nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +132,26 @@ where
         cycle.skipped = Some(Skipped::Clock(problem));
         return cycle;
     }
-    let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
+    let mut history = history;
+    if history.intents().next().is_some() {
+        // A process stopped between a deactivation and its journal entry: settle it first.
+        let journal = match ports.journal.read().await {
+            Ok(j) => j,
+            Err(e) => {
+                cycle.skipped = Some(Skipped::State(e));
+                return cycle;
+            }
+        };
+        let late = plan::reconcile(&mut history, &cycle.accounts, &journal.entries);
+        if let Err(e) = ports.journal.append(&late).await {
+            cycle.skipped = Some(Skipped::Save(e));
+            return cycle;
+        }
+        for e in &late {
+            tracing::warn!(account_id = %e.account_id, user = %e.user, access_key_id = %e.access_key_id, outcome = %e.outcome, "journaled a deactivation whose process stopped before recording it");
+        }
+    }
+    let next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
     if let Err(e) = ports.store.save(&next).await {
         cycle.skipped = Some(Skipped::Save(e));
         return cycle;
@@ -138,9 +160,15 @@ where
     let due = plan::plan(&cycle.report.findings, now);
     // Key ids are unique across AWS: the one the inventories name is the one to spare.
     let own = cycle.accounts.iter().find_map(|a| a.own_access_key_id.clone());
+    // Lookups (backoffs, dry-run notes) read the state as saved; intents go to the recorder's.
+    let snapshot = next.clone();
+    let recorder = Recorder {
+        store: ports.store,
+        state: tokio::sync::Mutex::new(next),
+    };
     let ctx = execute::Context {
         policy: &config.policy,
-        state: &next,
+        state: &snapshot,
         now,
         mode: config.enforcement.mode,
         cap: config.enforcement.max_deactivations_per_run,
@@ -149,14 +177,36 @@ where
         journal: ports.journal,
         run: ports.run,
         leader: ports.leader,
+        intents: &recorder,
     };
     cycle.executed = execute::execute(&due, &ctx, ports.fleet).await;
+    let mut next = recorder.state.into_inner();
     if plan::record_outcomes(&mut next, &cycle.executed.outcomes, now) {
         cycle.final_save_error = ports.store.save(&next).await.err();
     }
     cycle.state = Some(next);
     drop(guard);
     cycle
+}
+
+/// Keeps the intents in the run's state and saves it before each deactivation is sent.
+struct Recorder<'a, S> {
+    store: &'a S,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl<S: StateStore + Sync> IntentLog for Recorder<'_, S> {
+    fn begin<'a>(&'a self, entry: &'a JournalEntry) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut state = self.state.lock().await;
+            state.begin_action(entry.clone());
+            self.store.save(&state).await
+        })
+    }
+
+    fn end<'a>(&'a self, account_id: &'a str, access_key_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move { self.state.lock().await.end_action(account_id, access_key_id) })
+    }
 }
 
 /// Test hook of debug builds: `KEYWARDEN_FAILPOINT_PANIC_RUNS=N` makes the first N runs of the

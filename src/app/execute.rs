@@ -12,7 +12,7 @@ use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
 use crate::core::plan::{is_due, Candidate, Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Policy};
 use crate::core::rules;
-use crate::ports::{ActionJournal, KeyActions, Leadership, Refusal, StoreError};
+use crate::ports::{ActionJournal, IntentLog, KeyActions, Leadership, Refusal, StoreError};
 
 /// What a fresh decision needs: the same policy, first-seen times and instant as the audit.
 pub struct Context<'a> {
@@ -32,6 +32,8 @@ pub struct Context<'a> {
     pub run: &'a RunInfo,
     /// Asked right before each UpdateAccessKey (the leader lease, a snooze set meanwhile).
     pub leader: &'a dyn Leadership,
+    /// Told right before each UpdateAccessKey, and once its journal entry is written.
+    pub intents: &'a dyn IntentLog,
 }
 
 /// What a run did, and what the cap left for later (per account).
@@ -72,7 +74,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
             _ => match decide_and_act(c, ctx, actions).await {
                 Ok(o) => o,
                 Err(why) => {
-                    tracing::warn!(error = %why, "no longer the leader; the remaining deactivations are left to the instance that leads");
+                    tracing::warn!(error = %why, "enforcement stopped before touching the key; the remaining deactivations wait for the next run (of whichever instance leads)");
                     run.lease_lost = Some(why);
                     break;
                 }
@@ -95,6 +97,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
                 run.journal_error = Some(e);
                 break;
             }
+            ctx.intents.end(&c.account_id, &c.access_key_id).await;
         }
     }
     run
@@ -144,6 +147,12 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         Ok(()) => {}
         Err(Refusal::Snoozed(why)) => return Ok(done(OutcomeKind::NoLongerDue, Some(why))),
         Err(Refusal::NotLeader(why)) => return Err(why),
+    }
+    // Saved before the request leaves: if this process dies before the journal entry is
+    // written, the next run still finds out and records what happened.
+    let intent = JournalEntry::intent(c, ctx.run, ctx.now);
+    if let Err(e) = ctx.intents.begin(&intent).await {
+        return Err(format!("cannot record the deactivation before sending it: {e}"));
     }
     // Read back even after an error: a response lost on the way back (a dropped connection,
     // a truncated body) may hide an update that was applied. What IAM shows decides.
@@ -360,6 +369,7 @@ mod tests {
             journal,
             run: &run,
             leader: &crate::ports::SoleInstance,
+            intents: &crate::ports::NoIntents,
         };
         execute(due, &ctx, fake).await
     }

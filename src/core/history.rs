@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::core::journal::JournalEntry;
 use crate::core::model::Timestamp;
 use crate::core::policy::Rule;
 use crate::core::rules::FirstSeen;
@@ -50,6 +51,11 @@ pub struct State {
     /// Dry-run decisions already journaled, by the first-seen time they were made for: a
     /// dry-run daemon journals each decision once, not at every run.
     dry_run_noted: HashMap<(String, String), Timestamp>,
+    /// Deactivations begun and not yet journaled (write-ahead): saved right before each
+    /// UpdateAccessKey, dropped once its journal entry is written. One left over means the
+    /// acting process stopped in between; the next run journals what IAM shows
+    /// (`plan::reconcile`).
+    intents: HashMap<(String, String), JournalEntry>,
     /// The local time of the last run that saved this state: a clock now earlier than this
     /// went backwards.
     pub last_run: Option<Timestamp>,
@@ -119,6 +125,27 @@ impl State {
     pub fn keep_snoozes_of(&mut self, old: &State, now: Timestamp) {
         for s in old.snoozes().filter(|s| s.until > now) {
             self.set_snooze(s.clone());
+        }
+    }
+
+    pub fn intents(&self) -> impl Iterator<Item = &JournalEntry> {
+        self.intents.values()
+    }
+
+    pub fn begin_action(&mut self, entry: JournalEntry) {
+        self.intents
+            .insert((entry.account_id.clone(), entry.access_key_id.clone()), entry);
+    }
+
+    pub fn end_action(&mut self, account_id: &str, access_key_id: &str) {
+        self.intents
+            .remove(&(account_id.to_string(), access_key_id.to_string()));
+    }
+
+    /// Intents not yet resolved stay (their users could not be read this run).
+    pub fn keep_intents_of(&mut self, old: &State) {
+        for e in old.intents() {
+            self.begin_action(e.clone());
         }
     }
 

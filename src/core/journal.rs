@@ -7,8 +7,11 @@
 use chrono::TimeDelta;
 
 use crate::core::model::Timestamp;
-use crate::core::plan::{Outcome, OutcomeKind};
+use crate::core::plan::{Candidate, Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Rule};
+
+/// The outcome of an intent (never in the journal itself).
+pub const PENDING: &str = "pending";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalAction {
@@ -85,6 +88,27 @@ impl JournalEntry {
             operator: None,
             run: run.clone(),
         })
+    }
+
+    /// The write-ahead record of a deactivation about to be sent (`State::begin_action`);
+    /// its outcome is decided later, by the run itself or by `plan::reconcile`.
+    pub fn intent(c: &Candidate, run: &RunInfo, time: Timestamp) -> JournalEntry {
+        JournalEntry {
+            time,
+            action: JournalAction::Deactivate,
+            mode: Mode::Enforce.as_str().to_string(),
+            account_id: c.account_id.clone(),
+            user: c.user.clone(),
+            access_key_id: c.access_key_id.clone(),
+            rules: c.rules.clone(),
+            first_seen: Some(c.first_seen),
+            deadline: Some(c.deadline),
+            outcome: PENDING.to_string(),
+            error: None,
+            reason: None,
+            operator: None,
+            run: run.clone(),
+        }
     }
 
     /// Whether this entry records keywarden itself deactivating the key (what `reactivate`

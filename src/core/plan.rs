@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::TimeDelta;
 
 use crate::core::history::{Entry, Failure, State};
-use crate::core::model::{AccountInventory, Timestamp};
+use crate::core::journal::JournalEntry;
+use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
 use crate::core::policy::{Action, Rule};
 use crate::core::rules::Finding;
 
@@ -77,6 +78,57 @@ pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
 /// starts a fresh grace period). Entries of users or accounts that could not be read are
 /// kept as they were: a failed read never resets a grace period. Deactivation failures are
 /// kept for keys still tracked. `last_run` only moves forward.
+/// Settles the intents a stopped process left (`State::begin_action`): what IAM shows now
+/// decides. An inactive key was deactivated by that process (a success, journaled late with a
+/// note, and the key forgotten); an active one never was (the intent is dropped and the key
+/// stays due); a deleted one is no longer due. An intent whose run journaled it already is just
+/// dropped; one whose user could not be read waits for the next run. Returns the entries to
+/// append to the journal.
+pub fn reconcile(state: &mut State, accounts: &[AccountInventory], journal: &[JournalEntry]) -> Vec<JournalEntry> {
+    const LATE: &str = "journaled by a later run: the process that sent UpdateAccessKey stopped before it could record it; the outcome is what IAM showed then";
+    let mut late = Vec::new();
+    let intents: Vec<JournalEntry> = state.intents().cloned().collect();
+    for intent in intents {
+        let Some(account) = accounts.iter().find(|a| a.account_id == intent.account_id) else {
+            continue;
+        };
+        let unreadable = account
+            .errors
+            .iter()
+            .any(|e| e.user.as_deref().is_none_or(|u| u == intent.user));
+        if unreadable {
+            continue;
+        }
+        state.end_action(&intent.account_id, &intent.access_key_id);
+        let recorded = journal
+            .iter()
+            .any(|e| e.run.run_id == intent.run.run_id && e.access_key_id == intent.access_key_id);
+        if recorded {
+            continue;
+        }
+        let status = account
+            .users
+            .iter()
+            .find(|u| u.name == intent.user)
+            .and_then(|u| u.keys.iter().find(|k| k.id == intent.access_key_id))
+            .map(|k| k.status);
+        let outcome = match status {
+            Some(KeyStatus::Active) => continue,
+            Some(KeyStatus::Inactive) => {
+                state.forget_key(&intent.account_id, &intent.access_key_id);
+                OutcomeKind::Success
+            }
+            None => OutcomeKind::NoLongerDue,
+        };
+        late.push(JournalEntry {
+            outcome: outcome.as_str().to_string(),
+            error: Some(LATE.to_string()),
+            ..intent
+        });
+    }
+    late
+}
+
 pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventory], now: Timestamp) -> State {
     let mut unreadable_users: HashSet<(&str, &str)> = HashSet::new();
     let mut unreadable_accounts: HashSet<&str> = HashSet::new();
@@ -122,6 +174,7 @@ pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventor
         }
     }
     next.keep_snoozes_of(old, now);
+    next.keep_intents_of(old);
     next.last_run = Some(old.last_run.map_or(now, |t| t.max(now)));
     next
 }
@@ -358,5 +411,107 @@ mod tests {
         assert_eq!(backoff(6), TimeDelta::hours(16));
         assert_eq!(backoff(7), TimeDelta::days(1));
         assert_eq!(backoff(u32::MAX), TimeDelta::days(1));
+    }
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+    use crate::core::journal::{sample_entry, PENDING};
+    use crate::core::model::{AccessKey, ReadError, User};
+    use chrono::TimeZone;
+
+    fn t0() -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()
+    }
+
+    /// A state with one pending finding of `AK` (user `u`) and its intent.
+    fn state() -> (State, JournalEntry) {
+        let mut s = State::from_entries([Entry {
+            account_id: "123456789012".into(),
+            user: "u".into(),
+            access_key_id: "AK".into(),
+            rule: Rule::UnusedKey,
+            first_seen: t0(),
+        }]);
+        let intent = JournalEntry {
+            outcome: PENDING.into(),
+            ..sample_entry(t0(), "u", "AK")
+        };
+        s.begin_action(intent.clone());
+        (s, intent)
+    }
+
+    fn account(status: Option<KeyStatus>, unreadable: bool) -> Vec<AccountInventory> {
+        let keys = status
+            .map(|status| AccessKey {
+                id: "AK".into(),
+                status,
+                created: t0(),
+                last_used: None,
+            })
+            .into_iter()
+            .collect();
+        vec![AccountInventory {
+            account_id: "123456789012".into(),
+            users: vec![User {
+                name: "u".into(),
+                path: "/".into(),
+                tags: vec![],
+                keys,
+            }],
+            errors: if unreadable {
+                vec![ReadError {
+                    account_id: "123456789012".into(),
+                    user: Some("u".into()),
+                    operation: "ListAccessKeys".into(),
+                    message: "Throttling".into(),
+                    code: None,
+                }]
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn an_inactive_key_left_by_a_stopped_process_is_journaled_late_as_a_success() {
+        let (mut s, _) = state();
+        let late = reconcile(&mut s, &account(Some(KeyStatus::Inactive), false), &[]);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].outcome, "success");
+        assert!(late[0].error.as_deref().unwrap_or("").contains("later run"));
+        assert_eq!(s.intents().count(), 0);
+        assert_eq!(s.entries().count(), 0, "the key is forgotten");
+    }
+
+    #[test]
+    fn an_active_key_was_never_touched_and_stays_due() {
+        let (mut s, _) = state();
+        assert!(reconcile(&mut s, &account(Some(KeyStatus::Active), false), &[]).is_empty());
+        assert_eq!(s.intents().count(), 0);
+        assert_eq!(s.entries().count(), 1);
+    }
+
+    #[test]
+    fn a_deleted_key_is_no_longer_due_and_a_journaled_intent_is_just_dropped() {
+        let (mut s, intent) = state();
+        let late = reconcile(&mut s, &account(None, false), &[]);
+        assert_eq!(late[0].outcome, "no_longer_due");
+        let (mut s, _) = state();
+        let done = JournalEntry {
+            outcome: "success".into(),
+            ..intent
+        };
+        assert!(reconcile(&mut s, &account(Some(KeyStatus::Inactive), false), &[done]).is_empty());
+        assert_eq!(s.intents().count(), 0);
+    }
+
+    #[test]
+    fn an_unreadable_user_keeps_its_intent_for_the_next_run() {
+        let (mut s, _) = state();
+        assert!(reconcile(&mut s, &account(Some(KeyStatus::Inactive), true), &[]).is_empty());
+        assert_eq!(s.intents().count(), 1);
     }
 }

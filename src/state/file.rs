@@ -161,6 +161,9 @@ pub(crate) struct File {
     pub(crate) snoozes: Vec<SnoozeDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) dry_run_journaled: Vec<DryRunDoc>,
+    /// Deactivations begun and not yet journaled, as journal lines (`State::begin_action`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) pending_deactivations: Vec<crate::state::journal::EntryDoc>,
 }
 
 /// `Ok(None)` when the file does not exist.
@@ -220,6 +223,9 @@ pub(crate) fn from_doc(file: File) -> Result<State, String> {
     for d in file.dry_run_journaled {
         state.note_dry_run(&d.account_id, &d.access_key_id, d.first_seen);
     }
+    for d in file.pending_deactivations {
+        state.begin_action(crate::core::journal::JournalEntry::try_from(d)?);
+    }
     state.last_run = file.last_run;
     Ok(state)
 }
@@ -261,6 +267,9 @@ pub(crate) fn to_doc(state: &State) -> File {
         })
         .collect();
     dry_run_journaled.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
+    let mut pending_deactivations: Vec<crate::state::journal::EntryDoc> =
+        state.intents().map(crate::state::journal::EntryDoc::from).collect();
+    pending_deactivations.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
     File {
         schema_version: SCHEMA_VERSION,
         last_run: state.last_run,
@@ -268,6 +277,7 @@ pub(crate) fn to_doc(state: &State) -> File {
         failures,
         snoozes,
         dry_run_journaled,
+        pending_deactivations,
     }
 }
 

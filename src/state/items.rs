@@ -10,6 +10,7 @@
 //! | `failure#<account>#<access key>`           | a `failures` entry                |
 //! | `snooze#<account>#<access key>`            | a `snoozes` entry                 |
 //! | `dryrun#<account>#<access key>`            | a `dry_run_journaled` entry       |
+//! | `intent#<account>#<access key>`            | a `pending_deactivations` entry   |
 //! | `meta#last_run`                            | `{"last_run": RFC 3339}`          |
 
 use std::collections::BTreeMap;
@@ -53,6 +54,9 @@ pub fn to_items(state: &State) -> Items {
     for d in &doc.dry_run_journaled {
         items.insert(format!("dryrun#{}#{}", d.account_id, d.access_key_id), json(d));
     }
+    for d in &doc.pending_deactivations {
+        items.insert(format!("intent#{}#{}", d.account_id, d.access_key_id), json(d));
+    }
     if let Some(t) = doc.last_run {
         items.insert(LAST_RUN.into(), json(&LastRun { last_run: t }));
     }
@@ -69,6 +73,7 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
         failures: Vec::new(),
         snoozes: Vec::new(),
         dry_run_journaled: Vec::new(),
+        pending_deactivations: Vec::new(),
     };
     for (key, body) in items {
         let bad = |e: serde_json::Error| format!("item {key:?}: {e}");
@@ -77,6 +82,7 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
             Some("failure") => doc.failures.push(serde_json::from_str(body).map_err(bad)?),
             Some("snooze") => doc.snoozes.push(serde_json::from_str(body).map_err(bad)?),
             Some("dryrun") => doc.dry_run_journaled.push(serde_json::from_str(body).map_err(bad)?),
+            Some("intent") => doc.pending_deactivations.push(serde_json::from_str(body).map_err(bad)?),
             Some("meta") if key == LAST_RUN => {
                 doc.last_run = Some(serde_json::from_str::<LastRun>(body).map_err(bad)?.last_run)
             }
@@ -147,6 +153,7 @@ mod tests {
             reason: "INC-1".into(),
         });
         s.note_dry_run("111", "AK1", t(1));
+        s.begin_action(crate::core::journal::sample_entry(t(5), "carol", "AK3"));
         s.last_run = Some(t(5));
         s
     }
@@ -154,7 +161,7 @@ mod tests {
     #[test]
     fn a_state_round_trips_through_items() {
         let items = to_items(&sample());
-        assert_eq!(items.len(), 6, "{items:?}");
+        assert_eq!(items.len(), 7, "{items:?}");
         let back = from_items(items.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, sample());
     }

@@ -92,6 +92,11 @@ impl Moto {
         serde_json::from_str(&self.control("POST", "/_keywarden/stats", "")).expect("stats json")
     }
 
+    /// Requests per access key id that signed them, then per action (never reset).
+    pub fn callers(&self) -> serde_json::Value {
+        serde_json::from_str(&self.control("GET", "/_keywarden/callers", "")).expect("callers json")
+    }
+
     /// The most requests moto had in flight at once since the last call; resets.
     pub fn take_max_in_flight(&self) -> u64 {
         let v: serde_json::Value =

@@ -28,6 +28,9 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   reads and resets it (concurrency bounds are tested with it).
 - Request counting by IAM/STS action: `GET /_keywarden/stats` returns `{"ListUsers": 3, ...}`
   (injected faults as `"ListUsers:Throttling": 1`, `"ListUsers:_slow": 1` and so on), `POST /_keywarden/stats` resets it. Benchmarks use it to count every client's requests alike.
+  `GET /_keywarden/callers` counts the same by the access key id that signed each request
+  (`{"AKID...": {"UpdateAccessKey": 2}}`): tests that run several keywarden processes give each
+  its own key id to tell their requests apart (moto does not check signatures).
 
 Loopback only: it binds 127.0.0.1 and nothing else.
 """
@@ -99,6 +102,7 @@ def _error(start_response, status, code):
 
 _stats_lock = threading.Lock()
 _stats = {}
+_by_caller = {}
 _in_flight = [0, 0]  # now, most since the last reset
 
 
@@ -170,6 +174,10 @@ def make_app():
                 if environ["REQUEST_METHOD"] == "POST":
                     _stats.clear()
             return _json(start_response, "200 OK", snapshot)
+        if path == "/_keywarden/callers":
+            with _stats_lock:
+                snapshot = {k: dict(v) for k, v in _by_caller.items()}
+            return _json(start_response, "200 OK", snapshot)
         if path == "/_keywarden/in_flight":
             with _stats_lock:
                 most = _in_flight[1]
@@ -197,8 +205,12 @@ def make_app():
         # X-Amz-Target, e.g. "AWSOrganizationsV20161128.ListAccounts".
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         action = params.get("Action") or (target.rsplit(".", 1)[-1] if target else "other")
+        caller = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
         with _stats_lock:
             _stats[action] = _stats.get(action, 0) + 1
+            if caller:
+                mine = _by_caller.setdefault(caller.group(1), {})
+                mine[action] = mine.get(action, 0) + 1
         delay = _faults.get("_delay", {}).get(action)
         if delay:
             time.sleep(float(delay))

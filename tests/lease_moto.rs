@@ -1,0 +1,433 @@
+//! Several real `keywarden run` processes on one DynamoDB state table (moto serves IAM and
+//! DynamoDB on one port): exactly one leader; the leader killed with SIGKILL ten times during
+//! enforcement, each time replaced by a new process; a leader paused past its lease and
+//! resumed; every host replaced; a file state imported. Each process signs with its own access
+//! key id, so moto's per-caller counts say who sent which UpdateAccessKey.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const LEASE: Duration = Duration::from_secs(3);
+/// Renewals and takeover checks come every third of the lease.
+const TICK: Duration = Duration::from_secs(1);
+
+/// moto_config puts a `[state]` table of its own first; the later one would be a duplicate
+/// key, so the config is written whole here.
+fn write_config(dir: &TempDir, moto: &Moto, state: &str, extra: &str) -> PathBuf {
+    dir.write(
+        "keywarden.toml",
+        &format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_attempts = 2\n\n{state}\n{extra}",
+            moto.endpoint()
+        ),
+    )
+}
+
+fn dynamodb_state(dir: &Path, table: &str) -> String {
+    format!(
+        "[state]\nbackend = \"dynamodb\"\npath = \"{}\"\n[state.dynamodb]\ntable = \"{table}\"\nlease_duration = \"3s\"\n",
+        dir.join("state.json").display()
+    )
+}
+
+fn cfg(config: &Path) -> &str {
+    config.to_str().expect("utf-8 path")
+}
+
+fn state_init(config: &Path) {
+    let (code, out, err) = outputs(&mut keywarden(&["state", "init", "--config", cfg(config)]));
+    assert_eq!(code, 0, "state init: {out}{err}");
+}
+
+/// Instance `n`: its own metrics port and its own access key id.
+fn instance(config: &Path, dir: &TempDir, n: usize) -> DaemonProcess {
+    let port = free_port();
+    let mut cmd = keywarden(&["run", "--config", cfg(config)]);
+    cmd.env("AWS_ACCESS_KEY_ID", caller(n))
+        .env("KEYWARDEN_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info");
+    DaemonProcess::spawn(cmd, port, dir.0.join(format!("instance-{n}.log")))
+}
+
+fn caller(n: usize) -> String {
+    format!("AKIDINSTANCE{n:04}")
+}
+
+async fn is_leader(d: &DaemonProcess) -> bool {
+    match d.get("/metrics").await {
+        Some((200, body)) => metric(&body, "keywarden_leader", &[]) == Some(1.0),
+        _ => false,
+    }
+}
+
+/// The index of the one leader among `live`, waiting up to `secs`; panics if two lead at once.
+async fn leader(live: &[DaemonProcess], secs: f64) -> Option<usize> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        let mut leading = Vec::new();
+        for (i, d) in live.iter().enumerate() {
+            if is_leader(d).await {
+                leading.push(i);
+            }
+        }
+        assert!(leading.len() <= 1, "more than one leader: {leading:?}");
+        if let Some(i) = leading.first() {
+            return Some(*i);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn history(config: &Path) -> Vec<Value> {
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "history",
+        "--config",
+        cfg(config),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0, "history: {err}");
+    serde_json::from_str::<Value>(&out)
+        .expect("history json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn successes(entries: &[Value]) -> BTreeMap<String, Vec<Value>> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e["action"] == "deactivate" && e["outcome"] == "success")
+    {
+        out.entry(e["access_key_id"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .push(e.clone());
+    }
+    out
+}
+
+/// `access key id/rule` -> (first_seen, deactivate_after) of its findings that are not
+/// exempt (exempt ones are not remembered), from `audit --format json`.
+fn deadlines(config: &Path) -> BTreeMap<String, (String, String)> {
+    let (_, report, err) = audit_json(config, &[]);
+    report["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings: {report}\n{err}"))
+        .iter()
+        .filter(|f| f["exempt"] == false)
+        .map(|f| {
+            (
+                format!(
+                    "{}/{}",
+                    f["access_key_id"].as_str().unwrap_or(""),
+                    f["rule"].as_str().unwrap_or("")
+                ),
+                (f["first_seen"].to_string(), f["deactivate_after"].to_string()),
+            )
+        })
+        .collect()
+}
+
+async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_kills_of_the_leader_lose_no_grace_period_and_act_once_per_key() {
+    let moto = Moto::start();
+    let due: Vec<String> = (0..16).map(|i| format!("due-{i:02}")).collect();
+    let exempt = ["keep-0", "keep-1"];
+    let names: Vec<&str> = due.iter().map(String::as_str).chain(exempt).collect();
+    let keys = idle_users(&moto, &names).await;
+    let key_of: BTreeMap<&str, &str> = names.iter().copied().zip(keys.iter().map(|k| k.id.as_str())).collect();
+    let dir = TempDir::new("lease-kill");
+    let config = write_config(
+        &dir,
+        &moto,
+        &dynamodb_state(&dir.0, "keywarden-kill"),
+        "[schedule]\ncron = \"* * * * * *\"\n\
+         [enforcement]\nmode = \"enforce\"\ngrace_period = \"8s\"\nmax_deactivations_per_run = 1\n\
+         [[exemptions]]\nuser = \"keep-*\"\nreason = \"test\"\n",
+    );
+    state_init(&config);
+
+    let mut live: Vec<DaemonProcess> = (0..3).map(|n| instance(&config, &dir, n)).collect();
+    let mut next_id = 3;
+    leader(&live, 15.0).await.expect("a leader");
+    // Exactly one, and it stays so.
+    for _ in 0..10 {
+        assert!(leader(&live, 0.0).await.is_some(), "no leader for a moment");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The first-seen times the first leader recorded.
+    // The first-seen times the first leader recorded: an audit without them would count
+    // every finding as first seen now, so two audits a second apart agree only once they are.
+    let started = Instant::now();
+    let first = loop {
+        let a = deadlines(&config);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        if a.len() == due.len() && deadlines(&config) == a {
+            break a;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "no first-seen times recorded: {a:?}"
+        );
+    };
+
+    // Slow deactivations, so that kills land in the middle of them.
+    moto.set_faults(r#"{"_delay": {"UpdateAccessKey": 0.4}}"#);
+    wait_until(30, "the first deactivation", || {
+        !successes(&history(&config)).is_empty()
+    })
+    .await;
+    let mut takeovers = Vec::new();
+    let mut seed = 7u64;
+    for kill in 0..10 {
+        let l = leader(&live, 10.0)
+            .await
+            .unwrap_or_else(|| panic!("no leader before kill {kill}"));
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(300 + (seed >> 33) % 1200)).await;
+        let mut victim = live.remove(l);
+        victim.signal(libc::SIGKILL);
+        let killed = Instant::now();
+        let _ = victim.wait_exit(5);
+        live.push(instance(&config, &dir, next_id));
+        next_id += 1;
+        // The survivors have been watching the lease; the new process may win too.
+        leader(&live, (LEASE + TICK * 3).as_secs_f64())
+            .await
+            .unwrap_or_else(|| panic!("no takeover after kill {kill}"));
+        takeovers.push(killed.elapsed());
+    }
+    moto.set_faults("{}");
+
+    let iam = moto.iam();
+    let due_users: Vec<&str> = due.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let statuses = key_statuses(&iam, &due_users).await;
+        if statuses.values().all(|s| s == "Inactive") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every due key was deactivated: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The journal entry follows the read-back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let entries = history(&config);
+    let done = successes(&entries);
+    let late = entries
+        .iter()
+        .filter(|e| e["error"].as_str().is_some_and(|m| m.contains("later run")))
+        .count();
+    println!("takeover after each kill: {takeovers:?}; deactivations journaled late (killed between action and record): {late}");
+    for t in &takeovers {
+        // Lease + one tick, plus the metrics polling and process start-up of the test.
+        assert!(*t <= LEASE + TICK + Duration::from_millis(1500), "takeover took {t:?}");
+    }
+    for u in &due {
+        let key = key_of[u.as_str()];
+        let got = done.get(key).map(Vec::len).unwrap_or(0);
+        assert_eq!(
+            got, 1,
+            "{u} ({key}) deactivated {got} times in the journal: {entries:#?}"
+        );
+        let first_seen = &first[&format!("{key}/unused_key")].0;
+        assert_eq!(
+            &done[key][0]["first_seen"].to_string(),
+            first_seen,
+            "{u}: its grace period restarted"
+        );
+    }
+    for u in exempt {
+        let key = key_of[u];
+        assert!(entries.iter().all(|e| e["access_key_id"] != key), "{u} was journaled");
+    }
+    let statuses = key_statuses(&iam, &exempt).await;
+    assert!(
+        statuses.values().all(|s| s == "Active"),
+        "an exempt key was touched: {statuses:?}"
+    );
+    let updates: u64 = moto
+        .callers()
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v["UpdateAccessKey"].as_u64()).sum())
+        .unwrap_or(0);
+    assert!(updates >= due.len() as u64, "UpdateAccessKey calls: {updates}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_paused_past_its_lease_acts_on_nothing_after_it_resumes() {
+    let moto = Moto::start();
+    let names: Vec<String> = (0..8).map(|i| format!("idle-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    idle_users(&moto, &refs).await;
+    let dir = TempDir::new("lease-pause");
+    let config = write_config(
+        &dir,
+        &moto,
+        &dynamodb_state(&dir.0, "keywarden-pause"),
+        "[schedule]\ncron = \"* * * * * *\"\n\
+         [enforcement]\nmode = \"enforce\"\ngrace_period = \"1s\"\nmax_deactivations_per_run = 1\n",
+    );
+    state_init(&config);
+    moto.set_faults(r#"{"_delay": {"UpdateAccessKey": 0.3}}"#);
+    let live: Vec<DaemonProcess> = (0..2).map(|n| instance(&config, &dir, n)).collect();
+    let l = leader(&live, 15.0).await.expect("a leader");
+    let paused = &live[l];
+    let other = &live[1 - l];
+    wait_until(30, "a deactivation by the leader", || {
+        !successes(&history(&config)).is_empty()
+    })
+    .await;
+
+    paused.signal(libc::SIGSTOP);
+    let stopped_at = Instant::now();
+    let mut took_over = false;
+    while stopped_at.elapsed() < LEASE + TICK * 3 {
+        if is_leader(other).await {
+            took_over = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        took_over,
+        "the other instance did not take over; logs:\n{}",
+        other.logs()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = moto.callers()[caller(l)]["UpdateAccessKey"].as_u64().unwrap_or(0);
+    let log_before = paused.logs().len();
+    paused.signal(libc::SIGCONT);
+    // Long enough for several of its cron ticks and lease ticks.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = moto.callers()[caller(l)]["UpdateAccessKey"].as_u64().unwrap_or(0);
+    let resumed_log = paused.logs()[log_before..].to_string();
+    assert_eq!(
+        after, before,
+        "the resumed instance sent UpdateAccessKey; its log:\n{resumed_log}"
+    );
+    assert!(
+        !resumed_log.contains("deactivated access key"),
+        "the resumed instance acted:\n{resumed_log}"
+    );
+    assert!(!is_leader(paused).await, "the resumed instance still says it leads");
+    assert!(is_leader(other).await);
+    let done = successes(&history(&config));
+    assert!(done.values().all(|v| v.len() == 1), "a key deactivated twice: {done:?}");
+    moto.set_faults("{}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grace_period_survives_replacing_every_host() {
+    let moto = Moto::start();
+    idle_users(&moto, &["idle"]).await;
+    let host_a = TempDir::new("lease-host-a");
+    let host_b = TempDir::new("lease-host-b");
+    let extra = "[enforcement]\nmode = \"enforce\"\ngrace_period = \"1h\"\n[schedule]\ncron = \"* * * * * *\"\n";
+    let config_a = write_config(&host_a, &moto, &dynamodb_state(&host_a.0, "keywarden-hosts"), extra);
+    let config_b = write_config(&host_b, &moto, &dynamodb_state(&host_b.0, "keywarden-hosts"), extra);
+    state_init(&config_a);
+    let mut a = instance(&config_a, &host_a, 0);
+    wait_until(15, "a first-seen time", || deadlines(&config_a).len() == 1).await;
+    let recorded = deadlines(&config_a);
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait_exit(10).0, Some(0));
+    drop(a);
+    drop(host_a);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let b = instance(&config_b, &host_b, 1);
+    assert!(
+        leader(std::slice::from_ref(&b), 5.0).await.is_some(),
+        "the released lease is taken at once"
+    );
+    b.first_audit().await;
+    let (_, body) = b.get("/api/v1/report").await.expect("report");
+    let report: Value = serde_json::from_str(&body).expect("report json");
+    let f = &report["findings"][0];
+    assert_eq!(
+        (f["first_seen"].to_string(), f["deactivate_after"].to_string()),
+        recorded.values().next().cloned().unwrap(),
+        "the new host restarted the grace period"
+    );
+    assert!(!host_b.0.join("state.json").exists(), "a state file was written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_import_keeps_every_deadline_and_the_journal() {
+    let moto = Moto::start();
+    idle_users(&moto, &["a", "b"]).await;
+    let dir = TempDir::new("lease-import");
+    let file_config = moto_config(
+        &dir,
+        &moto,
+        "[enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\nmax_deactivations_per_run = 1\n",
+    );
+    // One run: both first seen, one deactivated (the cap), one pending with its failure-free history.
+    let (code, _, err) = outputs(&mut keywarden(&["run", "--once", "--config", cfg(&file_config)]));
+    assert_eq!(code, 0, "{err}");
+    let file_config_grace = dir.write(
+        "grace.toml",
+        &std::fs::read_to_string(&file_config)
+            .unwrap()
+            .replace("\"0s\"", "\"30d\""),
+    );
+    let before = deadlines(&file_config_grace);
+    let journal_before = history(&file_config);
+    assert_eq!(journal_before.len(), 1);
+
+    let table_dir = TempDir::new("lease-import-table");
+    let table_config = write_config(
+        &table_dir,
+        &moto,
+        &dynamodb_state(&table_dir.0, "keywarden-import"),
+        "[enforcement]\ngrace_period = \"30d\"\n",
+    );
+    let (code, _, err) = outputs(&mut keywarden(&["state", "init", "--config", cfg(&file_config)]));
+    assert_eq!(code, 2, "state init needs a table backend: {err}");
+    state_init(&table_config);
+    state_init(&table_config);
+    let state_file = dir.0.join("state.json");
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "state",
+        "import",
+        state_file.to_str().unwrap(),
+        "--config",
+        cfg(&table_config),
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 journal entries"), "{out}");
+    assert_eq!(deadlines(&table_config), before, "the table gives other deadlines");
+    assert_eq!(history(&table_config), journal_before);
+    let (code, _, err) = outputs(&mut keywarden(&[
+        "state",
+        "import",
+        state_file.to_str().unwrap(),
+        "--config",
+        cfg(&table_config),
+    ]));
+    assert_eq!(code, 1, "a second import into a table with state is refused");
+    assert!(err.contains("already holds state"), "{err}");
+}
