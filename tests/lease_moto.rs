@@ -431,3 +431,125 @@ async fn state_import_keeps_every_deadline_and_the_journal() {
     assert_eq!(code, 1, "a second import into a table with state is refused");
     assert!(err.contains("already holds state"), "{err}");
 }
+
+fn policy_statements() -> Vec<std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(repo().join("packaging/iam-policy-dynamodb.json")).unwrap();
+    let p: Value = serde_json::from_str(&text).expect("policy is JSON");
+    p["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The IAM actions behind the requests one caller sent (a transaction needs the permission
+/// of each action it contains).
+fn table_actions(callers: &Value, who: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (op, _) in callers[who].as_object().cloned().unwrap_or_default() {
+        // IAM and STS requests are counted here too; only DynamoDB's operations count.
+        let needs: &[&str] = match op.as_str() {
+            "TransactWriteItems" => &["PutItem", "DeleteItem", "ConditionCheckItem"],
+            "TransactGetItems" => &["GetItem"],
+            "GetItem" | "PutItem" | "UpdateItem" | "DeleteItem" | "Query" | "Scan" | "BatchGetItem"
+            | "BatchWriteItem" | "CreateTable" | "DescribeTable" | "DescribeTimeToLive" | "UpdateTimeToLive" => {
+                out.insert(format!("dynamodb:{op}"));
+                &[]
+            }
+            _ => &[],
+        };
+        out.extend(needs.iter().map(|a| format!("dynamodb:{a}")));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_table_policy_allows_exactly_what_the_code_calls() {
+    let moto = Moto::start();
+    idle_users(&moto, &["a", "b"]).await;
+    let dir = TempDir::new("lease-policy");
+    let config = write_config(
+        &dir,
+        &moto,
+        &dynamodb_state(&dir.0, "keywarden"),
+        "[schedule]\ncron = \"* * * * * *\"\n[enforcement]\nmode = \"enforce\"\ngrace_period = \"1s\"\n",
+    );
+    let (code, _, err) =
+        outputs(keywarden(&["state", "init", "--config", cfg(&config)]).env("AWS_ACCESS_KEY_ID", caller(90)));
+    assert_eq!(code, 0, "{err}");
+    let mut d = instance(&config, &dir, 91);
+    wait_until(30, "both keys deactivated", || successes(&history(&config)).len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(10).0, Some(0));
+    let callers = moto.callers();
+    let statements = policy_statements();
+    let (run_policy, init_policy) = (&statements[0], &statements[1]);
+    let run_calls = table_actions(&callers, &caller(91));
+    let init_calls = table_actions(&callers, &caller(90));
+    assert_eq!(&run_calls, run_policy, "the daemon's table calls and the policy differ");
+    assert!(init_calls.is_subset(init_policy), "state init calls {init_calls:?}");
+    assert!(init_calls.contains("dynamodb:CreateTable"), "{init_calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_table_stops_enforcement_keeps_serving_and_recovers() {
+    let moto = Moto::start();
+    idle_users(&moto, &["a", "b"]).await;
+    let dir = TempDir::new("lease-faults");
+    let config = write_config(
+        &dir,
+        &moto,
+        &dynamodb_state(&dir.0, "keywarden-faults"),
+        "[schedule]\ncron = \"* * * * * *\"\n[enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\n",
+    );
+    state_init(&config);
+    let statuses = || async { key_statuses(&moto.iam(), &["a", "b"]).await };
+    for fault in [
+        // The state cannot be read: no decision on partial state.
+        r#"{"_unavailable": {"Query": 1.0}}"#,
+        // The first-seen times cannot be written: nothing is acted on.
+        r#"{"_unavailable": {"TransactWriteItems": 1.0}}"#,
+    ] {
+        moto.set_faults(fault);
+        let d = instance(&config, &dir, 1);
+        assert!(leader(std::slice::from_ref(&d), 5.0).await.is_some());
+        d.first_audit().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, page) = d.get("/metrics").await.expect("metrics");
+        assert_eq!(metric(&page, "keywarden_state_ok", &[]), Some(0.0), "{}", d.logs());
+        assert_eq!(
+            metric(&page, "keywarden_audit_success", &[]),
+            Some(1.0),
+            "the audit is published"
+        );
+        assert_eq!(d.get("/-/ready").await.map(|r| r.0), Some(200), "still ready");
+        assert!(
+            statuses().await.values().all(|s| s == "Active"),
+            "a key was deactivated with {fault}"
+        );
+        // A clean stop releases the lease for the next instance.
+        let mut d = d;
+        d.signal(libc::SIGTERM);
+        assert_eq!(d.wait_exit(10).0, Some(0));
+    }
+    moto.set_faults("{}");
+    let d = instance(&config, &dir, 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !statuses().await.values().all(|s| s == "Inactive") {
+        assert!(Instant::now() < deadline, "no recovery; logs:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = d
+        .wait_metrics(10, "state ok", |m| metric(m, "keywarden_state_ok", &[]) == Some(1.0))
+        .await;
+    assert_eq!(metric(&page, "keywarden_leader", &[]), Some(1.0));
+}

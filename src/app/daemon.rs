@@ -270,6 +270,10 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>
         }
         Some(Skipped::NotLeader) => {
             metrics.state_ok.set(1);
+            // Enforcement's gauges are the leader's to export (an instance that led before
+            // would otherwise keep its last values, and the alerts take the max over instances).
+            metrics.deactivation_failing_keys.reset();
+            metrics.deactivations_held_back.reset();
             tracing::debug!(
                 "another instance holds the leader lease; this one audited and published, and enforces nothing"
             );
