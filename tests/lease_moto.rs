@@ -553,3 +553,56 @@ async fn an_unusable_table_stops_enforcement_keeps_serving_and_recovers() {
         .await;
     assert_eq!(metric(&page, "keywarden_leader", &[]), Some(1.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() {
+    let moto = Moto::start();
+    let keys = idle_users(&moto, &["app"]).await;
+    let host_a = TempDir::new("lease-undo-a");
+    let host_b = TempDir::new("lease-undo-b");
+    let extra = "[schedule]\ncron = \"* * * * * *\"\n[enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\n";
+    let config_a = write_config(&host_a, &moto, &dynamodb_state(&host_a.0, "keywarden-undo"), extra);
+    let config_b = write_config(&host_b, &moto, &dynamodb_state(&host_b.0, "keywarden-undo"), extra);
+    state_init(&config_a);
+    let d = instance(&config_a, &host_a, 0);
+    let status = || async {
+        key_statuses(&moto.iam(), &["app"])
+            .await
+            .remove(&keys[0].id)
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status().await != "Inactive" {
+        assert!(Instant::now() < deadline, "not deactivated; logs:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // From host B, which has no files of its own: the journal and the snooze are in the table.
+    let (code, out, err) = outputs(
+        keywarden(&[
+            "reactivate",
+            &keys[0].id,
+            "--reason",
+            "INC-9",
+            "--snooze",
+            "1h",
+            "--config",
+            cfg(&config_b),
+        ])
+        .env("SUDO_USER", "oncall"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(status().await, "Active");
+    // The leader runs every second and leaves the snoozed key alone.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        status().await,
+        "Active",
+        "deactivated during its snooze; logs:\n{}",
+        d.logs()
+    );
+    let entries = history(&config_b);
+    assert_eq!(entries[0]["action"], "reactivate", "{entries:?}");
+    assert_eq!(entries[0]["operator"], "oncall");
+    assert!(!host_b.0.join("state.json").exists() && !host_b.0.join("actions.jsonl").exists());
+}
