@@ -162,6 +162,10 @@ fn parse_glob(s: &str) -> Result<glob::Pattern, String> {
 pub enum Format {
     Table,
     Json,
+    /// OCSF 1.3.0 Detection Findings (class 2004), one JSON array.
+    Ocsf,
+    /// One row per finding, every JSON field (RFC 4180).
+    Csv,
 }
 
 fn parse_at(s: &str) -> Result<Timestamp, String> {

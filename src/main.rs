@@ -121,6 +121,8 @@ fn run_audit(
     match format {
         Format::Json => println!("{}", report.to_json()),
         Format::Table => print!("{}", report.to_table()),
+        Format::Csv => print!("{}", report.to_csv()),
+        Format::Ocsf => println!("{}", report.to_ocsf()),
     }
     if !report.complete {
         eprintln!(

@@ -114,7 +114,7 @@ _keywarden() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table json ocsf csv" -- "${cur}"))
                     return 0
                     ;;
                 --at)

@@ -38,9 +38,11 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l once -d 'One
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -s h -l help -d 'Print help'
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l format -r -f -a "table\t''
-json\t''"
+json\t''
+ocsf\t'OCSF 1.3.0 Detection Findings (class 2004), one JSON array'
+csv\t'One row per finding, every JSON field (RFC 4180)'"
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l at -d 'Evaluate ages and deadlines as of this RFC 3339 instant instead of now' -r
-complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l since -d 'Only actions at most this old, e.g. 24h, 7d' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l user -d 'Only users matching this glob, e.g. "ci-*"' -r

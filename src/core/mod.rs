@@ -6,6 +6,7 @@
 //! (`tests/architecture.rs` checks).
 
 pub mod clock;
+pub mod controls;
 pub mod history;
 pub mod journal;
 pub mod lease;

@@ -52,6 +52,8 @@ struct FindingDoc<'a> {
     user: &'a str,
     access_key_id: &'a str,
     rule: &'static str,
+    /// The benchmark and Security Hub controls the rule checks (`core::controls`).
+    controls: &'static [&'static str],
     #[serde(with = "crate::sys::timefmt")]
     created: Timestamp,
     #[serde(with = "crate::sys::timefmt::option")]
@@ -112,6 +114,7 @@ fn finding(f: &Finding) -> FindingDoc<'_> {
         user: &f.user,
         access_key_id: &f.access_key_id,
         rule: f.rule.as_str(),
+        controls: crate::core::controls::of(f.rule),
         created: f.created,
         last_used: f.last_used,
         exempt: f.exempt,
@@ -136,6 +139,14 @@ fn error(e: &ReadError) -> ErrorDoc<'_> {
         operation: &e.operation,
         message: &e.message,
     }
+}
+
+/// Each finding as the JSON object the report holds (for the other formats: `output::csv`).
+pub fn finding_values(r: &Report) -> Vec<serde_json::Value> {
+    r.findings
+        .iter()
+        .map(|f| serde_json::to_value(finding(f)).unwrap_or_default())
+        .collect()
 }
 
 impl Report {

@@ -1,6 +1,8 @@
 //! The forms of the report (and of the action journal, `history`): JSON for scripts and the
 //! API, tables for people.
 
+pub mod csv;
 pub mod history;
 pub mod json;
+pub mod ocsf;
 pub mod table;

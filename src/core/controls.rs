@@ -1,0 +1,58 @@
+//! The controls each rule checks, as auditors name them: CIS AWS Foundations Benchmark
+//! recommendations per version (renumbered between versions) and AWS Security Hub controls.
+//!
+//! Where each id comes from (each benchmark's own recommendation titles):
+//! - CIS v1.4.0 and v3.0.0: 1.12 "Ensure credentials unused for 45 days or greater are
+//!   disabled", 1.13 "Ensure there is only one active access key available for any single IAM
+//!   user", 1.14 "Ensure access keys are rotated every 90 days or less".
+//! - CIS v5.0.0: the same three recommendations as 1.11, 1.12 and 1.13 (a recommendation
+//!   before them was removed, so they moved up by one).
+//! - Security Hub: IAM.3 "IAM users' access keys should be rotated every 90 days or less"
+//!   (related requirement CIS 1.14 of v1.4.0/v3.0.0) and IAM.22 "IAM user credentials unused
+//!   for 45 days should be removed" (CIS 1.12). Security Hub has no control for one active key
+//!   per user, so `multiple_active_keys` names CIS recommendations only.
+
+use crate::core::policy::Rule;
+
+/// Ids in the contract's form (`CIS-v1.4.0:1.13`, `SecurityHub:IAM.3`), benchmark versions
+/// oldest first, Security Hub last.
+pub fn of(rule: Rule) -> &'static [&'static str] {
+    match rule {
+        Rule::UnusedKey => &[
+            "CIS-v1.4.0:1.12",
+            "CIS-v3.0.0:1.12",
+            "CIS-v5.0.0:1.11",
+            "SecurityHub:IAM.22",
+        ],
+        Rule::MultipleActiveKeys => &["CIS-v1.4.0:1.13", "CIS-v3.0.0:1.13", "CIS-v5.0.0:1.12"],
+        Rule::MaxKeyAge => &[
+            "CIS-v1.4.0:1.14",
+            "CIS-v3.0.0:1.14",
+            "CIS-v5.0.0:1.13",
+            "SecurityHub:IAM.3",
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_names_each_cis_version_once_and_v5_is_renumbered() {
+        for rule in Rule::ALL {
+            let ids = of(rule);
+            for v in ["CIS-v1.4.0:", "CIS-v3.0.0:", "CIS-v5.0.0:"] {
+                assert_eq!(ids.iter().filter(|i| i.starts_with(v)).count(), 1, "{rule} {v}");
+            }
+            let number = |v: &str| -> f64 {
+                let id = ids.iter().find(|i| i.starts_with(v)).unwrap();
+                id.rsplit(':').next().unwrap().trim_start_matches("1.").parse().unwrap()
+            };
+            assert_eq!(number("CIS-v1.4.0:"), number("CIS-v3.0.0:"), "{rule}");
+            assert_eq!(number("CIS-v5.0.0:"), number("CIS-v1.4.0:") - 1.0, "{rule}");
+        }
+        assert_eq!(of(Rule::MaxKeyAge).last(), Some(&"SecurityHub:IAM.3"));
+        assert_eq!(of(Rule::UnusedKey).last(), Some(&"SecurityHub:IAM.22"));
+    }
+}
