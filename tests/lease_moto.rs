@@ -14,6 +14,10 @@ use common::*;
 use serde_json::Value;
 
 const LEASE: Duration = Duration::from_secs(3);
+
+/// One test at a time: each runs several daemons against its own moto, and timing claims
+/// (takeover within a lease and a tick) should not depend on how many others share the CPU.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Renewals and takeover checks come every third of the lease.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -148,6 +152,7 @@ async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_kills_of_the_leader_lose_no_grace_period_and_act_once_per_key() {
+    let _serial = SERIAL.lock().await;
     let moto = Moto::start();
     let due: Vec<String> = (0..16).map(|i| format!("due-{i:02}")).collect();
     let exempt = ["keep-0", "keep-1"];
@@ -278,6 +283,7 @@ async fn ten_kills_of_the_leader_lose_no_grace_period_and_act_once_per_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_paused_past_its_lease_acts_on_nothing_after_it_resumes() {
+    let _serial = SERIAL.lock().await;
     let moto = Moto::start();
     let names: Vec<String> = (0..8).map(|i| format!("idle-{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -341,6 +347,7 @@ async fn a_leader_paused_past_its_lease_acts_on_nothing_after_it_resumes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grace_period_survives_replacing_every_host() {
+    let _serial = SERIAL.lock().await;
     let moto = Moto::start();
     idle_users(&moto, &["idle"]).await;
     let host_a = TempDir::new("lease-host-a");
@@ -377,6 +384,7 @@ async fn a_grace_period_survives_replacing_every_host() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn state_import_keeps_every_deadline_and_the_journal() {
+    let _serial = SERIAL.lock().await;
     let moto = Moto::start();
     idle_users(&moto, &["a", "b"]).await;
     let dir = TempDir::new("lease-import");
@@ -473,6 +481,7 @@ fn table_actions(callers: &Value, who: &str) -> std::collections::BTreeSet<Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_table_policy_allows_exactly_what_the_code_calls() {
+    let _serial = SERIAL.lock().await;
     let moto = Moto::start();
     idle_users(&moto, &["a", "b"]).await;
     let dir = TempDir::new("lease-policy");
@@ -502,6 +511,7 @@ async fn the_table_policy_allows_exactly_what_the_code_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_table_stops_enforcement_keeps_serving_and_recovers() {
+    let _serial = SERIAL.lock().await;
     let moto = Moto::start();
     idle_users(&moto, &["a", "b"]).await;
     let dir = TempDir::new("lease-faults");
@@ -556,6 +566,7 @@ async fn an_unusable_table_stops_enforcement_keeps_serving_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() {
+    let _serial = SERIAL.lock().await;
     let moto = Moto::start();
     let keys = idle_users(&moto, &["app"]).await;
     let host_a = TempDir::new("lease-undo-a");

@@ -204,6 +204,13 @@ impl Lease {
         }
     }
 
+    /// A tick abandoned before its answer came: as a failed renewal (the lease runs out by
+    /// itself unless a later renewal succeeds).
+    /// True when that was the end of a lease held.
+    pub fn tick_timed_out(&self) -> bool {
+        self.tracker().renewal_failed(Instant::now())
+    }
+
     fn table_invalid(&self, what: &str) -> StoreError {
         StoreError(format!("DynamoDB table {}: {what}", self.table.name))
     }
