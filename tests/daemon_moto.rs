@@ -479,3 +479,60 @@ async fn malformed_requests_huge_headers_and_idle_clients_cannot_stop_the_listen
     assert!(page.contains("keywarden_build_info"));
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_key_findings_exports_series_only_for_keys_with_findings() {
+    let moto = Moto::start();
+    seed(&moto).await;
+    let dir = TempDir::new("perkey-findings");
+    let port = free_port();
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!("[schedule]\ncron = \"{YEARLY}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nper_key = \"findings\"\n"),
+    );
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    let page = d.first_audit().await;
+    let (_, body) = d.get("/api/v1/report").await.expect("report");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let with_findings: std::collections::BTreeSet<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["access_key_id"].as_str().unwrap().to_string())
+        .collect();
+    let keys_in_report: usize = report["summary"]["access_keys"].as_u64().unwrap() as usize;
+    let exported: std::collections::BTreeSet<String> = page
+        .lines()
+        .filter(|l| l.starts_with("keywarden_access_key_age_seconds{"))
+        .filter_map(|l| l.split("access_key_id=\"").nth(1))
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_string)
+        .collect();
+    assert!(!with_findings.is_empty());
+    assert!(
+        with_findings.len() < keys_in_report,
+        "the seed has keys without findings"
+    );
+    assert_eq!(
+        exported, with_findings,
+        "per-key series exactly for the keys with findings"
+    );
+    // Per-user and per-account series are unchanged.
+    assert_eq!(
+        metric(&page, "keywarden_user_active_access_keys", &[("user", "two")]),
+        Some(2.0)
+    );
+
+    let bad = dir.write("bad.toml", "[metrics]\nper_key = \"sometimes\"\n");
+    let (code, _, err) = outputs(&mut keywarden(&["check-config", bad.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.toml:2: key `metrics.per_key`") && err.contains("\"findings\""),
+        "{err}"
+    );
+}

@@ -6,7 +6,7 @@ use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
 use keywarden::aws::credential_report::{parse, Row, Slot};
-use keywarden::config::{self, Mode};
+use keywarden::config::{self, Mode, PerKey};
 use proptest::prelude::*;
 
 fn settings() -> ProptestConfig {
@@ -297,7 +297,7 @@ proptest! {
         prop_assert_eq!(c.policy.grace_period.num_hours(), i64::from(v.grace_hours));
         prop_assert_eq!(c.enforcement.mode, if v.enforce { Mode::Enforce } else { Mode::DryRun });
         prop_assert_eq!(c.enforcement.max_deactivations_per_run, v.cap as usize);
-        prop_assert_eq!(c.metrics_per_key, v.per_key);
+        prop_assert_eq!(c.metrics_per_key, if v.per_key { PerKey::All } else { PerKey::Off });
     }
 
     /// One bad value anywhere: the error names that key and its line, and nothing else.

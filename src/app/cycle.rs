@@ -101,7 +101,8 @@ where
         Ok(_) => ports.store.load().await.map(Option::unwrap_or_default),
     };
     let now = ports.clock.now();
-    let per_key = config.metrics_per_key;
+    // Key ids of users without findings are needed only for series of every key.
+    let per_key = config.metrics_per_key == crate::config::PerKey::All;
     let wants = |account_id: &str, user: &User| per_key || audit::has_findings(config, account_id, user, now);
     let accounts = ports.fleet.inventory(&audit::inventory_options(config, &wants)).await;
     let empty = State::default();

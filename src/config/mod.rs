@@ -89,6 +89,17 @@ impl Organization {
     }
 }
 
+/// `metrics.per_key`: which keys get per-key series (`access_key_id` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PerKey {
+    /// Every key (`true`).
+    All,
+    /// None (`false`).
+    Off,
+    /// Keys with findings (`"findings"`): the page grows with problems, not with keys.
+    Findings,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateBackend {
     /// `state.path` and `state.journal_path`: one instance.
@@ -130,7 +141,7 @@ pub struct Config {
     /// `state.backend`: where the state, the journal and (with a table) the leader lease live.
     pub backend: StateBackend,
     pub metrics_listen: SocketAddr,
-    pub metrics_per_key: bool,
+    pub metrics_per_key: PerKey,
     /// TLS and basic auth of the listener; swapped in on reload.
     pub metrics_web: Arc<crate::server::web::Web>,
     pub log_format: LogFormat,

@@ -315,13 +315,22 @@ impl Default for RawDynamoDb {
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub listen: String,
-    pub per_key: bool,
+    /// `true`, `false` or `"findings"`.
+    pub per_key: RawPerKey,
     /// HTTPS instead of HTTP (exporter-toolkit's `tls_server_config`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
     /// user name -> bcrypt hash (exporter-toolkit's `basic_auth_users`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub basic_auth_users: BTreeMap<String, String>,
+}
+
+/// `metrics.per_key` as written: a boolean, or a word (only `"findings"` is valid).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawPerKey {
+    Bool(bool),
+    Word(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -335,7 +344,7 @@ impl Default for RawMetrics {
     fn default() -> Self {
         RawMetrics {
             listen: "127.0.0.1:9786".into(),
-            per_key: true,
+            per_key: RawPerKey::Bool(true),
             tls: None,
             basic_auth_users: BTreeMap::new(),
         }

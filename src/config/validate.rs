@@ -60,6 +60,15 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         None => Some(raw.state.path.with_file_name("actions.jsonl")),
     };
     let backend = c.backend(&raw.state);
+    let per_key = match &raw.metrics.per_key {
+        RawPerKey::Bool(true) => Some(PerKey::All),
+        RawPerKey::Bool(false) => Some(PerKey::Off),
+        RawPerKey::Word(w) if w == "findings" => Some(PerKey::Findings),
+        RawPerKey::Word(w) => {
+            c.push("metrics.per_key", format!("{w:?} is not true, false or \"findings\""));
+            None
+        }
+    };
     if !c.issues.is_empty() {
         return Err(ConfigError::Invalid { issues: c.issues });
     }
@@ -87,7 +96,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         journal_retention: to_delta(journal_retention.ok_or_else(missing)?),
         backend: backend.ok_or_else(missing)?,
         metrics_listen,
-        metrics_per_key: raw.metrics.per_key,
+        metrics_per_key: per_key.ok_or_else(missing)?,
         metrics_web,
         log_format: log_format.ok_or_else(missing)?,
         log_level: raw.log.level.clone(),

@@ -7,13 +7,14 @@
 //!   and never calls AWS, and series of keys or users that disappeared are gone at the next
 //!   audit by construction (no stale series).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::sync::RwLock;
 
 use hyper::body::Bytes;
 use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use crate::config::PerKey;
 use crate::core::model::{AccessKey, AccountInventory, Timestamp};
 use crate::core::owners::Owners;
 use crate::core::policy::Rule;
@@ -235,7 +236,7 @@ impl Metrics {
     }
 
     /// Replaces the audit page with the gauges of this audit.
-    pub fn publish_audit(&self, accounts: &[AccountInventory], report: &Report, owners: &Owners, per_key: bool) {
+    pub fn publish_audit(&self, accounts: &[AccountInventory], report: &Report, owners: &Owners, per_key: PerKey) {
         let page = Bytes::from(audit_page(accounts, report, owners, per_key));
         if let Ok(mut slot) = self.audit_page.write() {
             *slot = page;
@@ -301,10 +302,14 @@ fn escape_label(out: &mut String, v: &str) {
 /// Every per-audit family, in a fixed order. Families with no sample are still announced
 /// (HELP/TYPE) so dashboards and `promtool` see a stable page. Per-account values come from
 /// the report's account summaries (counted once, in `core::report`).
-fn audit_page(accounts: &[AccountInventory], report: &Report, owners: &Owners, per_key: bool) -> String {
-    let keys: usize = report.accounts.iter().map(|a| a.access_keys).sum();
+fn audit_page(accounts: &[AccountInventory], report: &Report, owners: &Owners, per_key: PerKey) -> String {
+    let keys: usize = match per_key {
+        PerKey::All => report.accounts.iter().map(|a| a.access_keys).sum(),
+        PerKey::Findings => report.findings.len(),
+        PerKey::Off => 0,
+    };
     let users: usize = report.accounts.iter().map(|a| a.users).sum();
-    let mut out = String::with_capacity(4096 + users * 130 + if per_key { keys * 560 } else { 0 });
+    let mut out = String::with_capacity(4096 + users * 130 + keys * 560);
     account_families(&mut out, report);
     rule_families(&mut out, report);
     owner_family(&mut out, report);
@@ -315,8 +320,18 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, owners: &Owners, p
         .map(|a| a.users.iter().map(|u| owners.owner_of(u)).collect())
         .collect();
     user_family(&mut out, accounts, &owned);
-    if per_key {
-        key_families(&mut out, accounts, &owned, report.evaluated_at);
+    let with_findings: HashSet<(&str, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.account_id.as_str(), f.access_key_id.as_str()))
+        .collect();
+    let selected = |account_id: &str, key: &str| match per_key {
+        PerKey::All => true,
+        PerKey::Findings => with_findings.contains(&(account_id, key)),
+        PerKey::Off => false,
+    };
+    if per_key != PerKey::Off {
+        key_families(&mut out, accounts, &owned, report.evaluated_at, &selected);
         deadline_family(&mut out, report);
     }
     out
@@ -469,10 +484,17 @@ fn user_family(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<&st
 }
 
 /// One gauge per key: (name, help, value, whether the `status` label is on it).
-type PerKey<'a> = (&'a str, &'a str, &'a dyn Fn(&AccessKey) -> Option<f64>, bool);
+type KeyFamily<'a> = (&'a str, &'a str, &'a dyn Fn(&AccessKey) -> Option<f64>, bool);
 
-fn key_families(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<&str>], now: Timestamp) {
-    let families: [PerKey<'_>; 3] = [
+/// Per-key series of the keys `selected` names (`metrics.per_key`).
+fn key_families(
+    out: &mut String,
+    accounts: &[AccountInventory],
+    owned: &[Vec<&str>],
+    now: Timestamp,
+    selected: &dyn Fn(&str, &str) -> bool,
+) {
+    let families: [KeyFamily<'_>; 3] = [
         (
             "keywarden_access_key_age_seconds",
             "Age of the access key at the last audit",
@@ -496,7 +518,7 @@ fn key_families(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<&s
         let mut fam = Family::start(out, name, help);
         for (a, owners) in accounts.iter().zip(owned) {
             for (u, owner) in a.users.iter().zip(owners) {
-                for k in &u.keys {
+                for k in u.keys.iter().filter(|k| selected(&a.account_id, &k.id)) {
                     let Some(v) = value(k) else { continue };
                     let base = [
                         ("account_id", a.account_id.as_str()),
