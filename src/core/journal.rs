@@ -71,22 +71,11 @@ impl JournalEntry {
         if o.kind == OutcomeKind::Backoff {
             return None;
         }
-        let c = &o.candidate;
         Some(JournalEntry {
-            time,
-            action: JournalAction::Deactivate,
             mode: mode.as_str().to_string(),
-            account_id: c.account_id.clone(),
-            user: c.user.clone(),
-            access_key_id: c.access_key_id.clone(),
-            rules: c.rules.clone(),
-            first_seen: Some(c.first_seen),
-            deadline: Some(c.deadline),
             outcome: o.kind.as_str().to_string(),
             error: o.error.clone(),
-            reason: None,
-            operator: None,
-            run: run.clone(),
+            ..JournalEntry::intent(&o.candidate, run, time)
         })
     }
 

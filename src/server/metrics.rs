@@ -320,11 +320,15 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, owners: &Owners, p
         .map(|a| a.users.iter().map(|u| owners.owner_of(u)).collect())
         .collect();
     user_family(&mut out, accounts, &owned);
-    let with_findings: HashSet<(&str, &str)> = report
-        .findings
-        .iter()
-        .map(|f| (f.account_id.as_str(), f.access_key_id.as_str()))
-        .collect();
+    // Only "findings" needs the set; every key and no key need nothing built per audit.
+    let with_findings: HashSet<(&str, &str)> = match per_key {
+        PerKey::Findings => report
+            .findings
+            .iter()
+            .map(|f| (f.account_id.as_str(), f.access_key_id.as_str()))
+            .collect(),
+        PerKey::All | PerKey::Off => HashSet::new(),
+    };
     let selected = |account_id: &str, key: &str| match per_key {
         PerKey::All => true,
         PerKey::Findings => with_findings.contains(&(account_id, key)),

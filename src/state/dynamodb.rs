@@ -93,7 +93,23 @@ impl Table {
         ))
     }
 
-    fn invalid(&self, what: impl std::fmt::Display) -> StoreError {
+    /// A failed conditional write: (whether the condition failed, the error).
+    pub(crate) fn conditional<E, R>(
+        &self,
+        operation: &str,
+        e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+    ) -> (bool, StoreError)
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        (
+            e.code() == Some("ConditionalCheckFailedException"),
+            self.error(operation, e),
+        )
+    }
+
+    pub(crate) fn invalid(&self, what: impl std::fmt::Display) -> StoreError {
         StoreError(format!("DynamoDB table {}: {what}", self.name))
     }
 

@@ -14,7 +14,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Get, ReturnValue, TransactGetItem};
 
 use crate::core::lease::{Record, Step, Tracker};
@@ -120,12 +119,7 @@ impl Lease {
                     .send()
                     .await
                     .map(|_| Some(1))
-                    .map_err(|e| {
-                        (
-                            e.code() == Some("ConditionalCheckFailedException"),
-                            self.table.error("PutItem (lease)", &e),
-                        )
-                    })
+                    .map_err(|e| self.table.conditional("PutItem (lease)", &e))
             }
             Step::Take { expect: Some(seen) } => client
                 .update_item()
@@ -146,12 +140,7 @@ impl Lease {
                 .send()
                 .await
                 .map(|out| out.attributes.as_ref().map(record).map(|r| r.fence))
-                .map_err(|e| {
-                    (
-                        e.code() == Some("ConditionalCheckFailedException"),
-                        self.table.error("UpdateItem (lease)", &e),
-                    )
-                }),
+                .map_err(|e| self.table.conditional("UpdateItem (lease)", &e)),
             Step::Renew { fence } => client
                 .update_item()
                 .table_name(&self.table.name)
@@ -169,12 +158,7 @@ impl Lease {
                 .send()
                 .await
                 .map(|_| Some(*fence))
-                .map_err(|e| {
-                    (
-                        e.code() == Some("ConditionalCheckFailedException"),
-                        self.table.error("UpdateItem (lease)", &e),
-                    )
-                }),
+                .map_err(|e| self.table.conditional("UpdateItem (lease)", &e)),
         };
         let mut t = self.tracker();
         match (result, step) {
@@ -186,7 +170,7 @@ impl Lease {
                 t.holds(fence, sent);
                 Ok(Change::Acquired)
             }
-            (Ok(None), _) => Err(self.table_invalid("the lease update returned no fence")),
+            (Ok(None), _) => Err(self.table.invalid("the lease update returned no fence")),
             // Another instance took it (or won the race to take it).
             (Err((true, _)), Step::Renew { .. }) => {
                 t.lost();
@@ -209,10 +193,6 @@ impl Lease {
     /// True when that was the end of a lease held.
     pub fn tick_timed_out(&self) -> bool {
         self.tracker().renewal_failed(Instant::now())
-    }
-
-    fn table_invalid(&self, what: &str) -> StoreError {
-        StoreError(format!("DynamoDB table {}: {what}", self.table.name))
     }
 
     /// Gives the lease up (a clean stop), so another instance takes over at its next tick
