@@ -26,7 +26,9 @@ async fn csv_rows_are_the_json_findings_field_for_field() {
         &moto,
         "[[exemptions]]\nuser = \"plain\"\nreason = \"INC-1, \\\"quoted\\\"\"\n",
     );
-    let (code, json, err) = audit_json(&config, &[]);
+    // Both forms at one instant: without a state, first_seen is the evaluation time.
+    let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let (code, json, err) = audit_json(&config, &["--at", &at]);
     assert_eq!(code, 3, "{err}");
     let findings = json["findings"].as_array().expect("findings").clone();
     assert!(findings.len() >= 6, "{findings:?}");
