@@ -74,12 +74,10 @@ async fn is_leader(d: &DaemonProcess) -> bool {
 async fn leader(live: &[DaemonProcess], secs: f64) -> Option<usize> {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     loop {
-        let mut leading = Vec::new();
-        for (i, d) in live.iter().enumerate() {
-            if is_leader(d).await {
-                leading.push(i);
-            }
-        }
+        // All gauges read at once: read one after the other under load, an old leader's 1
+        // and its successor's 1 could be seconds apart and look like two leaders.
+        let gauges = futures_util::future::join_all(live.iter().map(is_leader)).await;
+        let leading: Vec<usize> = gauges.iter().enumerate().filter(|(_, l)| **l).map(|(i, _)| i).collect();
         assert!(leading.len() <= 1, "more than one leader: {leading:?}");
         if let Some(i) = leading.first() {
             return Some(*i);
