@@ -221,38 +221,25 @@ async fn tick_lease(lease: &Lease, metrics: &Metrics) {
 /// Keeps the lease for as long as the daemon runs (aborted at shutdown, then released).
 ///
 /// A tick may not outlast its period (a slow table must not stall the protocol: an unanswered
-/// renewal counts as failed, and the lease runs out by itself). Between ticks the gauge is
-/// refreshed often, so `keywarden_leader` drops as soon as the lease runs short rather than at
-/// the next tick: two instances never both show 1 because one of them has not ticked yet.
+/// renewal counts as failed, and the lease runs out by itself). `keywarden_leader` does not
+/// wait for a tick: each scrape reads the lease (`Metrics::read_leader_from`), so it drops the
+/// moment the lease runs short, and two instances never both show 1 across a handover.
 async fn lease_loop(lease: Arc<Lease>, metrics: Arc<Metrics>) {
-    const REFRESH: Duration = Duration::from_millis(200);
-    let refresh = || metrics.leader.set(i64::from(lease.leading()));
     loop {
-        let next = tokio::time::Instant::now() + lease.tick_every();
-        while tokio::time::Instant::now() < next {
-            refresh();
-            tokio::time::sleep(REFRESH.min(next.saturating_duration_since(tokio::time::Instant::now()))).await;
-        }
-        // The gauge keeps being refreshed while the tick waits for the table.
-        let tick = tick_lease(&lease, &metrics);
-        tokio::pin!(tick);
-        let give_up = tokio::time::sleep(lease.tick_every());
-        tokio::pin!(give_up);
-        loop {
-            tokio::select! {
-                () = &mut tick => break,
-                () = &mut give_up => {
-                    metrics.lease_errors.inc();
-                    if lease.tick_timed_out() {
-                        metrics.lease_losses.inc();
-                    }
-                    tracing::warn!(instance_id = lease.instance_id(), "lease check timed out; a lease held runs out unless renewed");
-                    break;
-                }
-                () = tokio::time::sleep(REFRESH) => refresh(),
+        tokio::time::sleep(lease.tick_every()).await;
+        if tokio::time::timeout(lease.tick_every(), tick_lease(&lease, &metrics))
+            .await
+            .is_err()
+        {
+            metrics.lease_errors.inc();
+            if lease.tick_timed_out() {
+                metrics.lease_losses.inc();
             }
+            tracing::warn!(
+                instance_id = lease.instance_id(),
+                "lease check timed out; a lease held runs out unless renewed"
+            );
         }
-        refresh();
     }
 }
 
@@ -613,7 +600,12 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     shared.liveness.set_max_run(config.schedule.max_run_duration);
     let memory = Arc::new(Memory::open(&config, &shared.metrics).await);
     shared.set_journal(memory.journal(&config));
-    shared.metrics.leader.set(i64::from(memory.lease().is_none()));
+    match memory.lease() {
+        Some(lease) => shared
+            .metrics
+            .read_leader_from(Arc::clone(lease) as Arc<dyn Leadership + Send>),
+        None => shared.metrics.leader.set(1),
+    }
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     if opts.once {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
-use std::sync::RwLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use hyper::body::Bytes;
 use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -19,6 +19,7 @@ use crate::core::model::{AccessKey, AccountInventory, Timestamp};
 use crate::core::owners::Owners;
 use crate::core::policy::Rule;
 use crate::core::report::{AccountSummary, Report};
+use crate::ports::Leadership;
 
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +41,10 @@ pub struct Metrics {
     pub lease_acquisitions: IntCounter,
     pub lease_losses: IntCounter,
     pub lease_errors: IntCounter,
+    /// Where `keywarden_leader` is read at each scrape (the lease, when there is one): a gauge
+    /// set by a task could be a moment stale, and two instances would both show 1 across a
+    /// handover.
+    leadership: OnceLock<Arc<dyn Leadership + Send>>,
     audit_page: RwLock<Bytes>,
 }
 
@@ -204,6 +209,7 @@ impl Metrics {
                     &["account_id"],
                 )?,
             )?,
+            leadership: OnceLock::new(),
             audit_page: RwLock::new(Bytes::new()),
             registry,
         };
@@ -214,8 +220,17 @@ impl Metrics {
     /// The whole `/metrics` page, as chunks: the live registry, then the audit page (shared,
     /// not copied, so a scrape of a large account costs no large allocation).
     pub fn render(&self) -> Vec<Bytes> {
+        if let Some(l) = self.leadership.get() {
+            self.leader.set(i64::from(l.leading()));
+        }
         let page = self.audit_page.read().map(|p| p.clone()).unwrap_or_default();
         vec![Bytes::from(encode(&self.registry)), page]
+    }
+
+    /// From now on `keywarden_leader` is what `source` says at the moment of each scrape.
+    pub fn read_leader_from(&self, source: Arc<dyn Leadership + Send>) {
+        self.leader.set(i64::from(source.leading()));
+        let _ = self.leadership.set(source);
     }
 
     /// One IAM or STS request attempt (see `aws::RequestObserver`).
@@ -572,5 +587,41 @@ mod tests {
         let mut out = String::new();
         Family::start(&mut out, "m", "help").sample("m", &[("user", "a\"b\\c\nd")], 1.5);
         assert_eq!(out, "# HELP m help\n# TYPE m gauge\nm{user=\"a\\\"b\\\\c\\nd\"} 1.5\n");
+    }
+
+    struct Switch(std::sync::atomic::AtomicBool);
+
+    impl Leadership for Switch {
+        fn leading(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn may_act<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> crate::ports::BoxFuture<'a, Result<(), crate::ports::Refusal>> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    fn leader_line(m: &Metrics) -> String {
+        let page: Vec<u8> = m.render().concat();
+        String::from_utf8(page)
+            .expect("utf-8")
+            .lines()
+            .find(|l| l.starts_with("keywarden_leader "))
+            .expect("keywarden_leader on the page")
+            .to_string()
+    }
+
+    #[test]
+    fn the_leader_gauge_is_read_at_each_scrape() {
+        let m = Metrics::new().expect("registry");
+        let lease = Arc::new(Switch(std::sync::atomic::AtomicBool::new(true)));
+        m.read_leader_from(Arc::clone(&lease) as Arc<dyn Leadership + Send>);
+        assert_eq!(leader_line(&m), "keywarden_leader 1");
+        // Nothing sets the gauge in between: the lease ran out, and the next scrape says so.
+        lease.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(leader_line(&m), "keywarden_leader 0");
     }
 }
