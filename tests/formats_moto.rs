@@ -39,6 +39,8 @@ async fn csv_rows_are_the_json_findings_field_for_field() {
         config.to_str().unwrap(),
         "--format",
         "csv",
+        "--at",
+        &at,
     ]));
     assert_eq!(code, 3, "{err}");
     assert!(out.contains("\r\n"), "RFC 4180 line ends");
