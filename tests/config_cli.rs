@@ -252,3 +252,23 @@ fn bad_windows_and_zones_are_named() {
         "{out}"
     );
 }
+
+#[test]
+fn security_hub_settings_are_checked_with_their_line() {
+    let (code, _, err) =
+        check("[export.security_hub]\nenabled = true\nregion = \"EU west\"\n[export.security_hub.x]\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("export.security_hub.x"), "{err}");
+    let (code, _, err) = check("[export.security_hub]\nenabled = true\nregion = \"EU west\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("k.toml:3: key `export.security_hub.region`"), "{err}");
+    let (code, _, err) = check("[export.security_hub]\nendpoint_url = \"localhost:5000\"\n");
+    assert_eq!(code, 2, "checked even while the export is off");
+    assert!(
+        err.contains("k.toml:2: key `export.security_hub.endpoint_url`"),
+        "{err}"
+    );
+    let (code, out, err) = check("[export.security_hub]\nenabled = true\nregion = \"eu-west-1\"\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[export.security_hub]"), "{out}");
+}

@@ -291,6 +291,7 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>
             // would otherwise keep its last values, and the alerts take the max over instances).
             metrics.deactivation_failing_keys.reset();
             metrics.deactivations_held_back.reset();
+            metrics.export_success.reset();
             tracing::debug!(
                 "another instance holds the leader lease; this one audited and published, and enforces nothing"
             );
@@ -305,7 +306,42 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>
     if let Some(e) = &c.final_save_error {
         tracing::error!(error = %e, "cannot update the state after deactivations");
     }
+    if let Some(hub) = &config.security_hub {
+        let observer = Some(observer.clone() as Arc<dyn RequestObserver>);
+        let exported = crate::app::export::security_hub(&config, hub, fleet.sdks(), &c.report, observer).await;
+        publish_export(&metrics, "security_hub", &exported);
+    }
     c.ok()
+}
+
+/// The export's counters and log; its failure is the export's alone (the run stays good).
+fn publish_export(metrics: &Metrics, destination: &str, e: &crate::app::export::Exported) {
+    let count = |state: &str, n: usize| {
+        metrics
+            .export_findings
+            .with_label_values(&[destination, state])
+            .inc_by(n as u64)
+    };
+    count("ACTIVE", e.active);
+    count("ARCHIVED", e.archived);
+    metrics
+        .export_errors
+        .with_label_values(&[destination])
+        .inc_by(e.errors.len() as u64);
+    metrics
+        .export_success
+        .with_label_values(&[destination])
+        .set(i64::from(e.errors.is_empty()));
+    for err in &e.errors {
+        tracing::warn!(destination, error = %err, "export failed; the audit and enforcement are not affected");
+    }
+    tracing::info!(
+        destination,
+        active = e.active,
+        archived = e.archived,
+        errors = e.errors.len(),
+        "findings exported"
+    );
 }
 
 /// The audit's metrics, log and report, published before anything is enforced.

@@ -140,6 +140,8 @@ pub fn own_key(caller: &Caller, access_key_id: &str, has_session_token: bool) ->
 /// The connected accounts of one run: the inventory source and the key actions.
 pub struct Fleet {
     clients: Vec<(String, aws::Iam)>,
+    /// Each connected account's SDK settings and credentials (for the Security Hub export).
+    sdks: Vec<(String, SdkConfig)>,
     own: Option<OwnKey>,
     /// Accounts that could not be reached, and discovery errors, as inventories with errors.
     failed: Vec<AccountInventory>,
@@ -186,13 +188,18 @@ impl Fleet {
             .collect()
             .await;
         let mut clients = Vec::new();
+        let mut sdks = Vec::new();
         for c in connected {
             match c {
-                Ok(ok) => clients.push(ok),
+                Ok((id, iam, sdk)) => {
+                    clients.push((id.clone(), iam));
+                    sdks.push((id, sdk));
+                }
                 Err(inv) => failed.push(inv),
             }
         }
         clients.sort_by(|a, b| a.0.cmp(&b.0));
+        sdks.sort_by(|a, b| a.0.cmp(&b.0));
         let own = match &caller {
             Some(c) => signing_key(&sdk, c).await,
             None => None,
@@ -202,10 +209,16 @@ impl Fleet {
         }
         Fleet {
             clients,
+            sdks,
             own,
             failed,
             max_concurrent_accounts: s.max_concurrent_accounts.max(1),
         }
+    }
+
+    /// The connected accounts with their SDK settings, in account order.
+    pub fn sdks(&self) -> &[(String, SdkConfig)] {
+        &self.sdks
     }
 
     fn client(&self, account_id: &str) -> Option<&aws::Iam> {
@@ -241,14 +254,14 @@ async fn connect_one(
     caller: Option<&Caller>,
     global: &Semaphore,
     client: &impl Fn(&SdkConfig) -> aws::Iam,
-) -> Result<(String, aws::Iam), AccountInventory> {
+) -> Result<(String, aws::Iam, SdkConfig), AccountInventory> {
     tracing::debug!(account_id = %t.id, name = t.name.as_deref().unwrap_or(""), access = ?t.access, "connecting");
     match (&t.access, caller) {
         (Access::Role { arn, external_id }, _) => match assume(sdk, global, arn, external_id.as_deref()).await {
-            Ok(conf) => Ok((t.id, client(&conf))),
+            Ok(conf) => Ok((t.id, client(&conf), conf)),
             Err(e) => Err(failed_account(&t.id, "AssumeRole", format!("{arn}: {e}"))),
         },
-        (Access::Ambient, Some(c)) if c.account_id == t.id => Ok((t.id, ambient.clone())),
+        (Access::Ambient, Some(c)) if c.account_id == t.id => Ok((t.id, ambient.clone(), sdk.clone())),
         (Access::Ambient, Some(c)) => Err(failed_account(
             &t.id,
             "GetCallerIdentity",

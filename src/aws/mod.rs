@@ -6,5 +6,6 @@ pub mod accounts;
 pub mod credential_report;
 pub mod iam;
 pub mod ratelimit;
+pub mod securityhub;
 
 pub use iam::{account_error, caller_identity, organization_members, sdk_config, Iam, Member};

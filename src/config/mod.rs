@@ -126,6 +126,15 @@ pub struct Enforcement {
     pub max_deactivations_per_run: usize,
 }
 
+/// `[export.security_hub]`, validated and enabled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityHubSettings {
+    /// `None`: the region of the AWS settings.
+    pub region: Option<String>,
+    /// `None`: `aws.endpoint_url`, else Security Hub's regional endpoint.
+    pub endpoint_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from; `None` when only defaults and environment were used.
@@ -140,6 +149,8 @@ pub struct Config {
     pub journal_retention: chrono::TimeDelta,
     /// `state.backend`: where the state, the journal and (with a table) the leader lease live.
     pub backend: StateBackend,
+    /// `[export.security_hub]`, when enabled.
+    pub security_hub: Option<SecurityHubSettings>,
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: PerKey,
     /// TLS and basic auth of the listener; swapped in on reload.

@@ -22,6 +22,25 @@ pub struct RawConfig {
     pub exemptions: Vec<RawExemption>,
     pub owners: RawOwners,
     pub exemptions_from_tags: RawTagExemptions,
+    pub export: RawExport,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawExport {
+    pub security_hub: RawSecurityHub,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSecurityHub {
+    pub enabled: bool,
+    /// Default: `aws.region`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Default: `aws.endpoint_url`, else Security Hub's regional endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -60,6 +60,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         None => Some(raw.state.path.with_file_name("actions.jsonl")),
     };
     let backend = c.backend(&raw.state);
+    let security_hub = c.security_hub(&raw.export.security_hub);
     let per_key = match &raw.metrics.per_key {
         RawPerKey::Bool(true) => Some(PerKey::All),
         RawPerKey::Bool(false) => Some(PerKey::Off),
@@ -95,6 +96,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         journal_path: journal_path.ok_or_else(missing)?,
         journal_retention: to_delta(journal_retention.ok_or_else(missing)?),
         backend: backend.ok_or_else(missing)?,
+        security_hub: security_hub.ok_or_else(missing)?,
         metrics_listen,
         metrics_per_key: per_key.ok_or_else(missing)?,
         metrics_web,
@@ -188,6 +190,37 @@ impl Checker<'_, '_> {
                 instance_id: Some(d.instance_id.trim().to_string()).filter(|i| !i.is_empty()),
             }),
         })
+    }
+
+    /// `Some(None)` when the export is off; checked whether on or off.
+    fn security_hub(&mut self, raw: &RawSecurityHub) -> Option<Option<SecurityHubSettings>> {
+        if raw
+            .endpoint_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+        {
+            self.push(
+                "export.security_hub.endpoint_url",
+                "must start with http:// or https://",
+            );
+            return None;
+        }
+        if raw.region.as_deref().is_some_and(|r| {
+            r.is_empty()
+                || !r
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        }) {
+            self.push(
+                "export.security_hub.region",
+                format!("{:?} is not an AWS region name", raw.region.as_deref().unwrap_or("")),
+            );
+            return None;
+        }
+        Some(raw.enabled.then(|| SecurityHubSettings {
+            region: raw.region.clone(),
+            endpoint_url: raw.endpoint_url.clone().filter(|u| !u.is_empty()),
+        }))
     }
 
     fn schedule(&mut self, raw: &RawSchedule) -> Option<Schedule> {

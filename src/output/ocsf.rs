@@ -17,7 +17,7 @@ use crate::core::rules::Finding;
 pub const SCHEMA_VERSION: &str = "1.3.0";
 
 /// What each rule asks, as the benchmark words it.
-fn title(rule: Rule) -> &'static str {
+pub fn title(rule: Rule) -> &'static str {
     match rule {
         Rule::UnusedKey => "Access key unused for 45 days or more",
         Rule::MultipleActiveKeys => "More than one active access key for one IAM user",

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub lease_acquisitions: IntCounter,
     pub lease_losses: IntCounter,
     pub lease_errors: IntCounter,
+    pub export_findings: IntCounterVec,
+    pub export_errors: IntCounterVec,
+    pub export_success: IntGaugeVec,
     /// Where `keywarden_leader` is read at each scrape (the lease, when there is one): a gauge
     /// set by a task could be a moment stale, and two instances would both show 1 across a
     /// handover.
@@ -167,6 +170,36 @@ impl Metrics {
                     "keywarden_lease_errors_total",
                     "Lease reads or renewals that failed (throttled, unreachable table)",
                 ))?,
+            )?,
+            export_findings: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_export_findings_total",
+                        "Findings imported by the export, by destination and record state (ACTIVE: new, changed or refreshed; ARCHIVED: stopped holding)",
+                    ),
+                    &["destination", "record_state"],
+                )?,
+            )?,
+            export_errors: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_export_errors_total",
+                        "Failed export calls and refused findings, by destination",
+                    ),
+                    &["destination"],
+                )?,
+            )?,
+            export_success: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "keywarden_export_success",
+                        "1 if the leader's last export to the destination had no error, else 0 (absent on followers)",
+                    ),
+                    &["destination"],
+                )?,
             )?,
             deactivations_held_back: reg(
                 &registry,

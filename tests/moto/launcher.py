@@ -89,6 +89,9 @@ def _share(kind, action):
     return float(table.get(action, table.get("*", 0)))
 
 
+_REST = {"/findings/import": "BatchImportFindings", "/findings": "GetFindings"}
+
+
 def _error(start_response, status, code):
     """An IAM-shaped error answer, as AWS sends it."""
     data = (
@@ -96,7 +99,11 @@ def _error(start_response, status, code):
         f"<Code>{code}</Code><Message>injected by the test launcher</Message></Error>"
         "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
     ).encode()
-    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+    # REST-JSON clients (Security Hub) read the code from this header; XML clients ignore it.
+    start_response(
+        status,
+        [("Content-Type", "text/xml"), ("Content-Length", str(len(data))), ("x-amzn-ErrorType", code)],
+    )
     return [data]
 
 
@@ -204,7 +211,9 @@ def make_app():
         # Query APIs (IAM, STS) name the action in the body; JSON APIs (Organizations) in
         # X-Amz-Target, e.g. "AWSOrganizationsV20161128.ListAccounts".
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        action = params.get("Action") or (target.rsplit(".", 1)[-1] if target else "other")
+        # REST-JSON APIs (Security Hub) name it by the path.
+        path = environ.get("PATH_INFO", "")
+        action = params.get("Action") or (target.rsplit(".", 1)[-1] if target else _REST.get(path, "other"))
         caller = re.search(r"Credential=([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
         with _stats_lock:
             _stats[action] = _stats.get(action, 0) + 1
