@@ -37,6 +37,9 @@ pub struct InventoryOptions<'a> {
     /// Credential-report mode: whether this user's keys must be named (it has findings, or
     /// per-key metrics are on).
     pub wants_key_ids: &'a (dyn Fn(&str, &User) -> bool + Sync),
+    /// Credential-report mode: the key ids of the last listings (`State::key_names`); a user
+    /// whose slots they name is not listed again. `None`: list every user whose ids are wanted.
+    pub key_names: Option<&'a State>,
 }
 
 /// Told about every HTTP attempt (retries included): operation name and outcome

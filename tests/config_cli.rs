@@ -272,3 +272,15 @@ fn security_hub_settings_are_checked_with_their_line() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("[export.security_hub]"), "{out}");
 }
+
+#[test]
+fn full_refresh_every_must_be_at_least_one_and_organizations_read_more_accounts_at_once() {
+    let (code, _, err) = check("[aws]\nfull_refresh_every = 0\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("k.toml:2: key `aws.full_refresh_every`"), "{err}");
+    let (code, out, err) = check("[aws.organization]\nrole_name = \"keywarden-audit\"\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("full_refresh_every = 24"), "{out}");
+    // The effective value is shown only when set; the default follows the organization.
+    assert!(!out.contains("max_concurrent_accounts"), "{out}");
+}

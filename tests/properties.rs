@@ -466,4 +466,128 @@ mod report_vs_api {
             prop_assert_eq!(findings(read), findings(truth));
         }
     }
+
+    /// A change to the user's keys between two runs.
+    #[derive(Debug, Clone)]
+    enum Change {
+        /// A new key, `ms` after the step's changes begin (before the run, 300 ms later).
+        Create {
+            ms: i64,
+        },
+        Delete(usize),
+        Toggle(usize),
+        Use(usize),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            (0_i64..300).prop_map(|ms| Change::Create { ms }),
+            (0_usize..2).prop_map(Change::Delete),
+            (0_usize..2).prop_map(Change::Toggle),
+            (0_usize..2).prop_map(Change::Use),
+        ]
+    }
+
+    /// Runs: the changes made before it, slot order, and how long after the previous run the
+    /// changes begin, in milliseconds (from within the same second to 20 days).
+    fn runs() -> impl Strategy<Value = Vec<(Vec<Change>, bool, i64)>> {
+        prop::collection::vec(
+            (
+                prop::collection::vec(change(), 0..3),
+                any::<bool>(),
+                prop::sample::select(vec![100_i64, 400, 1_000, 3_600_000, 86_400_000 * 20]),
+            ),
+            1..10,
+        )
+    }
+
+    proptest! {
+        // A replaced key sharing a second with its listing is rare among random sequences:
+        // more cases, still well under a second.
+        #![proptest_config(ProptestConfig { cases: settings().cases.max(4000), ..settings() })]
+
+        /// Incremental inventory: key ids carried from run to run in the state name the
+        /// report's slots without ListAccessKeys while they still fit; at every run the
+        /// findings are api mode's, whatever changed in between.
+        #[test]
+        fn key_ids_remembered_between_runs_give_api_modes_findings(steps in runs()) {
+            use keywarden::aws::credential_report::name_from_record;
+            use keywarden::core::history::State;
+            let mut t = now() - TimeDelta::days(100);
+            let mut truth = User { name: "u".into(), path: "/".into(), tags: vec![], keys: vec![] };
+            let mut next_id = 0;
+            let mut state = State::default();
+            for (changes, swap, wait) in steps {
+                for c in changes {
+                    match c {
+                        Change::Create { ms } if truth.keys.len() < 2 => {
+                            // Keys are created between runs, never in the past.
+                            let created = t + TimeDelta::milliseconds(ms);
+                            truth.keys.push(AccessKey {
+                                id: format!("AKIA{next_id}"),
+                                status: KeyStatus::Active,
+                                created,
+                                last_used: None,
+                            });
+                            next_id += 1;
+                        }
+                        Change::Create { .. } => {}
+                        Change::Delete(i) if i < truth.keys.len() => {
+                            truth.keys.remove(i);
+                        }
+                        Change::Toggle(i) if i < truth.keys.len() => {
+                            let k = &mut truth.keys[i];
+                            k.status = if k.is_active() { KeyStatus::Inactive } else { KeyStatus::Active };
+                            k.last_used = None;
+                        }
+                        Change::Use(i) if i < truth.keys.len() && truth.keys[i].is_active() => {
+                            truth.keys[i].last_used = Some(t);
+                        }
+                        _ => {}
+                    }
+                }
+                // The run, 300 ms after the changes began, as a credential-report run with the
+                // state's key ids reads the user.
+                let run = t + TimeDelta::milliseconds(300);
+                let row = row_of(&truth, swap);
+                let known = state.key_names("a", "u").and_then(|k| name_from_record(&row, k));
+                let read = match known {
+                    Some(keys) => User { keys, ..truth.clone() },
+                    None => {
+                        let listed: Vec<AccessKey> =
+                            truth.keys.iter().map(|k| AccessKey { last_used: None, ..k.clone() }).collect();
+                        match name_slots(&row, &listed) {
+                            Ok(keys) => User { keys, ..truth.clone() },
+                            Err(NamingError::Ambiguous) => truth.clone(),
+                            Err(NamingError::Stale(m)) => panic!("a fresh report is never stale: {m}"),
+                        }
+                    }
+                };
+                let at_now = |u: User| {
+                    let shift = now().signed_duration_since(run);
+                    User {
+                        keys: u.keys.into_iter().map(|k| AccessKey {
+                            created: k.created + shift,
+                            last_used: k.last_used.map(|l| l + shift),
+                            ..k
+                        }).collect(),
+                        ..u
+                    }
+                };
+                prop_assert_eq!(findings(at_now(read.clone())), findings(at_now(truth.clone())), "at {}", run);
+                let inv = AccountInventory { account_id: "a".into(), users: vec![read], ..Default::default() };
+                let old = state.clone();
+                state.remember_key_names(&old, &[inv], false, run);
+                if let Some(k) = state.key_names("a", "u") {
+                    let ids: Vec<&String> = k.keys.iter().map(|(id, _)| id).collect();
+                    let mut true_ids: Vec<&String> = truth.keys.iter().map(|k| &k.id).collect();
+                    let mut sorted = ids.clone();
+                    sorted.sort();
+                    true_ids.sort();
+                    prop_assert_eq!(sorted, true_ids, "the state names the user's keys");
+                }
+                t = run + TimeDelta::milliseconds(wait);
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! and never changes a key.
 
 use crate::config::Config;
+use crate::core::history::State;
 use crate::core::model::{AccountInventory, Timestamp, User};
 use crate::core::report::Report;
 use crate::core::rules::{self, FirstSeen, NoHistory};
@@ -30,7 +31,9 @@ pub async fn audit(
 ) -> Result<AuditRun, AuditError> {
     let history = store.load().await?;
     let wants = |account_id: &str, user: &User| has_findings(config, account_id, user, now);
-    let accounts = source.inventory(&inventory_options(config, &wants)).await;
+    let accounts = source
+        .inventory(&inventory_options(config, &wants, history.as_ref()))
+        .await;
     let first_seen: &dyn FirstSeen = match &history {
         Some(s) => s,
         None => &NoHistory,
@@ -42,12 +45,14 @@ pub async fn audit(
 pub fn inventory_options<'a>(
     config: &Config,
     wants_key_ids: &'a (dyn Fn(&str, &User) -> bool + Sync),
+    key_names: Option<&'a State>,
 ) -> InventoryOptions<'a> {
     InventoryOptions {
         needs_tags: config.policy.needs_tags(),
         mode: config.aws.inventory,
         auto_min_users: config.aws.credential_report_min_users,
         wants_key_ids,
+        key_names,
     }
 }
 

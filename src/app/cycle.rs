@@ -104,7 +104,16 @@ where
     // Key ids of users without findings are needed only for series of every key.
     let per_key = config.metrics_per_key == crate::config::PerKey::All;
     let wants = |account_id: &str, user: &User| per_key || audit::has_findings(config, account_id, user, now);
-    let accounts = ports.fleet.inventory(&audit::inventory_options(config, &wants)).await;
+    // Key ids known from earlier listings spare a ListAccessKeys per unchanged user, except
+    // every `aws.full_refresh_every` runs (and without a readable state).
+    let full_read = history.as_ref().map_or(true, |h| {
+        h.runs_since_full_read.saturating_add(1) >= config.aws.full_refresh_every
+    });
+    let key_names = if full_read { None } else { history.as_ref().ok() };
+    let accounts = ports
+        .fleet
+        .inventory(&audit::inventory_options(config, &wants, key_names))
+        .await;
     let empty = State::default();
     let report = audit::evaluate(config, &accounts, history.as_ref().unwrap_or(&empty), now);
     failpoint_panic();
@@ -152,7 +161,8 @@ where
             tracing::warn!(account_id = %e.account_id, user = %e.user, access_key_id = %e.access_key_id, outcome = %e.outcome, "journaled a deactivation whose process stopped before recording it");
         }
     }
-    let next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
+    let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
+    next.remember_key_names(&history, &cycle.accounts, full_read, now);
     if let Err(e) = ports.store.save(&next).await {
         cycle.skipped = Some(Skipped::Save(e));
         return cycle;

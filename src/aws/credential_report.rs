@@ -199,6 +199,26 @@ pub enum NamingError {
     Stale(String),
 }
 
+/// Names a row's slots from the ids recorded at the user's last listing (`core::history::
+/// KeyNames`), without a request: each slot's last-rotated second must be the creation second
+/// of exactly one recorded key, and no key may name two slots. `None` (list the user again)
+/// for a new key, a shared second, or no match. Statuses and last use are the report's.
+pub fn name_from_record(row: &Row, known: &crate::core::history::KeyNames) -> Option<Vec<AccessKey>> {
+    let mut out: Vec<AccessKey> = Vec::with_capacity(row.slots.len());
+    for slot in &row.slots {
+        let mut matching = known
+            .keys
+            .iter()
+            .filter(|(_, created)| created.timestamp() == slot.last_rotated.timestamp());
+        let (id, created) = matching.next()?;
+        if matching.next().is_some() || out.iter().any(|k| &k.id == id) {
+            return None;
+        }
+        out.push(slot.key(id.clone(), *created));
+    }
+    Some(out)
+}
+
 /// Names a row's slots with the key ids of a fresh ListAccessKeys of that user: a slot is the
 /// key whose CreateDate equals its last-rotated time (to the second; the report has no finer
 /// precision). Each key names at most one slot. Any slot left unmatched, or a status that

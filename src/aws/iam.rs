@@ -383,18 +383,28 @@ impl Iam {
                 .slots
                 .iter()
                 .enumerate()
-                .map(|(i, s)| s.key(format!("{}#slot{}", row.user, i + 1), s.last_rotated))
+                .map(|(i, s)| s.key(AccessKey::placeholder_id(&row.user, i + 1), s.last_rotated))
                 .collect(),
         };
         if placeholder.keys.is_empty() || !(opts.wants_key_ids)(account_id, &placeholder) {
             return Ok(placeholder);
         }
-        let listed = self.list_keys(account_id, &row.user).await?;
-        let keys = match credential_report::name_slots(&row, &listed) {
-            Ok(keys) => keys,
-            // Keys created in the same second: read this user exactly, as api mode does.
-            Err(NamingError::Ambiguous) => self.with_last_use(account_id, &row.user, listed).await?,
-            Err(NamingError::Stale(m)) => return Err(user_error(account_id, &row.user, "ListAccessKeys", m)),
+        let known = opts
+            .key_names
+            .and_then(|state| state.key_names(account_id, &row.user))
+            .and_then(|names| credential_report::name_from_record(&row, names));
+        let keys = match known {
+            // The slots are the ones the last listing named: no request.
+            Some(keys) => keys,
+            None => {
+                let listed = self.list_keys(account_id, &row.user).await?;
+                match credential_report::name_slots(&row, &listed) {
+                    Ok(keys) => keys,
+                    // Keys created in the same second: read this user exactly, as api mode does.
+                    Err(NamingError::Ambiguous) => self.with_last_use(account_id, &row.user, listed).await?,
+                    Err(NamingError::Stale(m)) => return Err(user_error(account_id, &row.user, "ListAccessKeys", m)),
+                }
+            }
         };
         let tags = if opts.needs_tags {
             self.tags(account_id, &row.user).await?

@@ -57,6 +57,8 @@ pub struct AwsSettings {
     pub attempt_timeout: Duration,
     pub operation_timeout: Duration,
     pub max_concurrent_accounts: usize,
+    /// Credential-report mode: runs between full listings of key ids (1: every run).
+    pub full_refresh_every: u32,
     pub accounts: Vec<AccountTarget>,
     pub organization: Option<Organization>,
 }

@@ -131,7 +131,12 @@ pub struct RawAws {
     pub attempt_timeout: String,
     pub operation_timeout: String,
     /// Accounts read at the same time (each within the global `max_concurrent_requests`).
-    pub max_concurrent_accounts: u32,
+    /// Default: 4, or 16 with `[aws.organization]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_accounts: Option<u32>,
+    /// Credential-report mode: list every user's key ids afresh every this many runs (in
+    /// between, only users whose report slots changed).
+    pub full_refresh_every: u32,
     /// `[[aws.accounts]]`: when empty (and no organization), the credentials' own account.
     pub accounts: Vec<RawAccount>,
     pub organization: Option<RawOrganization>,
@@ -178,7 +183,8 @@ impl Default for RawAws {
             connect_timeout: "5s".into(),
             attempt_timeout: "20s".into(),
             operation_timeout: "120s".into(),
-            max_concurrent_accounts: 4,
+            max_concurrent_accounts: None,
+            full_refresh_every: 24,
             accounts: Vec::new(),
             organization: None,
         }

@@ -240,10 +240,16 @@ impl Checker<'_, '_> {
         let connect_timeout = self.duration("aws.connect_timeout", &raw.connect_timeout);
         let attempt_timeout = self.duration("aws.attempt_timeout", &raw.attempt_timeout);
         let operation_timeout = self.duration("aws.operation_timeout", &raw.operation_timeout);
+        // An organization has many accounts, each with its own IAM rate: read more at once
+        // (the global request bound and the per-account rates stay what they are).
+        let max_concurrent_accounts =
+            raw.max_concurrent_accounts
+                .unwrap_or(if raw.organization.is_some() { 16 } else { 4 });
         for (key, n) in [
             ("aws.max_concurrent_requests", raw.max_concurrent_requests),
-            ("aws.max_concurrent_accounts", raw.max_concurrent_accounts),
+            ("aws.max_concurrent_accounts", max_concurrent_accounts),
             ("aws.max_attempts", raw.max_attempts),
+            ("aws.full_refresh_every", raw.full_refresh_every),
         ] {
             if n == 0 {
                 self.push(key, "must be at least 1");
@@ -286,7 +292,8 @@ impl Checker<'_, '_> {
             connect_timeout: connect_timeout?,
             attempt_timeout: attempt_timeout?,
             operation_timeout: operation_timeout?,
-            max_concurrent_accounts: raw.max_concurrent_accounts as usize,
+            max_concurrent_accounts: max_concurrent_accounts as usize,
+            full_refresh_every: raw.full_refresh_every,
             accounts: accounts?,
             organization: match organization {
                 Some(o) => Some(o?),

@@ -1,12 +1,14 @@
 //! What keywarden remembers between runs, in memory: when each pending finding was first seen
 //! (grace periods), which deactivations failed and when to try again (backoff), which keys an
 //! operator reactivated and snoozed (`keywarden reactivate`), and the time of the last run (a
-//! clock that went backwards). Stored by a state store (`state::file`).
+//! clock that went backwards), and each user's key ids as a ListAccessKeys named them (so a
+//! credential-report run lists only users whose keys changed). Stored by a state store
+//! (`state::file`, `state::items`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::core::journal::JournalEntry;
-use crate::core::model::Timestamp;
+use crate::core::model::{AccountInventory, Timestamp};
 use crate::core::policy::Rule;
 use crate::core::rules::FirstSeen;
 
@@ -41,6 +43,16 @@ pub struct Snooze {
     pub reason: String,
 }
 
+/// One user's key ids with the creation time each was named by. The credential report knows
+/// a key only by its slot's last-rotated second; while those seconds are the same as here, the
+/// ids are too (ids are never reused, and a key created later has a later second).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyNames {
+    pub account_id: String,
+    pub user: String,
+    pub keys: Vec<(String, Timestamp)>,
+}
+
 type Key = (String, String, Rule);
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,6 +68,10 @@ pub struct State {
     /// acting process stopped in between; the next run journals what IAM shows
     /// (`plan::reconcile`).
     intents: HashMap<(String, String), JournalEntry>,
+    /// Key ids by (account, user), from the last ListAccessKeys of each user.
+    key_names: HashMap<(String, String), KeyNames>,
+    /// Runs since key ids were last read in full (`aws.full_refresh_every`).
+    pub runs_since_full_read: u32,
     /// The local time of the last run that saved this state: a clock now earlier than this
     /// went backwards.
     pub last_run: Option<Timestamp>,
@@ -70,6 +86,63 @@ impl State {
                 .collect(),
             ..State::default()
         }
+    }
+
+    /// The key ids `user` had at its last listing, if known.
+    pub fn key_names(&self, account_id: &str, user: &str) -> Option<&KeyNames> {
+        self.key_names.get(&(account_id.to_string(), user.to_string()))
+    }
+
+    pub fn all_key_names(&self) -> impl Iterator<Item = &KeyNames> {
+        self.key_names.values()
+    }
+
+    pub fn set_key_names(&mut self, k: KeyNames) {
+        self.key_names.insert((k.account_id.clone(), k.user.clone()), k);
+    }
+
+    /// The key ids after a run: every user whose keys the run named (read through the API or
+    /// named from the report) is recorded as read; a user without keys, or gone from an account
+    /// read completely, is dropped; the rest (not named this run, or unreadable) keep their
+    /// record. `full`: this run read every id afresh, which restarts the count.
+    ///
+    /// A user with a key created in the hour before `now` is not recorded (listed again next
+    /// run): a key deleted and replaced within the second it was created in, after a listing in
+    /// that same second, would share its slot's second with the recorded one. An hour also
+    /// covers any clock skew the run accepts.
+    pub fn remember_key_names(&mut self, old: &State, accounts: &[AccountInventory], full: bool, now: Timestamp) {
+        let settled = now - chrono::TimeDelta::hours(1);
+        let mut names = old.key_names.clone();
+        for a in accounts {
+            let account_failed = a.errors.iter().any(|e| e.user.is_none());
+            let unreadable: HashSet<&str> = a.errors.iter().filter_map(|e| e.user.as_deref()).collect();
+            if !account_failed {
+                let present: HashSet<&str> = a.users.iter().map(|u| u.name.as_str()).collect();
+                names.retain(|(acc, user), _| acc != &a.account_id || present.contains(user.as_str()));
+            }
+            for u in a.users.iter().filter(|u| !unreadable.contains(u.name.as_str())) {
+                let slot = (a.account_id.clone(), u.name.clone());
+                if u.keys.is_empty() || u.keys.iter().any(|k| k.created > settled) {
+                    names.remove(&slot);
+                } else if u.keys.iter().all(|k| k.is_named()) {
+                    let keys = u.keys.iter().map(|k| (k.id.clone(), k.created)).collect();
+                    names.insert(
+                        slot,
+                        KeyNames {
+                            account_id: a.account_id.clone(),
+                            user: u.name.clone(),
+                            keys,
+                        },
+                    );
+                }
+            }
+        }
+        self.key_names = names;
+        self.runs_since_full_read = if full {
+            0
+        } else {
+            old.runs_since_full_read.saturating_add(1)
+        };
     }
 
     pub fn failures(&self) -> impl Iterator<Item = &Failure> {
@@ -173,5 +246,102 @@ impl FirstSeen for State {
     fn snoozed(&self, account_id: &str, access_key_id: &str, now: Timestamp) -> Option<(Timestamp, String)> {
         self.snooze(account_id, access_key_id, now)
             .map(|s| (s.until, s.reason.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{AccessKey, KeyStatus, ReadError, User};
+    use chrono::{TimeDelta, TimeZone};
+
+    fn now() -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()
+    }
+
+    fn user(name: &str, ids: &[&str], age: TimeDelta) -> User {
+        User {
+            name: name.into(),
+            keys: ids
+                .iter()
+                .map(|id| AccessKey {
+                    id: id.to_string(),
+                    status: KeyStatus::Active,
+                    created: now() - age,
+                    last_used: None,
+                })
+                .collect(),
+            ..User::default()
+        }
+    }
+
+    fn account(users: Vec<User>, errors: Vec<ReadError>) -> AccountInventory {
+        AccountInventory {
+            account_id: "1".into(),
+            users,
+            errors,
+            ..Default::default()
+        }
+    }
+
+    fn error(user: Option<&str>) -> ReadError {
+        ReadError {
+            account_id: "1".into(),
+            user: user.map(str::to_string),
+            operation: "ListUsers".into(),
+            message: "denied".into(),
+            code: Some("AccessDenied".into()),
+        }
+    }
+
+    fn names(s: &State) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<_> = s
+            .all_key_names()
+            .map(|k| (k.user.clone(), k.keys.iter().map(|(id, _)| id.clone()).collect()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn key_names_follow_complete_reads_and_survive_failed_ones() {
+        let day = TimeDelta::days(1);
+        let mut first = State::default();
+        let inv = account(
+            vec![
+                user("a", &["AKA"], day),
+                user("b", &["AKB1", "AKB2"], day),
+                // Known by slot only this run: nothing to record.
+                user("c", &["c#slot1"], day),
+                // Created minutes ago: listed again next run.
+                user("d", &["AKD"], TimeDelta::minutes(5)),
+            ],
+            vec![],
+        );
+        first.remember_key_names(&State::default(), &[inv], true, now());
+        assert_eq!(
+            names(&first),
+            [
+                ("a".into(), vec!["AKA".into()]),
+                ("b".into(), vec!["AKB1".into(), "AKB2".into()])
+            ]
+        );
+        assert_eq!(first.runs_since_full_read, 0);
+
+        // a's read failed: its record stays; b is gone from a complete account: dropped.
+        let mut second = State::default();
+        second.remember_key_names(
+            &first,
+            &[account(vec![user("a", &[], day)], vec![error(Some("a"))])],
+            false,
+            now(),
+        );
+        assert_eq!(names(&second), [("a".into(), vec!["AKA".into()])]);
+        assert_eq!(second.runs_since_full_read, 1);
+
+        // The account could not be listed: nothing is dropped.
+        let mut third = State::default();
+        third.remember_key_names(&first, &[account(vec![], vec![error(None)])], false, now());
+        assert_eq!(names(&third), names(&first));
     }
 }

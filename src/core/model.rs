@@ -36,6 +36,17 @@ impl AccessKey {
     pub fn is_active(&self) -> bool {
         self.status == KeyStatus::Active
     }
+
+    /// The stand-in id of a key known only by its credential-report slot (`user#slotN`; an
+    /// IAM key id never has a `#`).
+    pub fn placeholder_id(user: &str, slot: usize) -> String {
+        format!("{user}#slot{slot}")
+    }
+
+    /// Whether the id is the key's real one, not a slot's stand-in.
+    pub fn is_named(&self) -> bool {
+        !self.id.contains('#')
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -145,6 +145,21 @@ pub(crate) struct DryRunDoc {
     pub(crate) first_seen: Timestamp,
 }
 
+/// A user's key ids from its last listing (`core::history::KeyNames`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct KeyNamesDoc {
+    pub(crate) account_id: String,
+    pub(crate) user: String,
+    pub(crate) keys: Vec<NamedKeyDoc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct NamedKeyDoc {
+    pub(crate) access_key_id: String,
+    #[serde(with = "crate::sys::timefmt")]
+    pub(crate) created: Timestamp,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct File {
     pub(crate) schema_version: u32,
@@ -164,6 +179,16 @@ pub(crate) struct File {
     /// Deactivations begun and not yet journaled, as journal lines (`State::begin_action`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) pending_deactivations: Vec<crate::state::journal::EntryDoc>,
+    /// Key ids by user, so that a credential-report run lists only changed users. Older
+    /// files have none: the next run lists every user once, as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) key_names: Vec<KeyNamesDoc>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) runs_since_full_read: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `Ok(None)` when the file does not exist.
@@ -226,6 +251,14 @@ pub(crate) fn from_doc(file: File) -> Result<State, String> {
     for d in file.pending_deactivations {
         state.begin_action(crate::core::journal::JournalEntry::try_from(d)?);
     }
+    for d in file.key_names {
+        state.set_key_names(crate::core::history::KeyNames {
+            account_id: d.account_id,
+            user: d.user,
+            keys: d.keys.into_iter().map(|k| (k.access_key_id, k.created)).collect(),
+        });
+    }
+    state.runs_since_full_read = file.runs_since_full_read;
     state.last_run = file.last_run;
     Ok(state)
 }
@@ -270,6 +303,22 @@ pub(crate) fn to_doc(state: &State) -> File {
     let mut pending_deactivations: Vec<crate::state::journal::EntryDoc> =
         state.intents().map(crate::state::journal::EntryDoc::from).collect();
     pending_deactivations.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
+    let mut key_names: Vec<KeyNamesDoc> = state
+        .all_key_names()
+        .map(|k| KeyNamesDoc {
+            account_id: k.account_id.clone(),
+            user: k.user.clone(),
+            keys: k
+                .keys
+                .iter()
+                .map(|(id, created)| NamedKeyDoc {
+                    access_key_id: id.clone(),
+                    created: *created,
+                })
+                .collect(),
+        })
+        .collect();
+    key_names.sort_by(|a, b| (&a.account_id, &a.user).cmp(&(&b.account_id, &b.user)));
     File {
         schema_version: SCHEMA_VERSION,
         last_run: state.last_run,
@@ -278,6 +327,8 @@ pub(crate) fn to_doc(state: &State) -> File {
         snoozes,
         dry_run_journaled,
         pending_deactivations,
+        key_names,
+        runs_since_full_read: state.runs_since_full_read,
     }
 }
 

@@ -30,6 +30,9 @@ const LAST_RUN: &str = "meta#last_run";
 struct LastRun {
     #[serde(with = "crate::sys::timefmt")]
     last_run: Timestamp,
+    /// Written with `last_run` (one item per run either way).
+    #[serde(default)]
+    runs_since_full_read: u32,
 }
 
 pub fn snooze_key(account_id: &str, access_key_id: &str) -> String {
@@ -57,8 +60,18 @@ pub fn to_items(state: &State) -> Items {
     for d in &doc.pending_deactivations {
         items.insert(format!("intent#{}#{}", d.account_id, d.access_key_id), json(d));
     }
+    for d in &doc.key_names {
+        // A user name has no `#` (IAM allows letters, digits and +=,.@_-).
+        items.insert(format!("keys#{}#{}", d.account_id, d.user), json(d));
+    }
     if let Some(t) = doc.last_run {
-        items.insert(LAST_RUN.into(), json(&LastRun { last_run: t }));
+        items.insert(
+            LAST_RUN.into(),
+            json(&LastRun {
+                last_run: t,
+                runs_since_full_read: doc.runs_since_full_read,
+            }),
+        );
     }
     items
 }
@@ -74,6 +87,8 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
         snoozes: Vec::new(),
         dry_run_journaled: Vec::new(),
         pending_deactivations: Vec::new(),
+        key_names: Vec::new(),
+        runs_since_full_read: 0,
     };
     for (key, body) in items {
         let bad = |e: serde_json::Error| format!("item {key:?}: {e}");
@@ -83,8 +98,11 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
             Some("snooze") => doc.snoozes.push(serde_json::from_str(body).map_err(bad)?),
             Some("dryrun") => doc.dry_run_journaled.push(serde_json::from_str(body).map_err(bad)?),
             Some("intent") => doc.pending_deactivations.push(serde_json::from_str(body).map_err(bad)?),
+            Some("keys") => doc.key_names.push(serde_json::from_str(body).map_err(bad)?),
             Some("meta") if key == LAST_RUN => {
-                doc.last_run = Some(serde_json::from_str::<LastRun>(body).map_err(bad)?.last_run)
+                let meta = serde_json::from_str::<LastRun>(body).map_err(bad)?;
+                doc.last_run = Some(meta.last_run);
+                doc.runs_since_full_read = meta.runs_since_full_read;
             }
             _ => return Err(format!("item {key:?}: not a keywarden state item")),
         }
