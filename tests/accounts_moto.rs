@@ -62,8 +62,11 @@ async fn listed_accounts_are_read_through_their_roles_and_a_denied_one_is_report
     );
     let config = moto_config_aws(&dir, &moto, "max_concurrent_accounts = 2\n", &accounts);
 
+    moto.take_stats();
     let (code, report, stderr) = audit_json(&config, &[]);
     assert_eq!(code, 1, "an unreadable account makes the audit incomplete: {stderr}");
+    // One AssumeRole per account: the check's credentials are the ones the reads use.
+    assert_eq!(moto.take_stats()["AssumeRole"], 3, "AssumeRole calls");
     assert_eq!(
         finding_owners(&report),
         owners(&[(A, "a-pair"), (B, "b-pair")]),

@@ -72,8 +72,11 @@ impl FakeIam {
     fn key(&self, a: usize, i: usize, j: usize) -> (String, &'static str) {
         if j == 0 && self.rotated.lock().unwrap().contains(&(a, i)) {
             (format!("AKIR{a:06}{i:06}{j:04}"), ROTATED)
-        } else {
+        } else if j == 0 {
             (format!("AKIA{a:06}{i:06}{j:04}"), CREATED)
+        } else {
+            // A second apart, as real keys are: a shared second is read live instead.
+            (format!("AKIA{a:06}{i:06}{j:04}"), CREATED_SECOND)
         }
     }
 
@@ -134,6 +137,7 @@ const NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 // later, age findings just add report lines).
 const CREATED: &str = "2026-11-01T00:00:00Z";
 const USED: &str = "2026-11-20T00:00:00Z";
+const CREATED_SECOND: &str = "2026-11-02T00:00:00Z";
 
 pub fn user_name(i: usize) -> String {
     format!("user-{i:06}")

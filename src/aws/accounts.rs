@@ -296,15 +296,41 @@ async fn assume(
     }
     let provider = b.build().await;
     let permit = global.acquire().await.ok();
-    provider
+    let first = provider
         .provide_credentials()
         .await
         .map_err(|e| DisplayErrorContext(&e).to_string())?;
     drop(permit);
+    let primed = Primed {
+        first: std::sync::Mutex::new(Some(first)),
+        role: provider,
+    };
     Ok(sdk
         .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .credentials_provider(SharedCredentialsProvider::new(primed))
         .build())
+}
+
+/// A role's provider that hands out the credentials already fetched by [`assume`] first, so
+/// that checking the role costs no second AssumeRole per account and run; refreshes (a run
+/// longer than the session) go to the role.
+#[derive(Debug)]
+struct Primed {
+    first: std::sync::Mutex<Option<aws_credential_types::Credentials>>,
+    role: aws_config::sts::AssumeRoleProvider,
+}
+
+impl ProvideCredentials for Primed {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::future::ProvideCredentials as Future;
+        match self.first.lock().ok().and_then(|mut f| f.take()) {
+            Some(c) => Future::ready(Ok(c)),
+            None => Future::new(self.role.provide_credentials()),
+        }
+    }
 }
 
 fn failed_account(account_id: &str, operation: &str, message: String) -> AccountInventory {
