@@ -275,3 +275,23 @@ async fn the_daemon_exports_each_accounts_success_and_findings_under_its_id() {
         "the unlisted default account is not read"
     );
 }
+
+/// More accounts than the SDK's shared credentials cache has room for (64): each account's role
+/// is still assumed once per run, not again whenever another account's credentials evicted it.
+#[tokio::test(flavor = "multi_thread")]
+async fn seventy_accounts_assume_each_role_once() {
+    let moto = Moto::start();
+    let ids: Vec<String> = (1..=70).map(|i| format!("{}", 400_000_000_000_u64 + i)).collect();
+    let accounts: String = ids
+        .iter()
+        .map(|id| format!("[[aws.accounts]]\nid = \"{id}\"\nrole_arn = \"{}\"\n\n", role(id)))
+        .collect();
+    let dir = TempDir::new("accounts-70");
+    let config = moto_config_aws(&dir, &moto, "max_concurrent_accounts = 16\n", &accounts);
+    moto.take_stats();
+    let (code, report, stderr) = audit_json(&config, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["accounts"].as_array().map(Vec::len), Some(70), "{report}");
+    let stats = moto.take_stats();
+    assert_eq!(stats["AssumeRole"], 70, "AssumeRole calls: {stats}");
+}

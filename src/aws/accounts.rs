@@ -305,9 +305,12 @@ async fn assume(
         first: std::sync::Mutex::new(Some(first)),
         role: provider,
     };
+    // Its own cache: the shared one holds 64 partitions, and past 64 accounts every request
+    // evicted another account's credentials and assumed its role again.
     Ok(sdk
         .to_builder()
         .credentials_provider(SharedCredentialsProvider::new(primed))
+        .identity_cache(aws_config::identity::IdentityCache::lazy().build())
         .build())
 }
 
