@@ -223,3 +223,27 @@ async fn a_failing_export_leaves_the_audit_complete_and_shows_in_the_metrics() {
         Some((USERS * 5) as f64)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_hub_is_tried_once_per_run_not_once_per_account() {
+    let moto = Moto::start();
+    let dir = TempDir::new("securityhub-unreachable");
+    let role = |id: &str| format!("arn:aws:iam::{id}:role/keywarden-audit");
+    let closed = free_port();
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!(
+            "[[aws.accounts]]\nid = \"111111111111\"\nrole_arn = \"{}\"\n\n\
+             [[aws.accounts]]\nid = \"222222222222\"\nrole_arn = \"{}\"\n\n\
+             [export.security_hub]\nenabled = true\nendpoint_url = \"http://127.0.0.1:{closed}\"\n",
+            role("111111111111"),
+            role("222222222222")
+        ),
+    );
+    let (code, out, err) = outputs(&mut keywarden(&["run", "--once", "--config", config.to_str().unwrap()]));
+    assert_eq!(code, 0, "the run itself is good: {out}{err}");
+    let failures: Vec<&str> = err.lines().filter(|l| l.contains("export failed")).collect();
+    assert_eq!(failures.len(), 1, "one failure for both accounts: {err}");
+    assert!(failures[0].contains("2 account(s) not exported this run"), "{err}");
+}

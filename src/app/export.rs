@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use serde_json::Value;
 
-use crate::aws::securityhub::{SecurityHub, MAX_BATCH};
+use crate::aws::securityhub::{HubError, SecurityHub, MAX_BATCH};
 use crate::config::{Config, SecurityHubSettings};
 use crate::core::model::Timestamp;
 use crate::core::report::Report;
@@ -115,7 +115,7 @@ pub async fn security_hub(
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Exported {
     let mut out = Exported::default();
-    for (account, sdk) in accounts {
+    for (done, (account, sdk)) in accounts.iter().enumerate() {
         let hub = match SecurityHub::new(sdk, settings, &config.aws, observer.clone()) {
             Ok(h) => h,
             Err(e) => {
@@ -129,6 +129,15 @@ pub async fn security_hub(
             .await
         {
             Ok(a) => a,
+            Err(e @ HubError::Transport { .. }) => {
+                // The endpoint is the same for every account: after its retries failed, the
+                // rest would only wait as long again each, and hold up the next run.
+                let left = accounts.len() - done;
+                out.errors.push(format!(
+                    "account {account}: {e}; Security Hub is unreachable, {left} account(s) not exported this run"
+                ));
+                break;
+            }
             Err(e) => {
                 out.errors.push(format!("account {account}: {e}"));
                 continue;
