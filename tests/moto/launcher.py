@@ -31,6 +31,8 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   `GET /_keywarden/callers` counts the same by the access key id that signed each request
   (`{"AKID...": {"UpdateAccessKey": 2}}`): tests that run several keywarden processes give each
   its own key id to tell their requests apart (moto does not check signatures).
+- DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
+  item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
 Loopback only: it binds 127.0.0.1 and nothing else.
 """
@@ -90,6 +92,7 @@ def _share(kind, action):
 
 
 _REST = {"/findings/import": "BatchImportFindings", "/findings": "GetFindings"}
+_dynamodb_lock = threading.Lock()
 
 
 def _error(start_response, status, code):
@@ -252,6 +255,12 @@ def make_app():
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         other_account = _faults.get("_report_account")
+        if target.startswith("DynamoDB_"):
+            # DynamoDB applies conditional writes to an item one at a time; moto's threaded
+            # server checks the condition and writes without a lock, so two conditional writes
+            # could both pass (a renewal and a takeover of the lease, say). One at a time here.
+            with _dynamodb_lock:
+                return moto_app(environ, start_response)
         if not (other_account and action == "GetCredentialReport"):
             return moto_app(environ, start_response)
         captured = {}
