@@ -15,13 +15,15 @@
 
 #[path = "support/fake_iam.rs"]
 mod fake_iam;
+#[path = "support/http_get.rs"]
+mod http_get;
+
+use http_get::get;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use http_body_util::BodyExt;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -141,19 +143,6 @@ async fn three_runs(label: &str, accounts: usize, users: usize, pairs_every: usi
     let after = cycle(&iam, &config, &dir).await;
     print(&format!("after {changed} users rotated"), &after, accounts, changed);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-async fn get(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Empty<hyper::body::Bytes>,
-    >,
-    url: &str,
-) -> Option<(u16, Vec<u8>)> {
-    let resp = client.get(url.parse().ok()?).await.ok()?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, body.to_vec()))
 }
 
 async fn scrape(accounts: usize, users: usize, pairs_every: usize, per_key: &str) {

@@ -4,12 +4,14 @@
 
 #[path = "support/fake_iam.rs"]
 mod fake_iam;
+#[path = "support/http_get.rs"]
+mod http_get;
+
+use http_get::get;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use http_body_util::BodyExt;
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -20,19 +22,6 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-async fn get(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Empty<hyper::body::Bytes>,
-    >,
-    url: &str,
-) -> Option<(u16, usize)> {
-    let resp = client.get(url.parse().ok()?).await.ok()?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, body.len()))
 }
 
 #[tokio::main]
@@ -88,7 +77,8 @@ async fn main() {
     let mut size = 0;
     for _ in 0..200 {
         let t = Instant::now();
-        let (status, n) = get(&client, &url).await.expect("scrape");
+        let (status, body) = get(&client, &url).await.expect("scrape");
+        let n = body.len();
         lat.push(t.elapsed());
         assert_eq!(status, 200);
         size = n;

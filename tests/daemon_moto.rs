@@ -143,13 +143,7 @@ async fn metrics_reload_and_clean_stop() {
     );
 
     // A key that disappears loses its series at the next audit.
-    moto.iam()
-        .delete_access_key()
-        .user_name("one")
-        .access_key_id(&old.id)
-        .send()
-        .await
-        .unwrap();
+    delete_key(&moto.iam(), "one", &old.id).await;
     d.wait_metrics(30, "the deleted key's series to go", |m| {
         metric(m, "keywarden_access_key_age_seconds", &[("access_key_id", &old.id)]).is_none()
     })

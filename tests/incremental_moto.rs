@@ -64,12 +64,7 @@ async fn an_unchanged_user_is_not_listed_again_and_a_rotated_one_is() {
     // svc-03 rotates: a new key, the old one deleted.
     let iam = moto.iam();
     create_key(&iam, "svc-03").await;
-    iam.delete_access_key()
-        .user_name("svc-03")
-        .access_key_id(&keys[3].id)
-        .send()
-        .await
-        .expect("DeleteAccessKey");
+    delete_key(&iam, "svc-03", &keys[3].id).await;
     // svc-05 makes a second key: a new slot.
     create_key(&iam, "svc-05").await;
     moto.take_stats();

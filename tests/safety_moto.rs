@@ -123,12 +123,7 @@ async fn same_second_pair(iam: &aws_sdk_iam::Client, user: &str) -> (SeededKey, 
             return (a, b);
         }
         for k in [&a, &b] {
-            iam.delete_access_key()
-                .user_name(user)
-                .access_key_id(&k.id)
-                .send()
-                .await
-                .expect("DeleteAccessKey");
+            delete_key(iam, user, &k.id).await;
         }
     }
     panic!("could not create two keys within one second");

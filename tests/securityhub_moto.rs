@@ -118,12 +118,7 @@ async fn findings_arrive_in_batches_and_a_rotated_key_is_archived_at_the_next_ru
     let iam = moto.iam();
     let (user, a, b) = &users[0];
     for k in [a, b] {
-        iam.delete_access_key()
-            .user_name(user)
-            .access_key_id(&k.id)
-            .send()
-            .await
-            .expect("DeleteAccessKey");
+        delete_key(&iam, user, &k.id).await;
     }
     create_key(&iam, user).await;
     moto.take_stats();

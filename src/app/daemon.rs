@@ -308,7 +308,7 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>
     }
     if let Some(hub) = &config.security_hub {
         let observer = Some(observer.clone() as Arc<dyn RequestObserver>);
-        let exported = crate::app::export::security_hub(&config, hub, fleet.sdks(), &c.report, observer).await;
+        let exported = crate::app::export::security_hub(&config, hub, &fleet.sdks(), &c.report, observer).await;
         publish_export(&metrics, "security_hub", &exported);
     }
     c.ok()

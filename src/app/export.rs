@@ -61,12 +61,9 @@ pub fn changes(desired: Vec<Value>, active: &[Value], now: &Timestamp, settled: 
             None => Some(d),
             Some(held) => {
                 keep_first_seen(&mut d, held);
-                let changed = d.as_object().into_iter().flatten().find(|(k, v)| {
-                    !matches!(k.as_str(), "UpdatedAt" | "LastObservedAt")
-                        && !held.get(*k).is_some_and(|h| asff::same(v, h))
-                });
-                if let Some((k, v)) = changed {
-                    tracing::debug!(id = %d["Id"], field = %k, now = %v, before = %held[k], "finding changed");
+                let changed = asff::first_difference(&d, held);
+                if let Some(k) = changed {
+                    tracing::debug!(id = %d["Id"], field = %k, now = %d[k], before = %held[k], "finding changed");
                 }
                 (changed.is_some() || stale(held)).then_some(d)
             }
@@ -110,13 +107,14 @@ fn keep_first_seen(desired: &mut Value, held: &Value) {
 pub async fn security_hub(
     config: &Config,
     settings: &SecurityHubSettings,
-    accounts: &[(String, aws_config::SdkConfig)],
+    accounts: &[(&str, &aws_config::SdkConfig)],
     report: &Report,
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Exported {
     let mut out = Exported::default();
+    let connector = SecurityHub::connector();
     for (done, (account, sdk)) in accounts.iter().enumerate() {
-        let hub = match SecurityHub::new(sdk, settings, &config.aws, observer.clone()) {
+        let hub = match SecurityHub::new(Arc::clone(&connector), sdk, settings, &config.aws, observer.clone()) {
             Ok(h) => h,
             Err(e) => {
                 out.errors.push(format!("account {account}: {e}"));
@@ -151,7 +149,6 @@ pub async fn security_hub(
             .collect();
         let settled = !report.errors.iter().any(|e| &e.account_id == account);
         let ch = changes(desired, &active, &report.evaluated_at, settled);
-        let archived: HashSet<String> = ch.archive.iter().map(|a| a["Id"].to_string()).collect();
         let all: Vec<Value> = ch.import.into_iter().chain(ch.archive).collect();
         for batch in all.chunks(MAX_BATCH) {
             match hub.import(batch).await {
@@ -161,7 +158,7 @@ pub async fn security_hub(
                         .iter()
                         .filter(|f| !refused_ids.contains(f["Id"].as_str().unwrap_or_default()))
                     {
-                        if archived.contains(&f["Id"].to_string()) {
+                        if f["RecordState"] == "ARCHIVED" {
                             out.archived += 1;
                         } else {
                             out.active += 1;

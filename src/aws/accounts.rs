@@ -139,9 +139,9 @@ pub fn own_key(caller: &Caller, access_key_id: &str, has_session_token: bool) ->
 
 /// The connected accounts of one run: the inventory source and the key actions.
 pub struct Fleet {
-    clients: Vec<(String, aws::Iam)>,
-    /// Each connected account's SDK settings and credentials (for the Security Hub export).
-    sdks: Vec<(String, SdkConfig)>,
+    /// Each connected account's IAM client, and its SDK settings and credentials (which the
+    /// Security Hub export signs with).
+    clients: Vec<(String, aws::Iam, SdkConfig)>,
     own: Option<OwnKey>,
     /// Accounts that could not be reached, and discovery errors, as inventories with errors.
     failed: Vec<AccountInventory>,
@@ -188,18 +188,13 @@ impl Fleet {
             .collect()
             .await;
         let mut clients = Vec::new();
-        let mut sdks = Vec::new();
         for c in connected {
             match c {
-                Ok((id, iam, sdk)) => {
-                    clients.push((id.clone(), iam));
-                    sdks.push((id, sdk));
-                }
+                Ok(ok) => clients.push(ok),
                 Err(inv) => failed.push(inv),
             }
         }
         clients.sort_by(|a, b| a.0.cmp(&b.0));
-        sdks.sort_by(|a, b| a.0.cmp(&b.0));
         let own = match &caller {
             Some(c) => signing_key(&sdk, c).await,
             None => None,
@@ -209,7 +204,6 @@ impl Fleet {
         }
         Fleet {
             clients,
-            sdks,
             own,
             failed,
             max_concurrent_accounts: s.max_concurrent_accounts.max(1),
@@ -217,12 +211,15 @@ impl Fleet {
     }
 
     /// The connected accounts with their SDK settings, in account order.
-    pub fn sdks(&self) -> &[(String, SdkConfig)] {
-        &self.sdks
+    pub fn sdks(&self) -> Vec<(&str, &SdkConfig)> {
+        self.clients.iter().map(|(id, _, sdk)| (id.as_str(), sdk)).collect()
     }
 
     fn client(&self, account_id: &str) -> Option<&aws::Iam> {
-        self.clients.iter().find(|(id, _)| id == account_id).map(|(_, c)| c)
+        self.clients
+            .iter()
+            .find(|(id, _, _)| id == account_id)
+            .map(|(_, c, _)| c)
     }
 
     /// The client that changes keys in `account_id`.
@@ -351,7 +348,7 @@ impl InventorySource for Fleet {
         let reads: Vec<BoxFuture<'_, AccountInventory>> = self
             .clients
             .iter()
-            .map(|(id, iam)| -> BoxFuture<'_, AccountInventory> { Box::pin(iam.account(id, opts)) })
+            .map(|(id, iam, _)| -> BoxFuture<'_, AccountInventory> { Box::pin(iam.account(id, opts)) })
             .collect();
         let mut read: Vec<AccountInventory> = futures_util::stream::iter(reads)
             .buffer_unordered(self.max_concurrent_accounts)

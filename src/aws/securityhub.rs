@@ -70,7 +70,7 @@ pub struct Refused {
 
 /// The Security Hub of one account, in the configured region.
 pub struct SecurityHub {
-    connector: Connector,
+    connector: Arc<Connector>,
     credentials: SharedCredentialsProvider,
     region: String,
     endpoint: String,
@@ -87,8 +87,18 @@ impl std::fmt::Debug for SecurityHub {
 }
 
 impl SecurityHub {
+    /// The HTTP connector (connection pool, TLS): one per export, shared by its accounts.
+    pub fn connector() -> Arc<Connector> {
+        Arc::new(
+            Connector::builder()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build(),
+        )
+    }
+
     /// `sdk` carries the account's credentials (the ambient ones, or an assumed role's).
     pub fn new(
+        connector: Arc<Connector>,
         sdk: &SdkConfig,
         hub: &SecurityHubSettings,
         aws: &AwsSettings,
@@ -110,9 +120,6 @@ impl SecurityHub {
             }
             None => format!("https://securityhub.{region}.amazonaws.com"),
         };
-        let connector = Connector::builder()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build();
         let rate = f64::from(aws.max_requests_per_second.max(1)).min(IMPORT_RATE);
         Ok(SecurityHub {
             connector,

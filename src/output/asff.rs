@@ -177,14 +177,22 @@ pub fn archived(previous: &Value, now: &Timestamp) -> Value {
     Value::Object(out)
 }
 
-/// Whether the hub's copy `actual` already says what `desired` says. Times of observation
-/// are left out (they change every run), and what Security Hub adds to a finding is ignored.
-pub fn same(desired: &Value, actual: &Value) -> bool {
+/// The first top-level attribute of `desired` that the hub's copy `actual` does not already
+/// say (`None`: nothing to send). Times of observation are left out (they change every run),
+/// and what Security Hub adds to a finding is ignored.
+pub fn first_difference<'a>(desired: &'a Value, actual: &Value) -> Option<&'a str> {
+    desired
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "UpdatedAt" | "LastObservedAt"))
+        .find(|(k, v)| !actual.get(k.as_str()).is_some_and(|a| same(v, a)))
+        .map(|(k, _)| k.as_str())
+}
+
+/// Whether `actual` holds everything `desired` does (objects may have more members).
+fn same(desired: &Value, actual: &Value) -> bool {
     match desired {
-        Value::Object(d) => d
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "UpdatedAt" | "LastObservedAt"))
-            .all(|(k, v)| actual.get(k).is_some_and(|a| same(v, a))),
+        Value::Object(d) => d.iter().all(|(k, v)| actual.get(k).is_some_and(|a| same(v, a))),
         Value::Array(d) => actual
             .as_array()
             .is_some_and(|a| a.len() == d.len() && d.iter().zip(a).all(|(x, y)| same(x, y))),

@@ -223,6 +223,15 @@ pub async fn create_key(iam: &aws_sdk_iam::Client, user: &str) -> SeededKey {
     }
 }
 
+pub async fn delete_key(iam: &aws_sdk_iam::Client, user: &str, access_key_id: &str) {
+    iam.delete_access_key()
+        .user_name(user)
+        .access_key_id(access_key_id)
+        .send()
+        .await
+        .expect("DeleteAccessKey");
+}
+
 pub async fn tag_user(iam: &aws_sdk_iam::Client, user: &str, key: &str, value: &str) {
     let tag = aws_sdk_iam::types::Tag::builder()
         .key(key)
