@@ -52,7 +52,7 @@ pub fn changes(desired: Vec<Value>, active: &[Value], now: &Timestamp, settled: 
     let stale = |held: &Value| {
         held["UpdatedAt"]
             .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| crate::sys::timefmt::parse(t).ok())
             .is_none_or(|t| now.signed_duration_since(t) >= REFRESH)
     };
     let import = desired
@@ -86,7 +86,7 @@ pub fn changes(desired: Vec<Value>, active: &[Value], now: &Timestamp, settled: 
 /// earlier of the two times stands, so such a finding does not change every run.
 fn keep_first_seen(desired: &mut Value, held: &Value) {
     let earlier = |a: &Value, b: &Value| -> Option<Value> {
-        let t = |v: &Value| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+        let t = |v: &Value| v.as_str().and_then(|s| crate::sys::timefmt::parse(s).ok());
         match (t(a), t(b)) {
             (Some(x), Some(y)) if y < x => Some(b.clone()),
             _ => None,
@@ -184,9 +184,7 @@ mod tests {
     use serde_json::json;
 
     fn at(s: &str) -> Timestamp {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| t.to_utc())
-            .expect("time")
+        crate::sys::timefmt::parse(s).expect("time")
     }
 
     fn f(id: &str, title: &str, updated: &str) -> Value {
