@@ -620,8 +620,19 @@ async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() 
         "deactivated during its snooze; logs:\n{}",
         d.logs()
     );
+    // Newest first. A run that read the state before the snooze was written and IAM after the
+    // key was active again plans a deactivation; its check before acting sees the snooze and
+    // journals `no_longer_due`. Nothing after the reactivation may be a deactivation sent.
     let entries = history(&config_b);
-    assert_eq!(entries[0]["action"], "reactivate", "{entries:?}");
-    assert_eq!(entries[0]["operator"], "oncall");
+    let undo = entries
+        .iter()
+        .position(|e| e["action"] == "reactivate")
+        .unwrap_or_else(|| panic!("no reactivation journaled: {entries:?}"));
+    assert_eq!(entries[undo]["operator"], "oncall");
+    assert_eq!(entries[undo]["reason"], "INC-9");
+    for later in &entries[..undo] {
+        assert_eq!(later["action"], "deactivate", "{entries:?}");
+        assert_eq!(later["outcome"], "no_longer_due", "{entries:?}");
+    }
     assert!(!host_b.0.join("state.json").exists() && !host_b.0.join("actions.jsonl").exists());
 }
