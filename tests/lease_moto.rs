@@ -596,6 +596,19 @@ async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Reactivate while a run is in the middle of it: that run loaded the state before the
+    // snooze existed and lists the user's keys (one user: api mode) after the reactivation,
+    // so it sees the key Active again and plans to deactivate it; the check before
+    // UpdateAccessKey must find the snooze in the table. moto counts ListUsers on arrival and
+    // then holds it, so the reactivation lands inside that run.
+    moto.set_faults(r#"{"_delay": {"ListUsers": 5}}"#);
+    let listed = || moto.callers()[caller(0)]["ListUsers"].as_u64().unwrap_or(0);
+    let before = listed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listed() == before {
+        assert!(Instant::now() < deadline, "no run started; logs:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // From host B, which has no files of its own: the journal and the snooze are in the table.
     let (code, out, err) = outputs(
         keywarden(&[
@@ -612,17 +625,17 @@ async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() 
     );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(status().await, "Active");
-    // The leader runs every second and leaves the snoozed key alone.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The run in flight ends; later ones load the snooze. All leave the key alone.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    moto.set_faults("{}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         status().await,
         "Active",
         "deactivated during its snooze; logs:\n{}",
         d.logs()
     );
-    // Newest first. A run that read the state before the snooze was written and IAM after the
-    // key was active again plans a deactivation; its check before acting sees the snooze and
-    // journals `no_longer_due`. Nothing after the reactivation may be a deactivation sent.
+    // Newest first: the reactivation, then only the run in flight's refusal.
     let entries = history(&config_b);
     let undo = entries
         .iter()
@@ -630,9 +643,21 @@ async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() 
         .unwrap_or_else(|| panic!("no reactivation journaled: {entries:?}"));
     assert_eq!(entries[undo]["operator"], "oncall");
     assert_eq!(entries[undo]["reason"], "INC-9");
-    for later in &entries[..undo] {
-        assert_eq!(later["action"], "deactivate", "{entries:?}");
-        assert_eq!(later["outcome"], "no_longer_due", "{entries:?}");
-    }
+    let [refused] = &entries[..undo] else {
+        panic!("not exactly one entry after the reactivation: {entries:?}");
+    };
+    assert_eq!(refused["action"], "deactivate", "{entries:?}");
+    assert_eq!(refused["outcome"], "no_longer_due", "{entries:?}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("snoozed by an operator")),
+        "{refused}"
+    );
+    // Stamped when it was decided (after ListUsers was held), not when its run began.
+    assert!(
+        refused["time"].as_str() > entries[undo]["time"].as_str(),
+        "the refusal is dated before the reactivation it followed: {entries:?}"
+    );
     assert!(!host_b.0.join("state.json").exists() && !host_b.0.join("actions.jsonl").exists());
 }

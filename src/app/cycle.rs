@@ -181,6 +181,7 @@ where
         policy: &config.policy,
         state: &snapshot,
         now,
+        clock: ports.clock,
         mode: config.enforcement.mode,
         cap: config.enforcement.max_deactivations_per_run,
         own_access_key_id: own.as_deref(),

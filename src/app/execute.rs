@@ -12,14 +12,18 @@ use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
 use crate::core::plan::{is_due, Candidate, Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Policy};
 use crate::core::rules;
-use crate::ports::{ActionJournal, IntentLog, KeyActions, Leadership, Refusal, StoreError};
+use crate::ports::{ActionJournal, Clock, IntentLog, KeyActions, Leadership, Refusal, StoreError};
 
 /// What a fresh decision needs: the same policy, first-seen times and instant as the audit.
 pub struct Context<'a> {
     pub policy: &'a Policy,
     /// First-seen times (grace periods) and failed attempts (backoff).
     pub state: &'a State,
+    /// The run's instant: every decision (deadlines, backoff) is made at it.
     pub now: Timestamp,
+    /// When each attempt happened, for its journal entry: a run can last minutes, and an
+    /// operator's reactivation in the meantime must not look newer than a refusal it caused.
+    pub clock: &'a (dyn Clock + Sync),
     pub mode: Mode,
     /// Keys deactivated (or, in dry-run, that would be) per run.
     pub cap: usize,
@@ -88,7 +92,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
         // A dry-run decision already journaled for this grace period is not journaled again.
         let repeated = outcome.kind == OutcomeKind::DryRun
             && ctx.state.dry_run_noted(&c.account_id, &c.access_key_id) == Some(c.first_seen);
-        let entry = JournalEntry::of_outcome(&outcome, ctx.mode, ctx.run, ctx.now).filter(|_| !repeated);
+        let entry = JournalEntry::of_outcome(&outcome, ctx.mode, ctx.run, ctx.clock.now()).filter(|_| !repeated);
         run.outcomes.push(outcome);
         if let Some(entry) = entry {
             // An action nobody can find later cannot be undone: no record, no further action.
@@ -150,7 +154,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
     }
     // Saved before the request leaves: if this process dies before the journal entry is
     // written, the next run still finds out and records what happened.
-    let intent = JournalEntry::intent(c, ctx.run, ctx.now);
+    let intent = JournalEntry::intent(c, ctx.run, ctx.clock.now());
     if let Err(e) = ctx.intents.begin(&intent).await {
         return Err(format!("cannot record the deactivation before sending it: {e}"));
     }
@@ -233,6 +237,16 @@ mod tests {
 
     fn t0() -> Timestamp {
         chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+    }
+
+    /// A clock one minute further at each reading, from a minute after `t0`.
+    #[derive(Default)]
+    struct Ticking(std::sync::atomic::AtomicI64);
+
+    impl Clock for Ticking {
+        fn now(&self) -> Timestamp {
+            t0() + TimeDelta::minutes(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+        }
     }
 
     /// In-memory IAM, recording calls: one user `u`, or several by name (`users`).
@@ -362,6 +376,7 @@ mod tests {
             policy: &p,
             state,
             now: t0(),
+            clock: &Ticking::default(),
             mode,
             cap,
             own_access_key_id: Some("OWN"),
@@ -485,6 +500,10 @@ mod tests {
         );
         assert!(entries[0].error.as_deref().unwrap().contains("AccessDenied"));
         assert_eq!(entries[1].rules, [Rule::UnusedKey]);
+        // Each at its own attempt (intent, then outcome: two readings per key), not at the
+        // run's instant.
+        let times: Vec<Timestamp> = entries.iter().map(|e| e.time).collect();
+        assert_eq!(times, [t0() + TimeDelta::minutes(2), t0() + TimeDelta::minutes(4)]);
     }
 
     #[tokio::test]
