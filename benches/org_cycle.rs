@@ -18,7 +18,7 @@ mod fake_iam;
 #[path = "support/http_get.rs"]
 mod http_get;
 
-use http_get::get;
+use http_get::{client, free_port, scrapes, wait_ready};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,11 +148,7 @@ async fn three_runs(label: &str, accounts: usize, users: usize, pairs_every: usi
 async fn scrape(accounts: usize, users: usize, pairs_every: usize, per_key: &str) {
     let iam = Arc::new(fake_iam::FakeIam::organization(accounts, users, 2, pairs_every));
     let addr = Arc::clone(&iam).serve().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = std::env::temp_dir().join(format!("keywarden-org-scrape-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = config(
@@ -165,31 +161,15 @@ async fn scrape(accounts: usize, users: usize, pairs_every: usize, per_key: &str
         .args(["run", "--config", config.to_str().unwrap()])
         .spawn()
         .expect("spawn keywarden");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let client = client();
     let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        if let Some((200, _)) = get(&client, &format!("{base}/-/ready")).await {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(900), "daemon not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut lat = Vec::new();
-    let mut size = 0;
-    let mut series = 0;
-    for _ in 0..200 {
-        let t = Instant::now();
-        let (status, body) = get(&client, &format!("{base}/metrics")).await.expect("scrape");
-        lat.push(t.elapsed());
-        assert_eq!(status, 200);
-        size = body.len();
-        series = body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty() && l[0] != b'#')
-            .count();
-    }
-    lat.sort();
+    wait_ready(&client, &base, Instant::now(), Duration::from_secs(900)).await;
+    let (lat, page) = scrapes(&client, &format!("{base}/metrics"), 200).await;
+    let size = page.len();
+    let series = page
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty() && l[0] != b'#')
+        .count();
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -7,7 +7,7 @@ mod fake_iam;
 #[path = "support/http_get.rs"]
 mod http_get;
 
-use http_get::get;
+use http_get::{client, free_port, scrapes, wait_ready};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,11 +36,7 @@ async fn main() {
         .unwrap_or(10_000);
     let iam = Arc::new(fake_iam::FakeIam::new(users, 2, 1));
     let addr = Arc::clone(&iam).serve().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = std::env::temp_dir().join(format!("keywarden-scrape-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("k.toml");
@@ -62,28 +58,12 @@ async fn main() {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("spawn keywarden");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let client = client();
     let base = format!("http://127.0.0.1:{port}");
-    loop {
-        if let Some((200, _)) = get(&client, &format!("{base}/-/ready")).await {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(600), "daemon not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&client, &base, started, Duration::from_secs(600)).await;
     let audit_s = started.elapsed().as_secs_f64();
-    let url = format!("{base}/metrics");
-    let mut lat = Vec::new();
-    let mut size = 0;
-    for _ in 0..200 {
-        let t = Instant::now();
-        let (status, body) = get(&client, &url).await.expect("scrape");
-        let n = body.len();
-        lat.push(t.elapsed());
-        assert_eq!(status, 200);
-        size = n;
-    }
-    lat.sort();
+    let (lat, page) = scrapes(&client, &format!("{base}/metrics"), 200).await;
+    let size = page.len();
     let pid = child.id();
     let (rss, hwm) = (rss_kib(pid, "VmRSS:"), rss_kib(pid, "VmHWM:"));
     let _ = child.kill();

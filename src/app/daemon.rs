@@ -215,7 +215,6 @@ async fn tick_lease(lease: &Lease, metrics: &Metrics) {
             tracing::warn!(instance_id = lease.instance_id(), error = %e, "lease check failed; a lease held runs out unless renewed");
         }
     }
-    metrics.leader.set(i64::from(lease.leading()));
 }
 
 /// Keeps the lease for as long as the daemon runs (aborted at shutdown, then released).
@@ -636,12 +635,11 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     shared.liveness.set_max_run(config.schedule.max_run_duration);
     let memory = Arc::new(Memory::open(&config, &shared.metrics).await);
     shared.set_journal(memory.journal(&config));
-    match memory.lease() {
-        Some(lease) => shared
-            .metrics
-            .read_leader_from(Arc::clone(lease) as Arc<dyn Leadership + Send>),
-        None => shared.metrics.leader.set(1),
-    }
+    let leadership: Arc<dyn Leadership + Send> = match memory.lease() {
+        Some(lease) => Arc::clone(lease) as Arc<dyn Leadership + Send>,
+        None => Arc::new(SoleInstance),
+    };
+    shared.metrics.read_leader_from(leadership);
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     if opts.once {

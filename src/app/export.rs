@@ -9,7 +9,7 @@
 //! failed read a missing finding proves nothing, so nothing is archived there that run. An
 //! export failure is counted and logged and never touches the audit or enforcement.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -49,6 +49,8 @@ pub struct Changes {
 pub fn changes(desired: Vec<Value>, active: &[Value], now: &Timestamp, settled: bool) -> Changes {
     let id = |v: &Value| v["Id"].as_str().unwrap_or_default().to_string();
     let wanted: HashSet<String> = desired.iter().map(id).collect();
+    // An account can hold thousands: looked up by id, not searched per finding.
+    let held_by_id: HashMap<String, &Value> = active.iter().map(|a| (id(a), a)).collect();
     let stale = |held: &Value| {
         held["UpdatedAt"]
             .as_str()
@@ -57,7 +59,7 @@ pub fn changes(desired: Vec<Value>, active: &[Value], now: &Timestamp, settled: 
     };
     let import = desired
         .into_iter()
-        .filter_map(|mut d| match active.iter().find(|a| a["Id"] == d["Id"]) {
+        .filter_map(|mut d| match held_by_id.get(&id(&d)).copied() {
             None => Some(d),
             Some(held) => {
                 keep_first_seen(&mut d, held);

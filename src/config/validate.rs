@@ -170,12 +170,7 @@ impl Checker<'_, '_> {
                 ),
             );
         }
-        if d.endpoint_url
-            .as_deref()
-            .is_some_and(|u| !u.starts_with("http://") && !u.starts_with("https://"))
-        {
-            self.push("state.dynamodb.endpoint_url", "must start with http:// or https://");
-        }
+        self.endpoint_url("state.dynamodb.endpoint_url", d.endpoint_url.as_deref());
         let lease = lease.filter(|l| *l >= Duration::from_secs(3))?;
         if !valid_name(&d.table) {
             return None;
@@ -192,17 +187,18 @@ impl Checker<'_, '_> {
         })
     }
 
+    /// Whether an optional service endpoint is an http(s) URL; reported under `key` if not.
+    fn endpoint_url(&mut self, key: &str, url: Option<&str>) -> bool {
+        let ok = url.is_none_or(|u| u.starts_with("http://") || u.starts_with("https://"));
+        if !ok {
+            self.push(key, "must start with http:// or https://");
+        }
+        ok
+    }
+
     /// `Some(None)` when the export is off; checked whether on or off.
     fn security_hub(&mut self, raw: &RawSecurityHub) -> Option<Option<SecurityHubSettings>> {
-        if raw
-            .endpoint_url
-            .as_deref()
-            .is_some_and(|u| !u.starts_with("http://") && !u.starts_with("https://"))
-        {
-            self.push(
-                "export.security_hub.endpoint_url",
-                "must start with http:// or https://",
-            );
+        if !self.endpoint_url("export.security_hub.endpoint_url", raw.endpoint_url.as_deref()) {
             return None;
         }
         if raw.region.as_deref().is_some_and(|r| {

@@ -113,13 +113,15 @@ impl State {
     pub fn remember_key_names(&mut self, old: &State, accounts: &[AccountInventory], full: bool, now: Timestamp) {
         let settled = now - chrono::TimeDelta::hours(1);
         let mut names = old.key_names.clone();
+        // The users of each account read completely; a record of any other user there is gone.
+        let present: HashMap<&str, HashSet<&str>> = accounts
+            .iter()
+            .filter(|a| !a.errors.iter().any(|e| e.user.is_none()))
+            .map(|a| (a.account_id.as_str(), a.users.iter().map(|u| u.name.as_str()).collect()))
+            .collect();
+        names.retain(|(acc, user), _| present.get(acc.as_str()).is_none_or(|p| p.contains(user.as_str())));
         for a in accounts {
-            let account_failed = a.errors.iter().any(|e| e.user.is_none());
             let unreadable: HashSet<&str> = a.errors.iter().filter_map(|e| e.user.as_deref()).collect();
-            if !account_failed {
-                let present: HashSet<&str> = a.users.iter().map(|u| u.name.as_str()).collect();
-                names.retain(|(acc, user), _| acc != &a.account_id || present.contains(user.as_str()));
-            }
             for u in a.users.iter().filter(|u| !unreadable.contains(u.name.as_str())) {
                 let slot = (a.account_id.clone(), u.name.clone());
                 if u.keys.is_empty() || u.keys.iter().any(|k| k.created > settled) {

@@ -37,7 +37,8 @@ pub struct Metrics {
     pub clock_skew: Gauge,
     pub clock_ok: IntGauge,
     pub deactivation_failing_keys: IntGaugeVec,
-    pub leader: IntGauge,
+    /// Set only from `leadership`, at each scrape.
+    leader: IntGauge,
     pub lease_acquisitions: IntCounter,
     pub lease_losses: IntCounter,
     pub lease_errors: IntCounter,
