@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             config,
         } => match load_config(config.as_deref()) {
             Ok(cfg) => {
-                logging::init(&cfg, false);
+                logging::init(&cfg.log_level, cfg.log_format, false);
                 reactivate(&cfg, &access_key_id, &reason, snooze, force)
             }
             Err(code) => code,
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         },
         Command::Audit { config, format, at } => match load_config(config.as_deref()) {
             Ok(cfg) => {
-                logging::init(&cfg, false);
+                logging::init(&cfg.log_level, cfg.log_format, false);
                 match run_audit(&cfg, format, at) {
                     Ok(code) => ExitCode::from(code),
                     Err(e) => {
@@ -138,7 +138,7 @@ fn run_daemon(cli_path: Option<PathBuf>, once: bool) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    logging::init(&cfg, true);
+    logging::init(&cfg.log_level, cfg.log_format, true);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -168,7 +168,7 @@ fn state_command(cmd: keywarden::cli::StateCommand) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    logging::init(&cfg, false);
+    logging::init(&cfg.log_level, cfg.log_format, false);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -119,3 +119,217 @@ fn the_check_finds_an_edge_import() {
     assert!(found[0].ends_with("imports crate::aws"), "{found:?}");
     assert!(found[1].ends_with("uses tokio"), "{found:?}");
 }
+
+/// The top-level module of `src/` a file belongs to: its folder, or its own name.
+fn top_module(path: &Path) -> String {
+    let rel = path.strip_prefix(repo().join("src")).expect("under src");
+    let first = rel.components().next().expect("a component");
+    let name = first.as_os_str().to_string_lossy();
+    name.trim_end_matches(".rs").to_string()
+}
+
+/// Which top-level modules each one's production code names (`crate::x`), itself left out.
+fn module_graph(files: &[PathBuf]) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for f in files {
+        let from = top_module(f);
+        let deps = graph.entry(from.clone()).or_default();
+        for (_, line) in production_lines(f) {
+            let mut rest = line.as_str();
+            while let Some(i) = rest.find("crate::") {
+                let after = &rest[i + "crate::".len()..];
+                let qualified = i >= 1 && rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_');
+                let to: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if !qualified && !to.is_empty() && to != from {
+                    deps.insert(to);
+                }
+                rest = after;
+            }
+        }
+    }
+    graph
+}
+
+/// The circles of a graph: each strongly connected component of more than one module.
+fn circles(graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> Vec<Vec<String>> {
+    let reaches = |from: &str, to: &str| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![from.to_string()];
+        while let Some(n) = todo.pop() {
+            for d in graph.get(&n).into_iter().flatten() {
+                if d == to {
+                    return true;
+                }
+                if seen.insert(d.clone()) {
+                    todo.push(d.clone());
+                }
+            }
+        }
+        false
+    };
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for m in graph.keys() {
+        if out.iter().any(|c| c.contains(m)) {
+            continue;
+        }
+        let component: Vec<String> = graph
+            .keys()
+            .filter(|o| *o == m || (reaches(m, o) && reaches(o, m)))
+            .cloned()
+            .collect();
+        if component.len() > 1 {
+            out.push(component);
+        }
+    }
+    out
+}
+
+fn print_graph(graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> String {
+    graph
+        .iter()
+        .map(|(m, deps)| format!("{m} -> {}", deps.iter().cloned().collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn no_circle_between_the_folders_of_src() {
+    let graph = module_graph(&rust_files(&repo().join("src")));
+    let text = print_graph(&graph);
+    println!("{text}");
+    let found = circles(&graph);
+    assert!(
+        found.is_empty(),
+        "modules that import each other in a ring: {found:?}\nthe graph:\n{text}"
+    );
+}
+
+#[test]
+fn the_circle_check_finds_a_ring() {
+    let graph = [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")].iter().fold(
+        std::collections::BTreeMap::new(),
+        |mut g, (f, t)| {
+            g.entry(f.to_string())
+                .or_insert_with(std::collections::BTreeSet::new)
+                .insert(t.to_string());
+            g.entry(t.to_string()).or_default();
+            g
+        },
+    );
+    assert_eq!(circles(&graph), [["a", "b", "c"]]);
+}
+
+/// A function of more than this many lines needs a doc comment saying why it is long.
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Functions (rustfmt'ed: the body ends at the first `}` at the `fn` line's indentation) over
+/// the limit whose doc comment does not say why they are long (a doc line with the word "long").
+fn long_functions(path: &Path) -> Vec<String> {
+    let lines: Vec<String> = production_lines_with_docs(path);
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some((indent, name)) = fn_start(line) else { continue };
+        let Some(open) = (i..lines.len()).find(|&j| {
+            let l = lines[j].split("//").next().unwrap_or("").trim_end();
+            l.ends_with('{') || l.ends_with(';')
+        }) else {
+            continue;
+        };
+        if lines[open].split("//").next().unwrap_or("").trim_end().ends_with(';') {
+            continue; // a declaration without a body (trait method)
+        }
+        let close = format!("{indent}}}");
+        let Some(end) = (open + 1..lines.len()).find(|&j| lines[j] == close) else {
+            continue;
+        };
+        let length = end - i + 1;
+        if length <= MAX_FUNCTION_LINES {
+            continue;
+        }
+        let doc: Vec<&String> = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with("///") || l.trim_start().starts_with("#["))
+            .collect();
+        let says_why = doc.iter().any(|l| {
+            l.trim_start().starts_with("///")
+                && l.to_lowercase()
+                    .split(|c: char| !c.is_alphanumeric())
+                    .any(|w| w == "long")
+        });
+        if !says_why {
+            out.push(format!("{}:{}: fn {name} has {length} lines", path.display(), i + 1));
+        }
+    }
+    out
+}
+
+/// The lines of a file before its test module, comments kept (doc comments are read).
+fn production_lines_with_docs(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("read source");
+    let code = match text.find("#[cfg(test)]") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    code.lines().map(str::to_string).collect()
+}
+
+/// `(indentation, name)` when a line starts a function.
+fn fn_start(line: &str) -> Option<(String, String)> {
+    let indent: String = line.chars().take_while(|c| *c == ' ').collect();
+    let mut rest = line[indent.len()..].trim_start();
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+        "extern \"C\" ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    for prefix in ["const ", "async ", "unsafe "] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let name: String = rest
+        .strip_prefix("fn ")?
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some((indent, name))
+}
+
+#[test]
+fn no_function_over_80_lines_without_a_reason() {
+    let found: Vec<String> = rust_files(&repo().join("src"))
+        .iter()
+        .flat_map(|f| long_functions(f))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines whose doc comment does not say why they are long:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_finds_a_long_function_and_accepts_a_reason() {
+    let dir = std::env::temp_dir().join(format!("keywarden-arch-len-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body = "    let x = 1;\n".repeat(85);
+    let method_body = "        let x = 1;\n".repeat(85);
+    let text = format!(
+        "/// Short doc.\npub async fn too_long() {{\n{body}}}\n\n\
+         /// Long because it declares every item in one place.\nfn reasoned() {{\n{body}}}\n\n\
+         impl X {{\n    pub fn method(&self) {{\n{method_body}    }}\n}}\n\n\
+         fn short() {{\n    let y = 2;\n}}\n"
+    );
+    let f = dir.join("long.rs");
+    std::fs::write(&f, text).unwrap();
+    let found = long_functions(&f);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("fn too_long has 87 lines"), "{found:?}");
+    assert!(found[1].contains("fn method has 87 lines"), "{found:?}");
+}

@@ -22,7 +22,7 @@ use crate::core::clock::{self, ClockProblem};
 use crate::core::history::State;
 use crate::core::journal::JournalEntry;
 use crate::core::journal::RunInfo;
-use crate::core::model::{AccountInventory, User};
+use crate::core::model::{AccountInventory, Timestamp, User};
 use crate::core::plan::{self, OutcomeKind};
 use crate::core::report::Report;
 use crate::ports::{
@@ -81,6 +81,11 @@ pub struct Ports<'a, F, S, C> {
 
 /// Runs one cycle. `audited` is called once the audit is evaluated, before anything is
 /// enforced, so the metrics and the report are published even while enforcement runs.
+///
+/// The steps, in their safety order: lock and load the state ([`load`]), read and evaluate
+/// ([`audit_accounts`]), publish, then [`enforce`]: leadership, clock, settle intents, save
+/// first-seen times, act, save outcomes. A cron tick and any other trigger of a run go
+/// through these same steps.
 pub async fn run<F, S, C>(
     config: &Config,
     ports: Ports<'_, F, S, C>,
@@ -96,86 +101,151 @@ where
     // store's fenced writes refuse the saves.
     let leading = ports.leader.leading();
     let guard = ports.store.lock().await;
-    let history = match &guard {
-        Err(e) => Err(e.clone()),
-        Ok(_) => ports.store.load().await.map(Option::unwrap_or_default),
-    };
+    let history = load(&guard, ports.store).await;
     let now = ports.clock.now();
-    // Key ids of users without findings are needed only for series of every key.
-    let per_key = config.metrics_per_key == crate::config::PerKey::All;
-    let wants = |account_id: &str, user: &User| per_key || audit::has_findings(config, account_id, user, now);
-    // Key ids known from earlier listings spare a ListAccessKeys per unchanged user, except
-    // every `aws.full_refresh_every` runs (and without a readable state).
-    let full_read = history.as_ref().map_or(true, |h| {
-        h.runs_since_full_read.saturating_add(1) >= config.aws.full_refresh_every
-    });
-    let key_names = if full_read { None } else { history.as_ref().ok() };
-    let accounts = ports
-        .fleet
-        .inventory(&audit::inventory_options(config, &wants, key_names))
-        .await;
-    let empty = State::default();
-    let report = audit::evaluate(config, &accounts, history.as_ref().unwrap_or(&empty), now);
+    let audit = audit_accounts(config, ports.fleet, history.as_ref().ok(), now).await;
     failpoint_panic();
-    audited(&accounts, &report);
+    audited(&audit.accounts, &audit.report);
 
     let mut cycle = Cycle {
-        accounts,
-        report,
+        accounts: audit.accounts,
+        report: audit.report,
         skipped: None,
         executed: Executed::default(),
         state: None,
         final_save_error: None,
     };
-    let history = match history {
-        Ok(h) => h,
-        Err(e) => {
-            cycle.skipped = Some(Skipped::State(e));
-            return cycle;
+    let enforced = async {
+        let history = history.map_err(Skipped::State)?;
+        if !leading {
+            return Err(Skipped::NotLeader);
         }
+        enforce(config, &ports, history, audit.full_read, now, stop, &mut cycle).await
     };
-    if !leading {
-        cycle.skipped = Some(Skipped::NotLeader);
-        return cycle;
+    if let Err(skipped) = enforced.await {
+        cycle.skipped = Some(skipped);
     }
-    if let Err(problem) = clock::check(now, history.last_run, (ports.skew)()) {
-        cycle.skipped = Some(Skipped::Clock(problem));
-        return cycle;
+    drop(guard);
+    cycle
+}
+
+/// The state, once the store is locked: an unusable store is an error, never an empty history
+/// (that would restart grace periods).
+async fn load<S: StateStore>(guard: &Result<S::Guard, StoreError>, store: &S) -> Result<State, StoreError> {
+    match guard {
+        Err(e) => Err(e.clone()),
+        Ok(_) => store.load().await.map(Option::unwrap_or_default),
     }
-    let mut history = history;
-    if history.intents().next().is_some() {
-        // A process stopped between a deactivation and its journal entry: settle it first.
-        let journal = match ports.journal.read().await {
-            Ok(j) => j,
-            Err(e) => {
-                cycle.skipped = Some(Skipped::State(e));
-                return cycle;
-            }
-        };
-        let late = plan::reconcile(&mut history, &cycle.accounts, &journal.entries);
-        if let Err(e) = ports.journal.append(&late).await {
-            cycle.skipped = Some(Skipped::Save(e));
-            return cycle;
-        }
-        for e in &late {
-            tracing::warn!(account_id = %e.account_id, user = %e.user, access_key_id = %e.access_key_id, outcome = %e.outcome, "journaled a deactivation whose process stopped before recording it");
-        }
+}
+
+/// What the read and the rules gave.
+struct Audited {
+    accounts: Vec<AccountInventory>,
+    report: Report,
+    /// Every user's keys were listed (no remembered key ids were used).
+    full_read: bool,
+}
+
+/// Reads the inventory and evaluates the rules against the state (or none, when it is
+/// unreadable: first-seen is then now, and nothing is enforced).
+async fn audit_accounts<F: InventorySource>(
+    config: &Config,
+    fleet: &F,
+    history: Option<&State>,
+    now: Timestamp,
+) -> Audited {
+    // Key ids of users without findings are needed only for series of every key.
+    let per_key = config.metrics_per_key == crate::config::PerKey::All;
+    let wants = |account_id: &str, user: &User| per_key || audit::has_findings(config, account_id, user, now);
+    // Key ids known from earlier listings spare a ListAccessKeys per unchanged user, except
+    // every `aws.full_refresh_every` runs (and without a readable state).
+    let full_read = history.is_none_or(|h| h.runs_since_full_read.saturating_add(1) >= config.aws.full_refresh_every);
+    let key_names = if full_read { None } else { history };
+    let accounts = fleet
+        .inventory(&audit::inventory_options(config, &wants, key_names))
+        .await;
+    let empty = State::default();
+    let report = audit::evaluate(config, &accounts, history.unwrap_or(&empty), now);
+    Audited {
+        accounts,
+        report,
+        full_read,
     }
+}
+
+/// The leader's part of a run, on a usable state: nothing is acted on with an untrusted clock
+/// or before the new first-seen times are saved.
+async fn enforce<F, S, C>(
+    config: &Config,
+    ports: &Ports<'_, F, S, C>,
+    mut history: State,
+    full_read: bool,
+    now: Timestamp,
+    stop: &AtomicBool,
+    cycle: &mut Cycle,
+) -> Result<(), Skipped>
+where
+    F: KeyActions + Sync,
+    S: StateStore + Sync,
+    C: Clock + Sync,
+{
+    clock::check(now, history.last_run, (ports.skew)()).map_err(Skipped::Clock)?;
+    settle_intents(&mut history, &cycle.accounts, ports.journal).await?;
     let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
     next.remember_key_names(&history, &cycle.accounts, full_read, now);
-    if let Err(e) = ports.store.save(&next).await {
-        cycle.skipped = Some(Skipped::Save(e));
-        return cycle;
+    ports.store.save(&next).await.map_err(Skipped::Save)?;
+    let (executed, mut next) = act(config, ports, next, &cycle.report, &cycle.accounts, now, stop).await;
+    cycle.executed = executed;
+    if plan::record_outcomes(&mut next, &cycle.executed.outcomes, now) {
+        cycle.final_save_error = ports.store.save(&next).await.err();
     }
+    cycle.state = Some(next);
+    Ok(())
+}
 
-    let due = plan::plan(&cycle.report.findings, now);
+/// A process stopped between a deactivation and its journal entry: journal what IAM now shows
+/// for each such intent before anything else is decided.
+async fn settle_intents(
+    history: &mut State,
+    accounts: &[AccountInventory],
+    journal: &dyn ActionJournal,
+) -> Result<(), Skipped> {
+    if history.intents().next().is_none() {
+        return Ok(());
+    }
+    let journaled = journal.read().await.map_err(Skipped::State)?;
+    let late = plan::reconcile(history, accounts, &journaled.entries);
+    journal.append(&late).await.map_err(Skipped::Save)?;
+    for e in &late {
+        tracing::warn!(account_id = %e.account_id, user = %e.user, access_key_id = %e.access_key_id, outcome = %e.outcome, "journaled a deactivation whose process stopped before recording it");
+    }
+    Ok(())
+}
+
+/// Acts on the due keys of the report through `execute`; returns what was done and the
+/// state with the intents it recorded on the way.
+async fn act<F, S, C>(
+    config: &Config,
+    ports: &Ports<'_, F, S, C>,
+    saved: State,
+    report: &Report,
+    accounts: &[AccountInventory],
+    now: Timestamp,
+    stop: &AtomicBool,
+) -> (Executed, State)
+where
+    F: KeyActions + Sync,
+    S: StateStore + Sync,
+    C: Clock + Sync,
+{
+    let due = plan::plan(&report.findings, now);
     // Key ids are unique across AWS: the one the inventories name is the one to spare.
-    let own = cycle.accounts.iter().find_map(|a| a.own_access_key_id.clone());
+    let own = accounts.iter().find_map(|a| a.own_access_key_id.clone());
     // Lookups (backoffs, dry-run notes) read the state as saved; intents go to the recorder's.
-    let snapshot = next.clone();
+    let snapshot = saved.clone();
     let recorder = Recorder {
         store: ports.store,
-        state: tokio::sync::Mutex::new(next),
+        state: tokio::sync::Mutex::new(saved),
     };
     let ctx = execute::Context {
         policy: &config.policy,
@@ -191,14 +261,8 @@ where
         leader: ports.leader,
         intents: &recorder,
     };
-    cycle.executed = execute::execute(&due, &ctx, ports.fleet).await;
-    let mut next = recorder.state.into_inner();
-    if plan::record_outcomes(&mut next, &cycle.executed.outcomes, now) {
-        cycle.final_save_error = ports.store.save(&next).await.err();
-    }
-    cycle.state = Some(next);
-    drop(guard);
-    cycle
+    let executed = execute::execute(&due, &ctx, ports.fleet).await;
+    (executed, recorder.state.into_inner())
 }
 
 /// Keeps the intents in the run's state and saves it before each deactivation is sent.
@@ -617,5 +681,97 @@ mod tests {
             .any(|e| e.contains("FLAKY") || e.contains("flaky")));
         let saved = store.state.lock().unwrap().clone().unwrap();
         assert_eq!(saved.first_seen("1", "FLAKY", Rule::UnusedKey), Some(earlier));
+    }
+
+    // The steps one by one, as any trigger of a run goes through them.
+
+    #[tokio::test]
+    async fn the_load_step_of_a_store_that_cannot_be_locked_is_an_error_not_an_empty_history() {
+        let store = Store::default();
+        *store.state.lock().unwrap() = Some(State::default());
+        let locked: Result<(), StoreError> = Err(StoreError("state file x: locked by pid 7".into()));
+        assert_eq!(
+            load(&locked, &store).await,
+            Err(StoreError("state file x: locked by pid 7".into()))
+        );
+        assert_eq!(load(&Ok(()), &store).await, Ok(State::default()));
+        let unreadable = Store {
+            load_error: true,
+            ..Store::default()
+        };
+        assert!(load(&Ok(()), &unreadable).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_audit_step_lists_every_key_without_a_state_and_every_full_refresh_every_runs() {
+        let log = Log::default();
+        let f = fleet(&["a"], &log);
+        let c = config(25);
+        let mut history = State::default();
+        assert!(
+            audit_accounts(&c, &f, None, t0()).await.full_read,
+            "no state: list everything"
+        );
+        history.runs_since_full_read = 0;
+        let a = audit_accounts(&c, &f, Some(&history), t0()).await;
+        assert!(!a.full_read, "the run after a full read uses the remembered key ids");
+        assert_eq!(a.report.findings.len(), 1, "and still evaluates");
+        history.runs_since_full_read = c.aws.full_refresh_every - 1;
+        assert!(audit_accounts(&c, &f, Some(&history), t0()).await.full_read);
+    }
+
+    fn intent_of(user: &str) -> JournalEntry {
+        let c = crate::core::plan::Candidate {
+            account_id: "1".into(),
+            user: user.into(),
+            access_key_id: user.to_uppercase(),
+            rules: vec![Rule::UnusedKey],
+            first_seen: t0(),
+            deadline: t0(),
+            owner: "team".into(),
+        };
+        JournalEntry::intent(&c, &RunInfo::for_tests(), t0())
+    }
+
+    #[tokio::test]
+    async fn the_settle_step_journals_what_iam_shows_for_an_intent_and_reads_no_journal_without_one() {
+        let log = Log::default();
+        let f = fleet(&["a"], &log);
+        let accounts = f
+            .inventory(&audit::inventory_options(&config(25), &|_, _| true, None))
+            .await;
+        let failing = crate::ports::MemoryJournal {
+            fail: Some("journal x: read-only file system".into()),
+            ..Default::default()
+        };
+        let mut clean = State::default();
+        assert_eq!(
+            settle_intents(&mut clean, &accounts, &failing).await,
+            Ok(()),
+            "nothing to settle"
+        );
+
+        let mut history = State::default();
+        history.begin_action(intent_of("a"));
+        let journal = crate::ports::MemoryJournal::default();
+        f.deactivate("1", "a", "A").await.unwrap();
+        let accounts = f
+            .inventory(&audit::inventory_options(&config(25), &|_, _| true, None))
+            .await;
+        assert_eq!(settle_intents(&mut history, &accounts, &journal).await, Ok(()));
+        let entries = journal.entries.lock().unwrap().clone();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(
+            (entries[0].access_key_id.as_str(), entries[0].outcome.as_str()),
+            ("A", "success")
+        );
+        assert_eq!(history.intents().count(), 0, "settled");
+
+        let mut again = State::default();
+        again.begin_action(intent_of("a"));
+        assert!(matches!(
+            settle_intents(&mut again, &accounts, &failing).await,
+            Err(Skipped::Save(_))
+        ));
     }
 }

@@ -627,33 +627,15 @@ impl Daemon {
 }
 
 /// Runs until SIGTERM/SIGINT (exit code 0), or one cycle with `once` (0 if complete, else 1).
+///
+/// The composition root, as its steps: wire the shared parts, take the lease, install the
+/// signal handlers, listen and schedule, serve until a stop signal, stop.
 pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
-    let metrics = Arc::new(Metrics::new()?);
-    metrics.config_reload_ok.set(1);
-    metrics.config_reload_ts.set(unix_now());
-    let shared = Arc::new(Shared::new(metrics, Arc::clone(&config.metrics_web)));
-    shared.liveness.set_max_run(config.schedule.max_run_duration);
-    let memory = Arc::new(Memory::open(&config, &shared.metrics).await);
-    shared.set_journal(memory.journal(&config));
-    let leadership: Arc<dyn Leadership + Send> = match memory.lease() {
-        Some(lease) => Arc::clone(lease) as Arc<dyn Leadership + Send>,
-        None => Arc::new(SoleInstance),
-    };
-    shared.metrics.read_leader_from(leadership);
+    let (shared, memory) = wire(&config).await?;
     let config = Arc::new(config);
     let stop = Arc::new(AtomicBool::new(false));
     if opts.once {
-        // One try: a free (or released) lease is taken, a held one left to its holder.
-        if let Some(lease) = memory.lease() {
-            tick_lease(lease, &shared.metrics).await;
-        }
-        let ok = guarded_cycle(config, Arc::clone(&shared), Arc::clone(&memory), stop).await;
-        if let Some(lease) = memory.lease() {
-            if let Err(e) = lease.release().await {
-                tracing::warn!(error = %e, "cannot release the leader lease; another instance takes it when it runs out");
-            }
-        }
-        return Ok(if ok { 0 } else { 1 });
+        return Ok(run_once(config, shared, memory, stop).await);
     }
     // Before the first run, so that a run on start finds a free lease already taken.
     if let Some(lease) = memory.lease() {
@@ -663,85 +645,182 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
         let (lease, metrics) = (Arc::clone(lease), Arc::clone(&shared.metrics));
         tokio::spawn(async move { lease_loop(lease, metrics).await })
     });
-
-    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-
-    let listener = listen(config.metrics_listen, &shared).await?;
-    let (ticks, mut tick_rx) = mpsc::channel::<()>(1);
-    let sched = JobScheduler::new().await?;
-    let job = add_job(&sched, &config.schedule.cron, config.schedule.timezone, ticks.clone()).await?;
-    sched.start().await?;
-    if config.schedule.run_on_start {
-        let _ = ticks.try_send(());
-    }
-    let mut d = Daemon {
-        opts,
-        config,
-        shared,
-        notifier: Notifier::from_env(),
-        sched,
-        job,
-        ticks,
-        listener: Some(listener),
-        memory,
-    };
-    d.notifier.ready();
-    tracing::info!(cron = %d.config.schedule.cron, mode = d.config.enforcement.mode.as_str(), "keywarden started");
-
-    let running = Arc::new(AtomicBool::new(false));
-    let mut inflight: Option<JoinHandle<()>> = None;
-    let mut watchdog = Notifier::watchdog_interval().map(tokio::time::interval);
-    loop {
-        let watchdog_tick = async {
-            match watchdog.as_mut() {
-                Some(i) => {
-                    i.tick().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            Some(()) = tick_rx.recv() => {
-                if running.swap(true, Ordering::AcqRel) {
-                    d.metrics().audit_skipped.inc();
-                    tracing::warn!("the previous audit is still running; this scheduled run is skipped");
-                    continue;
-                }
-                let (config, shared, running, stop) = (Arc::clone(&d.config), Arc::clone(&d.shared), Arc::clone(&running), Arc::clone(&stop));
-                let memory = Arc::clone(&d.memory);
-                shared.liveness.run_started(Instant::now());
-                inflight = Some(tokio::spawn(async move {
-                    guarded_cycle(config, Arc::clone(&shared), memory, stop).await;
-                    shared.liveness.run_finished();
-                    release_memory();
-                    running.store(false, Ordering::Release);
-                }));
-            }
-            _ = hup.recv() => d.reload().await,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = watchdog_tick => match d.shared.liveness.check(Instant::now()) {
-                Ok(()) => d.notifier.watchdog(),
-                // A stuck run: let systemd's watchdog restart the service.
-                Err(running) => tracing::error!(running_seconds = running.as_secs(), "a run has been going for longer than schedule.max_run_duration; no longer reporting to the watchdog"),
-            },
-        }
-    }
-
+    let signals = Signals::install()?;
+    let (mut d, tick_rx) = Daemon::start(opts, config, shared, memory).await?;
+    let inflight = d.serve(signals, tick_rx, &stop).await;
     d.shut_down(&stop, inflight).await;
     if let Some(task) = lease_task {
         task.abort();
     }
     if let Some(lease) = d.memory.lease() {
         // The run is over: hand over now instead of a whole lease later.
-        match lease.release().await {
-            Ok(()) => tracing::info!(instance_id = lease.instance_id(), "released the leader lease"),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot release the leader lease; another instance takes it when it runs out")
-            }
-        }
+        release_lease(lease).await;
     }
     Ok(0)
+}
+
+/// The parts every run and endpoint share: the metrics, what the endpoints serve, the state
+/// store and journal (and the lease, whose view `keywarden_leader` reads at each scrape).
+async fn wire(config: &Config) -> Result<(Arc<Shared>, Arc<Memory>), DaemonError> {
+    let metrics = Arc::new(Metrics::new()?);
+    metrics.config_reload_ok.set(1);
+    metrics.config_reload_ts.set(unix_now());
+    let shared = Arc::new(Shared::new(metrics, Arc::clone(&config.metrics_web)));
+    shared.liveness.set_max_run(config.schedule.max_run_duration);
+    let memory = Arc::new(Memory::open(config, &shared.metrics).await);
+    shared.set_journal(memory.journal(config));
+    let leadership: Arc<dyn Leadership + Send> = match memory.lease() {
+        Some(lease) => Arc::clone(lease) as Arc<dyn Leadership + Send>,
+        None => Arc::new(SoleInstance),
+    };
+    shared.metrics.read_leader_from(leadership);
+    Ok((shared, memory))
+}
+
+/// `run --once`: one try at the lease (a free or released one is taken, a held one left to
+/// its holder), one cycle, the lease released. 0 if the cycle was clean, else 1.
+async fn run_once(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>, stop: Arc<AtomicBool>) -> i32 {
+    if let Some(lease) = memory.lease() {
+        tick_lease(lease, &shared.metrics).await;
+    }
+    let ok = guarded_cycle(config, shared, Arc::clone(&memory), stop).await;
+    if let Some(lease) = memory.lease() {
+        release_lease(lease).await;
+    }
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+async fn release_lease(lease: &Lease) {
+    match lease.release().await {
+        Ok(()) => tracing::info!(instance_id = lease.instance_id(), "released the leader lease"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release the leader lease; another instance takes it when it runs out")
+        }
+    }
+}
+
+/// The signals the loop answers: SIGHUP reloads, SIGTERM and SIGINT stop.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let on = |kind| signal(kind).map_err(DaemonError::Signal);
+        Ok(Signals {
+            hup: on(SignalKind::hangup())?,
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+        })
+    }
+}
+
+impl Daemon {
+    /// Binds the listener, installs the schedule (and the tick on start) and tells systemd
+    /// the service is ready.
+    async fn start(
+        opts: Options,
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        memory: Arc<Memory>,
+    ) -> Result<(Daemon, mpsc::Receiver<()>), DaemonError> {
+        let listener = listen(config.metrics_listen, &shared).await?;
+        let (ticks, tick_rx) = mpsc::channel::<()>(1);
+        let sched = JobScheduler::new().await?;
+        let job = add_job(&sched, &config.schedule.cron, config.schedule.timezone, ticks.clone()).await?;
+        sched.start().await?;
+        if config.schedule.run_on_start {
+            let _ = ticks.try_send(());
+        }
+        let d = Daemon {
+            opts,
+            config,
+            shared,
+            notifier: Notifier::from_env(),
+            sched,
+            job,
+            ticks,
+            listener: Some(listener),
+            memory,
+        };
+        d.notifier.ready();
+        tracing::info!(cron = %d.config.schedule.cron, mode = d.config.enforcement.mode.as_str(), "keywarden started");
+        Ok((d, tick_rx))
+    }
+
+    /// The loop: a tick starts a run (or is skipped while one runs), SIGHUP reloads, the
+    /// watchdog is fed while no run is stuck; ends at SIGTERM/SIGINT with the run in progress.
+    async fn serve(
+        &mut self,
+        mut signals: Signals,
+        mut tick_rx: mpsc::Receiver<()>,
+        stop: &Arc<AtomicBool>,
+    ) -> Option<JoinHandle<()>> {
+        let running = Arc::new(AtomicBool::new(false));
+        let mut inflight: Option<JoinHandle<()>> = None;
+        let mut watchdog = Notifier::watchdog_interval().map(tokio::time::interval);
+        loop {
+            let watchdog_tick = async {
+                match watchdog.as_mut() {
+                    Some(i) => {
+                        i.tick().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(()) = tick_rx.recv() => {
+                    if let Some(run) = self.start_run(&running, stop) {
+                        inflight = Some(run);
+                    }
+                }
+                _ = signals.hup.recv() => self.reload().await,
+                _ = signals.term.recv() => break,
+                _ = signals.int.recv() => break,
+                _ = watchdog_tick => self.feed_watchdog(),
+            }
+        }
+        inflight
+    }
+
+    /// A run in its own task on this moment's config, unless one is still running (then the
+    /// tick is skipped and counted).
+    fn start_run(&self, running: &Arc<AtomicBool>, stop: &Arc<AtomicBool>) -> Option<JoinHandle<()>> {
+        if running.swap(true, Ordering::AcqRel) {
+            self.metrics().audit_skipped.inc();
+            tracing::warn!("the previous audit is still running; this scheduled run is skipped");
+            return None;
+        }
+        let (config, shared, running, stop) = (
+            Arc::clone(&self.config),
+            Arc::clone(&self.shared),
+            Arc::clone(running),
+            Arc::clone(stop),
+        );
+        let memory = Arc::clone(&self.memory);
+        shared.liveness.run_started(Instant::now());
+        Some(tokio::spawn(async move {
+            guarded_cycle(config, Arc::clone(&shared), memory, stop).await;
+            shared.liveness.run_finished();
+            release_memory();
+            running.store(false, Ordering::Release);
+        }))
+    }
+
+    fn feed_watchdog(&self) {
+        match self.shared.liveness.check(Instant::now()) {
+            Ok(()) => self.notifier.watchdog(),
+            // A stuck run: let systemd's watchdog restart the service.
+            Err(running) => tracing::error!(
+                running_seconds = running.as_secs(),
+                "a run has been going for longer than schedule.max_run_duration; no longer reporting to the watchdog"
+            ),
+        }
+    }
 }

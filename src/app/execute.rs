@@ -109,7 +109,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
 
 /// `Err`: the lease is lost; nothing was touched and the run must end.
 async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActions) -> Result<Outcome, String> {
-    let done = |kind, error: Option<String>| Outcome {
+    let done = |(kind, error): (OutcomeKind, Option<String>)| Outcome {
         candidate: c.clone(),
         kind,
         error,
@@ -117,16 +117,44 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
 
     // The rules already never plan it; this is the one place every action passes.
     if ctx.own_access_key_id == Some(c.access_key_id.as_str()) {
-        return Ok(done(
+        return Ok(done((
             OutcomeKind::NoLongerDue,
             Some("keywarden's own access key is never deactivated".into()),
-        ));
+        )));
     }
+    if let Err(not) = still_due(c, ctx, actions).await {
+        return Ok(done(not));
+    }
+    if ctx.mode == Mode::DryRun {
+        return Ok(done((OutcomeKind::DryRun, None)));
+    }
+    match ctx.leader.may_act(&c.account_id, &c.access_key_id).await {
+        Ok(()) => {}
+        Err(Refusal::Snoozed(why)) => return Ok(done((OutcomeKind::NoLongerDue, Some(why)))),
+        Err(Refusal::NotLeader(why)) => return Err(why),
+    }
+    // Saved before the request leaves: if this process dies before the journal entry is
+    // written, the next run still finds out and records what happened.
+    let intent = JournalEntry::intent(c, ctx.run, ctx.clock.now());
+    if let Err(e) = ctx.intents.begin(&intent).await {
+        return Err(format!("cannot record the deactivation before sending it: {e}"));
+    }
+    let call = actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await.err();
+    Ok(done(read_back(c, actions, call).await))
+}
+
+/// A fresh read of the candidate's user and the rules again: `Err` with the outcome when
+/// the key is no longer due (or the read failed).
+async fn still_due(
+    c: &Candidate,
+    ctx: &Context<'_>,
+    actions: &impl KeyActions,
+) -> Result<(), (OutcomeKind, Option<String>)> {
     let fresh = match actions.read_user(&c.account_id, &c.user).await {
         Ok(Some(u)) => u,
-        Ok(None) => return Ok(done(OutcomeKind::NoLongerDue, Some("the user no longer exists".into()))),
+        Ok(None) => return Err((OutcomeKind::NoLongerDue, Some("the user no longer exists".into()))),
         Err(e) => {
-            return Ok(done(
+            return Err((
                 OutcomeKind::Error,
                 Some(format!("re-read failed: {}: {}", e.operation, e.message)),
             ))
@@ -138,58 +166,54 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         own_access_key_id: ctx.own_access_key_id.map(str::to_string),
         ..Default::default()
     };
-    let still_due = rules::evaluate(&inv, ctx.policy, ctx.state, ctx.now)
+    let due = rules::evaluate(&inv, ctx.policy, ctx.state, ctx.now)
         .iter()
         .any(|f| f.access_key_id == c.access_key_id && is_due(f, ctx.now));
-    if !still_due {
-        return Ok(done(OutcomeKind::NoLongerDue, None));
+    if due {
+        Ok(())
+    } else {
+        Err((OutcomeKind::NoLongerDue, None))
     }
-    if ctx.mode == Mode::DryRun {
-        return Ok(done(OutcomeKind::DryRun, None));
-    }
-    match ctx.leader.may_act(&c.account_id, &c.access_key_id).await {
-        Ok(()) => {}
-        Err(Refusal::Snoozed(why)) => return Ok(done(OutcomeKind::NoLongerDue, Some(why))),
-        Err(Refusal::NotLeader(why)) => return Err(why),
-    }
-    // Saved before the request leaves: if this process dies before the journal entry is
-    // written, the next run still finds out and records what happened.
-    let intent = JournalEntry::intent(c, ctx.run, ctx.clock.now());
-    if let Err(e) = ctx.intents.begin(&intent).await {
-        return Err(format!("cannot record the deactivation before sending it: {e}"));
-    }
-    // Read back even after an error: a response lost on the way back (a dropped connection,
-    // a truncated body) may hide an update that was applied. What IAM shows decides.
-    let call = actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await.err();
+}
+
+/// The outcome of a sent UpdateAccessKey is what a read-back shows, even after an error: a
+/// response lost on the way back (a dropped connection, a truncated body) may hide an update
+/// that was applied.
+async fn read_back(
+    c: &Candidate,
+    actions: &impl KeyActions,
+    call: Option<crate::core::model::ServiceError>,
+) -> (OutcomeKind, Option<String>) {
     let because = |what: String| match &call {
         Some(e) => format!("{e} ({what})"),
         None => what,
     };
-    Ok(match actions.read_user(&c.account_id, &c.user).await {
+    match actions.read_user(&c.account_id, &c.user).await {
         Ok(Some(u)) => match u.keys.iter().find(|k| k.id == c.access_key_id) {
-            Some(k) if k.status == KeyStatus::Inactive => done(
+            Some(k) if k.status == KeyStatus::Inactive => (
                 OutcomeKind::Success,
-                call.map(|e| format!("UpdateAccessKey reported an error but the key is inactive: {e}")),
+                call.as_ref()
+                    .map(|e| format!("UpdateAccessKey reported an error but the key is inactive: {e}")),
             ),
-            Some(_) => done(
+            Some(_) => (
                 OutcomeKind::Error,
                 Some(because("read-back shows the key still active".into())),
             ),
             // Deleted meanwhile (by its owner, or another tool): nothing left to do.
-            None => done(
+            None => (
                 OutcomeKind::NoLongerDue,
                 Some(because("the key no longer exists".into())),
             ),
         },
-        Ok(None) => done(
+        Ok(None) => (
             OutcomeKind::NoLongerDue,
             Some(because("the user no longer exists".into())),
         ),
-        Err(e) => done(
+        Err(e) => (
             OutcomeKind::Error,
             Some(because(format!("read-back failed: {}: {}", e.operation, e.message))),
         ),
-    })
+    }
 }
 
 fn log(o: &Outcome, mode: Mode) {

@@ -55,49 +55,86 @@ where
     A: KeyActions + Sync,
     S: StateStore + Sync,
 {
-    let refused = |m: String| Err(ReactivateError::Refused(m));
-    let failed = |m: String| ReactivateError::Failed(m);
-    let read = journal.read().await.map_err(|e| failed(e.to_string()))?;
-    let entries = &read.entries;
+    let read = journal
+        .read()
+        .await
+        .map_err(|e| ReactivateError::Failed(e.to_string()))?;
+    let deactivation = journaled_deactivation(&read.entries, req)?;
+    let (account_id, user) = (deactivation.account_id.clone(), deactivation.user.clone());
+    let status = current_status(actions, &account_id, &user, req.access_key_id).await?;
+    if status == KeyStatus::Active && !req.force {
+        return Err(ReactivateError::Refused(format!(
+            "{} of {user} is already Active; --force to snooze it anyway",
+            req.access_key_id
+        )));
+    }
+
+    let until = req.now.checked_add_signed(req.snooze).unwrap_or(req.now);
+    save_snooze(store, &account_id, &user, req, until).await?;
+    let changed = status == KeyStatus::Inactive;
+    let mut entry = reactivation_entry(req, deactivation, until);
+    if changed {
+        entry.error = activate(actions, &account_id, &user, req.access_key_id).await;
+        if entry.error.is_some() {
+            entry.outcome = "error".into();
+        }
+    }
+    let journaled = journal.append(std::slice::from_ref(&entry)).await;
+    if let Some(error) = entry.error {
+        return Err(ReactivateError::Failed(format!(
+            "could not reactivate {} of {user}: {error} (the snooze until {} is saved)",
+            req.access_key_id,
+            crate::sys::timefmt::format(&until)
+        )));
+    }
+    journaled.map_err(|e| ReactivateError::Failed(format!("{} is Active again, but {e}", req.access_key_id)))?;
+    Ok(Reactivated {
+        account_id,
+        user,
+        until,
+        changed,
+    })
+}
+
+/// The journal's newest deactivation of the key, which names its account and user; refused
+/// when there is none, or (unless forced) when the key's newest entry is not a deactivation
+/// keywarden made.
+fn journaled_deactivation<'e>(
+    entries: &'e [JournalEntry],
+    req: &Request<'_>,
+) -> Result<&'e JournalEntry, ReactivateError> {
     let Some(deactivation) = entries
         .iter()
         .rev()
         .find(|e| e.access_key_id == req.access_key_id && e.action == JournalAction::Deactivate)
     else {
-        return refused(format!(
+        return Err(ReactivateError::Refused(format!(
             "{} is not in the action journal: keywarden never acted on it, and it cannot tell which account and user it belongs to",
             req.access_key_id
-        ));
+        )));
     };
     let latest = crate::core::journal::latest_for(entries, req.access_key_id).unwrap_or(deactivation);
     if !latest.is_confirmed_deactivation() && !req.force {
-        return refused(format!(
+        return Err(ReactivateError::Refused(format!(
             "the journal's last entry for {} is \"{} {} ({})\" at {}, not a deactivation keywarden made; --force to reactivate anyway",
             req.access_key_id,
             latest.action.as_str(),
             latest.outcome,
             latest.mode,
             crate::sys::timefmt::format(&latest.time)
-        ));
+        )));
     }
-    let (account_id, user) = (deactivation.account_id.clone(), deactivation.user.clone());
-    let status = current_status(actions, &account_id, &user, req.access_key_id).await?;
-    if status == KeyStatus::Active && !req.force {
-        return refused(format!(
-            "{} of {user} is already Active; --force to snooze it anyway",
-            req.access_key_id
-        ));
-    }
+    Ok(deactivation)
+}
 
-    let until = req.now.checked_add_signed(req.snooze).unwrap_or(req.now);
-    save_snooze(store, &account_id, &user, req, until).await?;
-    let changed = status == KeyStatus::Inactive;
-    let mut entry = JournalEntry {
+/// The journal entry of this reactivation, as a success; the caller fills in a failure.
+fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Timestamp) -> JournalEntry {
+    JournalEntry {
         time: req.now,
         action: JournalAction::Reactivate,
         mode: Mode::Enforce.as_str().to_string(),
-        account_id: account_id.clone(),
-        user: user.clone(),
+        account_id: deactivation.account_id.clone(),
+        user: deactivation.user.clone(),
         access_key_id: req.access_key_id.to_string(),
         rules: deactivation.rules.clone(),
         first_seen: None,
@@ -107,34 +144,25 @@ where
         reason: Some(req.reason.to_string()),
         operator: Some(req.operator.to_string()),
         run: req.run.clone(),
-    };
-    if changed {
-        let call = actions.activate(&account_id, &user, req.access_key_id).await.err();
-        let after = current_status(actions, &account_id, &user, req.access_key_id).await;
-        if !matches!(after, Ok(KeyStatus::Active)) {
-            entry.outcome = "error".into();
-            entry.error = Some(match (&call, &after) {
-                (Some(e), _) => e.to_string(),
-                (None, Err(e)) => e.to_string(),
-                (None, Ok(_)) => "the read-back shows the key still Inactive".into(),
-            });
-        }
     }
-    let journaled = journal.append(std::slice::from_ref(&entry)).await;
-    if let Some(error) = entry.error {
-        return Err(failed(format!(
-            "could not reactivate {} of {user}: {error} (the snooze until {} is saved)",
-            req.access_key_id,
-            crate::sys::timefmt::format(&until)
-        )));
+}
+
+/// UpdateAccessKey (Active), then a read-back, which decides: `None` when the key is Active,
+/// else what went wrong.
+async fn activate<A: KeyActions + Sync>(
+    actions: &A,
+    account_id: &str,
+    user: &str,
+    access_key_id: &str,
+) -> Option<String> {
+    let call = actions.activate(account_id, user, access_key_id).await.err();
+    let after = current_status(actions, account_id, user, access_key_id).await;
+    match (call, after) {
+        (_, Ok(KeyStatus::Active)) => None,
+        (Some(e), _) => Some(e.to_string()),
+        (None, Err(e)) => Some(e.to_string()),
+        (None, Ok(_)) => Some("the read-back shows the key still Inactive".into()),
     }
-    journaled.map_err(|e| failed(format!("{} is Active again, but {e}", req.access_key_id)))?;
-    Ok(Reactivated {
-        account_id,
-        user,
-        until,
-        changed,
-    })
 }
 
 async fn current_status<A: KeyActions + Sync>(

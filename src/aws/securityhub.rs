@@ -115,7 +115,7 @@ impl SecurityHub {
             .unwrap_or_else(|| "us-east-1".into());
         let endpoint = match hub.endpoint_url.clone().or_else(|| aws.endpoint_url.clone()) {
             Some(e) => e.trim_end_matches('/').to_string(),
-            None if crate::output::asff::partition(&region) == "aws-cn" => {
+            None if crate::core::arn::partition(&region) == "aws-cn" => {
                 format!("https://securityhub.{region}.amazonaws.com.cn")
             }
             None => format!("https://securityhub.{region}.amazonaws.com"),
@@ -224,6 +224,34 @@ impl SecurityHub {
     }
 
     async fn attempt(&self, operation: &'static str, path: &str, body: &[u8]) -> Result<Value, HubError> {
+        let transport = |message: String| HubError::Transport { operation, message };
+        let request = self.signed(operation, path, body).await?;
+        let response = self
+            .connector
+            .call(request)
+            .await
+            .map_err(|e| transport(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
+        let status = response.status().as_u16();
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|t| t.split(':').next().unwrap_or_default().to_string());
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transport(e.to_string()))?
+            .to_bytes();
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(parsed);
+        }
+        Err(service_error(operation, status, error_type, &parsed, &bytes))
+    }
+
+    /// The POST of `body` to `path`, signed with SigV4 for `securityhub` with the current
+    /// credentials.
+    async fn signed(&self, operation: &'static str, path: &str, body: &[u8]) -> Result<SmithyRequest, HubError> {
         let creds = self
             .credentials
             .provide_credentials()
@@ -261,48 +289,37 @@ impl SecurityHub {
             .map_err(|e| transport(e.to_string()))?
             .into_parts();
         instructions.apply_to_request_http1x(&mut request);
-        let request = SmithyRequest::try_from(request.map(SdkBody::from)).map_err(|e| transport(e.to_string()))?;
-        let response = self
-            .connector
-            .call(request)
-            .await
-            .map_err(|e| transport(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
-        let status = response.status().as_u16();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .map(|t| t.split(':').next().unwrap_or_default().to_string());
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| transport(e.to_string()))?
-            .to_bytes();
-        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(parsed);
-        }
-        // REST-JSON errors: the type in a header, else `__type`/`code` in the body.
-        let code = error_type
-            .or_else(|| {
-                parsed["__type"]
-                    .as_str()
-                    .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-            })
-            .or_else(|| parsed["Code"].as_str().map(str::to_string))
-            .or_else(|| parsed["code"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("Http{status}"));
-        let message = parsed["Message"]
-            .as_str()
-            .or_else(|| parsed["message"].as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-        Err(HubError::Service {
-            operation,
-            status,
-            code,
-            message,
+        SmithyRequest::try_from(request.map(SdkBody::from)).map_err(|e| transport(e.to_string()))
+    }
+}
+
+/// A REST-JSON error answer: the type in a header, else `__type`/`code` in the body.
+fn service_error(
+    operation: &'static str,
+    status: u16,
+    error_type: Option<String>,
+    parsed: &Value,
+    bytes: &[u8],
+) -> HubError {
+    let code = error_type
+        .or_else(|| {
+            parsed["__type"]
+                .as_str()
+                .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
         })
+        .or_else(|| parsed["Code"].as_str().map(str::to_string))
+        .or_else(|| parsed["code"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("Http{status}"));
+    let message = parsed["Message"]
+        .as_str()
+        .or_else(|| parsed["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).chars().take(300).collect());
+    HubError::Service {
+        operation,
+        status,
+        code,
+        message,
     }
 }
 

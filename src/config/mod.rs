@@ -27,11 +27,8 @@ pub const ENV_PREFIX: &str = "KEYWARDEN_";
 // ---------------------------------------------------------------------------------------------
 // Validated layer.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+/// `log.format`; the type is the logger's own, so `sys` needs nothing from the config.
+pub use crate::sys::logging::LogFormat;
 
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -156,7 +153,7 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: PerKey,
     /// TLS and basic auth of the listener; swapped in on reload.
-    pub metrics_web: Arc<crate::server::web::Web>,
+    pub metrics_web: Arc<crate::sys::web::Web>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The merged raw values, for `check-config` to print.

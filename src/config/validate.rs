@@ -431,14 +431,14 @@ impl Checker<'_, '_> {
 
     /// The listener's address, and its TLS and basic auth (certificate files are read here, so
     /// `check-config` names a missing one).
-    fn listener(&mut self, raw: &RawMetrics) -> Option<(SocketAddr, Arc<crate::server::web::Web>)> {
+    fn listener(&mut self, raw: &RawMetrics) -> Option<(SocketAddr, Arc<crate::sys::web::Web>)> {
         let listen = raw.listen.parse::<SocketAddr>().ok();
         if listen.is_none() {
             let message = format!("{:?} is not an address:port such as \"127.0.0.1:9786\"", raw.listen);
             self.push("metrics.listen", message);
         }
         let tls = raw.tls.as_ref().map(|t| {
-            crate::server::web::tls_acceptor(&t.cert_file, &t.key_file)
+            crate::sys::web::tls_acceptor(&t.cert_file, &t.key_file)
                 .map_err(|e| self.push("metrics.tls", e))
                 .ok()
         });
@@ -447,7 +447,7 @@ impl Checker<'_, '_> {
             if user.is_empty() || user.contains(':') {
                 self.push(&key, "a user name must be non-empty and without ':'");
             }
-            if let Err(e) = crate::server::web::check_hash(hash) {
+            if let Err(e) = crate::sys::web::check_hash(hash) {
                 self.push(&key, e);
             }
         }
@@ -455,7 +455,7 @@ impl Checker<'_, '_> {
             Some(acceptor) => Some(acceptor?),
             None => None,
         };
-        let web = crate::server::web::Web::new(tls, raw.basic_auth_users.clone());
+        let web = crate::sys::web::Web::new(tls, raw.basic_auth_users.clone());
         Some((listen?, Arc::new(web)))
     }
 

@@ -12,6 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::core::arn::partition;
 use crate::core::model::Timestamp;
 use crate::core::report::Report;
 use crate::core::rules::Finding;
@@ -21,17 +22,6 @@ pub const SCHEMA_VERSION: &str = "2018-10-08";
 /// `GeneratorId` of every keywarden finding: what the archive step lists.
 pub const GENERATOR_ID: &str = "keywarden";
 const TYPE: &str = "Software and Configuration Checks/Industry and Regulatory Standards/CIS AWS Foundations Benchmark";
-
-/// `aws`, `aws-cn` or `aws-us-gov`, from the region's name.
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
 
 /// The default product of `account`: where an account imports its own findings.
 pub fn product_arn(region: &str, account: &str) -> String {

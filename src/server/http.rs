@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::server::metrics::Metrics;
-use crate::server::web::Web;
+use crate::sys::web::Web;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

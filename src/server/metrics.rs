@@ -69,6 +69,9 @@ fn reg<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c:
 }
 
 impl Metrics {
+    /// Declares every process metric (name, help, labels) and registers it. It is long
+    /// because it is the one list of them: split up, a metric would be declared in one place
+    /// and registered in another.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let build_info = IntGaugeVec::new(opts("keywarden_build_info", "keywarden build, value 1"), &["version"])?;

@@ -1,6 +1,5 @@
-//! The admin HTTP listener (`http`), its TLS and basic auth (`web`) and the metrics it serves
-//! (`metrics`).
+//! The admin HTTP listener (`http`) and the metrics it serves (`metrics`); its TLS and basic
+//! auth are `sys::web`, built when the config is loaded.
 
 pub mod http;
 pub mod metrics;
-pub mod web;

@@ -189,6 +189,14 @@ impl Table {
     /// `keywarden state init`: creates the table (on-demand, `pk`/`sk`), waits until it is
     /// active and turns TTL on. Idempotent: an existing table is checked, not recreated.
     pub async fn init(&self, wait: Duration) -> Result<String, StoreError> {
+        let mut said = self.create().await?;
+        self.wait_until_active(wait).await?;
+        said.push_str(self.enable_ttl().await?);
+        Ok(said)
+    }
+
+    /// CreateTable; a table that exists already is fine (checked next).
+    async fn create(&self) -> Result<String, StoreError> {
         let attr = |name: &str| {
             AttributeDefinition::builder()
                 .attribute_name(name)
@@ -207,11 +215,15 @@ impl Table {
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await;
-        let mut said = match created {
-            Ok(_) => format!("created table {}", self.name),
-            Err(e) if e.code() == Some("ResourceInUseException") => format!("table {} exists", self.name),
-            Err(e) => return Err(self.error("CreateTable", &e)),
-        };
+        match created {
+            Ok(_) => Ok(format!("created table {}", self.name)),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(format!("table {} exists", self.name)),
+            Err(e) => Err(self.error("CreateTable", &e)),
+        }
+    }
+
+    /// Polls DescribeTable until the table is active, refusing one with another key schema.
+    async fn wait_until_active(&self, wait: Duration) -> Result<(), StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let d = self
@@ -237,13 +249,17 @@ impl Table {
                 )));
             }
             if t.table_status == Some(TableStatus::Active) {
-                break;
+                return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(self.invalid("not active after waiting; run `keywarden state init` again"));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// Turns TTL on attribute `ttl` on unless it is already; says which.
+    async fn enable_ttl(&self) -> Result<&'static str, StoreError> {
         let ttl = self
             .client
             .describe_time_to_live()
@@ -257,24 +273,22 @@ impl Table {
                 Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
             ) && d.attribute_name.as_deref() == Some("ttl")
         });
-        if !on {
-            let spec = TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name("ttl")
-                .build()
-                .map_err(|e| self.invalid(e))?;
-            self.client
-                .update_time_to_live()
-                .table_name(&self.name)
-                .time_to_live_specification(spec)
-                .send()
-                .await
-                .map_err(|e| self.error("UpdateTimeToLive", &e))?;
-            said.push_str("; TTL on attribute ttl enabled");
-        } else {
-            said.push_str("; TTL on attribute ttl already enabled");
+        if on {
+            return Ok("; TTL on attribute ttl already enabled");
         }
-        Ok(said)
+        let spec = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name("ttl")
+            .build()
+            .map_err(|e| self.invalid(e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.name)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateTimeToLive", &e))?;
+        Ok("; TTL on attribute ttl enabled")
     }
 }
 

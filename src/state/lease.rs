@@ -102,89 +102,108 @@ impl Lease {
         let step = self.tracker().step(current.as_ref(), Instant::now());
         let rvn = uuid::Uuid::new_v4().to_string();
         let sent = Instant::now();
-        let client = &self.table.client;
         let result = match &step {
             Step::Wait => return Ok(Change::None),
-            Step::Take { expect: None } => {
-                let mut item = key(PK, SK);
-                item.insert("holder".into(), s(&self.me));
-                item.insert("rvn".into(), s(&rvn));
-                item.insert("fence".into(), AttributeValue::N("1".into()));
-                item.insert("released".into(), AttributeValue::Bool(false));
-                client
-                    .put_item()
-                    .table_name(&self.table.name)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .send()
-                    .await
-                    .map(|_| Some(1))
-                    .map_err(|e| self.table.conditional("PutItem (lease)", &e))
-            }
-            Step::Take { expect: Some(seen) } => client
-                .update_item()
-                .table_name(&self.table.name)
-                .set_key(Some(key(PK, SK)))
-                .update_expression("SET #h = :me, #r = :rvn, #rel = :no ADD #f :one")
-                .condition_expression("#r = :seen")
-                .expression_attribute_names("#h", "holder")
-                .expression_attribute_names("#r", "rvn")
-                .expression_attribute_names("#rel", "released")
-                .expression_attribute_names("#f", "fence")
-                .expression_attribute_values(":me", s(&self.me))
-                .expression_attribute_values(":rvn", s(&rvn))
-                .expression_attribute_values(":no", AttributeValue::Bool(false))
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .expression_attribute_values(":seen", s(seen))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await
-                .map(|out| out.attributes.as_ref().map(record).map(|r| r.fence))
-                .map_err(|e| self.table.conditional("UpdateItem (lease)", &e)),
-            Step::Renew { fence } => client
-                .update_item()
-                .table_name(&self.table.name)
-                .set_key(Some(key(PK, SK)))
-                .update_expression("SET #r = :rvn")
-                .condition_expression("#h = :me AND #f = :f AND #rel = :no")
-                .expression_attribute_names("#h", "holder")
-                .expression_attribute_names("#r", "rvn")
-                .expression_attribute_names("#rel", "released")
-                .expression_attribute_names("#f", "fence")
-                .expression_attribute_values(":me", s(&self.me))
-                .expression_attribute_values(":rvn", s(&rvn))
-                .expression_attribute_values(":no", AttributeValue::Bool(false))
-                .expression_attribute_values(":f", AttributeValue::N(fence.to_string()))
-                .send()
-                .await
-                .map(|_| Some(*fence))
-                .map_err(|e| self.table.conditional("UpdateItem (lease)", &e)),
+            Step::Take { expect: None } => self.create(&rvn).await,
+            Step::Take { expect: Some(seen) } => self.take_over(seen, &rvn).await,
+            Step::Renew { fence } => self.renew(*fence, &rvn).await,
         };
+        self.settle(result, &step, sent)
+    }
+
+    /// Takes a lease nobody ever held: the item is written only if it does not exist.
+    async fn create(&self, rvn: &str) -> Result<Option<u64>, (bool, StoreError)> {
+        let mut item = key(PK, SK);
+        item.insert("holder".into(), s(&self.me));
+        item.insert("rvn".into(), s(rvn));
+        item.insert("fence".into(), AttributeValue::N("1".into()));
+        item.insert("released".into(), AttributeValue::Bool(false));
+        self.table
+            .client
+            .put_item()
+            .table_name(&self.table.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map(|_| Some(1))
+            .map_err(|e| self.table.conditional("PutItem (lease)", &e))
+    }
+
+    /// Takes an abandoned (or released) lease, conditional on the rvn watched for a whole
+    /// lease being still there; the fence goes up.
+    async fn take_over(&self, seen: &str, rvn: &str) -> Result<Option<u64>, (bool, StoreError)> {
+        self.table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(key(PK, SK)))
+            .update_expression("SET #h = :me, #r = :rvn, #rel = :no ADD #f :one")
+            .condition_expression("#r = :seen")
+            .expression_attribute_names("#h", "holder")
+            .expression_attribute_names("#r", "rvn")
+            .expression_attribute_names("#rel", "released")
+            .expression_attribute_names("#f", "fence")
+            .expression_attribute_values(":me", s(&self.me))
+            .expression_attribute_values(":rvn", s(rvn))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":seen", s(seen))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map(|out| out.attributes.as_ref().map(record).map(|r| r.fence))
+            .map_err(|e| self.table.conditional("UpdateItem (lease)", &e))
+    }
+
+    /// Renews ours: a new rvn, conditional on holder and fence (and not released).
+    async fn renew(&self, fence: u64, rvn: &str) -> Result<Option<u64>, (bool, StoreError)> {
+        self.table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(key(PK, SK)))
+            .update_expression("SET #r = :rvn")
+            .condition_expression("#h = :me AND #f = :f AND #rel = :no")
+            .expression_attribute_names("#h", "holder")
+            .expression_attribute_names("#r", "rvn")
+            .expression_attribute_names("#rel", "released")
+            .expression_attribute_names("#f", "fence")
+            .expression_attribute_values(":me", s(&self.me))
+            .expression_attribute_values(":rvn", s(rvn))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":f", AttributeValue::N(fence.to_string()))
+            .send()
+            .await
+            .map(|_| Some(fence))
+            .map_err(|e| self.table.conditional("UpdateItem (lease)", &e))
+    }
+
+    /// What a step's answer means for the tracker: `Err((true, _))` is a refused condition
+    /// (another instance holds or just took it), `Err((false, _))` a failed request.
+    fn settle(
+        &self,
+        result: Result<Option<u64>, (bool, StoreError)>,
+        step: &Step,
+        sent: Instant,
+    ) -> Result<Change, StoreError> {
+        let renewing = matches!(step, Step::Renew { .. });
         let mut t = self.tracker();
-        match (result, step) {
-            (Ok(Some(fence)), Step::Renew { .. }) => {
+        match result {
+            Ok(Some(fence)) => {
                 t.holds(fence, sent);
-                Ok(Change::None)
+                Ok(if renewing { Change::None } else { Change::Acquired })
             }
-            (Ok(Some(fence)), _) => {
-                t.holds(fence, sent);
-                Ok(Change::Acquired)
-            }
-            (Ok(None), _) => Err(self.table.invalid("the lease update returned no fence")),
+            Ok(None) => Err(self.table.invalid("the lease update returned no fence")),
             // Another instance took it (or won the race to take it).
-            (Err((true, _)), Step::Renew { .. }) => {
+            Err((true, _)) if renewing => {
                 t.lost();
                 Ok(Change::Lost)
             }
-            (Err((true, _)), _) => Ok(Change::None),
-            (Err((false, e)), Step::Renew { .. }) => {
-                if t.renewal_failed(Instant::now()) {
-                    Ok(Change::Lost)
-                } else {
-                    Err(e)
-                }
-            }
-            (Err((false, e)), _) => Err(e),
+            Err((true, _)) => Ok(Change::None),
+            // A failed renewal ends the lease only once it can no longer be counted valid.
+            Err((false, _)) if renewing && t.renewal_failed(Instant::now()) => Ok(Change::Lost),
+            Err((false, e)) => Err(e),
         }
     }
 

@@ -8,8 +8,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogFormat};
-
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// `log.level = "info"` means keywarden at info and dependencies at warn, so the SDK's own
@@ -26,9 +24,16 @@ fn filter(level: &str) -> EnvFilter {
     EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Initializes the global subscriber once; later calls do nothing.
-pub fn init(config: &Config, journal: bool) {
-    let filter = filter(&config.log_level);
+/// How log lines look on stderr (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Initializes the global subscriber once; later calls do nothing. `level` is `log.level`.
+pub fn init(level: &str, format: LogFormat, journal: bool) {
+    let filter = filter(level);
     if journal && Path::new(JOURNAL_SOCKET).exists() {
         match tracing_journald::layer() {
             Ok(layer) => {
@@ -48,7 +53,7 @@ pub fn init(config: &Config, journal: bool) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = match config.log_format {
+    let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

@@ -1,8 +1,10 @@
-//! Talking to the host: the sd-notify protocol (`notify`), logging to journald or stderr
-//! (`logging`), RFC 3339 time formats (`timefmt`) and who is acting (`host`: host name, run id,
-//! operator).
+//! The shared leaf every edge may use (it imports only `core`): the sd-notify protocol
+//! (`notify`), logging to journald or stderr (`logging`), RFC 3339 time formats (`timefmt`),
+//! who is acting (`host`: host name, run id, operator) and the admin listener's TLS and basic
+//! auth (`web`, loaded with the config so that `check-config` names a bad file).
 
 pub mod host;
 pub mod logging;
 pub mod notify;
 pub mod timefmt;
+pub mod web;
