@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use aws_sdk_iam::config::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_iam::error::DisplayErrorContext;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
@@ -296,7 +295,7 @@ async fn assume(
     let first = provider
         .provide_credentials()
         .await
-        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| crate::aws::credentials::assume_role_failed(&e, arn))?;
     drop(permit);
     let primed = Primed {
         first: std::sync::Mutex::new(Some(first)),

@@ -56,6 +56,7 @@ pub async fn sdk_config(s: &AwsSettings) -> SdkConfig {
     if let Some(p) = &s.profile {
         loader = loader.profile_name(p);
     }
+    crate::aws::credentials::configured_profile(s.profile.as_deref());
     if let Some(e) = &s.endpoint_url {
         loader = loader.endpoint_url(e);
     }
@@ -635,12 +636,13 @@ fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
 pub(crate) fn describe<E, R>(e: &SdkError<E, R>) -> ServiceError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let message = match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_string(),
-        _ => DisplayErrorContext(e).to_string(),
+        // A request that never left because its credentials could not be had: say what to do.
+        _ => crate::aws::credentials::explain(e).unwrap_or_else(|| DisplayErrorContext(e).to_string()),
     };
     ServiceError {
         code: e.code().map(str::to_string),

@@ -1,9 +1,11 @@
 //! The AWS edge: the SDK's configuration and the IAM client of one account (`iam`), which
 //! accounts a run reads and how (`accounts`), the credential report parser
-//! (`credential_report`) and the per-account request budget (`ratelimit`).
+//! (`credential_report`), the per-account request budget (`ratelimit`) and what to do when
+//! the credentials cannot be had (`credentials`).
 
 pub mod accounts;
 pub mod credential_report;
+pub mod credentials;
 pub mod iam;
 pub mod ratelimit;
 pub mod securityhub;

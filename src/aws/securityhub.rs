@@ -258,7 +258,8 @@ impl SecurityHub {
             .await
             .map_err(|e| HubError::Credentials {
                 operation,
-                message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                message: crate::aws::credentials::explain(&e)
+                    .unwrap_or_else(|| crate::aws::credentials::chain_text(&e)),
             })?;
         let uri = format!("{}{path}", self.endpoint);
         let transport = |message: String| HubError::Transport { operation, message };

@@ -84,7 +84,7 @@ impl Table {
     pub(crate) fn error<E, R>(&self, operation: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         StoreError(format!(
             "DynamoDB table {}: {operation}: {}",
@@ -101,7 +101,7 @@ impl Table {
     ) -> (bool, StoreError)
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         (
             e.code() == Some("ConditionalCheckFailedException"),

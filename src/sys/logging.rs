@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
-/// `log.level = "info"` means keywarden at info and dependencies at warn, so the SDK's own
-/// chatter stays out; a full filter (`"info,aws_config=debug"`) is taken as written.
+/// `log.level = "info"` means keywarden at info, dependencies at warn and the SDK's config
+/// loading at error, so the SDK's own chatter stays out; a full filter (`"info,aws_config=debug"`) is taken as written.
 fn filter(level: &str) -> EnvFilter {
     if let Ok(f) = EnvFilter::try_from_default_env() {
         return f;
@@ -19,7 +19,9 @@ fn filter(level: &str) -> EnvFilter {
     let directive = if level.contains('=') || level.contains(',') {
         level.to_string()
     } else {
-        format!("warn,keywarden={level}")
+        // The SDK's credential chain warns about each source it tried, in its own type names;
+        // keywarden explains the failure itself (`aws::credentials`).
+        format!("warn,aws_config=error,keywarden={level}")
     };
     EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"))
 }

@@ -105,6 +105,11 @@ impl Moto {
     }
 
     /// `{"ListAccessKeys": ["bob"]}`: those requests fail with AccessDenied.
+    /// The fake SSO portal's valid bearer tokens: `{"TOKEN": "AKID"}` (tests/moto/launcher.py).
+    pub fn set_sso_tokens(&self, json: &str) {
+        self.control("POST", "/_keywarden/sso", json);
+    }
+
     pub fn set_faults(&self, json: &str) {
         self.control("POST", "/_keywarden/faults", json);
     }

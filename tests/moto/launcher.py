@@ -31,6 +31,18 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   `GET /_keywarden/callers` counts the same by the access key id that signed each request
   (`{"AKID...": {"UpdateAccessKey": 2}}`): tests that run several keywarden processes give each
   its own key id to tell their requests apart (moto does not check signatures).
+- A fake of the SSO portal's GetRoleCredentials (`GET /federation/credentials`, what
+  `aws sso login` profiles call): `POST /_keywarden/sso` with body `{"TOKEN": "AKID"}` makes the
+  bearer token TOKEN valid, answered with role credentials whose access key id is AKID; any
+  other token gets the portal's 401 `UnauthorizedException` ("Session token not found or
+  invalid"). Counted as `GetRoleCredentials`.
+- Fakes of the other places the AWS SDK's default chain finds credentials: the ECS/EKS
+  container endpoint (`GET /_keywarden/container-credentials`, for
+  `AWS_CONTAINER_CREDENTIALS_FULL_URI`; with `AWS_CONTAINER_AUTHORIZATION_TOKEN` it must come
+  back as `Authorization`) and the EC2 instance metadata service's IMDSv2 role credentials
+  (`PUT /latest/api/token`, `GET /latest/meta-data/iam/security-credentials/[role]`, for
+  `AWS_EC2_METADATA_SERVICE_ENDPOINT`). Their access key ids are `AKIACONTAINER0000001` and
+  `AKIAINSTANCE00000001`.
 - DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
   item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
@@ -111,6 +123,7 @@ def _error(start_response, status, code):
 
 
 _stats_lock = threading.Lock()
+_sso_tokens = {}
 _stats = {}
 _by_caller = {}
 _in_flight = [0, 0]  # now, most since the last reset
@@ -167,6 +180,69 @@ def _json(start_response, status, obj):
     return [data]
 
 
+def _sso_role_credentials(environ, start_response):
+    """The SSO portal's GetRoleCredentials: role credentials for a valid bearer token."""
+    with _stats_lock:
+        _stats["GetRoleCredentials"] = _stats.get("GetRoleCredentials", 0) + 1
+    key_id = _sso_tokens.get(environ.get("keywarden.sso_bearer_token", ""))
+    if key_id is None:
+        data = json.dumps({"message": "Session token not found or invalid"}).encode()
+        start_response(
+            "401 Unauthorized",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("x-amzn-ErrorType", "UnauthorizedException"),
+            ],
+        )
+        return [data]
+    expiration = int((time.time() + 3600) * 1000)
+    return _json(
+        start_response,
+        "200 OK",
+        {
+            "roleCredentials": {
+                "accessKeyId": key_id,
+                "secretAccessKey": "sso-secret",
+                "sessionToken": "sso-session-token",
+                "expiration": expiration,
+            }
+        },
+    )
+
+
+def _host_credentials(environ, start_response, path):
+    """The container credentials endpoint and IMDSv2, as the SDK's default chain reads them."""
+    expiration = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    if path == "/_keywarden/container-credentials":
+        if environ.get("HTTP_AUTHORIZATION", "") != _faults.get("_container_token", ""):
+            return _json(start_response, "401 Unauthorized", {"message": "bad token"})
+        body = {"AccessKeyId": "AKIACONTAINER0000001", "SecretAccessKey": "container-secret",
+                "Token": "container-session", "Expiration": expiration}
+        return _json(start_response, "200 OK", body)
+    if path == "/latest/api/token" and environ["REQUEST_METHOD"] == "PUT":
+        data = b"imds-session-token"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data))),
+                                  ("x-aws-ec2-metadata-token-ttl-seconds", "21600")])
+        return [data]
+    if environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN") != "imds-session-token":
+        start_response("401 Unauthorized", [("Content-Length", "0")])
+        return []
+    if path == "/latest/meta-data/iam/security-credentials/":
+        data = b"keywarden-instance"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
+        return [data]
+    if path == "/latest/meta-data/iam/security-credentials/keywarden-instance":
+        body = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "AKIAINSTANCE00000001",
+                "SecretAccessKey": "instance-secret", "Token": "instance-session",
+                "Expiration": expiration, "LastUpdated": expiration}
+        return _json(start_response, "200 OK", body)
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return []
+
+
 def make_app():
     moto_app = DomainDispatcherApplication(create_backend_app)
 
@@ -198,6 +274,14 @@ def make_app():
             _faults.clear()
             _faults.update(json.loads(body or b"{}"))
             return _json(start_response, "200 OK", _faults)
+        if path == "/_keywarden/sso":
+            _sso_tokens.clear()
+            _sso_tokens.update(json.loads(body or b"{}"))
+            return _json(start_response, "200 OK", _sso_tokens)
+        if path == "/federation/credentials":
+            return _sso_role_credentials(environ, start_response)
+        if path == "/_keywarden/container-credentials" or path.startswith("/latest/"):
+            return _host_credentials(environ, start_response, path)
         if path.startswith("/moto-api"):
             return moto_app(environ, start_response)
         with _stats_lock:
@@ -288,8 +372,22 @@ def _date_time_string(self, timestamp=None):
     return email.utils.formatdate(now + float(_faults.get("_date_skew", 0)), usegmt=True)
 
 
+_make_environ = WSGIRequestHandler.make_environ
+
+
+def _make_environ_with_sso_token(self):
+    """werkzeug drops request headers with an underscore in their name (as nginx does), and
+    the SSO portal's token header is `x-amz-sso_bearer_token`: pass it on under its own key."""
+    environ = _make_environ(self)
+    token = self.headers.get("x-amz-sso_bearer_token")
+    if token is not None:
+        environ["keywarden.sso_bearer_token"] = token
+    return environ
+
+
 def main():
     WSGIRequestHandler.date_time_string = _date_time_string
+    WSGIRequestHandler.make_environ = _make_environ_with_sso_token
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     server = make_server("127.0.0.1", port, make_app(), threaded=True)
     print(f"PORT {server.server_port}", flush=True)

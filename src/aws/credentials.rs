@@ -1,0 +1,189 @@
+//! Why the AWS credentials could not be had, in words a user can act on.
+//!
+//! The SDK resolves credentials the way the AWS CLI does (environment, the shared config and
+//! credentials files with `source_profile` + `role_arn`, SSO with `sso_session` or the legacy
+//! `sso_start_url`, `credential_process`, web identity, ECS/EKS container credentials,
+//! instance metadata). When that fails, its error says so in its own terms, wrapped in the
+//! request's dispatch error and followed by the Debug form of every layer. [`explain`] finds
+//! the credentials error in that chain and says what to do instead: log in to SSO again, what
+//! a failing `credential_process` printed, or where it looked for credentials. Nothing it
+//! prints names a cargo feature or an SDK type.
+
+use std::error::Error;
+use std::sync::RwLock;
+
+use aws_credential_types::provider::error::CredentialsError;
+
+/// The profile the SDK was last configured with (`aws.profile`), for the advice's
+/// `--profile`; `AWS_PROFILE` or `default` otherwise.
+static PROFILE: RwLock<Option<String>> = RwLock::new(None);
+
+/// Remembers `aws.profile` for the advice (`iam::sdk_config` calls it).
+pub fn configured_profile(profile: Option<&str>) {
+    if let Ok(mut p) = PROFILE.write() {
+        *p = profile.map(str::to_string);
+    }
+}
+
+fn profile_name() -> String {
+    PROFILE
+        .read()
+        .ok()
+        .and_then(|p| p.clone())
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// What kind of credentials failure the SDK reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No source in the chain had credentials.
+    NotLoaded,
+    /// A source was configured but could not give credentials (expired SSO token, failed
+    /// process, denied AssumeRole, bad profile).
+    Provider,
+}
+
+/// The credentials error in `err`'s source chain, explained; `None` when `err` is not about
+/// credentials.
+pub fn explain(err: &(dyn Error + 'static)) -> Option<String> {
+    let mut current: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            let failure = match c {
+                CredentialsError::CredentialsNotLoaded(_) => Failure::NotLoaded,
+                _ => Failure::Provider,
+            };
+            return Some(advice(failure, &chain_text(c), &profile_name()));
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Why AssumeRole into a target account's role failed: the chain's own words (the service's
+/// AccessDenied names the principal and the action), without the SDK's Debug forms.
+pub fn assume_role_failed(err: &CredentialsError, role_arn: &str) -> String {
+    format!("cannot assume {role_arn}: {}", chain_text(err))
+}
+
+/// The Display texts of an error and its sources, joined, each said once (layers often
+/// repeat their source's text).
+pub fn chain_text(err: &(dyn Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The advice for a failure whose SDK text is `text` (pure, so it is unit-tested on the
+/// texts the SDK gives).
+pub fn advice(failure: Failure, text: &str, profile: &str) -> String {
+    let lower = text.to_lowercase();
+    let sso_expired = lower.contains("sso token has expired")
+        || lower.contains("unauthorizedexception")
+        || lower.contains("session token not found or invalid")
+        || (lower.contains("sso") && lower.contains("cache") && lower.contains("failed to read"));
+    if sso_expired {
+        return format!(
+            "the AWS SSO session of profile {profile} has expired or was never started ({text}): run `aws sso login --profile {profile}`, then try again"
+        );
+    }
+    if let Some(i) = text.find("external process exited with code") {
+        let what = text[i..].trim_end_matches(|c: char| c == ')' || c.is_whitespace());
+        return format!("the credential_process of profile {profile} failed: {what}");
+    }
+    if failure == Failure::NotLoaded {
+        return format!(
+            "no AWS credentials found: looked in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), profile {profile} of the shared config and credentials files (~/.aws/config, ~/.aws/credentials), web identity (AWS_WEB_IDENTITY_TOKEN_FILE), ECS/EKS container credentials and the EC2 instance role; set AWS_PROFILE to a configured profile, or run `aws configure`"
+        );
+    }
+    let feature = lower.contains("cargo feature");
+    if feature {
+        // Never shown as such: every credential source of the AWS CLI is built in, so this
+        // means a source this build does not know at all.
+        return format!("profile {profile} uses a credential source keywarden does not support");
+    }
+    format!("cannot load the AWS credentials of profile {profile}: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_sso_token_says_to_log_in_again() {
+        for text in [
+            "the SSO token has expired and cannot be refreshed",
+            "service error: UnauthorizedException: Session token not found or invalid",
+            "failed to read `/home/u/.aws/sso/cache/3c2f.json`: No such file or directory",
+        ] {
+            let a = advice(Failure::Provider, text, "corp-audit");
+            assert!(a.contains("run `aws sso login --profile corp-audit`"), "{text} -> {a}");
+        }
+    }
+
+    #[test]
+    fn a_failing_credential_process_shows_its_exit_code_and_stderr() {
+        let text = "an error occurred while loading credentials: Error retrieving credentials: external process exited with code exit status: 3. Stderr: vault is locked\n";
+        let a = advice(Failure::Provider, text, "vault");
+        assert_eq!(
+            a,
+            "the credential_process of profile vault failed: external process exited with code exit status: 3. Stderr: vault is locked"
+        );
+    }
+
+    #[test]
+    fn no_credentials_lists_where_it_looked_and_never_names_cargo() {
+        let a = advice(
+            Failure::NotLoaded,
+            "no providers in chain provided credentials",
+            "default",
+        );
+        assert!(a.starts_with("no AWS credentials found"), "{a}");
+        assert!(a.contains("profile default"), "{a}");
+        let b = advice(
+            Failure::Provider,
+            "This behavior requires following cargo feature(s) enabled: sso",
+            "x",
+        );
+        assert!(!b.to_lowercase().contains("cargo"), "{b}");
+    }
+
+    #[test]
+    fn other_failures_keep_the_sdks_text() {
+        let a = advice(Failure::Provider, "profile `nope` was not defined", "nope");
+        assert_eq!(
+            a,
+            "cannot load the AWS credentials of profile nope: profile `nope` was not defined"
+        );
+    }
+
+    #[test]
+    fn the_credentials_error_is_found_inside_a_wrapping_error() {
+        #[derive(Debug)]
+        struct Wrap(CredentialsError);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl Error for Wrap {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Wrap(CredentialsError::not_loaded(
+            "no providers in chain provided credentials",
+        ));
+        let a = explain(&e).expect("found");
+        assert!(a.starts_with("no AWS credentials found"), "{a}");
+        assert_eq!(explain(&std::io::Error::other("x")), None);
+    }
+}
