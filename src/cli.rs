@@ -111,6 +111,15 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Every AWS action the config needs, per account, and whether these credentials may call
+    /// it (IAM's policy simulator; exit 3 names each missing action, 1 when it cannot tell).
+    CheckAccess {
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+        format: HistoryFormat,
+    },
     /// Parse and validate the config, print the effective config.
     CheckConfig {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).

@@ -22,6 +22,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => check_config(path),
+        Command::CheckAccess { config, format } => match load_config(config.as_deref()) {
+            Ok(cfg) => {
+                logging::init(&cfg.log_level, cfg.log_format, false);
+                check_access(&cfg, format)
+            }
+            Err(code) => code,
+        },
         Command::State { command } => state_command(command),
         Command::Run { config, once } => run_daemon(config, once),
         Command::Reactivate {
@@ -102,6 +109,22 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     println!("# effective configuration (file < KEYWARDEN_* environment < defaults filled in):");
     print!("{}", cfg.effective_toml());
     ExitCode::SUCCESS
+}
+
+fn check_access(cfg: &config::Config, format: HistoryFormat) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let report = rt.block_on(keywarden::app::check_access::check_access(cfg));
+    match format {
+        HistoryFormat::Json => println!("{}", keywarden::output::access::to_json(&report)),
+        HistoryFormat::Table => print!("{}", keywarden::output::access::to_table(&report)),
+    }
+    for m in report.missing() {
+        eprintln!("keywarden: missing permission: {m}");
+    }
+    ExitCode::from(report.exit_code() as u8)
 }
 
 fn run_audit(

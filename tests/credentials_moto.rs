@@ -259,7 +259,10 @@ async fn web_identity_container_and_instance_credentials_work() {
     let moto = Moto::start();
     create_user(&moto.iam(), "alice", None).await;
     let home = Home::new("cred-hosts", &moto, "");
-    let token = home.dir.write("web-identity-token", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJrZXl3YXJkZW4ifQ.c2ln");
+    let token = home.dir.write(
+        "web-identity-token",
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJrZXl3YXJkZW4ifQ.c2ln",
+    );
 
     // Web identity (EKS IRSA, GitHub Actions OIDC): AssumeRoleWithWebIdentity at moto.
     let _ = moto.take_stats();

@@ -129,8 +129,17 @@ async fn iam_policies_allow_exactly_what_the_code_calls() {
     moto.take_stats();
     let (code, _, _) = audit_json(&moto_config(&dir, &moto, EXTRA), &[]);
     assert_eq!(code, 3);
-    let audit_calls = called(moto.take_stats());
+    let mut audit_calls = called(moto.take_stats());
     assert!(audit_calls.contains("iam:ListUserTags"), "{audit_calls:?}");
+    // The credential-report mode (`auto` takes it in large accounts) reads IAM its own way.
+    let (code, _, _) = audit_json(
+        &moto_config_aws(&dir, &moto, "inventory = \"credential-report\"\n", EXTRA),
+        &[],
+    );
+    assert_eq!(code, 3);
+    let report_calls = called(moto.take_stats());
+    assert!(report_calls.contains("iam:GetCredentialReport"), "{report_calls:?}");
+    audit_calls.extend(report_calls);
     let not_allowed: Vec<_> = audit_calls.difference(&audit_policy).collect();
     assert!(
         not_allowed.is_empty(),

@@ -19,6 +19,9 @@ _keywarden() {
             keywarden,audit)
                 cmd="keywarden__subcmd__audit"
                 ;;
+            keywarden,check-access)
+                cmd="keywarden__subcmd__check__subcmd__access"
+                ;;
             keywarden,check-config)
                 cmd="keywarden__subcmd__check__subcmd__config"
                 ;;
@@ -39,6 +42,9 @@ _keywarden() {
                 ;;
             keywarden__subcmd__help,audit)
                 cmd="keywarden__subcmd__help__subcmd__audit"
+                ;;
+            keywarden__subcmd__help,check-access)
+                cmd="keywarden__subcmd__help__subcmd__check__subcmd__access"
                 ;;
             keywarden__subcmd__help,check-config)
                 cmd="keywarden__subcmd__help__subcmd__check__subcmd__config"
@@ -89,7 +95,7 @@ _keywarden() {
 
     case "${cmd}" in
         keywarden)
-            opts="-h -V --help --version run audit history reactivate state check-config help"
+            opts="-h -V --help --version run audit history reactivate state check-access check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -128,6 +134,28 @@ _keywarden() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        keywarden__subcmd__check__subcmd__access)
+            opts="-h --config --format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         keywarden__subcmd__check__subcmd__config)
             opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -143,7 +171,7 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help)
-            opts="run audit history reactivate state check-config help"
+            opts="run audit history reactivate state check-access check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +185,20 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__help__subcmd__check__subcmd__access)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

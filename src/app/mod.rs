@@ -3,6 +3,7 @@
 //! undoing a deactivation (`reactivate`), and the findings' export to Security Hub (`export`).
 
 pub mod audit;
+pub mod check_access;
 pub mod cycle;
 pub mod daemon;
 pub mod execute;

@@ -209,6 +209,12 @@ impl Fleet {
         }
     }
 
+    /// The accounts that could not be reached, and discovery errors, as inventories with
+    /// errors.
+    pub fn failed(&self) -> &[AccountInventory] {
+        &self.failed
+    }
+
     /// The connected accounts with their SDK settings, in account order.
     pub fn sdks(&self) -> Vec<(&str, &SdkConfig)> {
         self.clients.iter().map(|(id, _, sdk)| (id.as_str(), sdk)).collect()

@@ -1,7 +1,7 @@
 //! The AWS edge: the SDK's configuration and the IAM client of one account (`iam`), which
 //! accounts a run reads and how (`accounts`), the credential report parser
 //! (`credential_report`), the per-account request budget (`ratelimit`) and what to do when
-//! the credentials cannot be had (`credentials`).
+//! the credentials cannot be had (`credentials`); the policy simulator (`simulate`).
 
 pub mod accounts;
 pub mod credential_report;
@@ -9,5 +9,6 @@ pub mod credentials;
 pub mod iam;
 pub mod ratelimit;
 pub mod securityhub;
+pub mod simulate;
 
 pub use iam::{account_error, caller_identity, organization_members, sdk_config, Iam, Member};

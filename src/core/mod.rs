@@ -5,6 +5,7 @@
 //! no async runtime, no AWS types, no wire format; it imports nothing outside `core`
 //! (`tests/architecture.rs` checks).
 
+pub mod access;
 pub mod arn;
 pub mod clock;
 pub mod controls;

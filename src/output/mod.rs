@@ -1,6 +1,7 @@
 //! The forms of the report (and of the action journal, `history`): JSON for scripts and the
 //! API, tables for people.
 
+pub mod access;
 pub mod asff;
 pub mod csv;
 pub mod history;

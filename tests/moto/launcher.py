@@ -43,6 +43,12 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   (`PUT /latest/api/token`, `GET /latest/meta-data/iam/security-credentials/[role]`, for
   `AWS_EC2_METADATA_SERVICE_ENDPOINT`). Their access key ids are `AKIACONTAINER0000001` and
   `AKIAINSTANCE00000001`.
+- IAM `SimulatePrincipalPolicy`, which moto lacks, for IAM users and roles of the default
+  account: each action and resource evaluated with moto's own policy engine over the
+  principal's inline, attached and group policies (`allowed`, `explicitDeny`,
+  `implicitDeny`; conditions and permissions boundaries are not modelled). The caller (the
+  user whose access key signed the request) must itself be allowed
+  `iam:SimulatePrincipalPolicy`, else AccessDenied, as with enforced IAM.
 - DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
   item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
@@ -243,6 +249,67 @@ def _host_credentials(environ, start_response, path):
     return []
 
 
+def _principal_policies(backend, arn):
+    """The identity policies of a user or role ARN, as moto's access control collects them."""
+    from moto.iam.access_control import IAMUserAccessKey
+
+    kind, _, name = arn.split(":", 5)[5].partition("/")
+    name = name.rsplit("/", 1)[-1]
+    if kind == "user":
+        backend.get_user(name)  # NoSuchEntity when absent
+        collector = IAMUserAccessKey.__new__(IAMUserAccessKey)
+        collector.account_id, collector.partition, collector._owner_user_name = (
+            backend.account_id, "aws", name)
+        return collector.collect_policies()
+    if kind == "role":
+        backend.get_role(name)
+        policies = [backend.get_role_policy(name, p)[1] for p in backend.list_role_policies(name)]
+        attached, _ = backend.list_attached_role_policies(name)
+        return policies + list(attached)
+    raise ValueError(arn)
+
+
+def _simulate(environ, start_response, params, caller):
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends["123456789012"]["aws"]
+
+    def decide(policies, action, resource):
+        permitted = False
+        for policy in policies:
+            result = IAMPolicy(policy).is_action_permitted(action, resource)
+            if result == PermissionResult.DENIED:
+                return "explicitDeny"
+            permitted = permitted or result == PermissionResult.PERMITTED
+        return "allowed" if permitted else "implicitDeny"
+
+    user = backend.get_user_from_access_key_id(caller) if caller else None
+    if user is None or decide(_principal_policies(backend, user.arn), "iam:SimulatePrincipalPolicy", "*") != "allowed":
+        return _error(start_response, "403 Forbidden", "AccessDenied")
+    try:
+        policies = _principal_policies(backend, params["PolicySourceArn"])
+    except Exception:
+        return _error(start_response, "404 Not Found", "NoSuchEntity")
+    actions = [v for k, v in sorted(params.items()) if k.startswith("ActionNames.member.")]
+    resources = [v for k, v in sorted(params.items()) if k.startswith("ResourceArns.member.")] or ["*"]
+    members = "".join(
+        f"<member><EvalActionName>{a}</EvalActionName><EvalResourceName>{r}</EvalResourceName>"
+        f"<EvalDecision>{decide(policies, a, r)}</EvalDecision><MatchedStatements/><MissingContextValues/></member>"
+        for a in actions
+        for r in resources
+    )
+    data = (
+        '<SimulatePrincipalPolicyResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+        f"<SimulatePrincipalPolicyResult><IsTruncated>false</IsTruncated><EvaluationResults>{members}"
+        "</EvaluationResults></SimulatePrincipalPolicyResult>"
+        "<ResponseMetadata><RequestId>00000000-0000-0000-0000-000000000001</RequestId></ResponseMetadata>"
+        "</SimulatePrincipalPolicyResponse>"
+    ).encode()
+    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
 def make_app():
     moto_app = DomainDispatcherApplication(create_backend_app)
 
@@ -336,6 +403,8 @@ def make_app():
         missing = _faults.get("_missing", {}).get(action, [])
         if "*" in missing or params.get("UserName") in missing:
             return _error(start_response, "404 Not Found", "NoSuchEntity")
+        if action == "SimulatePrincipalPolicy":
+            return _simulate(environ, start_response, params, caller.group(1) if caller else None)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         other_account = _faults.get("_report_account")

@@ -1,0 +1,356 @@
+//! Which AWS actions a configuration needs, on which resources and with whose credentials
+//! (`keywarden check-access`), and what the answers add up to.
+//!
+//! One table for the whole program: the packaged IAM policies are compared with it
+//! (`packaging/iam-policy*.json`, unit tests below), so a feature that starts calling a new
+//! action must add it here, and the policies follow.
+
+/// Whose credentials make the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// The credentials keywarden starts with (discovery, AssumeRole, the state table).
+    Ambient,
+    /// Each audited account's own credentials (the ambient ones, or its assumed role).
+    Account,
+}
+
+/// What a configuration uses, as far as permissions go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// ListAccessKeys + GetAccessKeyLastUsed per user (`api` and `auto` modes).
+    pub api_reads: bool,
+    /// GenerateCredentialReport + GetCredentialReport (`credential-report` and `auto`).
+    pub credential_report: bool,
+    /// ListUserTags (owners from tags, tag exemptions, `user_tag` exemptions).
+    pub tags: bool,
+    /// `enforcement.mode = "enforce"`: the fresh re-read and UpdateAccessKey.
+    pub enforce: bool,
+    /// `[aws.organization]`: organizations:ListAccounts.
+    pub organization: bool,
+    /// Roles assumed into accounts (sts:AssumeRole on each).
+    pub role_arns: Vec<String>,
+    /// `state.backend = "dynamodb"`: the table's ARN.
+    pub state_table: Option<String>,
+    /// `[export.security_hub]`: the region findings are imported in.
+    pub security_hub_region: Option<String>,
+}
+
+/// One action a run needs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Need {
+    pub scope: Scope,
+    /// `service:Action`, as IAM policies name it.
+    pub action: String,
+    /// The resource the permission is checked on (`*` where the action has none).
+    pub resource: String,
+    /// The feature that needs it, in the config's words.
+    pub why: &'static str,
+}
+
+pub const AUDIT: [&str; 3] = ["iam:GetAccountSummary", "iam:ListUsers", "iam:ListAccessKeys"];
+pub const API_READS: [&str; 1] = ["iam:GetAccessKeyLastUsed"];
+pub const CREDENTIAL_REPORT: [&str; 2] = ["iam:GenerateCredentialReport", "iam:GetCredentialReport"];
+pub const TAGS: [&str; 1] = ["iam:ListUserTags"];
+pub const ENFORCE: [&str; 2] = ["iam:GetUser", "iam:UpdateAccessKey"];
+pub const ORGANIZATION: [&str; 1] = ["organizations:ListAccounts"];
+pub const ASSUME_ROLE: &str = "sts:AssumeRole";
+/// The run's use of the table: transactions are authorized as their item actions.
+pub const STATE_TABLE: [&str; 6] = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+];
+pub const SECURITY_HUB: [&str; 2] = ["securityhub:BatchImportFindings", "securityhub:GetFindings"];
+
+/// Every action `f` needs in `account_id` (of `partition`), in a stable order. Account-scoped
+/// needs are per audited account; ambient ones are listed once, whatever `account_id` is.
+pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
+    let mut out = Vec::new();
+    let mut add = |scope, actions: &[&str], resource: &str, why| {
+        for a in actions {
+            out.push(Need {
+                scope,
+                action: a.to_string(),
+                resource: resource.to_string(),
+                why,
+            });
+        }
+    };
+    let users = format!("arn:{partition}:iam::{account_id}:user/*");
+    add(Scope::Account, &AUDIT, "*", "audit");
+    if f.api_reads {
+        add(Scope::Account, &API_READS, "*", "audit (aws.inventory api or auto)");
+    }
+    if f.credential_report {
+        add(
+            Scope::Account,
+            &CREDENTIAL_REPORT,
+            "*",
+            "audit (aws.inventory credential-report or auto)",
+        );
+    }
+    if f.tags {
+        add(Scope::Account, &TAGS, "*", "owners or exemptions from user tags");
+    }
+    if f.enforce {
+        add(Scope::Account, &ENFORCE, &users, "enforcement.mode = \"enforce\"");
+    }
+    if let Some(region) = &f.security_hub_region {
+        let hub = format!("arn:{partition}:securityhub:{region}:{account_id}:product/{account_id}/default");
+        add(Scope::Account, &SECURITY_HUB[..1], &hub, "[export.security_hub]");
+        let hub = format!("arn:{partition}:securityhub:{region}:{account_id}:hub/default");
+        add(Scope::Account, &SECURITY_HUB[1..], &hub, "[export.security_hub]");
+    }
+    if f.organization {
+        add(Scope::Ambient, &ORGANIZATION, "*", "[aws.organization]");
+    }
+    for role in &f.role_arns {
+        add(
+            Scope::Ambient,
+            &[ASSUME_ROLE],
+            role,
+            "[[aws.accounts]] role_arn / [aws.organization]",
+        );
+    }
+    if let Some(table) = &f.state_table {
+        add(Scope::Ambient, &STATE_TABLE, table, "state.backend = \"dynamodb\"");
+    }
+    out
+}
+
+/// What IAM's policy simulator (or the lack of it) says of one need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Denied: implicitly (no statement allows it) or explicitly (a Deny matches).
+    Missing {
+        explicit: bool,
+    },
+    /// The credentials could not say (no iam:SimulatePrincipalPolicy, a principal the
+    /// simulator does not know); the reason.
+    Unknown(String),
+}
+
+/// The exit code of `check-access` (CONTRACT.md): 3 when anything is missing, else 1 when
+/// anything could not be told, else 0.
+pub fn exit_code<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> i32 {
+    let mut unknown = false;
+    for v in verdicts {
+        match v {
+            Verdict::Missing { .. } => return 3,
+            Verdict::Unknown(_) => unknown = true,
+            Verdict::Allowed => {}
+        }
+    }
+    if unknown {
+        1
+    } else {
+        0
+    }
+}
+
+/// The IAM ARN to simulate for a caller ARN (GetCallerIdentity's): a user's is itself; an
+/// assumed role's is its role's, from `known_roles` when one has that name (it keeps the
+/// path), else `None` (the caller must look it up).
+pub fn simulation_arn(caller_arn: &str, known_roles: &[String]) -> Option<String> {
+    let role_name = assumed_role_name(caller_arn)?;
+    let account = caller_arn.split(':').nth(4)?;
+    known_roles
+        .iter()
+        .find(|r| r.rsplit('/').next() == Some(role_name) && r.split(':').nth(4) == Some(account))
+        .cloned()
+}
+
+/// Whether a caller ARN is an IAM user (simulated as itself).
+pub fn is_user(caller_arn: &str) -> bool {
+    caller_arn.split(':').nth(2) == Some("iam") && caller_arn.split(':').nth(5).is_some_and(|r| r.starts_with("user/"))
+}
+
+/// The role name of an assumed-role session ARN.
+pub fn assumed_role_name(caller_arn: &str) -> Option<&str> {
+    let (_, resource) = caller_arn.split_once(":assumed-role/")?;
+    resource.split('/').next().filter(|n| !n.is_empty())
+}
+
+/// What one principal may do.
+#[derive(Debug)]
+pub struct Checked {
+    pub scope: Scope,
+    /// The account checked (for the ambient credentials: their own).
+    pub account_id: String,
+    /// GetCallerIdentity's ARN.
+    pub caller: String,
+    /// The ARN the simulator was asked about, or why there is none.
+    pub simulated: Result<String, String>,
+    pub results: Vec<(Need, Verdict)>,
+}
+
+/// The whole answer.
+#[derive(Debug, Default)]
+pub struct AccessReport {
+    pub checked: Vec<Checked>,
+    /// Accounts or principals that could not be reached at all.
+    pub errors: Vec<String>,
+}
+
+impl AccessReport {
+    /// Each missing action, as `action on resource (account, why)`.
+    pub fn missing(&self) -> Vec<String> {
+        self.checked
+            .iter()
+            .flat_map(|c| {
+                c.results
+                    .iter()
+                    .filter(|(_, v)| matches!(v, Verdict::Missing { .. }))
+                    .map(move |(n, _)| format!("{} on {} (account {}, {})", n.action, n.resource, c.account_id, n.why))
+            })
+            .collect()
+    }
+
+    /// 0 all allowed, 3 some missing, else 1 (something could not be told or reached).
+    pub fn exit_code(&self) -> i32 {
+        let code = exit_code(self.checked.iter().flat_map(|c| c.results.iter().map(|(_, v)| v)));
+        if code == 0 && !self.errors.is_empty() {
+            1
+        } else {
+            code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn all() -> Features {
+        Features {
+            api_reads: true,
+            credential_report: true,
+            tags: true,
+            enforce: true,
+            organization: true,
+            role_arns: vec!["arn:aws:iam::111111111111:role/keywarden-audit".into()],
+            state_table: Some("arn:aws:dynamodb:us-east-1:123456789012:table/keywarden".into()),
+            security_hub_region: Some("us-east-1".into()),
+        }
+    }
+
+    fn actions(needs: &[Need], scope: Scope, prefix: &str) -> BTreeSet<String> {
+        needs
+            .iter()
+            .filter(|n| n.scope == scope && n.action.starts_with(prefix))
+            .map(|n| n.action.clone())
+            .collect()
+    }
+
+    /// The actions of a packaged policy, optionally of one statement only.
+    fn policy(text: &str, sid: Option<&str>) -> BTreeSet<String> {
+        let p: serde_json::Value = serde_json::from_str(text).expect("policy JSON");
+        p["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter(|s| sid.is_none_or(|id| s["Sid"] == id))
+            .flat_map(|s| match &s["Action"] {
+                serde_json::Value::String(a) => vec![a.clone()],
+                v => v
+                    .as_array()
+                    .expect("actions")
+                    .iter()
+                    .map(|a| a.as_str().expect("action").to_string())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_packaged_policies_grant_exactly_what_check_access_checks() {
+        let audit = Features {
+            api_reads: true,
+            credential_report: true,
+            tags: true,
+            ..Features::default()
+        };
+        let a = needs(&audit, "123456789012", "aws");
+        assert_eq!(
+            actions(&a, Scope::Account, "iam:"),
+            policy(include_str!("../../packaging/iam-policy.json"), None)
+        );
+        let e = needs(&all(), "123456789012", "aws");
+        assert_eq!(
+            actions(&e, Scope::Account, "iam:"),
+            policy(include_str!("../../packaging/iam-policy-enforce.json"), None)
+        );
+        let mut central = actions(&e, Scope::Ambient, "sts:");
+        central.extend(actions(&e, Scope::Ambient, "organizations:"));
+        assert_eq!(
+            central,
+            policy(include_str!("../../packaging/iam-policy-central.json"), None)
+        );
+        assert_eq!(
+            actions(&e, Scope::Ambient, "dynamodb:"),
+            policy(
+                include_str!("../../packaging/iam-policy-dynamodb.json"),
+                Some("KeywardenStateTable")
+            )
+        );
+        assert_eq!(
+            actions(&e, Scope::Account, "securityhub:"),
+            policy(include_str!("../../packaging/iam-policy-securityhub.json"), None)
+        );
+    }
+
+    #[test]
+    fn needs_follow_the_features() {
+        let bare = needs(&Features::default(), "1", "aws");
+        assert_eq!(bare.len(), 3, "{bare:?}");
+        assert!(bare.iter().all(|n| n.scope == Scope::Account && n.resource == "*"));
+        let e = needs(&all(), "123456789012", "aws");
+        let update = e.iter().find(|n| n.action == "iam:UpdateAccessKey").expect("enforce");
+        assert_eq!(update.resource, "arn:aws:iam::123456789012:user/*");
+        let assume = e.iter().find(|n| n.action == ASSUME_ROLE).expect("assume");
+        assert_eq!(assume.resource, "arn:aws:iam::111111111111:role/keywarden-audit");
+        let cn = needs(&all(), "123456789012", "aws-cn");
+        assert!(cn.iter().any(|n| n.resource.starts_with("arn:aws-cn:securityhub:")));
+    }
+
+    #[test]
+    fn exit_code_missing_wins_over_unknown() {
+        let unknown = Verdict::Unknown("no iam:SimulatePrincipalPolicy".into());
+        let missing = Verdict::Missing { explicit: false };
+        assert_eq!(exit_code([&Verdict::Allowed]), 0);
+        assert_eq!(exit_code([&Verdict::Allowed, &unknown]), 1);
+        assert_eq!(exit_code([&unknown, &missing, &Verdict::Allowed]), 3);
+    }
+
+    #[test]
+    fn callers_map_to_the_arn_the_simulator_knows() {
+        let user = "arn:aws:iam::123456789012:user/ops/keywarden";
+        assert!(is_user(user));
+        assert!(!is_user("arn:aws:sts::123456789012:assumed-role/Audit/s"));
+        let roles = vec!["arn:aws:iam::111111111111:role/sec/keywarden-audit".to_string()];
+        assert_eq!(
+            simulation_arn(
+                "arn:aws:sts::111111111111:assumed-role/keywarden-audit/keywarden",
+                &roles
+            ),
+            Some(roles[0].clone())
+        );
+        assert_eq!(
+            simulation_arn(
+                "arn:aws:sts::222222222222:assumed-role/keywarden-audit/keywarden",
+                &roles
+            ),
+            None,
+            "another account's role of the same name"
+        );
+        assert_eq!(
+            assumed_role_name("arn:aws:sts::1:assumed-role/AWSReservedSSO_Audit_abc/alice"),
+            Some("AWSReservedSSO_Audit_abc")
+        );
+    }
+}
