@@ -36,10 +36,18 @@ OUTCOME, ...: journalctl -u keywarden ACCESS_KEY_ID=AKIA...), else to stderr. Me
 and the JSON report are served on metrics.listen (/metrics, /-/healthy, /-/ready, \
 /api/v1/report). See /usr/share/doc/keywarden/README.md.";
 
+/// `keywarden --version`: the version and the commit it was built from (build.rs).
+pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYWARDEN_COMMIT"), ")");
+
+/// The commit keywarden was built from (build.rs): a short id, `-dirty` for uncommitted
+/// changes, or `unknown`.
+pub const COMMIT: &str = env!("KEYWARDEN_COMMIT");
+
 #[derive(Parser)]
 #[command(
     name = "keywarden",
     version,
+    long_version = LONG_VERSION,
     about = "Keeps AWS IAM access keys in line with CIS 1.12-1.14",
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP

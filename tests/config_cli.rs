@@ -284,3 +284,20 @@ fn full_refresh_every_must_be_at_least_one_and_organizations_read_more_accounts_
     // The effective value is shown only when set; the default follows the organization.
     assert!(!out.contains("max_concurrent_accounts"), "{out}");
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = run(&mut keywarden(&["--version"]));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .expect("git");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert_eq!(head.len(), 12, "a checkout: {head:?}");
+    assert!(
+        text.starts_with(&format!("keywarden {} (commit {head}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}

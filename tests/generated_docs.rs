@@ -19,7 +19,9 @@ fn packaging() -> PathBuf {
 /// Every generated file: its path under packaging/ and its content.
 fn generated() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
-    let mut cmd = keywarden::cli::Cli::command();
+    // The man pages name the version, not the commit (`--version` adds it): they would differ
+    // at every commit.
+    let mut cmd = keywarden::cli::Cli::command().long_version(None::<&str>);
     // Built, the command has its `help` subcommand too (the main page lists it).
     cmd.build();
     let mut page = Vec::new();

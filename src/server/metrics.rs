@@ -74,8 +74,13 @@ impl Metrics {
     /// and registered in another.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let build_info = IntGaugeVec::new(opts("keywarden_build_info", "keywarden build, value 1"), &["version"])?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let build_info = IntGaugeVec::new(
+            opts("keywarden_build_info", "keywarden build, value 1"),
+            &["version", "revision"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("KEYWARDEN_COMMIT")])
+            .set(1);
         reg(&registry, build_info)?;
         let m = Metrics {
             audit_last_success: reg(

@@ -1,0 +1,36 @@
+//! Records the commit keywarden is built from, for `keywarden --version` and
+//! `keywarden_build_info{revision}`: `KEYWARDEN_BUILD_COMMIT` when set (builds from a source
+//! tarball, distribution packaging), else `git rev-parse` of the checkout (with `-dirty` when
+//! tracked files differ from it), else `unknown`.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=KEYWARDEN_BUILD_COMMIT");
+    // A new commit or a checkout changes HEAD or the ref it names; an edit changes the index.
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        for f in ["HEAD", "index", "packed-refs"] {
+            println!("cargo:rerun-if-changed={dir}/{f}");
+        }
+        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={dir}/{head}");
+        }
+    }
+    let commit = std::env::var("KEYWARDEN_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| {
+            let id = git(&["rev-parse", "--short=12", "HEAD"])?;
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            Some(if dirty { format!("{id}-dirty") } else { id })
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=KEYWARDEN_COMMIT={commit}");
+}
