@@ -1,7 +1,11 @@
 //! Records the commit keywarden is built from, for `keywarden --version` and
-//! `keywarden_build_info{revision}`: `KEYWARDEN_BUILD_COMMIT` when set (builds from a source
+//! `keywarden_build_info{revision}`: `GIT_COMMIT` when set (builds from a source
 //! tarball, distribution packaging), else `git rev-parse` of the checkout (with `-dirty` when
 //! tracked files differ from it), else `unknown`.
+//!
+//! Neither name starts with `KEYWARDEN_`: cargo also sets `rustc-env` variables for the
+//! binaries it runs (`cargo test`, `cargo run`), and keywarden reads every `KEYWARDEN_*`
+//! variable as a config override (an unknown key is a config error).
 
 use std::process::Command;
 
@@ -13,7 +17,7 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=KEYWARDEN_BUILD_COMMIT");
+    println!("cargo:rerun-if-env-changed=GIT_COMMIT");
     // A new commit or a checkout changes HEAD or the ref it names; an edit changes the index.
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         for f in ["HEAD", "index", "packed-refs"] {
@@ -23,7 +27,7 @@ fn main() {
             println!("cargo:rerun-if-changed={dir}/{head}");
         }
     }
-    let commit = std::env::var("KEYWARDEN_BUILD_COMMIT")
+    let commit = std::env::var("GIT_COMMIT")
         .ok()
         .filter(|c| !c.trim().is_empty())
         .or_else(|| {
@@ -32,5 +36,5 @@ fn main() {
             Some(if dirty { format!("{id}-dirty") } else { id })
         })
         .unwrap_or_else(|| "unknown".to_string());
-    println!("cargo:rustc-env=KEYWARDEN_COMMIT={commit}");
+    println!("cargo:rustc-env=BUILT_FROM_COMMIT={commit}");
 }

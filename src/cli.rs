@@ -37,11 +37,11 @@ and the JSON report are served on metrics.listen (/metrics, /-/healthy, /-/ready
 /api/v1/report). See /usr/share/doc/keywarden/README.md.";
 
 /// `keywarden --version`: the version and the commit it was built from (build.rs).
-pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYWARDEN_COMMIT"), ")");
+pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILT_FROM_COMMIT"), ")");
 
 /// The commit keywarden was built from (build.rs): a short id, `-dirty` for uncommitted
 /// changes, or `unknown`.
-pub const COMMIT: &str = env!("KEYWARDEN_COMMIT");
+pub const COMMIT: &str = env!("BUILT_FROM_COMMIT");
 
 #[derive(Parser)]
 #[command(

@@ -12,7 +12,11 @@
 use std::error::Error;
 use std::sync::RwLock;
 
+use std::time::{Duration, SystemTime};
+
 use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
 
 /// The profile the SDK was last configured with (`aws.profile`), for the advice's
 /// `--profile`; `AWS_PROFILE` or `default` otherwise.
@@ -113,9 +117,85 @@ pub fn advice(failure: Failure, text: &str, profile: &str) -> String {
     format!("cannot load the AWS credentials of profile {profile}: {text}")
 }
 
+/// How long before their expiry cached credentials are renewed.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// Credentials resolved once and reused until [`RENEW_BEFORE`] their expiry, for requests
+/// signed outside the SDK's clients (Security Hub): the SDK's clients cache in their identity
+/// cache, but a provider called directly runs the whole chain again (a `credential_process`,
+/// an SSO portal call, an AssumeRole) for every request.
+#[derive(Debug)]
+pub struct Cached {
+    inner: SharedCredentialsProvider,
+    held: tokio::sync::Mutex<Option<Credentials>>,
+}
+
+impl Cached {
+    pub fn new(inner: SharedCredentialsProvider) -> Cached {
+        Cached {
+            inner,
+            held: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached credentials while fresh, else new ones from the provider.
+    pub async fn get(&self) -> Result<Credentials, CredentialsError> {
+        let mut held = self.held.lock().await;
+        if let Some(c) = held.as_ref().filter(|c| fresh(c, SystemTime::now())) {
+            return Ok(c.clone());
+        }
+        let c = self.inner.provide_credentials().await?;
+        *held = Some(c.clone());
+        Ok(c)
+    }
+}
+
+fn fresh(c: &Credentials, now: SystemTime) -> bool {
+    c.expiry().is_none_or(|e| e > now + RENEW_BEFORE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts its calls; its credentials expire `lifetime` after each call.
+    #[derive(Debug)]
+    struct Counting {
+        calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+        lifetime: Option<Duration>,
+    }
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let expiry = self.lifetime.map(|l| SystemTime::now() + l);
+            aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+                "AKIA", "secret", None, expiry, "test",
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_credentials_are_resolved_once_until_they_near_their_expiry() {
+        for (lifetime, calls) in [
+            (None, 1),
+            (Some(Duration::from_secs(3600)), 1),
+            (Some(Duration::from_secs(60)), 3),
+        ] {
+            let counted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let cached = Cached::new(SharedCredentialsProvider::new(Counting {
+                calls: std::sync::Arc::clone(&counted),
+                lifetime,
+            }));
+            for _ in 0..3 {
+                cached.get().await.expect("credentials");
+            }
+            assert_eq!(counted.load(std::sync::atomic::Ordering::SeqCst), calls, "{lifetime:?}");
+        }
+    }
 
     #[test]
     fn an_expired_sso_token_says_to_log_in_again() {

@@ -6,9 +6,12 @@
 pub mod accounts;
 pub mod credential_report;
 pub mod credentials;
+pub mod eventbridge;
 pub mod iam;
 pub mod ratelimit;
 pub mod securityhub;
+pub mod sigv4;
 pub mod simulate;
+pub mod sqs;
 
 pub use iam::{account_error, caller_identity, organization_members, sdk_config, Iam, Member};

@@ -12,14 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_http_client::Connector;
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::http::Request as SmithyRequest;
-use aws_smithy_types::body::SdkBody;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
@@ -71,7 +67,7 @@ pub struct Refused {
 /// The Security Hub of one account, in the configured region.
 pub struct SecurityHub {
     connector: Arc<Connector>,
-    credentials: SharedCredentialsProvider,
+    credentials: crate::aws::credentials::Cached,
     region: String,
     endpoint: String,
     max_attempts: u32,
@@ -123,7 +119,7 @@ impl SecurityHub {
         let rate = f64::from(aws.max_requests_per_second.max(1)).min(IMPORT_RATE);
         Ok(SecurityHub {
             connector,
-            credentials,
+            credentials: crate::aws::credentials::Cached::new(credentials),
             region,
             endpoint,
             max_attempts: aws.max_attempts.max(1),
@@ -252,45 +248,20 @@ impl SecurityHub {
     /// The POST of `body` to `path`, signed with SigV4 for `securityhub` with the current
     /// credentials.
     async fn signed(&self, operation: &'static str, path: &str, body: &[u8]) -> Result<SmithyRequest, HubError> {
-        let creds = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| HubError::Credentials {
-                operation,
-                message: crate::aws::credentials::explain(&e)
-                    .unwrap_or_else(|| crate::aws::credentials::chain_text(&e)),
-            })?;
+        let creds = self.credentials.get().await.map_err(|e| HubError::Credentials {
+            operation,
+            message: crate::aws::credentials::explain(&e).unwrap_or_else(|| crate::aws::credentials::chain_text(&e)),
+        })?;
         let uri = format!("{}{path}", self.endpoint);
-        let transport = |message: String| HubError::Transport { operation, message };
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri(&uri)
-            .header("content-type", "application/json")
-            .header("user-agent", concat!("keywarden/", env!("CARGO_PKG_VERSION")))
-            .body(body.to_vec())
-            .map_err(|e| transport(e.to_string()))?;
-        let identity = creds.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("securityhub")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| transport(e.to_string()))?
-            .into();
-        let headers = request
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)));
-        let signable = SignableRequest::new("POST", &uri, headers, SignableBody::Bytes(body))
-            .map_err(|e| transport(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| transport(e.to_string()))?
-            .into_parts();
-        instructions.apply_to_request_http1x(&mut request);
-        SmithyRequest::try_from(request.map(SdkBody::from)).map_err(|e| transport(e.to_string()))
+        let post = crate::aws::sigv4::Post {
+            uri: &uri,
+            region: &self.region,
+            service: "securityhub",
+            content_type: "application/json",
+            target: None,
+            body,
+        };
+        crate::aws::sigv4::signed_post(creds, &post).map_err(|message| HubError::Transport { operation, message })
     }
 }
 

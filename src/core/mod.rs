@@ -9,6 +9,7 @@ pub mod access;
 pub mod arn;
 pub mod clock;
 pub mod controls;
+pub mod events;
 pub mod history;
 pub mod journal;
 pub mod lease;

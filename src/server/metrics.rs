@@ -79,7 +79,7 @@ impl Metrics {
             &["version", "revision"],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("KEYWARDEN_COMMIT")])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILT_FROM_COMMIT")])
             .set(1);
         reg(&registry, build_info)?;
         let m = Metrics {

@@ -133,20 +133,9 @@ impl Lease {
     /// Takes an abandoned (or released) lease, conditional on the rvn watched for a whole
     /// lease being still there; the fence goes up.
     async fn take_over(&self, seen: &str, rvn: &str) -> Result<Option<u64>, (bool, StoreError)> {
-        self.table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .set_key(Some(key(PK, SK)))
+        self.lease_update(rvn)
             .update_expression("SET #h = :me, #r = :rvn, #rel = :no ADD #f :one")
             .condition_expression("#r = :seen")
-            .expression_attribute_names("#h", "holder")
-            .expression_attribute_names("#r", "rvn")
-            .expression_attribute_names("#rel", "released")
-            .expression_attribute_names("#f", "fence")
-            .expression_attribute_values(":me", s(&self.me))
-            .expression_attribute_values(":rvn", s(rvn))
-            .expression_attribute_values(":no", AttributeValue::Bool(false))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":seen", s(seen))
             .return_values(ReturnValue::AllNew)
@@ -158,13 +147,24 @@ impl Lease {
 
     /// Renews ours: a new rvn, conditional on holder and fence (and not released).
     async fn renew(&self, fence: u64, rvn: &str) -> Result<Option<u64>, (bool, StoreError)> {
+        self.lease_update(rvn)
+            .update_expression("SET #r = :rvn")
+            .condition_expression("#h = :me AND #f = :f AND #rel = :no")
+            .expression_attribute_values(":f", AttributeValue::N(fence.to_string()))
+            .send()
+            .await
+            .map(|_| Some(fence))
+            .map_err(|e| self.table.conditional("UpdateItem (lease)", &e))
+    }
+
+    /// An UpdateItem of the lease item with the names and values a take-over and a renewal
+    /// both use (`#h #r #rel #f`, `:me :rvn :no`).
+    fn lease_update(&self, rvn: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.table
             .client
             .update_item()
             .table_name(&self.table.name)
             .set_key(Some(key(PK, SK)))
-            .update_expression("SET #r = :rvn")
-            .condition_expression("#h = :me AND #f = :f AND #rel = :no")
             .expression_attribute_names("#h", "holder")
             .expression_attribute_names("#r", "rvn")
             .expression_attribute_names("#rel", "released")
@@ -172,11 +172,6 @@ impl Lease {
             .expression_attribute_values(":me", s(&self.me))
             .expression_attribute_values(":rvn", s(rvn))
             .expression_attribute_values(":no", AttributeValue::Bool(false))
-            .expression_attribute_values(":f", AttributeValue::N(fence.to_string()))
-            .send()
-            .await
-            .map(|_| Some(fence))
-            .map_err(|e| self.table.conditional("UpdateItem (lease)", &e))
     }
 
     /// What a step's answer means for the tracker: `Err((true, _))` is a refused condition

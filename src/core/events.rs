@@ -1,0 +1,351 @@
+//! What an event from the queue means (`[events]`): which user of which account changed, and
+//! when; the defined outcome of every kind of bad input. Pure: the edge parses the JSON into
+//! [`Envelope`], this decides.
+//!
+//! The queue is fed by EventBridge: CloudTrail management events of `iam.amazonaws.com`
+//! ("AWS API Call via CloudTrail") and AWS Health's `AWS_RISK_CREDENTIALS_EXPOSED`. An event
+//! is only a hint: the run re-reads the user live, and nothing changes that the live read does
+//! not confirm. What an event contributes is *when*: a new finding of a changed user is first
+//! seen at the event's time, not at the read's, but never before the last run that did not see
+//! it (a late or redelivered event cannot shorten a grace period) and never in the future.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::core::model::Timestamp;
+
+/// The fields of one queue message the decision needs (the edge's parse of the JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// `detail-type`.
+    pub detail_type: String,
+    /// `source` (`aws.iam`, `aws.health`).
+    pub source: String,
+    /// `account` (absent in some deliveries, e.g. moto's).
+    pub account: Option<String>,
+    /// `detail.eventName` (CloudTrail).
+    pub event_name: Option<String>,
+    /// `detail.eventSource` (CloudTrail: `iam.amazonaws.com`).
+    pub event_source: Option<String>,
+    /// `detail.errorCode`: the call failed and changed nothing.
+    pub error_code: Option<String>,
+    /// `detail.recipientAccountId` (CloudTrail).
+    pub recipient_account_id: Option<String>,
+    /// `detail.requestParameters.userName`.
+    pub request_user: Option<String>,
+    /// `detail.userIdentity.userName`: whose call it was (an IAM user acting on itself when
+    /// the request names no user).
+    pub identity_user: Option<String>,
+    /// `detail.requestParameters.accessKeyId` or `responseElements.accessKey.accessKeyId`.
+    pub access_key_id: Option<String>,
+    /// `detail.eventTypeCode` (Health).
+    pub event_type_code: Option<String>,
+    /// `detail.affectedEntities[].entityValue` (Health: the exposed key ids).
+    pub affected_entities: Vec<String>,
+    /// `detail.eventTime` (CloudTrail), else the envelope's `time`.
+    pub time: Option<Timestamp>,
+}
+
+/// What kind of change (the `kind` label of `keywarden_events_received_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// CreateAccessKey, UpdateAccessKey, DeleteAccessKey.
+    AccessKey,
+    /// CreateUser, DeleteUser, TagUser, UntagUser.
+    User,
+    /// AWS Health: a key AWS found exposed.
+    Health,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::AccessKey => "access_key",
+            Kind::User => "user",
+            Kind::Health => "health",
+        }
+    }
+}
+
+/// Who changed: a user by name, or (Health) only a key, whose user the edge looks up.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    User(String),
+    Key(String),
+}
+
+/// One event that asks for a re-audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: Kind,
+    pub account_id: String,
+    pub subject: Subject,
+    pub time: Timestamp,
+}
+
+/// What one message comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Changes(Vec<Change>),
+    /// Well-formed but nothing for keywarden (another event, a failed call, an account it
+    /// does not manage): deleted, counted as `ignored`.
+    Ignored(String),
+    /// Not an event keywarden can read: left on the queue for its redrive policy (the
+    /// dead-letter queue), counted as `malformed`.
+    Malformed(String),
+}
+
+const ACCESS_KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"];
+const USER_EVENTS: [&str; 4] = ["CreateUser", "DeleteUser", "TagUser", "UntagUser"];
+pub const EXPOSED: &str = "AWS_RISK_CREDENTIALS_EXPOSED";
+
+/// Decides one parsed message; `managed` are the accounts this instance reads.
+pub fn decide(e: &Envelope, managed: &BTreeSet<String>) -> Decision {
+    let Some(time) = e.time else {
+        return Decision::Malformed("no event time".into());
+    };
+    match (e.detail_type.as_str(), e.source.as_str()) {
+        ("AWS API Call via CloudTrail", "aws.iam") => cloudtrail(e, time, managed),
+        ("AWS Health Event", "aws.health") => health(e, time, managed),
+        (t, s) => Decision::Ignored(format!("not an event keywarden acts on: {t:?} from {s:?}")),
+    }
+}
+
+fn managed_account<'a>(account: Option<&'a str>, managed: &BTreeSet<String>) -> Result<&'a str, Decision> {
+    match account {
+        None => Err(Decision::Malformed("no account id".into())),
+        Some(a) if !managed.contains(a) => Err(Decision::Ignored(format!("account {a} is not managed here"))),
+        Some(a) => Ok(a),
+    }
+}
+
+fn cloudtrail(e: &Envelope, time: Timestamp, managed: &BTreeSet<String>) -> Decision {
+    let Some(name) = e.event_name.as_deref() else {
+        return Decision::Malformed("a CloudTrail event without eventName".into());
+    };
+    if e.event_source.as_deref().is_some_and(|s| s != "iam.amazonaws.com") {
+        return Decision::Ignored(format!("{name} from {:?}", e.event_source));
+    }
+    let kind = if ACCESS_KEY_EVENTS.contains(&name) {
+        Kind::AccessKey
+    } else if USER_EVENTS.contains(&name) {
+        Kind::User
+    } else {
+        return Decision::Ignored(format!("{name} changes no access key"));
+    };
+    if let Some(code) = &e.error_code {
+        return Decision::Ignored(format!("{name} failed ({code}) and changed nothing"));
+    }
+    let account = match managed_account(e.recipient_account_id.as_deref().or(e.account.as_deref()), managed) {
+        Ok(a) => a,
+        Err(d) => return d,
+    };
+    // Access key calls without a user name act on the caller's own user.
+    let user = e.request_user.clone().or_else(|| match kind {
+        Kind::AccessKey => e.identity_user.clone(),
+        _ => None,
+    });
+    let subject = match (user, &e.access_key_id) {
+        (Some(u), _) => Subject::User(u),
+        (None, Some(k)) => Subject::Key(k.clone()),
+        (None, None) => return Decision::Malformed(format!("{name} names no user")),
+    };
+    Decision::Changes(vec![Change {
+        kind,
+        account_id: account.to_string(),
+        subject,
+        time,
+    }])
+}
+
+fn health(e: &Envelope, time: Timestamp, managed: &BTreeSet<String>) -> Decision {
+    if e.event_type_code.as_deref() != Some(EXPOSED) {
+        return Decision::Ignored(format!("Health event {:?}", e.event_type_code));
+    }
+    let account = match managed_account(e.account.as_deref(), managed) {
+        Ok(a) => a,
+        Err(d) => return d,
+    };
+    if e.affected_entities.is_empty() {
+        return Decision::Malformed(format!("{EXPOSED} names no access key"));
+    }
+    Decision::Changes(
+        e.affected_entities
+            .iter()
+            .map(|k| Change {
+                kind: Kind::Health,
+                account_id: account.to_string(),
+                subject: Subject::Key(k.clone()),
+                time,
+            })
+            .collect(),
+    )
+}
+
+/// The changes of one batch, one entry per account and subject: duplicates and out-of-order
+/// deliveries collapse to the latest event time (the change the live read will show).
+pub fn batch(changes: impl IntoIterator<Item = Change>) -> BTreeMap<(String, Subject), Timestamp> {
+    let mut out: BTreeMap<(String, Subject), Timestamp> = BTreeMap::new();
+    for c in changes {
+        let t = out.entry((c.account_id, c.subject)).or_insert(c.time);
+        if c.time > *t {
+            *t = c.time;
+        }
+    }
+    out
+}
+
+/// When a new finding of a changed user was first seen: the event's time, but not before
+/// the last run (which did not see it) and not after now.
+pub fn first_seen(event_time: Timestamp, last_run: Option<Timestamp>, now: Timestamp) -> Timestamp {
+    let t = last_run.map_or(event_time, |l| event_time.max(l));
+    t.min(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(minute: u32) -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 4, 12, minute, 0).unwrap()
+    }
+
+    fn managed() -> BTreeSet<String> {
+        ["123456789012".to_string()].into()
+    }
+
+    fn trail(name: &str, user: Option<&str>) -> Envelope {
+        Envelope {
+            detail_type: "AWS API Call via CloudTrail".into(),
+            source: "aws.iam".into(),
+            event_name: Some(name.into()),
+            event_source: Some("iam.amazonaws.com".into()),
+            recipient_account_id: Some("123456789012".into()),
+            request_user: user.map(str::to_string),
+            time: Some(t(1)),
+            ..Envelope::default()
+        }
+    }
+
+    fn change(e: &Envelope) -> Change {
+        match decide(e, &managed()) {
+            Decision::Changes(mut c) if c.len() == 1 => c.remove(0),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn key_and_user_calls_name_the_user_to_read_again() {
+        for (name, kind) in [
+            ("CreateAccessKey", Kind::AccessKey),
+            ("UpdateAccessKey", Kind::AccessKey),
+            ("DeleteAccessKey", Kind::AccessKey),
+            ("CreateUser", Kind::User),
+            ("DeleteUser", Kind::User),
+            ("TagUser", Kind::User),
+            ("UntagUser", Kind::User),
+        ] {
+            let c = change(&trail(name, Some("alice")));
+            assert_eq!(c.kind, kind, "{name}");
+            assert_eq!(c.subject, Subject::User("alice".into()));
+            assert_eq!((c.account_id.as_str(), c.time), ("123456789012", t(1)));
+        }
+    }
+
+    #[test]
+    fn a_key_call_without_a_user_name_acts_on_the_callers_own_user() {
+        let mut e = trail("CreateAccessKey", None);
+        e.identity_user = Some("bob".into());
+        assert_eq!(change(&e).subject, Subject::User("bob".into()));
+        let mut e = trail("UpdateAccessKey", None);
+        e.access_key_id = Some("AKIAX".into());
+        assert_eq!(
+            change(&e).subject,
+            Subject::Key("AKIAX".into()),
+            "a role's call: by key"
+        );
+        assert!(matches!(
+            decide(&trail("DeleteAccessKey", None), &managed()),
+            Decision::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn foreign_failed_and_unmanaged_events_are_ignored_not_malformed() {
+        let ignored = |e: &Envelope| matches!(decide(e, &managed()), Decision::Ignored(_));
+        assert!(ignored(&trail("ListUsers", None)), "another IAM call");
+        let mut s3 = trail("CreateAccessKey", Some("a"));
+        s3.detail_type = "Object Created".into();
+        s3.source = "aws.s3".into();
+        assert!(ignored(&s3));
+        let mut failed = trail("CreateAccessKey", Some("a"));
+        failed.error_code = Some("LimitExceeded".into());
+        assert!(ignored(&failed), "a failed call changed nothing");
+        let mut other = trail("CreateAccessKey", Some("a"));
+        other.recipient_account_id = Some("999999999999".into());
+        assert!(ignored(&other), "an account keywarden does not manage");
+    }
+
+    #[test]
+    fn events_without_a_time_or_an_account_are_malformed() {
+        let mut e = trail("CreateUser", Some("a"));
+        e.time = None;
+        assert!(matches!(decide(&e, &managed()), Decision::Malformed(_)));
+        let mut e = trail("CreateUser", Some("a"));
+        e.recipient_account_id = None;
+        assert!(matches!(decide(&e, &managed()), Decision::Malformed(_)));
+        let mut e = trail("CreateUser", Some("a"));
+        e.recipient_account_id = None;
+        e.account = Some("123456789012".into());
+        assert_eq!(change(&e).account_id, "123456789012", "the envelope's account");
+    }
+
+    #[test]
+    fn health_names_each_exposed_key() {
+        let e = Envelope {
+            detail_type: "AWS Health Event".into(),
+            source: "aws.health".into(),
+            account: Some("123456789012".into()),
+            event_type_code: Some(EXPOSED.into()),
+            affected_entities: vec!["AKIA1".into(), "AKIA2".into()],
+            time: Some(t(2)),
+            ..Envelope::default()
+        };
+        match decide(&e, &managed()) {
+            Decision::Changes(c) => {
+                assert_eq!(c.len(), 2);
+                assert!(c.iter().all(|c| c.kind == Kind::Health));
+                assert_eq!(c[1].subject, Subject::Key("AKIA2".into()));
+            }
+            d => panic!("{d:?}"),
+        }
+        let mut other = e.clone();
+        other.event_type_code = Some("AWS_EC2_INSTANCE_RETIREMENT".into());
+        assert!(matches!(decide(&other, &managed()), Decision::Ignored(_)));
+        let mut none = e;
+        none.affected_entities.clear();
+        assert!(matches!(decide(&none, &managed()), Decision::Malformed(_)));
+    }
+
+    #[test]
+    fn duplicates_and_out_of_order_deliveries_collapse_to_the_latest_time() {
+        let c = |minute, user: &str| Change {
+            kind: Kind::AccessKey,
+            account_id: "1".into(),
+            subject: Subject::User(user.into()),
+            time: t(minute),
+        };
+        let b = batch([c(5, "a"), c(3, "a"), c(5, "a"), c(4, "b")]);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[&("1".to_string(), Subject::User("a".into()))], t(5));
+        assert_eq!(b[&("1".to_string(), Subject::User("b".into()))], t(4));
+    }
+
+    #[test]
+    fn first_seen_is_the_event_time_within_the_last_run_and_now() {
+        assert_eq!(first_seen(t(5), Some(t(0)), t(10)), t(5));
+        assert_eq!(first_seen(t(5), Some(t(7)), t(10)), t(7), "older than the last run");
+        assert_eq!(first_seen(t(5), None, t(10)), t(5));
+        assert_eq!(first_seen(t(15), Some(t(0)), t(10)), t(10), "never in the future");
+    }
+}
