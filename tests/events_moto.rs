@@ -187,3 +187,239 @@ async fn a_missing_queue_is_an_error_naming_sqs_code() {
         "{text}"
     );
 }
+
+/// The daemon with `[events]` on this queue: the first (cron) run reads everything; events
+/// then re-audit single users within seconds.
+fn daemon_with_events(moto: &Moto, dir: &TempDir, url: &str, port: u16) -> DaemonProcess {
+    let config = moto_config(
+        dir,
+        moto,
+        &format!(
+            "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+             [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\npoll_wait = \"1s\"\n",
+            moto.endpoint()
+        ),
+    );
+    DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    )
+}
+
+fn waiting(moto: &Moto, url: &str) -> u64 {
+    let a = sqs(
+        moto,
+        "GetQueueAttributes",
+        json!({"QueueUrl": url, "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]}),
+    );
+    let n = |k: &str| {
+        a["Attributes"][k]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    n("ApproximateNumberOfMessages") + n("ApproximateNumberOfMessagesNotVisible")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_key_is_seen_seconds_after_its_event_and_bad_messages_have_defined_outcomes() {
+    let moto = Moto::start();
+    let url = queue_with_rule(&moto);
+    let iam = moto.iam();
+    create_user(&iam, "alice", None).await;
+    create_key(&iam, "alice").await;
+    let dir = TempDir::new("events-daemon");
+    let port = free_port();
+    let d = daemon_with_events(&moto, &dir, &url, port);
+    d.wait_metrics(30, "the first run", |m| {
+        metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(1.0)
+    })
+    .await;
+
+    // A second key, and CloudTrail's event for it (moto's IAM emits none).
+    create_key(&iam, "alice").await;
+    let event_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let sent = Instant::now();
+    put_event(
+        &moto,
+        "aws.iam",
+        "AWS API Call via CloudTrail",
+        json!({"eventTime": event_time, "eventSource": "iam.amazonaws.com", "eventName": "CreateAccessKey",
+               "requestParameters": {"userName": "alice"}, "recipientAccountId": ACCOUNT}),
+    );
+    let page = d
+        .wait_metrics(20, "the event's re-audit", |m| {
+            metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(2.0)
+        })
+        .await;
+    let seen_after = sent.elapsed();
+    assert!(seen_after < Duration::from_secs(15), "seen after {seen_after:?}");
+    assert_eq!(
+        metric(&page, "keywarden_events_received_total", &[("kind", "access_key")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&page, "keywarden_event_lag_seconds_count", &[]),
+        Some(1.0),
+        "{page}"
+    );
+    let (_, report) = d.get("/api/v1/report").await.expect("report");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let held = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "multiple_active_keys")
+        .map(|f| f["first_seen"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(held, [event_time], "first seen at the event's time: {report:#}");
+
+    // Straight into the queue: a foreign event is deleted, a malformed one stays for the DLQ.
+    sqs(
+        &moto,
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": "{\"detail-type\": \"Object Created\", \"source\": \"aws.s3\", \"detail\": {}}"}),
+    );
+    sqs(
+        &moto,
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": "this is not an event"}),
+    );
+    let page = d
+        .wait_metrics(20, "both counted", |m| {
+            metric(m, "keywarden_events_received_total", &[("kind", "ignored")]) == Some(1.0)
+                && metric(m, "keywarden_events_received_total", &[("kind", "malformed")]) >= Some(1.0)
+        })
+        .await;
+    assert_eq!(metric(&page, "keywarden_event_receive_errors_total", &[]), Some(0.0));
+    assert_eq!(waiting(&moto, &url), 1, "the malformed message stays on the queue");
+    let logs = d.logs();
+    assert!(
+        logs.contains("malformed event left for the dead-letter queue"),
+        "{logs}"
+    );
+    assert_eq!(
+        moto.callers()["testing"]["ListUsers"],
+        1,
+        "events read single users; only the first run listed every user"
+    );
+}
+
+/// Instance `n` on a shared DynamoDB table with `[events]`: its own port and access key id.
+fn instance_with_events(moto: &Moto, dir: &TempDir, url: &str, n: usize) -> DaemonProcess {
+    let config = dir.write(
+        &format!("instance-{n}.toml"),
+        &format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nmax_attempts = 2\n\
+             [state]\nbackend = \"dynamodb\"\n[state.dynamodb]\ntable = \"kw-events\"\nlease_duration = \"3s\"\n\
+             [schedule]\ncron = \"0 0 0 1 1 *\"\n\
+             [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{endpoint}\"\npoll_wait = \"1s\"\n",
+            endpoint = moto.endpoint()
+        ),
+    );
+    if n == 0 {
+        let (code, out, err) = outputs(&mut keywarden(&["state", "init", "--config", config.to_str().unwrap()]));
+        assert_eq!(code, 0, "state init: {out}{err}");
+    }
+    let port = free_port();
+    let mut cmd = keywarden(&["run", "--config", config.to_str().unwrap()]);
+    cmd.env("AWS_ACCESS_KEY_ID", format!("AKIDEVENTS{n:04}"))
+        .env("KEYWARDEN_METRICS__LISTEN", format!("127.0.0.1:{port}"));
+    DaemonProcess::spawn(cmd, port, dir.0.join(format!("instance-{n}.log")))
+}
+
+async fn received(d: &DaemonProcess) -> f64 {
+    match d.get("/metrics").await {
+        Some((200, page)) => metric(&page, "keywarden_events_received_total", &[("kind", "access_key")]).unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+async fn leads(d: &DaemonProcess) -> bool {
+    matches!(d.get("/metrics").await, Some((200, page)) if metric(&page, "keywarden_leader", &[]) == Some(1.0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_consumes_and_its_successor_takes_over_the_queue() {
+    let moto = Moto::start();
+    let url = queue_with_rule(&moto);
+    let iam = moto.iam();
+    for u in ["u1", "u2"] {
+        create_user(&iam, u, None).await;
+        create_key(&iam, u).await;
+    }
+    // What a dead leader received and did not delete comes back after this.
+    sqs(
+        &moto,
+        "SetQueueAttributes",
+        json!({"QueueUrl": url, "Attributes": {"VisibilityTimeout": "5"}}),
+    );
+    let dir = TempDir::new("events-lease");
+    let mut live = vec![
+        instance_with_events(&moto, &dir, &url, 0),
+        instance_with_events(&moto, &dir, &url, 1),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        let states = futures_util::future::join_all(live.iter().map(leads)).await;
+        if let Some(i) = states.iter().position(|l| *l) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    live[leader].first_audit().await;
+    let event = |user: &str| {
+        json!({"eventTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+               "eventSource": "iam.amazonaws.com", "eventName": "CreateAccessKey",
+               "requestParameters": {"userName": user}, "recipientAccountId": ACCOUNT})
+    };
+    put_event(&moto, "aws.iam", "AWS API Call via CloudTrail", event("u1"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received(&live[leader]).await < 1.0 {
+        assert!(Instant::now() < deadline, "the leader did not handle the event");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waiting(&moto, &url) > 0 {
+        assert!(Instant::now() < deadline, "the leader did not delete the handled event");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let follower = 1 - leader;
+    let callers = moto.callers();
+    assert!(
+        callers[format!("AKIDEVENTS{follower:04}")]["ReceiveMessage"].is_null(),
+        "the follower never receives: {callers}"
+    );
+    assert!(callers[format!("AKIDEVENTS{leader:04}")]["ReceiveMessage"].as_u64() >= Some(1));
+
+    // The leader dies; its successor takes the lease, runs, and reads the queue.
+    live[leader].signal(libc::SIGKILL);
+    let _ = live[leader].wait_exit(5);
+    let successor = live.remove(follower);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !leads(&successor).await {
+        assert!(Instant::now() < deadline, "no successor");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    put_event(&moto, "aws.iam", "AWS API Call via CloudTrail", event("u2"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received(&successor).await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the successor did not handle the event:\n{}",
+            successor.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while waiting(&moto, &url) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not every event was handled and deleted:\n{}",
+            successor.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -44,6 +44,10 @@ pub fn features(config: &Config, ambient_account: &str) -> Features {
             .security_hub
             .as_ref()
             .map(|h| h.region.clone().unwrap_or_else(|| region.clone())),
+        events_queue: config
+            .events
+            .as_ref()
+            .and_then(|e| access::queue_arn(&e.queue_url, e.region.as_deref().unwrap_or(&region))),
     }
 }
 

@@ -67,6 +67,9 @@ impl Cycle {
     }
 }
 
+/// When a changed user (`account_id`, `user`) changed, for an event run.
+pub type SeenAt<'a> = dyn Fn(&str, &str) -> Option<Timestamp> + Sync + 'a;
+
 /// The ports one cycle runs over.
 pub struct Ports<'a, F, S, C> {
     pub fleet: &'a F,
@@ -77,6 +80,10 @@ pub struct Ports<'a, F, S, C> {
     pub journal: &'a dyn ActionJournal,
     pub run: &'a RunInfo,
     pub leader: &'a dyn Leadership,
+    /// Event runs: when each changed user's change happened (`account_id`, `user`). A new
+    /// finding of such a user is first seen then (`core::events::first_seen`), not now.
+    /// `None` for cron runs.
+    pub seen_at: Option<&'a SeenAt<'a>>,
 }
 
 /// Runs one cycle. `audited` is called once the audit is evaluated, before anything is
@@ -103,7 +110,15 @@ where
     let guard = ports.store.lock().await;
     let history = load(&guard, ports.store).await;
     let now = ports.clock.now();
-    let audit = audit_accounts(config, ports.fleet, history.as_ref().ok(), now).await;
+    let mut audit = audit_accounts(config, ports.fleet, history.as_ref().ok(), now).await;
+    let history = match (history, ports.seen_at) {
+        (Ok(h), Some(seen_at)) => {
+            let h = backdate(h, &audit.report, seen_at, now);
+            audit.report = audit::evaluate(config, &audit.accounts, &h, now);
+            Ok(h)
+        }
+        (h, _) => h,
+    };
     failpoint_panic();
     audited(&audit.accounts, &audit.report);
 
@@ -136,6 +151,27 @@ async fn load<S: StateStore>(guard: &Result<S::Guard, StoreError>, store: &S) ->
         Err(e) => Err(e.clone()),
         Ok(_) => store.load().await.map(Option::unwrap_or_default),
     }
+}
+
+/// An event run's history: each new finding of a changed user first seen at its event's time
+/// (within the last run and now), so its deadline counts from the change, not the read.
+fn backdate(mut history: State, report: &Report, seen_at: &SeenAt, now: Timestamp) -> State {
+    use crate::core::rules::FirstSeen;
+    for f in &report.findings {
+        if history.first_seen(&f.account_id, &f.access_key_id, f.rule).is_some() {
+            continue;
+        }
+        if let Some(t) = seen_at(&f.account_id, &f.user) {
+            history.first_seen_at(crate::core::history::Entry {
+                account_id: f.account_id.clone(),
+                user: f.user.clone(),
+                access_key_id: f.access_key_id.clone(),
+                rule: f.rule,
+                first_seen: crate::core::events::first_seen(t, history.last_run, now),
+            });
+        }
+    }
+    history
 }
 
 /// What the read and the rules gave.
@@ -481,6 +517,7 @@ mod tests {
             journal: &crate::ports::MemoryJournal::default(),
             run: &RunInfo::for_tests(),
             leader,
+            seen_at: None,
         };
         run(config, ports, &|_, _| {}, &stop).await
     }
@@ -650,6 +687,7 @@ mod tests {
             journal: &crate::ports::MemoryJournal::default(),
             run: &RunInfo::for_tests(),
             leader: &crate::ports::SoleInstance,
+            seen_at: None,
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         assert!(matches!(c.skipped, Some(Skipped::Clock(_))));
@@ -773,5 +811,48 @@ mod tests {
             settle_intents(&mut again, &accounts, &failing).await,
             Err(Skipped::Save(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_event_runs_new_finding_is_first_seen_at_the_event_time_never_before_the_last_run() {
+        let log = Log::default();
+        let f = fleet(&["a", "b", "c"], &log);
+        let store = Store::default();
+        let last_run = t0() - TimeDelta::hours(3);
+        let mut earlier = State::default();
+        earlier.last_run = Some(last_run);
+        *store.state.lock().unwrap() = Some(earlier);
+        let seen_at = |_: &str, user: &str| match user {
+            "a" => Some(t0() - TimeDelta::hours(1)),
+            "b" => Some(t0() - TimeDelta::days(2)),
+            _ => None,
+        };
+        let stop = AtomicBool::new(false);
+        let ports = Ports {
+            fleet: &f,
+            store: &store,
+            clock: &Fixed(t0()),
+            skew: &|| Some(0.4),
+            journal: &crate::ports::MemoryJournal::default(),
+            run: &RunInfo::for_tests(),
+            leader: &crate::ports::SoleInstance,
+            seen_at: Some(&seen_at),
+        };
+        let c = run(&config(25), ports, &|_, _| {}, &stop).await;
+        let first_seen = |user: &str| {
+            c.report
+                .findings
+                .iter()
+                .find(|x| x.user == user)
+                .map(|x| x.first_seen)
+                .expect("a finding")
+        };
+        assert_eq!(first_seen("a"), t0() - TimeDelta::hours(1), "the event's time");
+        assert_eq!(
+            first_seen("b"),
+            last_run,
+            "an event older than the last run: the last run"
+        );
+        assert_eq!(first_seen("c"), t0(), "a user without an event: now");
     }
 }

@@ -69,7 +69,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// This run's view of its requests: counted in the metrics, and the clock skew seen in the
 /// answers' `Date` (the largest either way) for the clock check before enforcing.
 #[derive(Debug)]
-struct RunObserver {
+pub(crate) struct RunObserver {
     metrics: Arc<Metrics>,
     skew: Mutex<Option<f64>>,
 }
@@ -88,25 +88,44 @@ impl RequestObserver for RunObserver {
 }
 
 impl RunObserver {
-    fn skew(&self) -> Option<f64> {
+    pub(crate) fn skew(&self) -> Option<f64> {
         *self.skew.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// A new run on the same clients (an event run): only its own answers count.
+    pub(crate) fn reset_skew(&self) {
+        *self.skew.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
+
+/// What the last full run connected and read: the clients of its accounts and their
+/// inventory, which event runs reuse (they read only the changed users).
+pub(crate) struct Last {
+    pub(crate) fleet: Arc<Fleet>,
+    pub(crate) observer: Arc<RunObserver>,
+    pub(crate) accounts: Vec<AccountInventory>,
+}
+
+/// One run at a time, cron or event, and the last full run's clients and inventory.
+pub(crate) type Runs = tokio::sync::Mutex<Option<Last>>;
 
 /// One cycle that cannot take the daemon down: a panic inside ends this run only. It is logged
 /// and counted (`keywarden_audit_runs_total{outcome="panic"}`); the state file is replaced
 /// whole or not at all, so the half-done run leaves either the old or a complete new state,
 /// and the lock is released as the run unwinds.
-pub async fn guarded_cycle(
+pub(crate) async fn guarded_cycle(
     config: Arc<Config>,
     shared: Arc<Shared>,
     memory: Arc<Memory>,
+    runs: Arc<Runs>,
     stop: Arc<AtomicBool>,
 ) -> bool {
-    match AssertUnwindSafe(cycle(config, Arc::clone(&shared), memory, stop))
-        .catch_unwind()
-        .await
-    {
+    guarded(&shared, cycle(config, Arc::clone(&shared), memory, runs, stop)).await
+}
+
+/// Runs a run's future so that a panic ends only that run (logged, counted, ready again).
+pub(crate) async fn guarded(shared: &Shared, run: impl std::future::Future<Output = bool>) -> bool {
+    match AssertUnwindSafe(run).catch_unwind().await {
         Ok(ok) => ok,
         Err(panic) => {
             let message = panic
@@ -154,7 +173,7 @@ impl Memory {
         }
     }
 
-    fn store(&self, config: &Config) -> Store {
+    pub(crate) fn store(&self, config: &Config) -> Store {
         match self {
             Memory::File => Store::file(config, LOCK_WAIT),
             Memory::Table { table, lease } => Store::Table(DynamoStore::new(
@@ -177,7 +196,7 @@ impl Memory {
         }
     }
 
-    fn leader(&self) -> &dyn Leadership {
+    pub(crate) fn leader(&self) -> &dyn Leadership {
         match self {
             Memory::File => &SoleInstance,
             Memory::Table { lease, .. } => lease.as_ref(),
@@ -244,45 +263,74 @@ async fn lease_loop(lease: Arc<Lease>, metrics: Arc<Metrics>) {
 
 /// One audit + enforcement cycle against AWS and the state store (`app::cycle` over the
 /// production ports), with its metrics and logs. Returns true when every read and every action
-/// succeeded.
-pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>, stop: Arc<AtomicBool>) -> bool {
+/// succeeded. It waits for an event run in progress, and leaves its clients and inventory to
+/// the next ones.
+pub(crate) async fn cycle(
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    memory: Arc<Memory>,
+    runs: Arc<Runs>,
+    stop: Arc<AtomicBool>,
+) -> bool {
+    let mut last = runs.lock().await;
     let metrics = Arc::clone(&shared.metrics);
     let started = Instant::now();
     let observer = Arc::new(RunObserver {
         metrics: Arc::clone(&metrics),
         skew: Mutex::new(None),
     });
-    let fleet = Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await;
+    let fleet = Arc::new(Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await);
     let store = memory.store(&config);
     let run = crate::sys::host::run_info();
     let audited =
         |accounts: &[AccountInventory], report: &Report| publish_audit(&shared, &config, accounts, report, started);
     let ports = crate::app::cycle::Ports {
-        fleet: &fleet,
+        fleet: fleet.as_ref(),
         store: &store,
         clock: &SystemClock,
         skew: &|| observer.skew(),
         journal: &store,
         run: &run,
         leader: memory.leader(),
+        seen_at: None,
     };
     let c = crate::app::cycle::run(&config, ports, &audited, &stop).await;
+    let ok = settle(&metrics, &config, &c, &observer);
+    if ok.is_some() && c.skipped.is_none() {
+        if let Some(hub) = &config.security_hub {
+            let observer = Some(observer.clone() as Arc<dyn RequestObserver>);
+            let exported = crate::app::export::security_hub(&config, hub, &fleet.sdks(), &c.report, observer).await;
+            publish_export(&metrics, "security_hub", &exported);
+        }
+    }
+    let ok = ok.unwrap_or(false) && c.ok();
+    *last = Some(Last {
+        fleet,
+        observer,
+        accounts: c.accounts,
+    });
+    ok
+}
+
+/// A cycle's enforcement outcome as metrics and logs. `None` when enforcement could not run
+/// (state, clock or save); `Some(true)` after it ran or the lease is another's.
+pub(crate) fn settle(metrics: &Metrics, config: &Config, c: &Cycle, observer: &RunObserver) -> Option<bool> {
     match &c.skipped {
         Some(Skipped::State(e)) => {
             metrics.state_ok.set(0);
             tracing::error!(error = %e, "enforcement is off until the state file can be used (grace periods are never reset silently)");
-            return false;
+            return None;
         }
         Some(Skipped::Clock(problem)) => {
             metrics.clock_skew.set(observer.skew().unwrap_or(0.0));
             metrics.clock_ok.set(0);
             tracing::error!(error = %problem, "the clock cannot be trusted; this run audits and publishes but deactivates nothing and records nothing");
-            return false;
+            return None;
         }
         Some(Skipped::Save(e)) => {
             metrics.state_ok.set(0);
             tracing::error!(error = %e, "cannot record first-seen times; enforcement is skipped this run");
-            return false;
+            return None;
         }
         Some(Skipped::NotLeader) => {
             metrics.state_ok.set(1);
@@ -294,23 +342,18 @@ pub async fn cycle(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>
             tracing::debug!(
                 "another instance holds the leader lease; this one audited and published, and enforces nothing"
             );
-            return c.ok();
+            return Some(true);
         }
         None => {}
     }
     metrics.clock_skew.set(observer.skew().unwrap_or(0.0));
     metrics.clock_ok.set(1);
     metrics.state_ok.set(1);
-    publish_enforcement(&metrics, &c, config.enforcement.max_deactivations_per_run);
+    publish_enforcement(metrics, c, config.enforcement.max_deactivations_per_run);
     if let Some(e) = &c.final_save_error {
         tracing::error!(error = %e, "cannot update the state after deactivations");
     }
-    if let Some(hub) = &config.security_hub {
-        let observer = Some(observer.clone() as Arc<dyn RequestObserver>);
-        let exported = crate::app::export::security_hub(&config, hub, &fleet.sdks(), &c.report, observer).await;
-        publish_export(&metrics, "security_hub", &exported);
-    }
-    c.ok()
+    Some(true)
 }
 
 /// The export's counters and log; its failure is the export's alone (the run stays good).
@@ -344,7 +387,13 @@ fn publish_export(metrics: &Metrics, destination: &str, e: &crate::app::export::
 }
 
 /// The audit's metrics, log and report, published before anything is enforced.
-fn publish_audit(shared: &Shared, config: &Config, accounts: &[AccountInventory], report: &Report, started: Instant) {
+pub(crate) fn publish_audit(
+    shared: &Shared,
+    config: &Config,
+    accounts: &[AccountInventory],
+    report: &Report,
+    started: Instant,
+) {
     let metrics = &shared.metrics;
     let elapsed = started.elapsed().as_secs_f64();
     metrics.audit_duration.set(elapsed);
@@ -519,6 +568,10 @@ impl Listener {
 struct Daemon {
     opts: Options,
     config: Arc<Config>,
+    /// The config as the events consumer sees it (sent again at each reload).
+    config_tx: watch::Sender<Arc<Config>>,
+    /// One run at a time, and the last full run's clients and inventory for event runs.
+    runs: Arc<Runs>,
     shared: Arc<Shared>,
     notifier: Notifier,
     sched: JobScheduler,
@@ -598,6 +651,8 @@ impl Daemon {
         }
         self.shared.set_journal(self.memory.journal(&new));
         self.config = Arc::new(new);
+        // The events consumer takes the new `[events]` at its next poll.
+        self.config_tx.send_replace(Arc::clone(&self.config));
         Ok(())
     }
 }
@@ -647,8 +702,17 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     });
     let signals = Signals::install()?;
     let (mut d, tick_rx) = Daemon::start(opts, config, shared, memory).await?;
+    // The events queue's consumer (idle without `[events]`, and on followers).
+    let events_task = tokio::spawn(crate::app::events::consume(
+        d.config_tx.subscribe(),
+        Arc::clone(&d.shared),
+        Arc::clone(&d.memory),
+        Arc::clone(&d.runs),
+        Arc::clone(&stop),
+    ));
     let inflight = d.serve(signals, tick_rx, &stop).await;
     d.shut_down(&stop, inflight).await;
+    events_task.abort();
     if let Some(task) = lease_task {
         task.abort();
     }
@@ -683,7 +747,8 @@ async fn run_once(config: Arc<Config>, shared: Arc<Shared>, memory: Arc<Memory>,
     if let Some(lease) = memory.lease() {
         tick_lease(lease, &shared.metrics).await;
     }
-    let ok = guarded_cycle(config, shared, Arc::clone(&memory), stop).await;
+    let runs = Arc::new(tokio::sync::Mutex::new(None));
+    let ok = guarded_cycle(config, shared, Arc::clone(&memory), runs, stop).await;
     if let Some(lease) = memory.lease() {
         release_lease(lease).await;
     }
@@ -738,8 +803,11 @@ impl Daemon {
         if config.schedule.run_on_start {
             let _ = ticks.try_send(());
         }
+        let (config_tx, _) = watch::channel(Arc::clone(&config));
         let d = Daemon {
             opts,
+            config_tx,
+            runs: Arc::new(tokio::sync::Mutex::new(None)),
             config,
             shared,
             notifier: Notifier::from_env(),
@@ -803,10 +871,10 @@ impl Daemon {
             Arc::clone(running),
             Arc::clone(stop),
         );
-        let memory = Arc::clone(&self.memory);
+        let (memory, runs) = (Arc::clone(&self.memory), Arc::clone(&self.runs));
         shared.liveness.run_started(Instant::now());
         Some(tokio::spawn(async move {
-            guarded_cycle(config, Arc::clone(&shared), memory, stop).await;
+            guarded_cycle(config, Arc::clone(&shared), memory, runs, stop).await;
             shared.liveness.run_finished();
             release_memory();
             running.store(false, Ordering::Release);

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod check_access;
 pub mod cycle;
 pub mod daemon;
+pub mod events;
 pub mod execute;
 pub mod export;
 pub mod reactivate;

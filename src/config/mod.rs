@@ -125,6 +125,16 @@ pub struct Enforcement {
     pub max_deactivations_per_run: usize,
 }
 
+/// `[events]`, validated, with a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsSettings {
+    pub queue_url: String,
+    /// `None`: the region of the AWS settings.
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub poll_wait: Duration,
+}
+
 /// `[export.security_hub]`, validated and enabled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecurityHubSettings {
@@ -150,6 +160,8 @@ pub struct Config {
     pub backend: StateBackend,
     /// `[export.security_hub]`, when enabled.
     pub security_hub: Option<SecurityHubSettings>,
+    /// `[events]`, when a queue is set.
+    pub events: Option<EventsSettings>,
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: PerKey,
     /// TLS and basic auth of the listener; swapped in on reload.

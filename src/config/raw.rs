@@ -23,6 +23,34 @@ pub struct RawConfig {
     pub owners: RawOwners,
     pub exemptions_from_tags: RawTagExemptions,
     pub export: RawExport,
+    pub events: RawEvents,
+}
+
+/// `[events]`: the queue EventBridge feeds with IAM's CloudTrail events (absent or empty
+/// `queue_url`: no events, the cron alone).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEvents {
+    pub queue_url: String,
+    /// Default: `aws.region`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Default: SQS's regional endpoint (not `aws.endpoint_url`: another service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// How long one ReceiveMessage waits for a message (long polling; 1 s to 20 s).
+    pub poll_wait: String,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents {
+            queue_url: String::new(),
+            region: None,
+            endpoint_url: None,
+            poll_wait: "20s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

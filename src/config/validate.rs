@@ -61,6 +61,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
     };
     let backend = c.backend(&raw.state);
     let security_hub = c.security_hub(&raw.export.security_hub);
+    let events = c.events(&raw.events);
     let per_key = match &raw.metrics.per_key {
         RawPerKey::Bool(true) => Some(PerKey::All),
         RawPerKey::Bool(false) => Some(PerKey::Off),
@@ -97,6 +98,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         journal_retention: to_delta(journal_retention.ok_or_else(missing)?),
         backend: backend.ok_or_else(missing)?,
         security_hub: security_hub.ok_or_else(missing)?,
+        events: events.ok_or_else(missing)?,
         metrics_listen,
         metrics_per_key: per_key.ok_or_else(missing)?,
         metrics_web,
@@ -196,21 +198,58 @@ impl Checker<'_, '_> {
         ok
     }
 
+    /// `Some(None)` without a queue; checked either way.
+    fn events(&mut self, raw: &RawEvents) -> Option<Option<EventsSettings>> {
+        let endpoint_ok = self.endpoint_url("events.endpoint_url", raw.endpoint_url.as_deref());
+        let region_ok = self.region("events.region", raw.region.as_deref());
+        let wait = self.duration("events.poll_wait", &raw.poll_wait);
+        let wait = wait.and_then(|w| {
+            if (Duration::from_secs(1)..=Duration::from_secs(20)).contains(&w) {
+                Some(w)
+            } else {
+                self.push("events.poll_wait", "must be 1s to 20s (SQS's long polling)");
+                None
+            }
+        });
+        let url = raw.queue_url.trim();
+        let url_ok = url.is_empty() || url.starts_with("https://") || url.starts_with("http://");
+        if !url_ok {
+            self.push(
+                "events.queue_url",
+                "must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+            );
+        }
+        let wait = wait?;
+        if !(endpoint_ok && region_ok && url_ok) {
+            return None;
+        }
+        Some((!url.is_empty()).then(|| EventsSettings {
+            queue_url: url.to_string(),
+            region: raw.region.clone(),
+            endpoint_url: raw.endpoint_url.clone().filter(|u| !u.is_empty()),
+            poll_wait: wait,
+        }))
+    }
+
+    /// An AWS region name, when given.
+    fn region(&mut self, key: &str, region: Option<&str>) -> bool {
+        let ok = region.is_none_or(|r| {
+            !r.is_empty()
+                && r.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        });
+        if !ok {
+            self.push(key, format!("{:?} is not an AWS region name", region.unwrap_or("")));
+        }
+        ok
+    }
+
     /// `Some(None)` when the export is off; checked whether on or off.
     fn security_hub(&mut self, raw: &RawSecurityHub) -> Option<Option<SecurityHubSettings>> {
         if !self.endpoint_url("export.security_hub.endpoint_url", raw.endpoint_url.as_deref()) {
             return None;
         }
-        if raw.region.as_deref().is_some_and(|r| {
-            r.is_empty()
-                || !r
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
-        }) {
-            self.push(
-                "export.security_hub.region",
-                format!("{:?} is not an AWS region name", raw.region.as_deref().unwrap_or("")),
-            );
+        if !self.region("export.security_hub.region", raw.region.as_deref()) {
             return None;
         }
         Some(raw.enabled.then(|| SecurityHubSettings {

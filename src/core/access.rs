@@ -33,6 +33,8 @@ pub struct Features {
     pub state_table: Option<String>,
     /// `[export.security_hub]`: the region findings are imported in.
     pub security_hub_region: Option<String>,
+    /// `[events]`: the queue's ARN.
+    pub events_queue: Option<String>,
 }
 
 /// One action a run needs.
@@ -64,6 +66,8 @@ pub const STATE_TABLE: [&str; 6] = [
     "dynamodb:ConditionCheckItem",
 ];
 pub const SECURITY_HUB: [&str; 2] = ["securityhub:BatchImportFindings", "securityhub:GetFindings"];
+/// The events queue: DeleteMessageBatch is authorized as DeleteMessage.
+pub const EVENTS: [&str; 2] = ["sqs:ReceiveMessage", "sqs:DeleteMessage"];
 
 /// Every action `f` needs in `account_id` (of `partition`), in a stable order. Account-scoped
 /// needs are per audited account; ambient ones are listed once, whatever `account_id` is.
@@ -118,6 +122,9 @@ pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
     if let Some(table) = &f.state_table {
         add(Scope::Ambient, &STATE_TABLE, table, "state.backend = \"dynamodb\"");
     }
+    if let Some(queue) = &f.events_queue {
+        add(Scope::Ambient, &EVENTS, queue, "[events] queue_url");
+    }
     out
 }
 
@@ -150,6 +157,26 @@ pub fn exit_code<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> i32 {
     } else {
         0
     }
+}
+
+/// A queue's ARN from its URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, or an
+/// endpoint's `http://HOST/ACCOUNT/NAME` with `region`).
+pub fn queue_arn(url: &str, region: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let mut parts = rest.split('/');
+    let host = parts.next()?;
+    let account = parts
+        .next()
+        .filter(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()))?;
+    let name = parts.next().filter(|n| !n.is_empty())?;
+    let region = host
+        .strip_prefix("sqs.")
+        .and_then(|h| h.split('.').next())
+        .unwrap_or(region);
+    Some(format!(
+        "arn:{}:sqs:{region}:{account}:{name}",
+        crate::core::arn::partition(region)
+    ))
 }
 
 /// The IAM ARN to simulate for a caller ARN (GetCallerIdentity's): a user's is itself; an
@@ -236,6 +263,7 @@ mod tests {
             role_arns: vec!["arn:aws:iam::111111111111:role/keywarden-audit".into()],
             state_table: Some("arn:aws:dynamodb:us-east-1:123456789012:table/keywarden".into()),
             security_hub_region: Some("us-east-1".into()),
+            events_queue: Some("arn:aws:sqs:us-east-1:123456789012:keywarden-events".into()),
         }
     }
 
@@ -302,6 +330,10 @@ mod tests {
             actions(&e, Scope::Account, "securityhub:"),
             policy(include_str!("../../packaging/iam-policy-securityhub.json"), None)
         );
+        assert_eq!(
+            actions(&e, Scope::Ambient, "sqs:"),
+            policy(include_str!("../../packaging/iam-policy-events.json"), None)
+        );
     }
 
     #[test]
@@ -316,6 +348,43 @@ mod tests {
         assert_eq!(assume.resource, "arn:aws:iam::111111111111:role/keywarden-audit");
         let cn = needs(&all(), "123456789012", "aws-cn");
         assert!(cn.iter().any(|n| n.resource.starts_with("arn:aws-cn:securityhub:")));
+    }
+
+    #[test]
+    fn queue_arns_come_from_their_urls() {
+        assert_eq!(
+            queue_arn("https://sqs.eu-west-1.amazonaws.com/123456789012/kw", "us-east-1").as_deref(),
+            Some("arn:aws:sqs:eu-west-1:123456789012:kw")
+        );
+        assert_eq!(
+            queue_arn("http://127.0.0.1:5000/123456789012/kw", "us-east-1").as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:kw")
+        );
+        assert_eq!(queue_arn("not a url", "us-east-1"), None);
+    }
+
+    #[test]
+    fn the_packaged_rule_matches_exactly_the_events_keywarden_reads() {
+        let template = include_str!("../../packaging/events/keywarden-events.yml");
+        let line = template
+            .lines()
+            .find(|l| l.trim_start().starts_with("eventName:"))
+            .expect("eventName");
+        let listed: BTreeSet<&str> = line
+            .split_once('[')
+            .and_then(|(_, r)| r.split_once(']'))
+            .map(|(l, _)| l.split(',').map(str::trim).collect())
+            .expect("a list");
+        let read: BTreeSet<&str> = crate::core::events::ACCESS_KEY_EVENTS
+            .iter()
+            .chain(crate::core::events::USER_EVENTS.iter())
+            .copied()
+            .collect();
+        assert_eq!(listed, read);
+        assert!(template.contains(crate::core::events::EXPOSED));
+        for a in EVENTS {
+            assert!(template.contains(a), "the queue policy grants {a}");
+        }
     }
 
     #[test]

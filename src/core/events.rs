@@ -57,7 +57,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Kind::AccessKey => "access_key",
             Kind::User => "user",
@@ -65,6 +65,16 @@ impl Kind {
         }
     }
 }
+
+/// Every `kind` label value of `keywarden_events_received_total`, so that each series
+/// exists from the start.
+pub const KINDS: [&str; 5] = [
+    Kind::AccessKey.as_str(),
+    Kind::User.as_str(),
+    Kind::Health.as_str(),
+    "ignored",
+    "malformed",
+];
 
 /// Who changed: a user by name, or (Health) only a key, whose user the edge looks up.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,19 +104,21 @@ pub enum Decision {
     Malformed(String),
 }
 
-const ACCESS_KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"];
-const USER_EVENTS: [&str; 4] = ["CreateUser", "DeleteUser", "TagUser", "UntagUser"];
+pub const ACCESS_KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"];
+pub const USER_EVENTS: [&str; 4] = ["CreateUser", "DeleteUser", "TagUser", "UntagUser"];
 pub const EXPOSED: &str = "AWS_RISK_CREDENTIALS_EXPOSED";
 
 /// Decides one parsed message; `managed` are the accounts this instance reads.
 pub fn decide(e: &Envelope, managed: &BTreeSet<String>) -> Decision {
-    let Some(time) = e.time else {
-        return Decision::Malformed("no event time".into());
-    };
-    match (e.detail_type.as_str(), e.source.as_str()) {
-        ("AWS API Call via CloudTrail", "aws.iam") => cloudtrail(e, time, managed),
-        ("AWS Health Event", "aws.health") => health(e, time, managed),
-        (t, s) => Decision::Ignored(format!("not an event keywarden acts on: {t:?} from {s:?}")),
+    let read: fn(&Envelope, Timestamp, &BTreeSet<String>) -> Decision =
+        match (e.detail_type.as_str(), e.source.as_str()) {
+            ("AWS API Call via CloudTrail", "aws.iam") => cloudtrail,
+            ("AWS Health Event", "aws.health") => health,
+            (t, s) => return Decision::Ignored(format!("not an event keywarden acts on: {t:?} from {s:?}")),
+        };
+    match e.time {
+        Some(time) => read(e, time, managed),
+        None => Decision::Malformed("no event time".into()),
     }
 }
 
@@ -277,7 +289,8 @@ mod tests {
         let mut s3 = trail("CreateAccessKey", Some("a"));
         s3.detail_type = "Object Created".into();
         s3.source = "aws.s3".into();
-        assert!(ignored(&s3));
+        s3.time = None;
+        assert!(ignored(&s3), "a foreign event is ignored whatever it lacks");
         let mut failed = trail("CreateAccessKey", Some("a"));
         failed.error_code = Some("LimitExceeded".into());
         assert!(ignored(&failed), "a failed call changed nothing");

@@ -228,6 +228,14 @@ impl State {
         self.entries.values()
     }
 
+    /// Records a first-seen time where there is none yet (an event's, for an event run); an
+    /// existing one is kept, as `plan::next_state` keeps it.
+    pub fn first_seen_at(&mut self, e: Entry) {
+        self.entries
+            .entry((e.account_id.clone(), e.access_key_id.clone(), e.rule))
+            .or_insert(e);
+    }
+
     /// Drops every finding of one key (it was deactivated: none of them holds any more).
     pub fn forget_key(&mut self, account_id: &str, access_key_id: &str) {
         self.entries

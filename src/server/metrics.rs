@@ -12,7 +12,10 @@ use std::fmt::Write;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use hyper::body::Bytes;
-use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::config::PerKey;
 use crate::core::model::{AccessKey, AccountInventory, Timestamp};
@@ -45,6 +48,9 @@ pub struct Metrics {
     pub export_findings: IntCounterVec,
     pub export_errors: IntCounterVec,
     pub export_success: IntGaugeVec,
+    pub events_received: IntCounterVec,
+    pub event_lag: Histogram,
+    pub event_receive_errors: IntCounter,
     /// Where `keywarden_leader` is read at each scrape (the lease, when there is one): a gauge
     /// set by a task could be a moment stale, and two instances would both show 1 across a
     /// handover.
@@ -210,6 +216,33 @@ impl Metrics {
                     &["destination"],
                 )?,
             )?,
+            events_received: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_events_received_total",
+                        "Messages read from the events queue, by kind (access_key, user, health, ignored, malformed)",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
+            event_lag: reg(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "keywarden_event_lag_seconds",
+                        "From a change's CloudTrail event time to its re-audit published",
+                    )
+                    .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
+                )?,
+            )?,
+            event_receive_errors: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_event_receive_errors_total",
+                    "ReceiveMessage calls on the events queue that failed",
+                ))?,
+            )?,
             deactivations_held_back: reg(
                 &registry,
                 IntGaugeVec::new(
@@ -256,6 +289,9 @@ impl Metrics {
             registry,
         };
         m.clock_ok.set(1);
+        for kind in crate::core::events::KINDS {
+            m.events_received.with_label_values(&[kind]);
+        }
         Ok(m)
     }
 
