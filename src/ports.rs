@@ -61,6 +61,16 @@ pub trait KeyActions {
         user: &str,
         access_key_id: &str,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+    /// Only the keys of a user whose other facts (path, tags) are known: cheaper where the
+    /// edge can (no GetUser). `Ok(None)`: the user does not exist (any more).
+    fn read_keys(
+        &self,
+        account_id: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<Option<Vec<crate::core::model::AccessKey>>, ReadError>> + Send {
+        let read = self.read_user(account_id, user);
+        async move { read.await.map(|u| u.map(|u| u.keys)) }
+    }
     /// Sets the key Active again (`keywarden reactivate`). Runs never call it.
     fn activate(
         &self,

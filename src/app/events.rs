@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::app::daemon::{Last, Memory, Runs};
 use crate::aws::sqs::{Message, Queue};
 use crate::config::{Config, EventsSettings};
-use crate::core::events::{self, Decision, Subject};
+use crate::core::events::{self, Decision, Kind, Subject};
 use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
 use crate::core::report::Report;
 use crate::ports::SystemClock;
@@ -36,6 +36,9 @@ use crate::server::http::Shared;
 pub struct Sorted {
     /// Per account, the changed users and the latest event time of each.
     pub users: BTreeMap<String, BTreeMap<String, Timestamp>>,
+    /// (account, user) whose user itself changed (created, deleted, tagged): read whole
+    /// (GetUser too); the others only had keys change (their path and tags are known).
+    pub whole: BTreeSet<(String, String)>,
     /// Changes named only by a key id that no user of the last inventory has.
     pub unknown_keys: Vec<(String, String)>,
     /// Receipt handles to delete once the re-audit succeeded.
@@ -75,6 +78,11 @@ pub fn sort(messages: &[Message], managed: &BTreeSet<String>, base: &[AccountInv
             }
         }
     }
+    for c in &changes {
+        if let (Kind::User, Subject::User(u)) = (c.kind, &c.subject) {
+            out.whole.insert((c.account_id.clone(), u.clone()));
+        }
+    }
     for ((account, subject), time) in events::batch(changes) {
         let user = match subject {
             Subject::User(u) => Some(u),
@@ -104,20 +112,18 @@ pub struct Changed<'a, F> {
     pub fleet: &'a F,
     pub base: &'a [AccountInventory],
     pub users: &'a BTreeMap<String, BTreeMap<String, Timestamp>>,
+    pub whole: &'a BTreeSet<(String, String)>,
     /// How many changed users could not be read (set by `inventory`).
     pub failed: std::sync::atomic::AtomicUsize,
 }
 
 impl<'a, F> Changed<'a, F> {
-    pub fn new(
-        fleet: &'a F,
-        base: &'a [AccountInventory],
-        users: &'a BTreeMap<String, BTreeMap<String, Timestamp>>,
-    ) -> Self {
+    pub fn new(fleet: &'a F, base: &'a [AccountInventory], sorted: &'a Sorted) -> Self {
         Changed {
             fleet,
             base,
-            users,
+            users: &sorted.users,
+            whole: &sorted.whole,
             failed: 0.into(),
         }
     }
@@ -131,7 +137,7 @@ impl<F: KeyActions + Sync> InventorySource for Changed<'_, F> {
                 continue;
             };
             for name in users.keys() {
-                let read = self.fleet.read_user(account_id, name).await;
+                let read = self.read(account, name).await;
                 if read.is_err() {
                     self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -139,6 +145,21 @@ impl<F: KeyActions + Sync> InventorySource for Changed<'_, F> {
             }
         }
         accounts
+    }
+}
+
+impl<F: KeyActions + Sync> Changed<'_, F> {
+    /// A user whose keys changed and who is in the last inventory: only the keys are read
+    /// (ListAccessKeys, GetAccessKeyLastUsed per active key); anyone else whole.
+    async fn read(&self, account: &AccountInventory, name: &str) -> Result<Option<User>, ReadError> {
+        let known = account.users.iter().find(|u| u.name == name);
+        match known {
+            Some(u) if !self.whole.contains(&(account.account_id.clone(), name.to_string())) => {
+                let keys = self.fleet.read_keys(&account.account_id, name).await?;
+                Ok(keys.map(|keys| User { keys, ..u.clone() }))
+            }
+            _ => self.fleet.read_user(&account.account_id, name).await,
+        }
     }
 }
 
@@ -310,7 +331,7 @@ async fn event_run(
 ) -> bool {
     let started = Instant::now();
     base.observer.reset_skew();
-    let changed = Changed::new(base.fleet.as_ref(), &base.accounts, &sorted.users);
+    let changed = Changed::new(base.fleet.as_ref(), &base.accounts, sorted);
     let store = memory.store(config);
     let run = crate::sys::host::run_info();
     let seen_at = |account: &str, user: &str| sorted.users.get(account).and_then(|u| u.get(user)).copied();
@@ -419,10 +440,16 @@ mod tests {
             message("4", &trail("CreateAccessKey", "bob", 1, "999999999999")),
             message("5", "{not json"),
             message("6", &health),
+            message("7", &trail("TagUser", "dave", 2, "111111111111")),
         ];
         let s = sort(&batch, &managed, &base);
         let users = &s.users["111111111111"];
-        assert_eq!(users.len(), 2, "{users:?}");
+        assert_eq!(users.len(), 3, "{users:?}");
+        assert_eq!(
+            s.whole,
+            [("111111111111".to_string(), "dave".to_string())].into(),
+            "a user event reads the user whole; key events only the keys"
+        );
         assert_eq!(
             users["alice"],
             t(5),
@@ -430,7 +457,7 @@ mod tests {
         );
         assert_eq!(users["carol"], t(9), "Health's key found in the last inventory");
         assert_eq!(s.unknown_keys, [("111111111111".to_string(), "AKIAGONE".to_string())]);
-        assert_eq!(s.after_run, ["r-1", "r-2", "r-3", "r-6"]);
+        assert_eq!(s.after_run, ["r-1", "r-2", "r-3", "r-6", "r-7"]);
         assert_eq!(s.ignored, ["r-4"], "an unmanaged account's event");
         assert_eq!(s.malformed.len(), 1);
         let counted = count(&s.kinds);

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::aws::{self, account_error, Member};
 use crate::config::{AccountTarget, AwsSettings, Organization};
-use crate::core::model::{AccountInventory, ReadError, ServiceError, User};
+use crate::core::model::{AccessKey, AccountInventory, ReadError, ServiceError, User};
 use crate::ports::{InventoryOptions, InventorySource, KeyActions, RequestObserver};
 
 /// One account to read.
@@ -392,6 +392,13 @@ impl KeyActions for Fleet {
                 message: "the account is not connected in this run".into(),
                 code: None,
             }),
+        }
+    }
+
+    async fn read_keys(&self, account_id: &str, user: &str) -> Result<Option<Vec<AccessKey>>, ReadError> {
+        match self.client(account_id) {
+            Some(c) => c.read_keys(account_id, user).await,
+            None => self.read_user(account_id, user).await.map(|u| u.map(|u| u.keys)),
         }
     }
 

@@ -547,6 +547,15 @@ impl KeyActions for Iam {
         }))
     }
 
+    /// ListAccessKeys and GetAccessKeyLastUsed only (an event run's read of a known user).
+    async fn read_keys(&self, account_id: &str, name: &str) -> Result<Option<Vec<AccessKey>>, ReadError> {
+        match Iam::read_keys(self, account_id, name).await {
+            Ok(keys) => Ok(Some(keys)),
+            Err(e) if e.code.as_deref() == Some("NoSuchEntity") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `account_id` is this client's account; [`crate::aws::accounts::Fleet`] routes by it.
     async fn deactivate(&self, _account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
         self.set_status(user, access_key_id, StatusType::Inactive).await
