@@ -365,7 +365,17 @@ mod tests {
 
     #[test]
     fn the_packaged_rule_matches_exactly_the_events_keywarden_reads() {
-        let template = include_str!("../../packaging/events/keywarden-events.yml");
+        let member = include_str!("../../packaging/events/keywarden-events-member.yml");
+        let central = include_str!("../../packaging/events/keywarden-events.yml");
+        for template in [central, member] {
+            rule_matches(template);
+        }
+        for a in EVENTS {
+            assert!(central.contains(a), "the queue policy grants {a}");
+        }
+    }
+
+    fn rule_matches(template: &str) {
         let line = template
             .lines()
             .find(|l| l.trim_start().starts_with("eventName:"))
@@ -382,9 +392,6 @@ mod tests {
             .collect();
         assert_eq!(listed, read);
         assert!(template.contains(crate::core::events::EXPOSED));
-        for a in EVENTS {
-            assert!(template.contains(a), "the queue policy grants {a}");
-        }
     }
 
     #[test]
