@@ -14,9 +14,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::SdkConfig;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::http::Request as SmithyRequest;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::aws::ratelimit::TokenBucket;
@@ -222,27 +220,18 @@ impl SecurityHub {
     async fn attempt(&self, operation: &'static str, path: &str, body: &[u8]) -> Result<Value, HubError> {
         let transport = |message: String| HubError::Transport { operation, message };
         let request = self.signed(operation, path, body).await?;
-        let response = self
-            .connector
-            .call(request)
+        let answer = crate::aws::sigv4::exchange(&self.connector, request)
             .await
-            .map_err(|e| transport(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
-        let status = response.status().as_u16();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .map(|t| t.split(':').next().unwrap_or_default().to_string());
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| transport(e.to_string()))?
-            .to_bytes();
-        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(parsed);
+            .map_err(transport)?;
+        if answer.ok() {
+            return Ok(answer.json);
         }
-        Err(service_error(operation, status, error_type, &parsed, &bytes))
+        Err(HubError::Service {
+            operation,
+            status: answer.status,
+            code: answer.code(),
+            message: answer.message(),
+        })
     }
 
     /// The POST of `body` to `path`, signed with SigV4 for `securityhub` with the current
@@ -262,36 +251,6 @@ impl SecurityHub {
             body,
         };
         crate::aws::sigv4::signed_post(creds, &post).map_err(|message| HubError::Transport { operation, message })
-    }
-}
-
-/// A REST-JSON error answer: the type in a header, else `__type`/`code` in the body.
-fn service_error(
-    operation: &'static str,
-    status: u16,
-    error_type: Option<String>,
-    parsed: &Value,
-    bytes: &[u8],
-) -> HubError {
-    let code = error_type
-        .or_else(|| {
-            parsed["__type"]
-                .as_str()
-                .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-        })
-        .or_else(|| parsed["Code"].as_str().map(str::to_string))
-        .or_else(|| parsed["code"].as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("Http{status}"));
-    let message = parsed["Message"]
-        .as_str()
-        .or_else(|| parsed["message"].as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).chars().take(300).collect());
-    HubError::Service {
-        operation,
-        status,
-        code,
-        message,
     }
 }
 

@@ -1,13 +1,18 @@
 //! A POST signed with SigV4 (`aws-sigv4`), for the services keywarden calls without their SDK
-//! crate (Security Hub, SQS): the request is built here and sent by the SDK's own connector.
+//! crate (Security Hub, SQS): the request is built here, sent by the SDK's own connector, and
+//! its JSON answer read with the error code where AWS's JSON protocols put it.
 
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use aws_smithy_http_client::Connector;
+use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::http::Request as SmithyRequest;
 use aws_smithy_types::body::SdkBody;
+use http_body_util::BodyExt;
+use serde_json::Value;
 
 /// What to POST where.
 pub struct Post<'a> {
@@ -51,4 +56,101 @@ pub fn signed_post(creds: Credentials, p: &Post<'_>) -> Result<SmithyRequest, St
     let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
     instructions.apply_to_request_http1x(&mut request);
     SmithyRequest::try_from(request.map(SdkBody::from)).map_err(|e| e.to_string())
+}
+
+/// A service's answer: its status and JSON body (`Null` when the body is not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub json: Value,
+    error_type: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The error code: the `x-amzn-ErrorType` header, else `__type` (without its namespace),
+    /// `Code` or `code` in the body, else `Http<status>`.
+    pub fn code(&self) -> String {
+        let j = &self.json;
+        self.error_type
+            .clone()
+            .or_else(|| {
+                j["__type"]
+                    .as_str()
+                    .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+            })
+            .or_else(|| j["Code"].as_str().map(str::to_string))
+            .or_else(|| j["code"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("Http{}", self.status))
+    }
+
+    /// The error message, else the body's first 300 characters.
+    pub fn message(&self) -> String {
+        self.json["Message"]
+            .as_str()
+            .or_else(|| self.json["message"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).chars().take(300).collect())
+    }
+}
+
+/// Sends a signed request and reads the whole answer; `Err`: no answer (the transport's words).
+pub async fn exchange(connector: &Connector, request: SmithyRequest) -> Result<Answer, String> {
+    let response = connector
+        .call(request)
+        .await
+        .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())?;
+    let status = response.status().as_u16();
+    let error_type = response
+        .headers()
+        .get("x-amzn-errortype")
+        .map(|t| t.split(':').next().unwrap_or_default().to_string());
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok(Answer {
+        status,
+        json,
+        error_type,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, error_type: Option<&str>, body: &str) -> Answer {
+        Answer {
+            status,
+            json: serde_json::from_str(body).unwrap_or(Value::Null),
+            error_type: error_type.map(str::to_string),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn error_codes_come_from_the_header_then_the_body() {
+        assert_eq!(
+            answer(403, Some("AccessDeniedException"), "{}").code(),
+            "AccessDeniedException"
+        );
+        let sqs = r#"{"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "no queue"}"#;
+        assert_eq!(answer(400, None, sqs).code(), "QueueDoesNotExist");
+        assert_eq!(answer(400, None, sqs).message(), "no queue");
+        assert_eq!(answer(502, None, "<html>bad gateway</html>").code(), "Http502");
+        assert_eq!(
+            answer(502, None, "<html>bad gateway</html>").message(),
+            "<html>bad gateway</html>"
+        );
+        assert!(answer(200, None, "{}").ok());
+    }
 }

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::HttpConnector;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::aws::credentials::Cached;
@@ -149,35 +147,18 @@ impl Queue {
             body: &bytes,
         };
         let request = crate::aws::sigv4::signed_post(creds, &post).map_err(transport)?;
-        let response = tokio::time::timeout(timeout, self.connector.call(request))
+        let answer = tokio::time::timeout(timeout, crate::aws::sigv4::exchange(&self.connector, request))
             .await
             .map_err(|_| transport(format!("no answer within {} s", timeout.as_secs())))?
-            .map_err(|e| transport(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| transport(e.to_string()))?
-            .to_bytes();
-        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(parsed);
+            .map_err(transport)?;
+        if answer.ok() {
+            return Ok(answer.json);
         }
-        let code = parsed["__type"]
-            .as_str()
-            .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-            .unwrap_or_else(|| format!("Http{status}"));
-        let message = parsed["message"]
-            .as_str()
-            .or_else(|| parsed["Message"].as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
         Err(QueueError::Service {
             operation,
-            status,
-            code,
-            message,
+            status: answer.status,
+            code: answer.code(),
+            message: answer.message(),
         })
     }
 }
