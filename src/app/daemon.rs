@@ -295,15 +295,15 @@ pub(crate) async fn cycle(
         seen_at: None,
     };
     let c = crate::app::cycle::run(&config, ports, &audited, &stop).await;
-    let ok = settle(&metrics, &config, &c, &observer);
-    if ok.is_some() && c.skipped.is_none() {
+    let ran = settle(&metrics, &config, &c, &observer);
+    if ran && c.skipped.is_none() {
         if let Some(hub) = &config.security_hub {
             let observer = Some(observer.clone() as Arc<dyn RequestObserver>);
             let exported = crate::app::export::security_hub(&config, hub, &fleet.sdks(), &c.report, observer).await;
             publish_export(&metrics, "security_hub", &exported);
         }
     }
-    let ok = ok.unwrap_or(false) && c.ok();
+    let ok = ran && c.ok();
     *last = Some(Last {
         fleet,
         observer,
@@ -312,25 +312,25 @@ pub(crate) async fn cycle(
     ok
 }
 
-/// A cycle's enforcement outcome as metrics and logs. `None` when enforcement could not run
-/// (state, clock or save); `Some(true)` after it ran or the lease is another's.
-pub(crate) fn settle(metrics: &Metrics, config: &Config, c: &Cycle, observer: &RunObserver) -> Option<bool> {
+/// A cycle's enforcement outcome as metrics and logs. False when enforcement could not run
+/// (state, clock or save); true after it ran, or when the lease is another's.
+pub(crate) fn settle(metrics: &Metrics, config: &Config, c: &Cycle, observer: &RunObserver) -> bool {
     match &c.skipped {
         Some(Skipped::State(e)) => {
             metrics.state_ok.set(0);
             tracing::error!(error = %e, "enforcement is off until the state file can be used (grace periods are never reset silently)");
-            return None;
+            return false;
         }
         Some(Skipped::Clock(problem)) => {
             metrics.clock_skew.set(observer.skew().unwrap_or(0.0));
             metrics.clock_ok.set(0);
             tracing::error!(error = %problem, "the clock cannot be trusted; this run audits and publishes but deactivates nothing and records nothing");
-            return None;
+            return false;
         }
         Some(Skipped::Save(e)) => {
             metrics.state_ok.set(0);
             tracing::error!(error = %e, "cannot record first-seen times; enforcement is skipped this run");
-            return None;
+            return false;
         }
         Some(Skipped::NotLeader) => {
             metrics.state_ok.set(1);
@@ -342,7 +342,7 @@ pub(crate) fn settle(metrics: &Metrics, config: &Config, c: &Cycle, observer: &R
             tracing::debug!(
                 "another instance holds the leader lease; this one audited and published, and enforces nothing"
             );
-            return Some(true);
+            return true;
         }
         None => {}
     }
@@ -353,7 +353,7 @@ pub(crate) fn settle(metrics: &Metrics, config: &Config, c: &Cycle, observer: &R
     if let Some(e) = &c.final_save_error {
         tracing::error!(error = %e, "cannot update the state after deactivations");
     }
-    Some(true)
+    true
 }
 
 /// The export's counters and log; its failure is the export's alone (the run stays good).

@@ -351,7 +351,7 @@ async fn event_run(
     };
     let c = crate::app::cycle::run(config, ports, &audited, stop).await;
     let read_all = changed.failed.load(Ordering::Relaxed) == 0;
-    let enforced = crate::app::daemon::settle(&shared.metrics, config, &c, &observer).unwrap_or(false);
+    let enforced = crate::app::daemon::settle(&shared.metrics, config, &c, &observer);
     let acted_cleanly = c.executed.journal_error.is_none()
         && !c
             .executed
