@@ -295,3 +295,17 @@ async fn web_identity_container_and_instance_credentials_work() {
     assert_complete(code, &out, &err);
     assert!(calls_by(&moto, "AKIAINSTANCE00000001")["ListUsers"].as_u64() >= Some(1));
 }
+
+#[tokio::test]
+async fn a_denied_call_names_the_action_and_the_principal() {
+    let moto = Moto::start();
+    create_user(&moto.iam(), "alice", None).await;
+    moto.set_faults(r#"{"ListUsers": ["*"]}"#);
+    let dir = TempDir::new("cred-denied");
+    let (code, report, err) = audit_json(&moto_config(&dir, &moto, ""), &[]);
+    assert_eq!(code, 1, "{report:#}\n{err}");
+    let message = report["errors"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("may not call iam:ListUsers"), "{message}");
+    assert!(message.starts_with("arn:aws:"), "the principal first: {message}");
+    assert_readable(&message);
+}

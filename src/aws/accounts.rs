@@ -141,6 +141,9 @@ pub struct Fleet {
     /// Each connected account's IAM client, and its SDK settings and credentials (which the
     /// Security Hub export signs with).
     clients: Vec<(String, aws::Iam, SdkConfig)>,
+    /// Who reads each account (the ambient caller's ARN, or the assumed role's), for the
+    /// message of a denied call.
+    principals: std::collections::BTreeMap<String, String>,
     own: Option<OwnKey>,
     /// Accounts that could not be reached, and discovery errors, as inventories with errors.
     failed: Vec<AccountInventory>,
@@ -201,8 +204,28 @@ impl Fleet {
         if let Some(o) = &own {
             tracing::debug!(account_id = %o.account_id, user = %o.user, access_key_id = %o.access_key_id, "keywarden signs with this access key; it is never deactivated");
         }
+        let principals = clients
+            .iter()
+            .map(|(id, _, _)| {
+                let role = s
+                    .accounts
+                    .iter()
+                    .find(|a| &a.id == id)
+                    .and_then(|a| a.role_arn.clone())
+                    .or_else(|| {
+                        let ambient = caller.as_ref().is_some_and(|c| &c.account_id == id);
+                        match (&s.organization, ambient) {
+                            (Some(o), false) => Some(format!("arn:aws:iam::{id}:role/{}", o.role_name)),
+                            _ => None,
+                        }
+                    });
+                let who = role.or_else(|| caller.as_ref().map(|c| c.arn.clone()));
+                (id.clone(), who.unwrap_or_else(|| "these credentials".into()))
+            })
+            .collect();
         Fleet {
             clients,
+            principals,
             own,
             failed,
             max_concurrent_accounts: s.max_concurrent_accounts.max(1),
@@ -225,6 +248,18 @@ impl Fleet {
             .iter()
             .find(|(id, _, _)| id == account_id)
             .map(|(_, c, _)| c)
+    }
+
+    /// A denied change, naming who was denied what.
+    fn name_denied(&self, account_id: &str, operation: &str, e: ServiceError) -> ServiceError {
+        let who = self
+            .principals
+            .get(account_id)
+            .map_or("these credentials", String::as_str);
+        match crate::core::model::name_denied(e.code.as_deref(), &e.message, who, operation) {
+            Some(message) => ServiceError { code: e.code, message },
+            None => e,
+        }
     }
 
     /// The client that changes keys in `account_id`.
@@ -364,6 +399,11 @@ impl InventorySource for Fleet {
                 a.own_access_key_id = Some(own.access_key_id.clone());
             }
         }
+        for a in read.iter_mut() {
+            if let Some(who) = self.principals.get(&a.account_id) {
+                a.errors.iter_mut().for_each(|e| e.name_denied(who));
+            }
+        }
         merge(read, self.failed.clone())
     }
 }
@@ -384,7 +424,12 @@ fn merge(mut read: Vec<AccountInventory>, failed: Vec<AccountInventory>) -> Vec<
 impl KeyActions for Fleet {
     async fn read_user(&self, account_id: &str, user: &str) -> Result<Option<User>, ReadError> {
         match self.client(account_id) {
-            Some(c) => c.read_user(account_id, user).await,
+            Some(c) => c.read_user(account_id, user).await.map_err(|mut e| {
+                if let Some(who) = self.principals.get(account_id) {
+                    e.name_denied(who);
+                }
+                e
+            }),
             None => Err(ReadError {
                 account_id: account_id.to_string(),
                 user: Some(user.to_string()),
@@ -403,9 +448,11 @@ impl KeyActions for Fleet {
     }
 
     async fn deactivate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
-        self.acting_client(account_id)?
+        let done = self
+            .acting_client(account_id)?
             .deactivate(account_id, user, access_key_id)
-            .await
+            .await;
+        done.map_err(|e| self.name_denied(account_id, "UpdateAccessKey", e))
     }
 
     async fn activate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {

@@ -329,14 +329,14 @@ impl Iam {
 
     /// Every page of ListUsers, each page its own gated request (a paginator would charge the
     /// token bucket once for a whole account of pages).
-    async fn list_users(&self) -> Result<Vec<aws_sdk_iam::types::User>, String> {
+    async fn list_users(&self) -> Result<Vec<aws_sdk_iam::types::User>, ServiceError> {
         let mut users = Vec::new();
         let mut marker = None;
         loop {
             let page = self
                 .gated(self.iam.list_users().set_marker(marker.take()).send())
                 .await
-                .map_err(|e| describe(&e).message)?;
+                .map_err(|e| describe(&e))?;
             users.extend(page.users);
             match page.marker {
                 Some(m) if page.is_truncated => marker = Some(m),

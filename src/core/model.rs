@@ -87,6 +87,28 @@ impl ServiceError {
     }
 }
 
+/// A denied call's message, naming who was denied what: AWS's own text usually does ("User:
+/// arn:... is not authorized to perform: iam:ListUsers ..."); where it does not, this says
+/// `<principal> may not call iam:<operation>` before it.
+pub fn name_denied(code: Option<&str>, message: &str, principal: &str, operation: &str) -> Option<String> {
+    let denied = matches!(
+        code,
+        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
+    );
+    let action = format!("iam:{operation}");
+    (denied && !message.contains(&action) && !operation.contains(':'))
+        .then(|| format!("{principal} may not call {action} ({message})"))
+}
+
+impl ReadError {
+    /// [`name_denied`] applied to this read.
+    pub fn name_denied(&mut self, principal: &str) {
+        if let Some(m) = name_denied(self.code.as_deref(), &self.message, principal, &self.operation) {
+            self.message = m;
+        }
+    }
+}
+
 impl std::fmt::Display for ServiceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -125,5 +147,27 @@ impl AccountInventory {
     /// True when every read succeeded: only then is the account's answer complete.
     pub fn is_complete(&self) -> bool {
         self.errors.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denied_call_names_the_principal_and_the_action_once() {
+        let who = "arn:aws:sts::123456789012:assumed-role/keywarden-audit/keywarden";
+        assert_eq!(
+            name_denied(Some("AccessDenied"), "AccessDenied: injected", who, "ListUsers").as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/keywarden-audit/keywarden may not call iam:ListUsers (AccessDenied: injected)")
+        );
+        let aws =
+            "AccessDenied: User: arn:aws:iam::1:user/k is not authorized to perform: iam:ListUsers on resource: *";
+        assert_eq!(
+            name_denied(Some("AccessDenied"), aws, who, "ListUsers"),
+            None,
+            "AWS's text says it"
+        );
+        assert_eq!(name_denied(Some("Throttling"), "slow", who, "ListUsers"), None);
     }
 }
