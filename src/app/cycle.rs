@@ -60,10 +60,12 @@ pub struct Cycle {
 impl Cycle {
     /// Every read and every action succeeded.
     pub fn ok(&self) -> bool {
-        self.report.complete
-            && self.skipped.as_ref().is_none_or(|s| *s == Skipped::NotLeader)
-            && self.executed.journal_error.is_none()
-            && !self.executed.outcomes.iter().any(|o| o.kind == OutcomeKind::Error)
+        self.report.complete && self.skipped.as_ref().is_none_or(|s| *s == Skipped::NotLeader) && self.acted_cleanly()
+    }
+
+    /// Every action taken was journaled and none failed (reads aside).
+    pub fn acted_cleanly(&self) -> bool {
+        self.executed.journal_error.is_none() && !self.executed.outcomes.iter().any(|o| o.kind == OutcomeKind::Error)
     }
 }
 

@@ -25,7 +25,7 @@ use crate::config::StateBackend;
 use crate::config::{self, Config};
 use crate::core::model::AccountInventory;
 use crate::core::report::Report;
-use crate::ports::{Leadership, SoleInstance};
+use crate::ports::{InventorySource, KeyActions, Leadership, SoleInstance};
 use crate::ports::{RequestObserver, SystemClock};
 use crate::server::http::SharedJournal;
 use crate::server::http::{Server, Shared};
@@ -280,22 +280,17 @@ pub(crate) async fn cycle(
         skew: Mutex::new(None),
     });
     let fleet = Arc::new(Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await);
-    let store = memory.store(&config);
-    let run = crate::sys::host::run_info();
-    let audited =
-        |accounts: &[AccountInventory], report: &Report| publish_audit(&shared, &config, accounts, report, started);
-    let ports = crate::app::cycle::Ports {
-        fleet: fleet.as_ref(),
-        store: &store,
-        clock: &SystemClock,
-        skew: &|| observer.skew(),
-        journal: &store,
-        run: &run,
-        leader: memory.leader(),
-        seen_at: None,
-    };
-    let c = crate::app::cycle::run(&config, ports, &audited, &stop).await;
-    let ran = settle(&metrics, &config, &c, &observer);
+    let (c, ran) = run_cycle(
+        &config,
+        &shared,
+        &memory,
+        fleet.as_ref(),
+        &observer,
+        None,
+        &stop,
+        started,
+    )
+    .await;
     if ran && c.skipped.is_none() {
         if let Some(hub) = &config.security_hub {
             let observer = Some(observer.clone() as Arc<dyn RequestObserver>);
@@ -310,6 +305,39 @@ pub(crate) async fn cycle(
         accounts: c.accounts,
     });
     ok
+}
+
+/// `app::cycle::run` over the production ports on `fleet`, published as it goes (the audit
+/// before anything is enforced) and settled: what a cron run and an event run share. The bool
+/// says whether enforcement could run (`settle`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_cycle<F: InventorySource + KeyActions + Sync>(
+    config: &Config,
+    shared: &Shared,
+    memory: &Memory,
+    fleet: &F,
+    observer: &RunObserver,
+    seen_at: Option<&crate::app::cycle::SeenAt<'_>>,
+    stop: &AtomicBool,
+    started: Instant,
+) -> (Cycle, bool) {
+    let store = memory.store(config);
+    let run = crate::sys::host::run_info();
+    let audited =
+        |accounts: &[AccountInventory], report: &Report| publish_audit(shared, config, accounts, report, started);
+    let ports = crate::app::cycle::Ports {
+        fleet,
+        store: &store,
+        clock: &SystemClock,
+        skew: &|| observer.skew(),
+        journal: &store,
+        run: &run,
+        leader: memory.leader(),
+        seen_at,
+    };
+    let c = crate::app::cycle::run(config, ports, &audited, stop).await;
+    let ran = settle(&shared.metrics, config, &c, observer);
+    (c, ran)
 }
 
 /// A cycle's enforcement outcome as metrics and logs. False when enforcement could not run

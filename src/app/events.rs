@@ -26,8 +26,6 @@ use crate::aws::sqs::{Message, Queue};
 use crate::config::{Config, EventsSettings};
 use crate::core::events::{self, Decision, Kind, Subject};
 use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
-use crate::core::report::Report;
-use crate::ports::SystemClock;
 use crate::ports::{InventoryOptions, InventorySource, KeyActions};
 use crate::server::http::Shared;
 
@@ -332,32 +330,21 @@ async fn event_run(
     let started = Instant::now();
     base.observer.reset_skew();
     let changed = Changed::new(base.fleet.as_ref(), &base.accounts, sorted);
-    let store = memory.store(config);
-    let run = crate::sys::host::run_info();
     let seen_at = |account: &str, user: &str| sorted.users.get(account).and_then(|u| u.get(user)).copied();
-    let audited = |accounts: &[AccountInventory], report: &Report| {
-        crate::app::daemon::publish_audit(shared, config, accounts, report, started)
-    };
     let observer = Arc::clone(&base.observer);
-    let ports = crate::app::cycle::Ports {
-        fleet: &changed,
-        store: &store,
-        clock: &SystemClock,
-        skew: &|| observer.skew(),
-        journal: &store,
-        run: &run,
-        leader: memory.leader(),
-        seen_at: Some(&seen_at),
-    };
-    let c = crate::app::cycle::run(config, ports, &audited, stop).await;
+    let (c, enforced) = crate::app::daemon::run_cycle(
+        config,
+        shared,
+        memory,
+        &changed,
+        &observer,
+        Some(&seen_at),
+        stop,
+        started,
+    )
+    .await;
     let read_all = changed.failed.load(Ordering::Relaxed) == 0;
-    let enforced = crate::app::daemon::settle(&shared.metrics, config, &c, &observer);
-    let acted_cleanly = c.executed.journal_error.is_none()
-        && !c
-            .executed
-            .outcomes
-            .iter()
-            .any(|o| o.kind == crate::core::plan::OutcomeKind::Error);
+    let acted_cleanly = c.acted_cleanly();
     tracing::info!(
         users = sorted.users.values().map(|u| u.len()).sum::<usize>(),
         read_all,
