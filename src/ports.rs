@@ -32,6 +32,9 @@ pub enum InventoryMode {
 
 pub struct InventoryOptions<'a> {
     pub needs_tags: bool,
+    /// Read which users carry AWS's quarantine policy (`rules.exposed_key`): one
+    /// ListEntitiesForPolicy per policy and account, whatever the number of users.
+    pub exposure: bool,
     pub mode: InventoryMode,
     pub auto_min_users: usize,
     /// Credential-report mode: whether this user's keys must be named (it has findings, or
@@ -79,6 +82,25 @@ pub trait KeyActions {
         _access_key_id: &str,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send {
         async { Err(ServiceError::from("activating keys is not supported here")) }
+    }
+    /// Denies the user's temporary credentials issued before `before` (an exposed key's
+    /// sessions outlive its deactivation): the inline policy `keywarden-revoke-sessions`.
+    fn revoke_sessions(
+        &self,
+        _account_id: &str,
+        _user: &str,
+        _before: Timestamp,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        async { Err(ServiceError::from("revoking sessions is not supported here")) }
+    }
+    /// Removes what [`KeyActions::revoke_sessions`] put on the user (`keywarden reactivate`):
+    /// `Ok(false)` when there was nothing to remove.
+    fn restore_sessions(
+        &self,
+        _account_id: &str,
+        _user: &str,
+    ) -> impl Future<Output = Result<bool, ServiceError>> + Send {
+        async { Err(ServiceError::from("restoring sessions is not supported here")) }
     }
 }
 

@@ -76,6 +76,8 @@ async fn the_packaged_enforce_policy_passes_and_one_action_short_is_named() {
     let config = moto_config_aws(&dir, &moto, "inventory = \"auto\"\n", ENFORCE);
     let mut full = packaged("iam-policy-enforce.json");
     full.extend(packaged("iam-policy-check-access.json"));
+    // rules.exposed_key.revoke_sessions is on by default.
+    full.extend(packaged("iam-policy-revoke-sessions.json"));
     let complete = principal(&moto, "complete", &document(full)).await;
 
     let (code, report, err) = check_access(&config, &complete);
@@ -103,11 +105,15 @@ async fn the_packaged_enforce_policy_passes_and_one_action_short_is_named() {
                 "iam:GetCredentialReport",
                 "iam:GetAccessKeyLastUsed",
                 "iam:ListUserTags",
+                "iam:ListEntitiesForPolicy",
                 "iam:SimulatePrincipalPolicy",
             ],
             "*",
         ),
-        (&["iam:GetUser"], "arn:aws:iam::*:user/*"),
+        (
+            &["iam:GetUser", "iam:PutUserPolicy", "iam:DeleteUserPolicy"],
+            "arn:aws:iam::*:user/*",
+        ),
     ]);
     let short = principal(&moto, "short", &short).await;
     let api_only = dir.write(

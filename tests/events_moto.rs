@@ -191,13 +191,13 @@ async fn a_missing_queue_is_an_error_naming_sqs_code() {
 
 /// The daemon with `[events]` on this queue: the first (cron) run reads everything; events
 /// then re-audit single users within seconds.
-fn daemon_with_events(moto: &Moto, dir: &TempDir, url: &str, port: u16) -> DaemonProcess {
+fn daemon_with_events(moto: &Moto, dir: &TempDir, url: &str, port: u16, extra: &str) -> DaemonProcess {
     let config = moto_config(
         dir,
         moto,
         &format!(
             "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\npoll_wait = \"1s\"\n",
+             [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\npoll_wait = \"1s\"\n{extra}",
             moto.endpoint()
         ),
     );
@@ -232,7 +232,7 @@ async fn a_new_key_is_seen_seconds_after_its_event_and_bad_messages_have_defined
     create_key(&iam, "alice").await;
     let dir = TempDir::new("events-daemon");
     let port = free_port();
-    let d = daemon_with_events(&moto, &dir, &url, port);
+    let d = daemon_with_events(&moto, &dir, &url, port, "");
     d.wait_metrics(30, "the first run", |m| {
         metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(1.0)
     })
@@ -302,6 +302,73 @@ async fn a_new_key_is_seen_seconds_after_its_event_and_bad_messages_have_defined
         1,
         "events read single users; only the first run listed every user"
     );
+}
+
+/// AWS Health names one key exposed (no quarantine policy yet): the event run deactivates that
+/// key within seconds, without a grace period, and leaves the user's other key alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_health_names_exposed_is_deactivated_within_seconds_and_only_that_key() {
+    let moto = Moto::start();
+    let url = queue_with_rule(&moto);
+    let iam = moto.iam();
+    create_user(&iam, "bob", None).await;
+    let leaked = create_key(&iam, "bob").await;
+    let other = create_key(&iam, "bob").await;
+    use_key(&moto, &other).await;
+    let dir = TempDir::new("events-health");
+    let port = free_port();
+    let d = daemon_with_events(
+        &moto,
+        &dir,
+        &url,
+        port,
+        "[enforcement]\nmode = \"enforce\"\ngrace_period = \"30d\"\n",
+    );
+    d.wait_metrics(30, "the first run", |m| {
+        metric(m, "keywarden_user_active_access_keys", &[("user", "bob")]) == Some(2.0)
+    })
+    .await;
+    // moto's EventBridge drops the envelope's `account`, which Health events name the
+    // account by: straight into the queue, as EventBridge delivers it.
+    let event = json!({"detail-type": "AWS Health Event", "source": "aws.health", "account": ACCOUNT,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "detail": {"eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED",
+                   "affectedEntities": [{"entityValue": leaked.id}]}});
+    sqs(
+        &moto,
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": event.to_string()}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let statuses = key_statuses(&iam, &["bob"]).await;
+        if statuses[&leaked.id] == "Inactive" {
+            assert_eq!(statuses[&other.id], "Active", "Health named one key");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never deactivated:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = d
+        .wait_metrics(10, "the health event counted", |m| {
+            metric(m, "keywarden_events_received_total", &[("kind", "health")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        metric(&page, "keywarden_exposed_access_keys", &[("account_id", ACCOUNT)]),
+        Some(1.0),
+        "the event run's audit saw it exposed: {page}"
+    );
+    let (_, actions) = d.get("/api/v1/actions").await.expect("actions");
+    let actions: Value = serde_json::from_str(&actions).unwrap();
+    let kinds: Vec<(&str, &str)> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["rules"][0].as_str().unwrap_or("")))
+        .collect();
+    assert!(kinds.contains(&("deactivate", "exposed_key")), "{kinds:?}");
+    assert!(kinds.contains(&("revoke_sessions", "exposed_key")), "{kinds:?}");
 }
 
 /// Instance `n` on a shared DynamoDB table with `[events]`: its own port and access key id.

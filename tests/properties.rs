@@ -403,9 +403,14 @@ mod report_vs_api {
             enabled: true,
             action,
             threshold: TimeDelta::days(days),
+            grace_period: None,
         };
         Policy {
             rules: Rules {
+                exposed_key: RulePolicy {
+                    grace_period: Some(TimeDelta::zero()),
+                    ..rule(Action::Deactivate, 0)
+                },
                 multiple_active_keys: rule(Action::Deactivate, 0),
                 max_key_age: rule(Action::Report, 90),
                 unused_key: rule(Action::Deactivate, 45),
@@ -416,6 +421,7 @@ mod report_vs_api {
             windows: Default::default(),
             grace_period: TimeDelta::days(7),
             wait_for_kept_key: true,
+            revoke_sessions: true,
         }
     }
 

@@ -49,6 +49,7 @@ pub fn inventory_options<'a>(
 ) -> InventoryOptions<'a> {
     InventoryOptions {
         needs_tags: config.policy.needs_tags(),
+        exposure: config.policy.rules.exposed_key.enabled,
         mode: config.aws.inventory,
         auto_min_users: config.aws.credential_report_min_users,
         wants_key_ids,

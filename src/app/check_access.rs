@@ -17,6 +17,7 @@ use crate::ports::InventoryMode;
 pub fn features(config: &Config, ambient_account: &str) -> Features {
     let region = config.aws.region.clone().unwrap_or_else(|| "us-east-1".to_string());
     let p = partition(&region);
+    let exposed = &config.policy.rules.exposed_key;
     let mut role_arns: Vec<String> = config.aws.accounts.iter().filter_map(|a| a.role_arn.clone()).collect();
     if let Some(org) = &config.aws.organization {
         role_arns.push(format!("arn:{p}:iam::*:role/{}", org.role_name));
@@ -37,6 +38,10 @@ pub fn features(config: &Config, ambient_account: &str) -> Features {
         credential_report: config.aws.inventory != InventoryMode::Api,
         tags: config.policy.needs_tags(),
         enforce: config.enforcement.mode == crate::core::policy::Mode::Enforce,
+        exposure: exposed.enabled,
+        revoke_sessions: exposed.enabled
+            && exposed.action == crate::core::policy::Action::Deactivate
+            && config.policy.revoke_sessions,
         organization: config.aws.organization.is_some(),
         role_arns,
         state_table,

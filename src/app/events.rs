@@ -37,6 +37,8 @@ pub struct Sorted {
     /// (account, user) whose user itself changed (created, deleted, tagged): read whole
     /// (GetUser too); the others only had keys change (their path and tags are known).
     pub whole: BTreeSet<(String, String)>,
+    /// Per account, the key ids AWS Health named exposed (`rules.exposed_key`).
+    pub exposed: BTreeMap<String, BTreeSet<String>>,
     /// Changes named only by a key id that no user of the last inventory has.
     pub unknown_keys: Vec<(String, String)>,
     /// Receipt handles to delete once the re-audit succeeded.
@@ -77,8 +79,14 @@ pub fn sort(messages: &[Message], managed: &BTreeSet<String>, base: &[AccountInv
         }
     }
     for c in &changes {
-        if let (Kind::User, Subject::User(u)) = (c.kind, &c.subject) {
-            out.whole.insert((c.account_id.clone(), u.clone()));
+        match (c.kind, &c.subject) {
+            (Kind::User, Subject::User(u)) => {
+                out.whole.insert((c.account_id.clone(), u.clone()));
+            }
+            (Kind::Health, Subject::Key(k)) => {
+                out.exposed.entry(c.account_id.clone()).or_default().insert(k.clone());
+            }
+            _ => {}
         }
     }
     for ((account, subject), time) in events::batch(changes) {
@@ -111,6 +119,7 @@ pub struct Changed<'a, F> {
     pub base: &'a [AccountInventory],
     pub users: &'a BTreeMap<String, BTreeMap<String, Timestamp>>,
     pub whole: &'a BTreeSet<(String, String)>,
+    pub exposed: &'a BTreeMap<String, BTreeSet<String>>,
     /// How many changed users could not be read (set by `inventory`).
     pub failed: std::sync::atomic::AtomicUsize,
 }
@@ -122,6 +131,7 @@ impl<'a, F> Changed<'a, F> {
             base,
             users: &sorted.users,
             whole: &sorted.whole,
+            exposed: &sorted.exposed,
             failed: 0.into(),
         }
     }
@@ -134,6 +144,10 @@ impl<F: KeyActions + Sync> InventorySource for Changed<'_, F> {
             let Some(account) = accounts.iter_mut().find(|a| &a.account_id == account_id) else {
                 continue;
             };
+            // A Health event names the exposed key itself: of its user, that key alone.
+            if let Some(keys) = self.exposed.get(account_id) {
+                account.exposure.reported_keys.extend(keys.iter().cloned());
+            }
             for name in users.keys() {
                 let read = self.read(account, name).await;
                 if read.is_err() {
@@ -183,6 +197,10 @@ impl<F: KeyActions + Sync> KeyActions for Changed<'_, F> {
 
     async fn deactivate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
         self.fleet.deactivate(account_id, user, access_key_id).await
+    }
+
+    async fn revoke_sessions(&self, account_id: &str, user: &str, before: Timestamp) -> Result<(), ServiceError> {
+        self.fleet.revoke_sessions(account_id, user, before).await
     }
 }
 

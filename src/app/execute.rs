@@ -102,9 +102,44 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
                 break;
             }
             ctx.intents.end(&c.account_id, &c.access_key_id).await;
+            if let Err(e) = revoke_sessions(&entry, ctx, actions).await {
+                tracing::error!(error = %e, "cannot write the action journal; the remaining deactivations wait for the next run");
+                run.journal_error = Some(e);
+                break;
+            }
         }
     }
     run
+}
+
+/// After an exposed key's deactivation (`rules.exposed_key.revoke_sessions`): deny the
+/// user's temporary credentials issued before now, and journal it. A failure is journaled
+/// and logged, and ends nothing: the key itself is already inactive.
+async fn revoke_sessions(
+    deactivated: &JournalEntry,
+    ctx: &Context<'_>,
+    actions: &impl KeyActions,
+) -> Result<(), StoreError> {
+    let wanted = ctx.policy.revoke_sessions
+        && deactivated.is_confirmed_deactivation()
+        && deactivated.rules.contains(&crate::core::policy::Rule::ExposedKey);
+    if !wanted {
+        return Ok(());
+    }
+    let before = ctx.clock.now();
+    let error = actions
+        .revoke_sessions(&deactivated.account_id, &deactivated.user, before)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    match &error {
+        None => tracing::warn!(account_id = %deactivated.account_id, user = %deactivated.user,
+            access_key_id = %deactivated.access_key_id, "exposed key's user: older sessions denied"),
+        Some(e) => tracing::error!(account_id = %deactivated.account_id, user = %deactivated.user,
+            access_key_id = %deactivated.access_key_id, error = %e, "could not deny the exposed key's sessions"),
+    }
+    let entry = JournalEntry::revoked_sessions(deactivated, before, error);
+    ctx.journal.append(std::slice::from_ref(&entry)).await
 }
 
 /// `Err`: the lease is lost; nothing was touched and the run must end.
@@ -160,12 +195,17 @@ async fn still_due(
             ))
         }
     };
-    let inv = AccountInventory {
+    let mut inv = AccountInventory {
         account_id: c.account_id.clone(),
         users: vec![fresh],
         own_access_key_id: ctx.own_access_key_id.map(str::to_string),
         ..Default::default()
     };
+    // The exposure was read this run (quarantine policies, a Health event): the fresh read
+    // re-checks the key, not the exposure.
+    if c.rules.contains(&crate::core::policy::Rule::ExposedKey) {
+        inv.exposure.reported_keys.insert(c.access_key_id.clone());
+    }
     let due = rules::evaluate(&inv, ctx.policy, ctx.state, ctx.now)
         .iter()
         .any(|f| f.access_key_id == c.access_key_id && is_due(f, ctx.now));
@@ -324,9 +364,14 @@ mod tests {
             enabled: true,
             action,
             threshold: TimeDelta::days(days),
+            grace_period: None,
         };
         Policy {
             rules: Rules {
+                exposed_key: RulePolicy {
+                    grace_period: Some(TimeDelta::zero()),
+                    ..p(Action::Deactivate, 0)
+                },
                 multiple_active_keys: p(Action::Deactivate, 0),
                 max_key_age: p(Action::Report, 90),
                 unused_key: p(Action::Deactivate, 45),
@@ -337,6 +382,7 @@ mod tests {
             windows: Default::default(),
             grace_period: TimeDelta::zero(),
             wait_for_kept_key: true,
+            revoke_sessions: true,
         }
     }
 

@@ -12,7 +12,7 @@ use chrono::TimeDelta;
 use crate::core::history::Snooze;
 use crate::core::journal::{JournalAction, JournalEntry, RunInfo};
 use crate::core::model::{KeyStatus, Timestamp};
-use crate::core::policy::Mode;
+use crate::core::policy::{Mode, Rule};
 use crate::ports::{ActionJournal, KeyActions, StateStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,7 @@ where
         )));
     }
     journaled.map_err(|e| ReactivateError::Failed(format!("{} is Active again, but {e}", req.access_key_id)))?;
+    restore_sessions(req, actions, journal, &entry).await?;
     Ok(Reactivated {
         account_id,
         user,
@@ -144,6 +145,46 @@ fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Tim
         reason: Some(req.reason.to_string()),
         operator: Some(req.operator.to_string()),
         run: req.run.clone(),
+    }
+}
+
+/// Undoing an exposed key's deactivation undoes its sessions' denial too
+/// (`keywarden-revoke-sessions`), journaled when there was one to remove.
+async fn restore_sessions<A: KeyActions + Sync>(
+    req: &Request<'_>,
+    actions: &A,
+    journal: &dyn ActionJournal,
+    reactivated: &JournalEntry,
+) -> Result<(), ReactivateError> {
+    if !reactivated.rules.contains(&Rule::ExposedKey) {
+        return Ok(());
+    }
+    let (account_id, user) = (&reactivated.account_id, &reactivated.user);
+    let error = match actions.restore_sessions(account_id, user).await {
+        Ok(false) => return Ok(()),
+        Ok(true) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    let entry = JournalEntry {
+        action: JournalAction::RestoreSessions,
+        outcome: if error.is_some() { "error" } else { "success" }.into(),
+        error: error.clone(),
+        reason: Some(format!(
+            "{}: removed the inline policy keywarden-revoke-sessions from {user}",
+            req.reason
+        )),
+        ..reactivated.clone()
+    };
+    journal
+        .append(std::slice::from_ref(&entry))
+        .await
+        .map_err(|e| ReactivateError::Failed(format!("{} is Active again, but {e}", req.access_key_id)))?;
+    match error {
+        None => Ok(()),
+        Some(e) => Err(ReactivateError::Failed(format!(
+            "{} is Active again, but its user's sessions are still denied: {e} (delete the inline policy keywarden-revoke-sessions of {user} by hand)",
+            req.access_key_id
+        ))),
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::aws::{self, account_error, Member};
 use crate::config::{AccountTarget, AwsSettings, Organization};
-use crate::core::model::{AccessKey, AccountInventory, ReadError, ServiceError, User};
+use crate::core::model::{AccessKey, AccountInventory, ReadError, ServiceError, Timestamp, User};
 use crate::ports::{InventoryOptions, InventorySource, KeyActions, RequestObserver};
 
 /// One account to read.
@@ -459,6 +459,19 @@ impl KeyActions for Fleet {
         self.acting_client(account_id)?
             .activate(account_id, user, access_key_id)
             .await
+    }
+
+    async fn revoke_sessions(&self, account_id: &str, user: &str, before: Timestamp) -> Result<(), ServiceError> {
+        let done = self
+            .acting_client(account_id)?
+            .revoke_sessions(account_id, user, before)
+            .await;
+        done.map_err(|e| self.name_denied(account_id, "PutUserPolicy", e))
+    }
+
+    async fn restore_sessions(&self, account_id: &str, user: &str) -> Result<bool, ServiceError> {
+        let done = self.acting_client(account_id)?.restore_sessions(account_id, user).await;
+        done.map_err(|e| self.name_denied(account_id, "DeleteUserPolicy", e))
     }
 }
 

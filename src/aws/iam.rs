@@ -2,11 +2,13 @@
 //!
 //! Requests: GetAccountSummary (root keys, user count), ListUsers (paginated), then per user
 //! ListAccessKeys, GetAccessKeyLastUsed for each active key and ListUserTags only when an
-//! exemption needs tags. At most `max_concurrent_requests` users are read at once; each user's
+//! exemption needs tags; with `rules.exposed_key`, ListEntitiesForPolicy on each of AWS's three
+//! quarantine policies (users only), 3 requests per account in either mode. At most `max_concurrent_requests` users are read at once; each user's
 //! reads are sequential. Who the credentials are (GetCallerIdentity) and which accounts to read
 //! is `accounts.rs`'s job. Any failed read of a user puts the user in `errors` instead of
 //! `users` (fail closed).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +28,9 @@ use tokio::sync::Semaphore;
 use crate::aws::credential_report::{self, CredentialReport, NamingError, Row};
 use crate::aws::ratelimit::TokenBucket;
 use crate::config::AwsSettings;
-use crate::core::model::{AccessKey, AccountInventory, KeyStatus, ReadError, ServiceError, Timestamp, User};
+use crate::core::model::{
+    AccessKey, AccountInventory, KeyStatus, ReadError, ServiceError, Timestamp, User, QUARANTINE_POLICIES,
+};
 use crate::ports::{InventoryMode, InventoryOptions, KeyActions, RequestObserver};
 
 /// IAM is a global service signed in us-east-1 in the commercial partition; used when no
@@ -218,6 +222,8 @@ pub struct Iam {
     limiter: Option<Arc<TokenBucket>>,
     /// Shared by every account's client: the bound on requests in flight across accounts.
     global: Arc<Semaphore>,
+    /// The client region's partition: AWS managed policies' ARNs name it.
+    partition: &'static str,
 }
 
 impl Iam {
@@ -242,6 +248,7 @@ impl Iam {
             // has at most 2 keys, 50 tags).
             limiter: (rate > 0.0).then(|| Arc::new(TokenBucket::new(rate, rate))),
             global,
+            partition: crate::core::arn::partition(sdk.region().map(|r| r.as_ref()).unwrap_or(DEFAULT_REGION)),
         }
     }
 
@@ -276,6 +283,13 @@ impl Iam {
                 .errors
                 .push(account_error(account_id, "GetAccountSummary", describe(&e))),
         }
+        if opts.exposure {
+            match self.quarantined(account_id).await {
+                Ok(q) => inv.exposure.quarantined = q,
+                Err(e) => inv.errors.push(e),
+            }
+        }
+        let quarantined = inv.exposure.quarantined.clone();
         let use_report = match opts.mode {
             InventoryMode::Api => false,
             InventoryMode::CredentialReport => true,
@@ -291,7 +305,7 @@ impl Iam {
                     }
                     inv.credential_report_generated = generated;
                     futures_util::stream::iter(report.rows)
-                        .map(|row| self.user_from_row(account_id, row, opts))
+                        .map(|row| self.user_from_row(account_id, row, opts, &quarantined))
                         .buffer_unordered(self.concurrency)
                         .collect::<Vec<_>>()
                         .await
@@ -325,6 +339,44 @@ impl Iam {
         inv.users.sort_by(|a, b| a.name.cmp(&b.name));
         inv.errors.sort_by(|a, b| a.user.cmp(&b.user));
         inv
+    }
+
+    /// The users each of AWS's quarantine policies is attached to (user -> policy name). A
+    /// policy this partition does not have (NoSuchEntity) quarantines nobody; any other failure
+    /// is the account's error, so no run decides as if nobody were quarantined.
+    async fn quarantined(&self, account_id: &str) -> Result<BTreeMap<String, String>, ReadError> {
+        let mut users = BTreeMap::new();
+        for name in QUARANTINE_POLICIES {
+            let arn = format!("arn:{}:iam::aws:policy/{name}", self.partition);
+            let mut marker = None;
+            loop {
+                let call = self
+                    .iam
+                    .list_entities_for_policy()
+                    .policy_arn(&arn)
+                    .entity_filter(aws_sdk_iam::types::EntityType::User)
+                    .set_marker(marker.take())
+                    .send();
+                let page = match self.gated(call).await {
+                    Ok(p) => p,
+                    Err(e) if e.code() == Some("NoSuchEntity") => {
+                        tracing::debug!(account_id, policy = %arn, "quarantine policy unknown here; it quarantines nobody");
+                        break;
+                    }
+                    Err(e) => return Err(account_error(account_id, "ListEntitiesForPolicy", describe(&e))),
+                };
+                for u in page.policy_users.unwrap_or_default() {
+                    if let Some(user) = u.user_name {
+                        users.entry(user).or_insert_with(|| name.to_string());
+                    }
+                }
+                match page.marker {
+                    Some(m) if page.is_truncated => marker = Some(m),
+                    _ => break,
+                }
+            }
+        }
+        Ok(users)
     }
 
     /// Every page of ListUsers, each page its own gated request (a paginator would charge the
@@ -375,7 +427,13 @@ impl Iam {
     /// A user from the report. Key ids are read (ListAccessKeys, no GetAccessKeyLastUsed: the
     /// report has last use) only when `wants_key_ids` says so; otherwise the keys carry
     /// placeholder ids `user#slotN`, which never reach a finding or a per-key metric.
-    async fn user_from_row(&self, account_id: &str, row: Row, opts: &InventoryOptions<'_>) -> Result<User, ReadError> {
+    async fn user_from_row(
+        &self,
+        account_id: &str,
+        row: Row,
+        opts: &InventoryOptions<'_>,
+        quarantined: &BTreeMap<String, String>,
+    ) -> Result<User, ReadError> {
         let placeholder = User {
             name: row.user.clone(),
             path: row.path.clone(),
@@ -387,7 +445,9 @@ impl Iam {
                 .map(|(i, s)| s.key(AccessKey::placeholder_id(&row.user, i + 1), s.last_rotated))
                 .collect(),
         };
-        if placeholder.keys.is_empty() || !(opts.wants_key_ids)(account_id, &placeholder) {
+        // A quarantined user's keys are findings: they need their ids.
+        let wanted = quarantined.contains_key(&row.user) || (opts.wants_key_ids)(account_id, &placeholder);
+        if placeholder.keys.is_empty() || !wanted {
             return Ok(placeholder);
         }
         let known = opts
@@ -563,6 +623,65 @@ impl KeyActions for Iam {
 
     async fn activate(&self, _account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
         self.set_status(user, access_key_id, StatusType::Active).await
+    }
+
+    /// PutUserPolicy `keywarden-revoke-sessions`: AWS's documented revocation, a Deny of
+    /// everything to tokens with `aws:TokenIssueTime` before the instant. Requests signed
+    /// with a long-term key carry no token issue time, so the user's other keys still work.
+    async fn revoke_sessions(&self, _account_id: &str, user: &str, before: Timestamp) -> Result<(), ServiceError> {
+        let document = revoke_sessions_policy(before);
+        let call = self
+            .iam
+            .put_user_policy()
+            .user_name(user)
+            .policy_name(REVOKE_SESSIONS_POLICY)
+            .policy_document(document)
+            .send();
+        self.gated(call)
+            .await
+            .map(|_| ())
+            .map_err(|e| named("PutUserPolicy", describe(&e)))
+    }
+
+    async fn restore_sessions(&self, _account_id: &str, user: &str) -> Result<bool, ServiceError> {
+        let call = self
+            .iam
+            .delete_user_policy()
+            .user_name(user)
+            .policy_name(REVOKE_SESSIONS_POLICY)
+            .send();
+        match self.gated(call).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("NoSuchEntity") => Ok(false),
+            Err(e) => Err(named("DeleteUserPolicy", describe(&e))),
+        }
+    }
+}
+
+/// The inline policy that denies an exposed key's user every session issued before the
+/// deactivation (removed by `keywarden reactivate`).
+pub const REVOKE_SESSIONS_POLICY: &str = "keywarden-revoke-sessions";
+
+/// The document of [`REVOKE_SESSIONS_POLICY`], as AWS documents revoking a role's sessions.
+pub fn revoke_sessions_policy(before: Timestamp) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "KeywardenRevokeOlderSessions",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"DateLessThan": {"aws:TokenIssueTime": crate::sys::timefmt::format(&before)}}
+        }]
+    })
+    .to_string()
+}
+
+/// `e` with the operation in front, its code kept.
+fn named(operation: &str, e: ServiceError) -> ServiceError {
+    ServiceError {
+        message: format!("{operation}: {e}"),
+        code: e.code,
     }
 }
 

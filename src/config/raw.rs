@@ -222,6 +222,7 @@ impl Default for RawAws {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRules {
+    pub exposed_key: RawRule,
     pub multiple_active_keys: RawRule,
     pub max_key_age: RawRule,
     pub unused_key: RawRule,
@@ -230,6 +231,7 @@ pub struct RawRules {
 impl Default for RawRules {
     fn default() -> Self {
         let mut rules = RawRules {
+            exposed_key: RawRule::default(),
             multiple_active_keys: RawRule::default(),
             max_key_age: RawRule::default(),
             unused_key: RawRule::default(),
@@ -246,12 +248,15 @@ impl RawRules {
             r.enabled.get_or_insert(true);
             r.action.get_or_insert_with(|| action.to_string());
         };
+        fill(&mut self.exposed_key, "deactivate");
         fill(&mut self.multiple_active_keys, "deactivate");
         fill(&mut self.max_key_age, "report");
         fill(&mut self.unused_key, "deactivate");
         self.multiple_active_keys.wait_for_kept_key.get_or_insert(true);
         self.max_key_age.max_age.get_or_insert_with(|| "90d".into());
         self.unused_key.max_unused.get_or_insert_with(|| "45d".into());
+        self.exposed_key.grace_period.get_or_insert_with(|| "0s".into());
+        self.exposed_key.revoke_sessions.get_or_insert(true);
     }
 }
 
@@ -269,6 +274,12 @@ pub struct RawRule {
     /// `multiple_active_keys` only: a used key waits until the kept key has been used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_for_kept_key: Option<bool>,
+    /// `exposed_key` only: its own grace period (default `0s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<String>,
+    /// `exposed_key` only: deny the sessions issued before the deactivation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoke_sessions: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

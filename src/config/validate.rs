@@ -341,6 +341,7 @@ impl Checker<'_, '_> {
         let grace = self.duration("enforcement.grace_period", &raw.enforcement.grace_period);
         let (at, issues) = (self.at, &mut self.issues);
         let rules = &raw.rules;
+        let exposed = rule_policy(&rules.exposed_key, Rule::ExposedKey, at, issues);
         let multiple = rule_policy(&rules.multiple_active_keys, Rule::MultipleActiveKeys, at, issues);
         let max_age = rule_policy(&rules.max_key_age, Rule::MaxKeyAge, at, issues);
         let unused = rule_policy(&rules.unused_key, Rule::UnusedKey, at, issues);
@@ -359,6 +360,7 @@ impl Checker<'_, '_> {
         let windows = self.windows(&raw.enforcement);
         Some(Policy {
             rules: Rules {
+                exposed_key: exposed?,
                 multiple_active_keys: multiple?,
                 max_key_age: max_age?,
                 unused_key: unused?,
@@ -369,6 +371,7 @@ impl Checker<'_, '_> {
             windows: windows?,
             grace_period: to_delta(grace?),
             wait_for_kept_key: rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
+            revoke_sessions: rules.exposed_key.revoke_sessions.unwrap_or(true),
         })
     }
 
@@ -547,7 +550,7 @@ fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Iss
         }
     };
     let (wanted, unwanted, value) = match rule {
-        Rule::MultipleActiveKeys => (None, [Some("max_age"), Some("max_unused")], None),
+        Rule::ExposedKey | Rule::MultipleActiveKeys => (None, [Some("max_age"), Some("max_unused")], None),
         Rule::MaxKeyAge => (Some("max_age"), [Some("max_unused"), None], raw.max_age.as_deref()),
         Rule::UnusedKey => (Some("max_unused"), [Some("max_age"), None], raw.max_unused.as_deref()),
     };
@@ -581,11 +584,46 @@ fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Iss
             format!("unknown key for rule {rule} (only multiple_active_keys has it)"),
         ));
     }
+    let grace_period = exposed_key_only(raw, rule, &base, at, issues)?;
     Some(RulePolicy {
         enabled: raw.enabled.unwrap_or(true),
         action: action?,
         threshold: threshold?,
+        grace_period,
     })
+}
+
+/// `grace_period` and `revoke_sessions` belong to `exposed_key` alone. `Some(None)`: no own
+/// grace period; `None`: an issue was recorded.
+fn exposed_key_only(
+    raw: &RawRule,
+    rule: Rule,
+    base: &str,
+    at: &Locator<'_>,
+    issues: &mut Vec<Issue>,
+) -> Option<Option<TimeDelta>> {
+    if rule != Rule::ExposedKey {
+        for (name, set) in [
+            ("grace_period", raw.grace_period.is_some()),
+            ("revoke_sessions", raw.revoke_sessions.is_some()),
+        ] {
+            if set {
+                issues.push(at.issue(
+                    &format!("{base}.{name}"),
+                    format!("unknown key for rule {rule} (only exposed_key has it)"),
+                ));
+            }
+        }
+        return Some(None);
+    }
+    match raw.grace_period.as_deref().map(parse_duration) {
+        None => Some(None),
+        Some(Ok(d)) => Some(Some(to_delta(d))),
+        Some(Err(e)) => {
+            issues.push(at.issue(&format!("{base}.grace_period"), e));
+            None
+        }
+    }
 }
 
 fn is_account_id(s: &str) -> bool {
@@ -704,7 +742,7 @@ fn rule_names(names: &[String], key: &str, at: &Locator<'_>, issues: &mut Vec<Is
             if r.is_none() {
                 issues.push(at.issue(
                     key,
-                    format!("unknown rule {n:?} (known: multiple_active_keys, max_key_age, unused_key)"),
+                    format!("unknown rule {n:?} (known: exposed_key, multiple_active_keys, max_key_age, unused_key)"),
                 ));
             }
             r

@@ -25,6 +25,11 @@ pub struct Features {
     pub tags: bool,
     /// `enforcement.mode = "enforce"`: the fresh re-read and UpdateAccessKey.
     pub enforce: bool,
+    /// `rules.exposed_key`: who carries AWS's quarantine policies.
+    pub exposure: bool,
+    /// Enforcing `rules.exposed_key` with `revoke_sessions`: the inline policy that denies
+    /// an exposed key's older sessions, put and (by `reactivate`) deleted.
+    pub revoke_sessions: bool,
     /// `[aws.organization]`: organizations:ListAccounts.
     pub organization: bool,
     /// Roles assumed into accounts (sts:AssumeRole on each).
@@ -54,6 +59,8 @@ pub const API_READS: [&str; 1] = ["iam:GetAccessKeyLastUsed"];
 pub const CREDENTIAL_REPORT: [&str; 2] = ["iam:GenerateCredentialReport", "iam:GetCredentialReport"];
 pub const TAGS: [&str; 1] = ["iam:ListUserTags"];
 pub const ENFORCE: [&str; 2] = ["iam:GetUser", "iam:UpdateAccessKey"];
+pub const EXPOSURE: [&str; 1] = ["iam:ListEntitiesForPolicy"];
+pub const REVOKE_SESSIONS: [&str; 2] = ["iam:PutUserPolicy", "iam:DeleteUserPolicy"];
 pub const ORGANIZATION: [&str; 1] = ["organizations:ListAccounts"];
 pub const ASSUME_ROLE: &str = "sts:AssumeRole";
 /// The run's use of the table: transactions are authorized as their item actions.
@@ -99,8 +106,19 @@ pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
     if f.tags {
         add(Scope::Account, &TAGS, "*", "owners or exemptions from user tags");
     }
+    if f.exposure {
+        add(Scope::Account, &EXPOSURE, "*", "rules.exposed_key");
+    }
     if f.enforce {
         add(Scope::Account, &ENFORCE, &users, "enforcement.mode = \"enforce\"");
+    }
+    if f.enforce && f.revoke_sessions {
+        add(
+            Scope::Account,
+            &REVOKE_SESSIONS,
+            &users,
+            "rules.exposed_key.revoke_sessions (enforcing)",
+        );
     }
     if let Some(region) = &f.security_hub_region {
         let hub = format!("arn:{partition}:securityhub:{region}:{account_id}:product/{account_id}/default");
@@ -259,6 +277,8 @@ mod tests {
             credential_report: true,
             tags: true,
             enforce: true,
+            exposure: true,
+            revoke_sessions: true,
             organization: true,
             role_arns: vec!["arn:aws:iam::111111111111:role/keywarden-audit".into()],
             state_table: Some("arn:aws:dynamodb:us-east-1:123456789012:table/keywarden".into()),
@@ -301,6 +321,7 @@ mod tests {
             api_reads: true,
             credential_report: true,
             tags: true,
+            exposure: true,
             ..Features::default()
         };
         let a = needs(&audit, "123456789012", "aws");
@@ -309,9 +330,17 @@ mod tests {
             policy(include_str!("../../packaging/iam-policy.json"), None)
         );
         let e = needs(&all(), "123456789012", "aws");
+        let revoke: BTreeSet<String> = REVOKE_SESSIONS.iter().map(|a| a.to_string()).collect();
         assert_eq!(
-            actions(&e, Scope::Account, "iam:"),
+            actions(&e, Scope::Account, "iam:")
+                .difference(&revoke)
+                .cloned()
+                .collect::<BTreeSet<_>>(),
             policy(include_str!("../../packaging/iam-policy-enforce.json"), None)
+        );
+        assert_eq!(
+            revoke,
+            policy(include_str!("../../packaging/iam-policy-revoke-sessions.json"), None)
         );
         let mut central = actions(&e, Scope::Ambient, "sts:");
         central.extend(actions(&e, Scope::Ambient, "organizations:"));

@@ -11,6 +11,10 @@
 //!   (related requirement CIS 1.14 of v1.4.0/v3.0.0) and IAM.22 "IAM user credentials unused
 //!   for 45 days should be removed" (CIS 1.12). Security Hub has no control for one active key
 //!   per user, so `multiple_active_keys` names CIS recommendations only.
+//! - `exposed_key` has no control id: no CIS recommendation and no Security Hub control checks
+//!   for a key AWS found in public (Security Hub's IAM.1-IAM.28 are about policies, MFA, root,
+//!   rotation and unused credentials; GuardDuty and Health report the exposure itself). Its
+//!   list is empty on purpose, and its ASFF finding is CRITICAL instead.
 
 use crate::core::policy::Rule;
 
@@ -18,6 +22,7 @@ use crate::core::policy::Rule;
 /// oldest first, Security Hub last.
 pub fn of(rule: Rule) -> &'static [&'static str] {
     match rule {
+        Rule::ExposedKey => &[],
         Rule::UnusedKey => &[
             "CIS-v1.4.0:1.12",
             "CIS-v3.0.0:1.12",
@@ -40,7 +45,8 @@ mod tests {
 
     #[test]
     fn every_rule_names_each_cis_version_once_and_v5_is_renumbered() {
-        for rule in Rule::ALL {
+        assert!(of(Rule::ExposedKey).is_empty(), "no benchmark names it");
+        for rule in Rule::ALL.into_iter().filter(|r| *r != Rule::ExposedKey) {
             let ids = of(rule);
             for v in ["CIS-v1.4.0:", "CIS-v3.0.0:", "CIS-v5.0.0:"] {
                 assert_eq!(ids.iter().filter(|i| i.starts_with(v)).count(), 1, "{rule} {v}");

@@ -17,6 +17,10 @@ pub const PENDING: &str = "pending";
 pub enum JournalAction {
     Deactivate,
     Reactivate,
+    /// After an exposed key's deactivation: the user's older sessions denied.
+    RevokeSessions,
+    /// `reactivate` of an exposed key: that denial removed again.
+    RestoreSessions,
 }
 
 impl JournalAction {
@@ -24,13 +28,20 @@ impl JournalAction {
         match self {
             JournalAction::Deactivate => "deactivate",
             JournalAction::Reactivate => "reactivate",
+            JournalAction::RevokeSessions => "revoke_sessions",
+            JournalAction::RestoreSessions => "restore_sessions",
         }
     }
 
     pub fn parse(s: &str) -> Option<JournalAction> {
-        [JournalAction::Deactivate, JournalAction::Reactivate]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            JournalAction::Deactivate,
+            JournalAction::Reactivate,
+            JournalAction::RevokeSessions,
+            JournalAction::RestoreSessions,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 
@@ -100,6 +111,24 @@ impl JournalEntry {
         }
     }
 
+    /// The entry of the sessions' denial after `deactivated`'s success, at `time`.
+    pub fn revoked_sessions(deactivated: &JournalEntry, time: Timestamp, error: Option<String>) -> JournalEntry {
+        JournalEntry {
+            time,
+            action: JournalAction::RevokeSessions,
+            outcome: if error.is_some() { "error" } else { "success" }.to_string(),
+            reason: Some(format!(
+                "exposed key deactivated: temporary credentials of {} issued before {} are denied (inline policy keywarden-revoke-sessions)",
+                deactivated.user,
+                time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )),
+            error,
+            first_seen: None,
+            deadline: None,
+            ..deactivated.clone()
+        }
+    }
+
     /// Whether this entry records keywarden itself deactivating the key (what `reactivate`
     /// requires before it undoes anything).
     pub fn is_confirmed_deactivation(&self) -> bool {
@@ -107,9 +136,12 @@ impl JournalEntry {
     }
 }
 
-/// The newest entry for `access_key_id`, entries being in file (time) order.
+/// The newest deactivation or reactivation of `access_key_id`, entries being in file (time)
+/// order (what was done to the key itself, not to its user's sessions).
 pub fn latest_for<'a>(entries: &'a [JournalEntry], access_key_id: &str) -> Option<&'a JournalEntry> {
-    entries.iter().rev().find(|e| e.access_key_id == access_key_id)
+    entries.iter().rev().find(|e| {
+        e.access_key_id == access_key_id && matches!(e.action, JournalAction::Deactivate | JournalAction::Reactivate)
+    })
 }
 
 /// What `history` and `/api/v1/actions` select from the journal.

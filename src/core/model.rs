@@ -141,6 +141,45 @@ pub struct AccountInventory {
     /// The access key keywarden itself signs with in this account, when it uses an IAM user's
     /// long-term key (none for roles): never deactivated.
     pub own_access_key_id: Option<String>,
+    /// What AWS says was exposed in public (`rules.exposed_key`).
+    pub exposure: Exposure,
+}
+
+/// The names of AWS's compromised-key quarantine policies. AWS attaches one of them to a user
+/// whose key it found in public (a commit, a paste).
+pub const QUARANTINE_POLICIES: [&str; 3] = [
+    "AWSCompromisedKeyQuarantine",
+    "AWSCompromisedKeyQuarantineV2",
+    "AWSCompromisedKeyQuarantineV3",
+];
+
+/// Which keys of an account AWS says are exposed. AWS quarantines the user, not the key, so
+/// every active key of a quarantined user counts, unless a Health event named the key: then
+/// only the keys it named count for that user.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Exposure {
+    /// User name -> the quarantine policy attached to it (ListEntitiesForPolicy).
+    pub quarantined: std::collections::BTreeMap<String, String>,
+    /// Key ids an AWS Health event `AWS_RISK_CREDENTIALS_EXPOSED` named.
+    pub reported_keys: std::collections::BTreeSet<String>,
+}
+
+impl Exposure {
+    /// Why `key` of `user` is exposed, or `None`.
+    pub fn of(&self, user: &User, key: &AccessKey) -> Option<String> {
+        if self.reported_keys.contains(&key.id) {
+            return Some("named by an AWS Health event AWS_RISK_CREDENTIALS_EXPOSED".into());
+        }
+        let narrowed = user.keys.iter().any(|k| self.reported_keys.contains(&k.id));
+        match self.quarantined.get(&user.name) {
+            Some(policy) if !narrowed => Some(format!("the user has AWS's quarantine policy {policy}")),
+            _ => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.quarantined.is_empty() && self.reported_keys.is_empty()
+    }
 }
 
 impl AccountInventory {
@@ -153,6 +192,35 @@ impl AccountInventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(id: &str) -> AccessKey {
+        AccessKey {
+            id: id.into(),
+            status: KeyStatus::Active,
+            created: Timestamp::default(),
+            last_used: None,
+        }
+    }
+
+    #[test]
+    fn a_quarantined_user_exposes_every_key_unless_health_named_one() {
+        let u = User {
+            name: "alice".into(),
+            keys: vec![key("K1"), key("K2")],
+            ..Default::default()
+        };
+        let mut e = Exposure::default();
+        assert_eq!(e.of(&u, &u.keys[0]), None);
+        e.quarantined
+            .insert("alice".into(), "AWSCompromisedKeyQuarantineV3".into());
+        assert!(e.of(&u, &u.keys[0]).is_some_and(|w| w.contains("V3")));
+        assert!(e.of(&u, &u.keys[1]).is_some());
+        e.reported_keys.insert("K2".into());
+        assert_eq!(e.of(&u, &u.keys[0]), None, "Health named K2 alone");
+        assert!(e.of(&u, &u.keys[1]).is_some_and(|w| w.contains("Health")));
+        e.quarantined.clear();
+        assert!(e.of(&u, &u.keys[1]).is_some(), "a Health event needs no quarantine");
+    }
 
     #[test]
     fn a_denied_call_names_the_principal_and_the_action_once() {

@@ -41,7 +41,7 @@ pub fn is_due(f: &Finding, now: Timestamp) -> bool {
         && f.deactivate_after.is_some_and(|d| d <= now)
 }
 
-/// Every due key, oldest deadline first (the cap is applied while executing, so that a key
+/// Every due key, exposed keys first, then oldest deadline first (the cap is applied while executing, so that a key
 /// that cannot be deactivated does not take a slot).
 pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
     let mut by_key: BTreeMap<(&str, &str), Candidate> = BTreeMap::new();
@@ -67,9 +67,9 @@ pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
         }
     }
     let mut all: Vec<Candidate> = by_key.into_values().collect();
-    all.sort_by(|a, b| {
-        (a.deadline, &a.account_id, &a.access_key_id).cmp(&(b.deadline, &b.account_id, &b.access_key_id))
-    });
+    // An exposed key goes first: the cap must never leave a leaked key for a stale one.
+    let order = |c: &Candidate| (!c.rules.contains(&Rule::ExposedKey), c.deadline);
+    all.sort_by(|a, b| (order(a), &a.account_id, &a.access_key_id).cmp(&(order(b), &b.account_id, &b.access_key_id)));
     all
 }
 
@@ -302,6 +302,18 @@ mod tests {
     }
 
     #[test]
+    fn an_exposed_key_goes_first_whatever_its_deadline() {
+        let findings = vec![
+            finding("OLD", Rule::UnusedKey, -30, false),
+            finding("LEAK", Rule::UnusedKey, -40, false),
+            finding("LEAK", Rule::ExposedKey, 0, false),
+            finding("STALE", Rule::MaxKeyAge, -50, false),
+        ];
+        let ids: Vec<String> = plan(&findings, t0()).into_iter().map(|c| c.access_key_id).collect();
+        assert_eq!(ids, ["LEAK", "STALE", "OLD"]);
+    }
+
+    #[test]
     fn plan_takes_every_due_key_oldest_deadline_first() {
         let findings = vec![
             finding("K1", Rule::UnusedKey, -1, false),
@@ -366,6 +378,7 @@ mod tests {
             }],
             credential_report_generated: None,
             own_access_key_id: None,
+            exposure: Default::default(),
         }];
         let next = next_state(&old, &findings, &accounts, t0());
         let mut keys: Vec<&str> = next.entries().map(|e| e.access_key_id.as_str()).collect();

@@ -26,16 +26,25 @@ impl Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
+    /// A key AWS found exposed in public (its quarantine policy on the user, or a Health
+    /// event naming the key). First in rule order: the cap takes it first.
+    ExposedKey,
     MultipleActiveKeys,
     MaxKeyAge,
     UnusedKey,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 3] = [Rule::MultipleActiveKeys, Rule::MaxKeyAge, Rule::UnusedKey];
+    pub const ALL: [Rule; 4] = [
+        Rule::ExposedKey,
+        Rule::MultipleActiveKeys,
+        Rule::MaxKeyAge,
+        Rule::UnusedKey,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Rule::ExposedKey => "exposed_key",
             Rule::MultipleActiveKeys => "multiple_active_keys",
             Rule::MaxKeyAge => "max_key_age",
             Rule::UnusedKey => "unused_key",
@@ -72,12 +81,15 @@ impl Action {
 pub struct RulePolicy {
     pub enabled: bool,
     pub action: Action,
-    /// Threshold for `max_key_age` / `unused_key`; unused for `multiple_active_keys`.
+    /// Threshold for `max_key_age` / `unused_key`; unused for the others.
     pub threshold: TimeDelta,
+    /// The rule's own grace period (`exposed_key`), else `enforcement.grace_period`.
+    pub grace_period: Option<TimeDelta>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
+    pub exposed_key: RulePolicy,
     pub multiple_active_keys: RulePolicy,
     pub max_key_age: RulePolicy,
     pub unused_key: RulePolicy,
@@ -86,6 +98,7 @@ pub struct Rules {
 impl Rules {
     pub fn get(&self, rule: Rule) -> &RulePolicy {
         match rule {
+            Rule::ExposedKey => &self.exposed_key,
             Rule::MultipleActiveKeys => &self.multiple_active_keys,
             Rule::MaxKeyAge => &self.max_key_age,
             Rule::UnusedKey => &self.unused_key,
@@ -113,8 +126,11 @@ impl Exemption {
         if self.expires.is_some_and(|e| now >= e) {
             return false;
         }
-        if self.rules.as_ref().is_some_and(|rs| !rs.contains(&rule)) {
-            return false;
+        // A leaked key is exempted only on purpose: an entry must name the rule.
+        match &self.rules {
+            Some(rs) if !rs.contains(&rule) => return false,
+            None if rule == Rule::ExposedKey => return false,
+            _ => {}
         }
         if self.user.as_ref().is_some_and(|p| !p.matches(&user.name)) {
             return false;
@@ -168,9 +184,17 @@ pub struct Policy {
     pub grace_period: TimeDelta,
     /// `rules.multiple_active_keys.wait_for_kept_key`.
     pub wait_for_kept_key: bool,
+    /// `rules.exposed_key.revoke_sessions`: after deactivating an exposed key, deny the
+    /// temporary credentials issued before that instant (`keywarden-revoke-sessions`).
+    pub revoke_sessions: bool,
 }
 
 impl Policy {
+    /// The grace period of `rule`: its own, else `enforcement.grace_period`.
+    pub fn grace_period(&self, rule: Rule) -> TimeDelta {
+        self.rules.get(rule).grace_period.unwrap_or(self.grace_period)
+    }
+
     /// Tags cost one ListUserTags per user: only read them when an exemption or the owner
     /// needs them.
     pub fn needs_tags(&self) -> bool {

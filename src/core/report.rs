@@ -64,6 +64,11 @@ pub struct AccountSummary {
     pub window_waits: usize,
     /// Non-exempt findings on the key keywarden signs with.
     pub own_key_findings: usize,
+    /// Active keys AWS found exposed (`exposed_key` findings, exempt ones too: an exemption
+    /// decides what keywarden does, not whether the key leaked).
+    pub exposed_keys: usize,
+    /// Whether the key keywarden signs with is one of them.
+    pub own_key_exposed: bool,
     pub oldest_active_key_created: Option<Timestamp>,
     pub credential_report_generated: Option<Timestamp>,
     /// Users with exemption tags, by `TagExemption::state` (every state present; all 0 while
@@ -113,6 +118,10 @@ fn count_findings(per_account: &mut [AccountSummary], findings: &[Finding]) {
         // Findings come from the accounts' inventories, so every one has its account.
         let Some(&i) = index.get(&f.account_id) else { continue };
         let a = &mut per_account[i];
+        if f.rule == Rule::ExposedKey {
+            a.exposed_keys += 1;
+            a.own_key_exposed |= f.own_credentials;
+        }
         if f.exempt {
             *a.exempt_by_rule.entry(f.rule).or_default() += 1;
             continue;
@@ -255,6 +264,7 @@ mod tests {
             errors: vec![],
             credential_report_generated: None,
             own_access_key_id: None,
+            exposure: Default::default(),
         }
     }
 

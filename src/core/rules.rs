@@ -10,11 +10,14 @@
 //! - the key keywarden itself signs with is always its user's kept key, and its findings are
 //!   only reported (a tool that deactivates its own key locks itself out);
 //! - a used key that `multiple_active_keys` would deactivate waits until the kept key has been
-//!   used as recently (the application has switched), unless `wait_for_kept_key` is off.
+//!   used as recently (the application has switched), unless `wait_for_kept_key` is off;
+//! - a key AWS found exposed (`exposed_key`) is never held that way, has its own grace period
+//!   (default none), ignores enforcement windows, and is exempted only by a config exemption
+//!   that names the rule (never by a user's tags).
 
 use chrono::TimeDelta;
 
-use crate::core::model::{AccessKey, AccountInventory, Timestamp, User};
+use crate::core::model::{AccessKey, AccountInventory, Exposure, Timestamp, User};
 use crate::core::owners::TagExemption;
 pub use crate::core::policy::{Action, Exemption, ExemptionSource, Policy, Rule, RulePolicy, Rules};
 
@@ -102,9 +105,9 @@ fn age_rules_broken(key: &AccessKey, rules: &Rules, now: Timestamp) -> Vec<Rule>
 }
 
 /// The active key a person following the console procedure would keep: first a key that
-/// breaks no enabled age or unused rule, then the most recent last use (never used ranks
-/// below any use), then the newest creation. The key id breaks remaining ties so the choice
-/// is deterministic.
+/// breaks no enabled age or unused rule and is not exposed, then the most recent last use
+/// (never used ranks below any use), then the newest creation. The key id breaks remaining
+/// ties so the choice is deterministic.
 ///
 /// `own` (keywarden's own key) outranks everything: deactivating it would lock keywarden out.
 pub fn kept_key<'a>(
@@ -112,15 +115,15 @@ pub fn kept_key<'a>(
     rules: &Rules,
     now: Timestamp,
     own: Option<&str>,
+    exposed: &dyn Fn(&AccessKey) -> bool,
 ) -> Option<&'a AccessKey> {
+    let bad = |k: &AccessKey| !age_rules_broken(k, rules, now).is_empty() || exposed(k);
     active.iter().copied().min_by(|a, b| {
         let a_own = own != Some(a.id.as_str());
         let b_own = own != Some(b.id.as_str());
-        let a_bad = !age_rules_broken(a, rules, now).is_empty();
-        let b_bad = !age_rules_broken(b, rules, now).is_empty();
         a_own
             .cmp(&b_own)
-            .then_with(|| a_bad.cmp(&b_bad))
+            .then_with(|| bad(a).cmp(&bad(b)))
             // Option orders None below Some, so reverse to put the most recent use first.
             .then_with(|| b.last_used.cmp(&a.last_used))
             .then_with(|| b.created.cmp(&a.created))
@@ -135,6 +138,7 @@ pub fn evaluate(inv: &AccountInventory, policy: &Policy, history: &dyn FirstSeen
     let ctx = Ctx {
         account_id: &inv.account_id,
         own: inv.own_access_key_id.as_deref(),
+        exposure: &inv.exposure,
         policy,
         history,
         now,
@@ -149,6 +153,7 @@ pub fn evaluate(inv: &AccountInventory, policy: &Policy, history: &dyn FirstSeen
 struct Ctx<'a> {
     account_id: &'a str,
     own: Option<&'a str>,
+    exposure: &'a Exposure,
     policy: &'a Policy,
     history: &'a dyn FirstSeen,
     now: Timestamp,
@@ -157,14 +162,18 @@ struct Ctx<'a> {
 fn evaluate_user(ctx: &Ctx<'_>, user: &User, out: &mut Vec<Finding>) {
     let rules = &ctx.policy.rules;
     let active: Vec<&AccessKey> = user.keys.iter().filter(|k| k.is_active()).collect();
+    let exposed = |k: &AccessKey| rules.exposed_key.enabled && ctx.exposure.of(user, k).is_some();
     let kept = if rules.multiple_active_keys.enabled && active.len() > 1 {
-        kept_key(&active, rules, ctx.now, ctx.own)
+        kept_key(&active, rules, ctx.now, ctx.own, &exposed)
     } else {
         None
     };
     let mut facts = None;
     for key in active {
-        let mut broken = Vec::with_capacity(3);
+        let mut broken = Vec::with_capacity(4);
+        if exposed(key) {
+            broken.push(Rule::ExposedKey);
+        }
         if kept.is_some_and(|k| k.id != key.id) {
             broken.push(Rule::MultipleActiveKeys);
         }
@@ -202,10 +211,15 @@ impl UserFacts {
             return Some((ExemptionSource::Config, e.reason.clone()));
         }
         match &self.tag_exemption {
-            Some(TagExemption::Active { until, reason }) if ctx.policy.tag_exemptions.covers(rule) => Some((
-                ExemptionSource::Tag,
-                format!("{reason} (user tag, until {})", until.format("%Y-%m-%dT%H:%M:%SZ")),
-            )),
+            // A user's own tag never keeps a leaked key alive.
+            Some(TagExemption::Active { until, reason })
+                if rule != Rule::ExposedKey && ctx.policy.tag_exemptions.covers(rule) =>
+            {
+                Some((
+                    ExemptionSource::Tag,
+                    format!("{reason} (user tag, until {})", until.format("%Y-%m-%dT%H:%M:%SZ")),
+                ))
+            }
             _ => None,
         }
     }
@@ -247,7 +261,7 @@ fn finding(
     };
     // Durations are bounded by the config (100 years); saturate anyway rather than panic.
     let mut deadline = first_seen
-        .checked_add_signed(policy.grace_period)
+        .checked_add_signed(policy.grace_period(rule))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     // A reactivated key is not deactivated again before its snooze ends: the deadline moves.
     let snooze = match (&exemption, action) {
@@ -260,8 +274,9 @@ fn finding(
     let exemption = exemption.or_else(|| snooze.map(|(_, reason)| (ExemptionSource::Snooze, reason)));
     // Outside every window nothing is deactivated: the deadline is the next window's opening
     // (from now, for a deadline already past). The cap and the plan need no other check.
+    // A leaked key is an incident, not hygiene: it does not wait for a window.
     let mut waiting_for_window = false;
-    if !policy.windows.is_always_open() {
+    if !policy.windows.is_always_open() && rule != Rule::ExposedKey {
         let from = deadline.max(now);
         let open = policy
             .windows
@@ -331,20 +346,29 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             rules: Rules {
+                exposed_key: RulePolicy {
+                    enabled: true,
+                    action: Action::Deactivate,
+                    threshold: TimeDelta::zero(),
+                    grace_period: Some(TimeDelta::zero()),
+                },
                 multiple_active_keys: RulePolicy {
                     enabled: true,
                     action: Action::Deactivate,
                     threshold: TimeDelta::zero(),
+                    grace_period: None,
                 },
                 max_key_age: RulePolicy {
                     enabled: true,
                     action: Action::Report,
                     threshold: days(90),
+                    grace_period: None,
                 },
                 unused_key: RulePolicy {
                     enabled: true,
                     action: Action::Deactivate,
                     threshold: days(45),
+                    grace_period: None,
                 },
             },
             exemptions: vec![],
@@ -353,6 +377,7 @@ mod tests {
             windows: Default::default(),
             grace_period: days(7),
             wait_for_kept_key: true,
+            revoke_sessions: true,
         }
     }
     fn exemption() -> Exemption {
@@ -374,6 +399,7 @@ mod tests {
             errors: vec![],
             credential_report_generated: None,
             own_access_key_id: None,
+            exposure: Default::default(),
         }
     }
     fn eval_at(users: Vec<User>, policy: &Policy, now: Timestamp) -> Vec<(String, Rule)> {
@@ -904,5 +930,110 @@ mod tests {
         let fs = evaluate(&inv(vec![u]), &p, &history, ten);
         assert!(!fs[0].waiting_for_window);
         assert_eq!(fs[0].deactivate_after, Some(ten));
+    }
+
+    fn quarantined(users: Vec<User>, who: &str) -> AccountInventory {
+        let mut i = inv(users);
+        i.exposure
+            .quarantined
+            .insert(who.into(), "AWSCompromisedKeyQuarantineV3".into());
+        i
+    }
+
+    #[test]
+    fn an_exposed_key_is_due_at_once_and_never_waits_for_the_kept_key() {
+        // LEAK used yesterday, NEW never used: multiple_active_keys alone would hold LEAK.
+        let u = user("alice", vec![key("LEAK", true, 20, Some(1)), key("NEW", true, 1, None)]);
+        let mut i = quarantined(vec![u], "alice");
+        i.exposure.reported_keys.insert("LEAK".into());
+        let fs = evaluate(&i, &policy(), &NoHistory, t0());
+        let exposed: Vec<&Finding> = fs.iter().filter(|f| f.rule == Rule::ExposedKey).collect();
+        assert_eq!(exposed.len(), 1, "Health named LEAK alone: {fs:?}");
+        assert_eq!(exposed[0].access_key_id, "LEAK");
+        assert_eq!(exposed[0].held, None);
+        assert_eq!(exposed[0].deactivate_after, Some(t0()), "no grace period");
+        // An exposed key is never the kept one.
+        let multiple = fs.iter().find(|f| f.rule == Rule::MultipleActiveKeys).unwrap();
+        assert_eq!(
+            (multiple.access_key_id.as_str(), multiple.kept_access_key_id.as_deref()),
+            ("LEAK", Some("NEW"))
+        );
+        assert!(crate::core::plan::is_due(exposed[0], t0()));
+    }
+
+    #[test]
+    fn every_active_key_of_a_quarantined_user_is_exposed() {
+        let u = user(
+            "bob",
+            vec![
+                key("A", true, 20, Some(1)),
+                key("B", true, 1, None),
+                key("C", false, 5, None),
+            ],
+        );
+        let fs = evaluate(
+            &quarantined(vec![u, user("carol", vec![key("D", true, 1, None)])], "bob"),
+            &policy(),
+            &NoHistory,
+            t0(),
+        );
+        let mut ids: Vec<&str> = fs
+            .iter()
+            .filter(|f| f.rule == Rule::ExposedKey)
+            .map(|f| f.access_key_id.as_str())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["A", "B"]);
+        let mut off = policy();
+        off.rules.exposed_key.enabled = false;
+        let fs = evaluate(
+            &quarantined(vec![user("bob", vec![key("A", true, 2, Some(1))])], "bob"),
+            &off,
+            &NoHistory,
+            t0(),
+        );
+        assert!(fs.is_empty(), "{fs:?}");
+    }
+
+    #[test]
+    fn only_an_exemption_naming_exposed_key_exempts_a_leaked_key() {
+        let u = || {
+            tagged(
+                "bob",
+                &[(UNTIL, "2027-01-15"), (REASON, "SEC-7")],
+                vec![key("A", true, 2, Some(1))],
+            )
+        };
+        let all_rules = with_exemption(Exemption {
+            user: Some(glob::Pattern::new("bob").unwrap()),
+            ..exemption()
+        });
+        let f = evaluate(&quarantined(vec![u()], "bob"), &all_rules, &NoHistory, t0());
+        assert!(!f[0].exempt, "an exemption of every rule does not cover a leak");
+        let named = with_exemption(Exemption {
+            user: Some(glob::Pattern::new("bob").unwrap()),
+            rules: Some(vec![Rule::ExposedKey]),
+            ..exemption()
+        });
+        let f = evaluate(&quarantined(vec![u()], "bob"), &named, &NoHistory, t0());
+        assert!(f[0].exempt && f[0].action == Action::Report);
+        let tags = with_tag_exemptions(None);
+        let f = evaluate(&quarantined(vec![u()], "bob"), &tags, &NoHistory, t0());
+        assert!(!f[0].exempt, "tags never exempt a leaked key: {:?}", f[0]);
+    }
+
+    #[test]
+    fn a_leaked_key_does_not_wait_for_a_window_and_its_own_key_is_only_reported() {
+        let mut p = policy();
+        p.windows = crate::core::windows::Windows {
+            list: vec![crate::core::windows::Window::parse("Sat 09:00-10:00").unwrap()],
+            ..Default::default()
+        };
+        let mut i = quarantined(vec![user("bob", vec![key("A", true, 2, Some(1))])], "bob");
+        let f = evaluate(&i, &p, &NoHistory, t0());
+        assert_eq!((f[0].deactivate_after, f[0].waiting_for_window), (Some(t0()), false));
+        i.own_access_key_id = Some("A".into());
+        let f = evaluate(&i, &p, &NoHistory, t0());
+        assert!(f[0].own_credentials && f[0].action == Action::Report && f[0].rule == Rule::ExposedKey);
     }
 }

@@ -5,7 +5,7 @@
 //! user in its details), never on the user alone. `Id` is `keywarden/<account>/<key>/<rule>`,
 //! stable across runs, so a re-import updates. `ProductArn` is the account's own default
 //! product (custom findings are imported by the account they are about). Severity MEDIUM, as
-//! Security Hub rates IAM.3 and IAM.22. `Compliance.RelatedRequirements` carries the control
+//! Security Hub rates IAM.3 and IAM.22; CRITICAL for `exposed_key`. `Compliance.RelatedRequirements` carries the control
 //! ids (`core::controls`), `Remediation` the CIS procedure, `ProductFields` what keywarden will
 //! do and when (`keywarden/DeactivateAfter`). A finding that stopped holding is re-imported with
 //! `RecordState: ARCHIVED` and `Compliance.Status: PASSED` ([`archived`]).
@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 use crate::core::arn::partition;
 use crate::core::model::Timestamp;
 use crate::core::report::Report;
-use crate::core::rules::Finding;
-use crate::output::ocsf::{title, REMEDIATION};
+use crate::core::rules::{Finding, Rule};
+use crate::output::ocsf::{remediation, title};
 
 pub const SCHEMA_VERSION: &str = "2018-10-08";
 /// `GeneratorId` of every keywarden finding: what the archive step lists.
@@ -99,7 +99,7 @@ pub fn finding(r: &Report, f: &Finding, region: &str) -> Value {
         "FirstObservedAt": time(&f.first_seen),
         "UpdatedAt": time(&r.evaluated_at),
         "LastObservedAt": time(&r.evaluated_at),
-        "Severity": {"Label": "MEDIUM"},
+        "Severity": {"Label": severity(f.rule)},
         "Title": title(f.rule),
         "Description": format!(
             "{} ({}): access key {} of IAM user {} in account {}. {}",
@@ -110,7 +110,7 @@ pub fn finding(r: &Report, f: &Finding, region: &str) -> Value {
             f.account_id,
             outlook(r, f)
         ),
-        "Remediation": {"Recommendation": {"Text": REMEDIATION}},
+        "Remediation": {"Recommendation": {"Text": remediation(f.rule)}},
         "ProductFields": fields,
         "Resources": [{
             "Type": "AwsIamAccessKey",
@@ -122,6 +122,14 @@ pub fn finding(r: &Report, f: &Finding, region: &str) -> Value {
         "Compliance": {"Status": "FAILED", "RelatedRequirements": controls},
         "RecordState": "ACTIVE",
     })
+}
+
+/// MEDIUM as Security Hub rates IAM.3 and IAM.22; a key found in public is CRITICAL.
+fn severity(rule: Rule) -> &'static str {
+    match rule {
+        Rule::ExposedKey => "CRITICAL",
+        _ => "MEDIUM",
+    }
 }
 
 /// The attributes keywarden writes; the rest of what GetFindings returns is Security Hub's.

@@ -3,7 +3,7 @@
 //! on the access key as the resource (with its user and account), never on the user alone.
 //!
 //! Mapping: `activity_id` 1 (Create); `status_id` 1 New for a violation, 3 Suppressed for an
-//! exempt finding; `severity_id` 3 Medium for a violation (2 Low for `max_key_age`, which only
+//! exempt finding; `severity_id` 3 Medium for a violation (5 Critical for `exposed_key`; 2 Low for `max_key_age`, which only
 //! ages), 1 Informational when exempt; `finding_info.uid` stable per account, key and rule;
 //! `finding_info.types` the control ids (`core::controls`); `remediation.desc` the CIS
 //! procedure; what keywarden will do and when (`action`, `deactivate_after`) in `unmapped`.
@@ -19,9 +19,24 @@ pub const SCHEMA_VERSION: &str = "1.3.0";
 /// What each rule asks, as the benchmark words it.
 pub fn title(rule: Rule) -> &'static str {
     match rule {
+        Rule::ExposedKey => "Access key exposed in public (found by AWS)",
         Rule::UnusedKey => "Access key unused for 45 days or more",
         Rule::MultipleActiveKeys => "More than one active access key for one IAM user",
         Rule::MaxKeyAge => "Access key not rotated for 90 days or more",
+    }
+}
+
+/// What to do about an exposed key, after keywarden's part (README "A key was exposed").
+pub const EXPOSED_REMEDIATION: &str = "AWS found this access key in public. Deactivate it now (keywarden \
+does when enforcing), rotate: create a new key, hand it over (Secrets Manager), then delete the exposed \
+key; review CloudTrail for every request signed with the key since it was exposed; detach the \
+AWSCompromisedKeyQuarantine policy from the user once done.";
+
+/// The remediation a finding of `rule` gives.
+pub fn remediation(rule: Rule) -> &'static str {
+    match rule {
+        Rule::ExposedKey => EXPOSED_REMEDIATION,
+        _ => REMEDIATION,
     }
 }
 
@@ -38,6 +53,7 @@ fn ms(t: &crate::core::model::Timestamp) -> i64 {
 fn event(r: &Report, f: &Finding) -> Value {
     let (severity_id, severity) = match (f.exempt, f.rule) {
         (true, _) => (1, "Informational"),
+        (false, Rule::ExposedKey) => (5, "Critical"),
         (false, Rule::MaxKeyAge) => (2, "Low"),
         (false, _) => (3, "Medium"),
     };
@@ -93,7 +109,7 @@ fn event(r: &Report, f: &Finding) -> Value {
             },
             "labels": [format!("owner:{}", f.owner)],
         }],
-        "remediation": {"desc": REMEDIATION},
+        "remediation": {"desc": remediation(f.rule)},
         "unmapped": {
             "action": f.action.as_str(),
             "deactivate_after": f.deactivate_after.as_ref().map(time),

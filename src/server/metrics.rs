@@ -472,7 +472,7 @@ type PerAccount<'a> = (&'a str, &'a str, &'a dyn Fn(&AccountSummary) -> Option<f
 fn account_families(out: &mut String, report: &Report) {
     let now = report.evaluated_at;
     let count = |n: usize| Some(n as f64);
-    let families: [PerAccount<'_>; 9] = [
+    let families: [PerAccount<'_>; 11] = [
         (
             "keywarden_account_audit_success",
             "1 if every read of the account succeeded in the last audit (0: see the errors in the log and report)",
@@ -510,6 +510,16 @@ fn account_families(out: &mut String, report: &Report) {
             "keywarden_own_access_key_findings",
             "Findings on the access key keywarden itself signs with (never deactivated by keywarden: rotate it)",
             &|a| count(a.own_key_findings),
+        ),
+        (
+            "keywarden_exposed_access_keys",
+            "Active access keys AWS found exposed in public (its quarantine policy on the user, or a Health event)",
+            &|a| count(a.exposed_keys),
+        ),
+        (
+            "keywarden_own_access_key_exposed",
+            "1 if the access key keywarden signs with was found exposed (never deactivated by keywarden: rotate it now)",
+            &|a| Some(if a.own_key_exposed { 1.0 } else { 0.0 }),
         ),
         (
             "keywarden_held_deactivations",

@@ -49,6 +49,13 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   `implicitDeny`; conditions and permissions boundaries are not modelled). The caller (the
   user whose access key signed the request) must itself be allowed
   `iam:SimulatePrincipalPolicy`, else AccessDenied, as with enforced IAM.
+- AWS's compromised-key quarantine policies (`AWSCompromisedKeyQuarantine`, `...V2`, `...V3`)
+  exist in every account, as in AWS, so a test can attach one to a user (stock moto has AWS
+  managed policies only with `MOTO_IAM_LOAD_MANAGED_POLICIES=true`, and then all ~1,300 in
+  every account, which costs each new account's first request a second; these three cost
+  nothing). And IAM `ListEntitiesForPolicy`, which moto lacks: the users, groups and roles a
+  managed policy is attached to (`EntityFilter` honoured, one page), NoSuchEntity for an ARN
+  the account does not have.
 - DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
   item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
@@ -76,6 +83,45 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 _offset = datetime.timedelta(0)
 _real_utcnow = iam_models.utcnow
+
+_QUARANTINE = None
+
+
+def _quarantine_policies(self):
+    """Only AWS's compromised-key quarantine policies of moto's managed set, in every account."""
+    global _QUARANTINE
+    if _QUARANTINE is None:
+        from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+        parsed = json.loads(aws_managed_policies_data)
+        _QUARANTINE = {n: d for n, d in parsed.items() if n.startswith("AWSCompromisedKeyQuarantine")}
+    return [
+        iam_models.AWSManagedPolicy.from_data(name, self.account_id, self.region_name, data)
+        for name, data in _QUARANTINE.items()
+    ]
+
+
+def _list_entities_for_policy(self):
+    """IAM ListEntitiesForPolicy (moto has none): who a managed policy is attached to."""
+    arn = self._get_param("PolicyArn")
+    wanted = self._get_param("EntityFilter")
+    self.backend.get_policy(arn)  # NoSuchEntity for an ARN this account does not have
+
+    def holders(kind, entities):
+        if wanted not in (None, "", kind):
+            return []
+        return [{f"{kind}Name": e.name, f"{kind}Id": e.id} for e in entities if arn in e.managed_policies]
+
+    return ActionResult({
+        "PolicyUsers": holders("User", self.backend.users.values()),
+        "PolicyGroups": holders("Group", self.backend.groups.values()),
+        "PolicyRoles": holders("Role", self.backend.roles.values()),
+        "IsTruncated": False,
+    })
+
+
+iam_models.IAMBackend._init_aws_policies = _quarantine_policies
+IamResponse.list_entities_for_policy = _list_entities_for_policy
 
 
 def _utcnow():
