@@ -114,6 +114,26 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Rotate USER's access key: make a new key, store it in Secrets Manager (JSON AccessKeyId,
+    /// SecretAccessKey) and journal it; the old key is deactivated by multiple_active_keys once
+    /// the new one is used (exit 4: refused, nothing changed).
+    Rotate {
+        /// The IAM user whose active key is rotated.
+        #[arg(value_name = "USER")]
+        user: String,
+        /// Why (kept in the action journal with who ran the command).
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
+        reason: String,
+        /// The user's account (default: the one account the config reads).
+        #[arg(long, value_name = "ID")]
+        account: Option<String>,
+        /// The secret to store the new key in (default: rotation.secret_prefix + ACCOUNT/USER).
+        #[arg(long, value_name = "NAME")]
+        secret_id: Option<String>,
+        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Set up the DynamoDB state table (state.backend = "dynamodb"), or move a file state into it.
     State {
         #[command(subcommand)]

@@ -44,6 +44,19 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Rotate {
+            user,
+            reason,
+            account,
+            secret_id,
+            config,
+        } => match load_config(config.as_deref()) {
+            Ok(cfg) => {
+                logging::init(&cfg.log_level, cfg.log_format, false);
+                rotate(&cfg, &user, &reason, account.as_deref(), secret_id.as_deref())
+            }
+            Err(code) => code,
+        },
         Command::History {
             config,
             since,
@@ -307,6 +320,86 @@ fn reactivate(
             ExitCode::from(EXIT_REFUSED)
         }
         Err(e) => {
+            eprintln!("keywarden: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// `keywarden rotate`: acts whatever `enforcement.mode` says (an operator's explicit command,
+/// as `reactivate` is).
+fn rotate(cfg: &config::Config, user: &str, reason: &str, account: Option<&str>, secret_id: Option<&str>) -> ExitCode {
+    use keywarden::app::rotate::{self, Request, RotateError};
+    keywarden::sys::host::no_core_dumps();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let run = keywarden::sys::host::run_info();
+    let operator = keywarden::sys::host::operator();
+    let result = rt.block_on(async {
+        let store = Store::open(cfg, std::time::Duration::from_secs(60), None).await;
+        let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
+        let accounts: Vec<String> = fleet.sdks().into_iter().map(|(id, _)| id.to_string()).collect();
+        let account_id = match (account, accounts.as_slice()) {
+            (Some(a), _) if accounts.iter().any(|c| c == a) => a.to_string(),
+            (Some(a), _) => {
+                return Err((
+                    EXIT_USAGE,
+                    format!("account {a} is not one the config reads ({})", accounts.join(", ")),
+                ))
+            }
+            (None, [one]) => one.clone(),
+            (None, _) => {
+                return Err((
+                    EXIT_USAGE,
+                    format!(
+                        "--account is needed: the config reads {} accounts ({})",
+                        accounts.len(),
+                        accounts.join(", ")
+                    ),
+                ))
+            }
+        };
+        let req = Request {
+            account_id: &account_id,
+            user,
+            reason,
+            secret_id,
+            secret_prefix: &cfg.rotation.secret_prefix,
+            operator: &operator,
+            mode: keywarden::core::policy::Mode::Enforce,
+            own_access_key_id: fleet.own_access_key_id(&account_id),
+            now: chrono::Utc::now(),
+            run: &run,
+        };
+        let rotator = keywarden::aws::accounts::FleetRotator {
+            fleet: &fleet,
+            settings: &cfg.rotation,
+        };
+        let done = rotate::rotate(&req, &fleet, &rotator, &store).await;
+        Ok((account_id, done))
+    });
+    match result {
+        Err((code, message)) => {
+            eprintln!("keywarden: {message}");
+            ExitCode::from(code)
+        }
+        Ok((account_id, Ok(done))) => {
+            println!(
+                "{user} (account {account_id}): new access key {} stored in secret {} ({}); the old key {} stays active until the new one is used, then multiple_active_keys deactivates it after the grace period",
+                done.new_access_key_id.as_deref().unwrap_or("-"),
+                done.secret_name,
+                done.secret_arn.as_deref().unwrap_or("-"),
+                done.old_access_key_id
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((_, Err(e @ RotateError::Refused(_)))) => {
+            eprintln!("keywarden: {e}");
+            ExitCode::from(EXIT_REFUSED)
+        }
+        Ok((_, Err(e))) => {
             eprintln!("keywarden: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }

@@ -104,6 +104,41 @@ pub trait KeyActions {
     }
 }
 
+/// A key CreateAccessKey just made; the secret is wiped from memory when this is dropped,
+/// and `Debug` never shows it.
+pub struct NewKey {
+    pub access_key_id: String,
+    pub secret_access_key: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NewKey({}, secret withheld)", self.access_key_id)
+    }
+}
+
+/// The edge a rotation acts through (`keywarden rotate`, the daemon's automatic rotation):
+/// IAM's CreateAccessKey and the hand-over to Secrets Manager.
+pub trait Rotator: Sync {
+    fn create_key<'a>(&'a self, account_id: &'a str, user: &'a str) -> BoxFuture<'a, Result<NewKey, ServiceError>>;
+    /// DeleteAccessKey, only ever of a key this rotation made and could not hand over (it was
+    /// never given to anyone): the one delete keywarden makes.
+    fn delete_new_key<'a>(
+        &'a self,
+        account_id: &'a str,
+        user: &'a str,
+        access_key_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), ServiceError>>;
+    /// Stores `{"AccessKeyId", "SecretAccessKey"}` as the current value of the secret `name`
+    /// in `account_id` (created, or a new version); returns the secret's ARN.
+    fn store<'a>(
+        &'a self,
+        account_id: &'a str,
+        name: &'a str,
+        key: &'a NewKey,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+}
+
 /// A state store failed: the message names what (file, table) and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]

@@ -12,29 +12,11 @@ use common::*;
 use keywarden::core::events::{decide, Decision, Kind, Subject};
 use serde_json::{json, Value};
 
-/// A JSON-protocol call to moto (unsigned: moto routes by the credential scope's service and
-/// does not check the signature).
+/// A JSON-protocol call that must succeed.
 fn call(moto: &Moto, service: &str, target: &str, content_type: &str, body: &Value) -> Value {
-    use std::io::{Read, Write};
-    let body = body.to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", moto.port)).expect("connect");
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX-Amz-Target: {target}\r\nContent-Type: {content_type}\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=AKIATESTSEED/20261204/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=x\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        moto.port,
-        body.len()
-    )
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    assert!(
-        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
-        "{target}: {resp}"
-    );
-    let text = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    serde_json::from_str(text).unwrap_or(Value::Null)
+    let (status, answer) = moto.json_call(service, target, content_type, body);
+    assert!(status.contains(" 200"), "{target}: {status} {answer}");
+    answer
 }
 
 fn sqs(moto: &Moto, op: &str, body: Value) -> Value {

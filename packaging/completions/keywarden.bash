@@ -34,6 +34,9 @@ _keywarden() {
             keywarden,reactivate)
                 cmd="keywarden__subcmd__reactivate"
                 ;;
+            keywarden,rotate)
+                cmd="keywarden__subcmd__rotate"
+                ;;
             keywarden,run)
                 cmd="keywarden__subcmd__run"
                 ;;
@@ -57,6 +60,9 @@ _keywarden() {
                 ;;
             keywarden__subcmd__help,reactivate)
                 cmd="keywarden__subcmd__help__subcmd__reactivate"
+                ;;
+            keywarden__subcmd__help,rotate)
+                cmd="keywarden__subcmd__help__subcmd__rotate"
                 ;;
             keywarden__subcmd__help,run)
                 cmd="keywarden__subcmd__help__subcmd__run"
@@ -95,7 +101,7 @@ _keywarden() {
 
     case "${cmd}" in
         keywarden)
-            opts="-h -V --help --version run audit history reactivate state check-access check-config help"
+            opts="-h -V --help --version run audit history reactivate rotate state check-access check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -171,7 +177,7 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help)
-            opts="run audit history reactivate state check-access check-config help"
+            opts="run audit history reactivate rotate state check-access check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -255,6 +261,20 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help__subcmd__reactivate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__help__subcmd__rotate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -366,6 +386,36 @@ _keywarden() {
                     return 0
                     ;;
                 --snooze)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__rotate)
+            opts="-h --reason --account --secret-id --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --account)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-id)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

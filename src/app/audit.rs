@@ -59,13 +59,22 @@ pub fn inventory_options<'a>(
 
 /// Whether any rule holds for this user at `now` (exemptions aside: tags are not read yet).
 /// In credential-report mode only such users get their key ids read.
+/// With automatic rotation, a key nearing `max_age` counts too (the user's tags and key ids
+/// decide whether it is rotated).
 pub fn has_findings(config: &Config, account_id: &str, user: &User, now: Timestamp) -> bool {
+    let before = config.rotation.auto_before;
+    let threshold = config.policy.rules.max_key_age.threshold - before;
+    let nearing = before > chrono::TimeDelta::zero()
+        && user
+            .keys
+            .iter()
+            .any(|k| k.is_active() && now.signed_duration_since(k.created) > threshold);
     let inv = AccountInventory {
         account_id: account_id.to_string(),
         users: vec![user.clone()],
         ..Default::default()
     };
-    !rules::evaluate(&inv, &config.policy, &NoHistory, now).is_empty()
+    nearing || !rules::evaluate(&inv, &config.policy, &NoHistory, now).is_empty()
 }
 
 /// The rules over every account, as a report.

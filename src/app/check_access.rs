@@ -42,6 +42,10 @@ pub fn features(config: &Config, ambient_account: &str) -> Features {
         revoke_sessions: exposed.enabled
             && exposed.action == crate::core::policy::Action::Deactivate
             && config.policy.revoke_sessions,
+        rotation: (config.rotation.auto_before > chrono::TimeDelta::zero()).then(|| access::RotationScope {
+            region: config.rotation.region.clone().unwrap_or_else(|| region.clone()),
+            secret_prefix: config.rotation.secret_prefix.clone(),
+        }),
         organization: config.aws.organization.is_some(),
         role_arns,
         state_table,

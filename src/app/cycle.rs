@@ -26,7 +26,8 @@ use crate::core::model::{AccountInventory, Timestamp, User};
 use crate::core::plan::{self, OutcomeKind};
 use crate::core::report::Report;
 use crate::ports::{
-    ActionJournal, BoxFuture, Clock, IntentLog, InventorySource, KeyActions, Leadership, StateStore, StoreError,
+    ActionJournal, BoxFuture, Clock, IntentLog, InventorySource, KeyActions, Leadership, Rotator, StateStore,
+    StoreError,
 };
 
 /// Why a cycle enforced nothing.
@@ -55,6 +56,8 @@ pub struct Cycle {
     pub state: Option<State>,
     /// The save after the actions failed (the actions themselves stand).
     pub final_save_error: Option<StoreError>,
+    /// The outcome of each automatic rotation (`keywarden_rotations_total`).
+    pub rotations: Vec<&'static str>,
 }
 
 impl Cycle {
@@ -86,6 +89,9 @@ pub struct Ports<'a, F, S, C> {
     /// finding of such a user is first seen then (`core::events::first_seen`), not now.
     /// `None` for cron runs.
     pub seen_at: Option<&'a SeenAt<'a>>,
+    /// Automatic rotations (`rotation.auto_before`) go through it; `None`: none this run
+    /// (event runs, tests).
+    pub rotator: Option<&'a dyn Rotator>,
 }
 
 /// Runs one cycle. `audited` is called once the audit is evaluated, before anything is
@@ -131,6 +137,7 @@ where
         executed: Executed::default(),
         state: None,
         final_save_error: None,
+        rotations: Vec::new(),
     };
     let enforced = async {
         let history = history.map_err(Skipped::State)?;
@@ -234,6 +241,7 @@ where
     ports.store.save(&next).await.map_err(Skipped::Save)?;
     let (executed, mut next) = act(config, ports, next, &cycle.report, &cycle.accounts, now, stop).await;
     cycle.executed = executed;
+    cycle.rotations = rotate_tagged(config, ports, &cycle.accounts, &cycle.executed, now).await;
     if plan::record_outcomes(&mut next, &cycle.executed.outcomes, now) {
         cycle.final_save_error = ports.store.save(&next).await.err();
     }
@@ -258,6 +266,43 @@ async fn settle_intents(
         tracing::warn!(account_id = %e.account_id, user = %e.user, access_key_id = %e.access_key_id, outcome = %e.outcome, "journaled a deactivation whose process stopped before recording it");
     }
     Ok(())
+}
+
+/// The daemon's rotations of tagged users (`rotation.auto_before`), after the deactivations:
+/// within what the cap left, only inside an enforcement window, and not after the lease or
+/// the journal failed this run.
+async fn rotate_tagged<F, S, C>(
+    config: &Config,
+    ports: &Ports<'_, F, S, C>,
+    accounts: &[AccountInventory],
+    executed: &Executed,
+    now: Timestamp,
+) -> Vec<&'static str>
+where
+    F: KeyActions + Sync,
+{
+    let Some(rotator) = ports.rotator else {
+        return Vec::new();
+    };
+    let on = config.rotation.auto_before > chrono::TimeDelta::zero();
+    if !on || !config.policy.windows.is_open(now) || executed.lease_lost.is_some() || executed.journal_error.is_some() {
+        return Vec::new();
+    }
+    let acted = executed
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o.kind, OutcomeKind::Success | OutcomeKind::DryRun))
+        .count();
+    let auto = crate::app::rotate::Auto {
+        secret_prefix: &config.rotation.secret_prefix,
+        max_age: config.policy.rules.max_key_age.threshold,
+        auto_before: config.rotation.auto_before,
+        mode: config.enforcement.mode,
+        budget: config.enforcement.max_deactivations_per_run.saturating_sub(acted),
+        now,
+        run: ports.run,
+    };
+    crate::app::rotate::auto(&auto, accounts, ports.fleet, rotator, ports.journal, ports.leader).await
 }
 
 /// Acts on the due keys of the report through `execute`; returns what was done and the
@@ -520,6 +565,7 @@ mod tests {
             run: &RunInfo::for_tests(),
             leader,
             seen_at: None,
+            rotator: None,
         };
         run(config, ports, &|_, _| {}, &stop).await
     }
@@ -690,6 +736,7 @@ mod tests {
             run: &RunInfo::for_tests(),
             leader: &crate::ports::SoleInstance,
             seen_at: None,
+            rotator: None,
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         assert!(matches!(c.skipped, Some(Skipped::Clock(_))));
@@ -839,6 +886,7 @@ mod tests {
             run: &RunInfo::for_tests(),
             leader: &crate::ports::SoleInstance,
             seen_at: Some(&seen_at),
+            rotator: None,
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         let first_seen = |user: &str| {

@@ -280,6 +280,10 @@ pub(crate) async fn cycle(
         skew: Mutex::new(None),
     });
     let fleet = Arc::new(Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await);
+    let rotator = crate::aws::accounts::FleetRotator {
+        fleet: fleet.as_ref(),
+        settings: &config.rotation,
+    };
     let (c, ran) = run_cycle(
         &config,
         &shared,
@@ -287,6 +291,7 @@ pub(crate) async fn cycle(
         fleet.as_ref(),
         &observer,
         None,
+        Some(&rotator),
         &stop,
         started,
     )
@@ -318,6 +323,7 @@ pub(crate) async fn run_cycle<F: InventorySource + KeyActions + Sync>(
     fleet: &F,
     observer: &RunObserver,
     seen_at: Option<&crate::app::cycle::SeenAt<'_>>,
+    rotator: Option<&dyn crate::ports::Rotator>,
     stop: &AtomicBool,
     started: Instant,
 ) -> (Cycle, bool) {
@@ -334,8 +340,12 @@ pub(crate) async fn run_cycle<F: InventorySource + KeyActions + Sync>(
         run: &run,
         leader: memory.leader(),
         seen_at,
+        rotator,
     };
     let c = crate::app::cycle::run(config, ports, &audited, stop).await;
+    for outcome in &c.rotations {
+        shared.metrics.rotations.with_label_values(&[outcome]).inc();
+    }
     let ran = settle(&shared.metrics, config, &c, observer);
     (c, ran)
 }

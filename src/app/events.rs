@@ -357,6 +357,8 @@ async fn event_run(
         &changed,
         &observer,
         Some(&seen_at),
+        // Rotations are the cron run's: an event run reads a few users, not every tagged one.
+        None,
         stop,
         started,
     )

@@ -10,4 +10,5 @@ pub mod events;
 pub mod execute;
 pub mod export;
 pub mod reactivate;
+pub mod rotate;
 pub mod state_admin;

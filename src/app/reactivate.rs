@@ -144,6 +144,8 @@ fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Tim
         error: None,
         reason: Some(req.reason.to_string()),
         operator: Some(req.operator.to_string()),
+        new_access_key_id: None,
+        secret_arn: None,
         run: req.run.clone(),
     }
 }

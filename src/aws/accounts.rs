@@ -239,6 +239,14 @@ impl Fleet {
     }
 
     /// The connected accounts with their SDK settings, in account order.
+    /// The key keywarden signs with in `account_id`, if it is an IAM user's there.
+    pub fn own_access_key_id(&self, account_id: &str) -> Option<&str> {
+        self.own
+            .as_ref()
+            .filter(|o| o.account_id == account_id)
+            .map(|o| o.access_key_id.as_str())
+    }
+
     pub fn sdks(&self) -> Vec<(&str, &SdkConfig)> {
         self.clients.iter().map(|(id, _, sdk)| (id.as_str(), sdk)).collect()
     }
@@ -472,6 +480,82 @@ impl KeyActions for Fleet {
     async fn restore_sessions(&self, account_id: &str, user: &str) -> Result<bool, ServiceError> {
         let done = self.acting_client(account_id)?.restore_sessions(account_id, user).await;
         done.map_err(|e| self.name_denied(account_id, "DeleteUserPolicy", e))
+    }
+}
+
+/// The fleet as rotations see it: keys made and (when the hand-over failed) deleted by each
+/// account's client, secrets stored in each account's own Secrets Manager with its own
+/// credentials (the application that reads the secret lives there).
+pub struct FleetRotator<'a> {
+    pub fleet: &'a Fleet,
+    pub settings: &'a crate::config::RotationSettings,
+}
+
+/// The secret's value: the two fields applications read.
+#[derive(serde::Serialize)]
+struct SecretValue<'a> {
+    #[serde(rename = "AccessKeyId")]
+    access_key_id: &'a str,
+    #[serde(rename = "SecretAccessKey")]
+    secret_access_key: &'a str,
+}
+
+impl crate::ports::Rotator for FleetRotator<'_> {
+    fn create_key<'a>(
+        &'a self,
+        account_id: &'a str,
+        user: &'a str,
+    ) -> crate::ports::BoxFuture<'a, Result<crate::ports::NewKey, ServiceError>> {
+        Box::pin(async move {
+            let made = self.fleet.acting_client(account_id)?.create_key(user).await;
+            made.map_err(|e| self.fleet.name_denied(account_id, "CreateAccessKey", e))
+        })
+    }
+
+    fn delete_new_key<'a>(
+        &'a self,
+        account_id: &'a str,
+        user: &'a str,
+        access_key_id: &'a str,
+    ) -> crate::ports::BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let done = self
+                .fleet
+                .acting_client(account_id)?
+                .delete_key(user, access_key_id)
+                .await;
+            done.map_err(|e| self.fleet.name_denied(account_id, "DeleteAccessKey", e))
+        })
+    }
+
+    fn store<'a>(
+        &'a self,
+        account_id: &'a str,
+        name: &'a str,
+        key: &'a crate::ports::NewKey,
+    ) -> crate::ports::BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(async move {
+            let sdk = self
+                .fleet
+                .clients
+                .iter()
+                .find(|(id, _, _)| id == account_id)
+                .map(|(_, _, sdk)| sdk)
+                .ok_or_else(|| ServiceError::from(format!("account {account_id} is not connected in this run")))?;
+            let store = crate::aws::secrets::SecretStore::new(
+                sdk,
+                self.settings.region.as_deref(),
+                self.settings.endpoint_url.as_deref(),
+            )?;
+            let value = SecretValue {
+                access_key_id: &key.access_key_id,
+                secret_access_key: &key.secret_access_key,
+            };
+            let value =
+                zeroize::Zeroizing::new(serde_json::to_string(&value).map_err(|e| ServiceError::from(e.to_string()))?);
+            // AWS's AccessDeniedException names the secretsmanager action itself.
+            store.put(name, &value).await
+        })
     }
 }
 

@@ -658,6 +658,37 @@ impl KeyActions for Iam {
     }
 }
 
+impl Iam {
+    /// CreateAccessKey: the new key with its secret, which is wiped when dropped.
+    pub async fn create_key(&self, user: &str) -> Result<crate::ports::NewKey, ServiceError> {
+        let out = self
+            .gated(self.iam.create_access_key().user_name(user).send())
+            .await
+            .map_err(|e| named("CreateAccessKey", describe(&e)))?;
+        let key = out
+            .access_key
+            .ok_or_else(|| ServiceError::from("CreateAccessKey: no key in the answer"))?;
+        Ok(crate::ports::NewKey {
+            access_key_id: key.access_key_id,
+            secret_access_key: zeroize::Zeroizing::new(key.secret_access_key),
+        })
+    }
+
+    /// DeleteAccessKey, for a key a rotation made and could not hand over.
+    pub async fn delete_key(&self, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
+        let call = self
+            .iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(access_key_id)
+            .send();
+        self.gated(call)
+            .await
+            .map(|_| ())
+            .map_err(|e| named("DeleteAccessKey", describe(&e)))
+    }
+}
+
 /// The inline policy that denies an exposed key's user every session issued before the
 /// deactivation (removed by `keywarden reactivate`).
 pub const REVOKE_SESSIONS_POLICY: &str = "keywarden-revoke-sessions";

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod eventbridge;
 pub mod iam;
 pub mod ratelimit;
+pub mod secrets;
 pub mod securityhub;
 pub mod sigv4;
 pub mod simulate;

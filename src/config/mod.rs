@@ -135,6 +135,19 @@ pub struct EventsSettings {
     pub poll_wait: Duration,
 }
 
+/// `[rotation]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RotationSettings {
+    pub secret_prefix: String,
+    /// Zero: no automatic rotation.
+    pub auto_before: chrono::TimeDelta,
+    /// `None`: the region of the AWS settings.
+    pub region: Option<String>,
+    /// `None`: Secrets Manager's regional endpoint (`rotation.endpoint_url`, else
+    /// `aws.endpoint_url`).
+    pub endpoint_url: Option<String>,
+}
+
 /// `[export.security_hub]`, validated and enabled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecurityHubSettings {
@@ -162,6 +175,7 @@ pub struct Config {
     pub security_hub: Option<SecurityHubSettings>,
     /// `[events]`, when a queue is set.
     pub events: Option<EventsSettings>,
+    pub rotation: RotationSettings,
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: PerKey,
     /// TLS and basic auth of the listener; swapped in on reload.

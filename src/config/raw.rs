@@ -24,6 +24,36 @@ pub struct RawConfig {
     pub exemptions_from_tags: RawTagExemptions,
     pub export: RawExport,
     pub events: RawEvents,
+    pub rotation: RawRotation,
+}
+
+/// `[rotation]`: where `keywarden rotate` (and the daemon, for tagged users) hands new keys
+/// over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRotation {
+    /// Secret names are `<secret_prefix><account_id>/<user>`.
+    pub secret_prefix: String,
+    /// Above zero: users tagged `keywarden:rotate = "secretsmanager"` get a new key this long
+    /// before their active key reaches `rules.max_key_age.max_age`.
+    pub auto_before: String,
+    /// Default: `aws.region`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Default: Secrets Manager's regional endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for RawRotation {
+    fn default() -> Self {
+        RawRotation {
+            secret_prefix: "keywarden/".into(),
+            auto_before: "0s".into(),
+            region: None,
+            endpoint_url: None,
+        }
+    }
 }
 
 /// `[events]`: the queue EventBridge feeds with IAM's CloudTrail events (absent or empty

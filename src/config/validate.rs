@@ -62,6 +62,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
     let backend = c.backend(&raw.state);
     let security_hub = c.security_hub(&raw.export.security_hub);
     let events = c.events(&raw.events);
+    let rotation = c.rotation(&raw.rotation, &raw.rules.max_key_age, raw.aws.endpoint_url.as_deref());
     let per_key = match &raw.metrics.per_key {
         RawPerKey::Bool(true) => Some(PerKey::All),
         RawPerKey::Bool(false) => Some(PerKey::Off),
@@ -99,6 +100,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         backend: backend.ok_or_else(missing)?,
         security_hub: security_hub.ok_or_else(missing)?,
         events: events.ok_or_else(missing)?,
+        rotation: rotation.ok_or_else(missing)?,
         metrics_listen,
         metrics_per_key: per_key.ok_or_else(missing)?,
         metrics_web,
@@ -196,6 +198,60 @@ impl Checker<'_, '_> {
             self.push(key, "must start with http:// or https://");
         }
         ok
+    }
+
+    /// `[rotation]`: a secret prefix Secrets Manager accepts, and an `auto_before` shorter than
+    /// `max_age` (else every key would be rotated as soon as it is made).
+    /// Without its own `endpoint_url`, Secrets Manager is reached at `aws.endpoint_url` when
+    /// that is set (an emulator or a proxy serving every service), as Security Hub is.
+    fn rotation(
+        &mut self,
+        raw: &RawRotation,
+        max_age: &RawRule,
+        aws_endpoint: Option<&str>,
+    ) -> Option<RotationSettings> {
+        let endpoint_ok = self.endpoint_url("rotation.endpoint_url", raw.endpoint_url.as_deref());
+        let region_ok = self.region("rotation.region", raw.region.as_deref());
+        let prefix_ok = raw
+            .secret_prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "/_+=.@-".contains(ch));
+        if !prefix_ok {
+            self.push(
+                "rotation.secret_prefix",
+                "may hold only letters, digits and /_+=.@- (Secrets Manager's names)",
+            );
+        }
+        let before = self.duration("rotation.auto_before", &raw.auto_before).map(to_delta);
+        let max_age = max_age
+            .max_age
+            .as_deref()
+            .and_then(|m| parse_duration(m).ok())
+            .map(to_delta);
+        let before = match (before, max_age) {
+            (Some(b), Some(m)) if b > TimeDelta::zero() && b >= m => {
+                self.push(
+                    "rotation.auto_before",
+                    "must be shorter than rules.max_key_age.max_age (a new key would be rotated at once)",
+                );
+                None
+            }
+            (b, _) => b,
+        };
+        if !(endpoint_ok && region_ok && prefix_ok) {
+            return None;
+        }
+        Some(RotationSettings {
+            secret_prefix: raw.secret_prefix.clone(),
+            auto_before: before?,
+            region: raw.region.clone(),
+            endpoint_url: raw
+                .endpoint_url
+                .as_deref()
+                .or(aws_endpoint)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
+        })
     }
 
     /// `Some(None)` without a queue; checked either way.
@@ -372,6 +428,7 @@ impl Checker<'_, '_> {
             grace_period: to_delta(grace?),
             wait_for_kept_key: rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
             revoke_sessions: rules.exposed_key.revoke_sessions.unwrap_or(true),
+            auto_rotation: parse_duration(&raw.rotation.auto_before).is_ok_and(|d| !d.is_zero()),
         })
     }
 

@@ -30,6 +30,9 @@ pub struct Features {
     /// Enforcing `rules.exposed_key` with `revoke_sessions`: the inline policy that denies
     /// an exposed key's older sessions, put and (by `reactivate`) deleted.
     pub revoke_sessions: bool,
+    /// `rotation.auto_before` > 0 (enforcing): the secrets' ARN pattern
+    /// (`arn:...:secretsmanager:REGION:ACCOUNT:secret:PREFIX*`, per account).
+    pub rotation: Option<RotationScope>,
     /// `[aws.organization]`: organizations:ListAccounts.
     pub organization: bool,
     /// Roles assumed into accounts (sts:AssumeRole on each).
@@ -40,6 +43,13 @@ pub struct Features {
     pub security_hub_region: Option<String>,
     /// `[events]`: the queue's ARN.
     pub events_queue: Option<String>,
+}
+
+/// Where rotations hand keys over: Secrets Manager's region and the secrets' name prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationScope {
+    pub region: String,
+    pub secret_prefix: String,
 }
 
 /// One action a run needs.
@@ -61,6 +71,9 @@ pub const TAGS: [&str; 1] = ["iam:ListUserTags"];
 pub const ENFORCE: [&str; 2] = ["iam:GetUser", "iam:UpdateAccessKey"];
 pub const EXPOSURE: [&str; 1] = ["iam:ListEntitiesForPolicy"];
 pub const REVOKE_SESSIONS: [&str; 2] = ["iam:PutUserPolicy", "iam:DeleteUserPolicy"];
+/// Rotation: the new key, and its deletion when the hand-over failed.
+pub const ROTATION_KEYS: [&str; 2] = ["iam:CreateAccessKey", "iam:DeleteAccessKey"];
+pub const ROTATION_SECRETS: [&str; 2] = ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"];
 pub const ORGANIZATION: [&str; 1] = ["organizations:ListAccounts"];
 pub const ASSUME_ROLE: &str = "sts:AssumeRole";
 /// The run's use of the table: transactions are authorized as their item actions.
@@ -111,14 +124,7 @@ pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
     }
     if f.enforce {
         add(Scope::Account, &ENFORCE, &users, "enforcement.mode = \"enforce\"");
-    }
-    if f.enforce && f.revoke_sessions {
-        add(
-            Scope::Account,
-            &REVOKE_SESSIONS,
-            &users,
-            "rules.exposed_key.revoke_sessions (enforcing)",
-        );
+        changes(f, account_id, partition, &mut add);
     }
     if let Some(region) = &f.security_hub_region {
         let hub = format!("arn:{partition}:securityhub:{region}:{account_id}:product/{account_id}/default");
@@ -144,6 +150,24 @@ pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
         add(Scope::Ambient, &EVENTS, queue, "[events] queue_url");
     }
     out
+}
+
+/// What enforcing does beyond deactivating: the exposed keys' session denial, and rotations.
+fn changes(f: &Features, account_id: &str, partition: &str, add: &mut impl FnMut(Scope, &[&str], &str, &'static str)) {
+    let users = format!("arn:{partition}:iam::{account_id}:user/*");
+    if f.revoke_sessions {
+        let why = "rules.exposed_key.revoke_sessions (enforcing)";
+        add(Scope::Account, &REVOKE_SESSIONS, &users, why);
+    }
+    if let Some(r) = &f.rotation {
+        let why = "rotation.auto_before (enforcing)";
+        add(Scope::Account, &ROTATION_KEYS, &users, why);
+        let secrets = format!(
+            "arn:{partition}:secretsmanager:{}:{account_id}:secret:{}*",
+            r.region, r.secret_prefix
+        );
+        add(Scope::Account, &ROTATION_SECRETS, &secrets, why);
+    }
 }
 
 /// What IAM's policy simulator (or the lack of it) says of one need.
@@ -279,6 +303,10 @@ mod tests {
             enforce: true,
             exposure: true,
             revoke_sessions: true,
+            rotation: Some(RotationScope {
+                region: "us-east-1".into(),
+                secret_prefix: "keywarden/".into(),
+            }),
             organization: true,
             role_arns: vec!["arn:aws:iam::111111111111:role/keywarden-audit".into()],
             state_table: Some("arn:aws:dynamodb:us-east-1:123456789012:table/keywarden".into()),
@@ -331,12 +359,19 @@ mod tests {
         );
         let e = needs(&all(), "123456789012", "aws");
         let revoke: BTreeSet<String> = REVOKE_SESSIONS.iter().map(|a| a.to_string()).collect();
+        let mut rotation: BTreeSet<String> = ROTATION_KEYS.iter().map(|a| a.to_string()).collect();
         assert_eq!(
             actions(&e, Scope::Account, "iam:")
                 .difference(&revoke)
+                .filter(|a| !rotation.contains(*a))
                 .cloned()
                 .collect::<BTreeSet<_>>(),
             policy(include_str!("../../packaging/iam-policy-enforce.json"), None)
+        );
+        rotation.extend(actions(&e, Scope::Account, "secretsmanager:"));
+        assert_eq!(
+            rotation,
+            policy(include_str!("../../packaging/iam-policy-rotation.json"), None)
         );
         assert_eq!(
             revoke,

@@ -17,6 +17,8 @@ pub const PENDING: &str = "pending";
 pub enum JournalAction {
     Deactivate,
     Reactivate,
+    /// `keywarden rotate` or the daemon's automatic rotation: a new key handed over.
+    Rotate,
     /// After an exposed key's deactivation: the user's older sessions denied.
     RevokeSessions,
     /// `reactivate` of an exposed key: that denial removed again.
@@ -28,6 +30,7 @@ impl JournalAction {
         match self {
             JournalAction::Deactivate => "deactivate",
             JournalAction::Reactivate => "reactivate",
+            JournalAction::Rotate => "rotate",
             JournalAction::RevokeSessions => "revoke_sessions",
             JournalAction::RestoreSessions => "restore_sessions",
         }
@@ -37,6 +40,7 @@ impl JournalAction {
         [
             JournalAction::Deactivate,
             JournalAction::Reactivate,
+            JournalAction::Rotate,
             JournalAction::RevokeSessions,
             JournalAction::RestoreSessions,
         ]
@@ -70,8 +74,12 @@ pub struct JournalEntry {
     pub error: Option<String>,
     /// Reactivations: why (`--reason`).
     pub reason: Option<String>,
-    /// Reactivations: who (`$SUDO_USER`, else `$USER`).
+    /// Reactivations and rotations: who (`$SUDO_USER`, else `$USER`).
     pub operator: Option<String>,
+    /// Rotations: the key made to replace `access_key_id`.
+    pub new_access_key_id: Option<String>,
+    /// Rotations: the Secrets Manager secret the new key was handed over in.
+    pub secret_arn: Option<String>,
     pub run: RunInfo,
 }
 
@@ -107,6 +115,8 @@ impl JournalEntry {
             error: None,
             reason: None,
             operator: None,
+            new_access_key_id: None,
+            secret_arn: None,
             run: run.clone(),
         }
     }
@@ -196,6 +206,8 @@ pub(crate) fn sample_entry(time: Timestamp, user: &str, key: &str) -> JournalEnt
         error: None,
         reason: None,
         operator: None,
+        new_access_key_id: None,
+        secret_arn: None,
         run: RunInfo::for_tests(),
     }
 }

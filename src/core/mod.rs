@@ -1,5 +1,5 @@
 //! The pure core: what was read (`model`), what the operator decided (`policy`), who owns a user and
-//! which tag exemptions hold (`owners`), what breaks the rules (`rules`), what to do about it (`plan`), what is remembered (`history`),
+//! which tag exemptions hold (`owners`), what breaks the rules (`rules`), what to do about it (`plan`), guided rotation (`rotation`), what is remembered (`history`),
 //! what was done (`journal`), the partition of a region (`arn`), whether
 //! the clock can be trusted (`clock`), when enforcement may act (`windows`) and the summary of a run (`report`). No I/O, no clock,
 //! no async runtime, no AWS types, no wire format; it imports nothing outside `core`
@@ -18,5 +18,6 @@ pub mod owners;
 pub mod plan;
 pub mod policy;
 pub mod report;
+pub mod rotation;
 pub mod rules;
 pub mod windows;

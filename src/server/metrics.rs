@@ -7,7 +7,7 @@
 //!   and never calls AWS, and series of keys or users that disappeared are gone at the next
 //!   audit by construction (no stale series).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -51,6 +51,7 @@ pub struct Metrics {
     pub events_received: IntCounterVec,
     pub event_lag: Histogram,
     pub event_receive_errors: IntCounter,
+    pub rotations: IntCounterVec,
     /// Where `keywarden_leader` is read at each scrape (the lease, when there is one): a gauge
     /// set by a task could be a moment stale, and two instances would both show 1 across a
     /// handover.
@@ -243,6 +244,16 @@ impl Metrics {
                     "ReceiveMessage calls on the events queue that failed",
                 ))?,
             )?,
+            rotations: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_rotations_total",
+                        "Automatic rotations of tagged users (rotation.auto_before), by outcome (success, dry_run, error, refused)",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
             deactivations_held_back: reg(
                 &registry,
                 IntGaugeVec::new(
@@ -291,6 +302,9 @@ impl Metrics {
         m.clock_ok.set(1);
         for kind in crate::core::events::KINDS {
             m.events_received.with_label_values(&[kind]);
+        }
+        for outcome in ["success", "dry_run", "error", "refused"] {
+            m.rotations.with_label_values(&[outcome]);
         }
         Ok(m)
     }
@@ -406,6 +420,7 @@ fn audit_page(accounts: &[AccountInventory], report: &Report, owners: &Owners, p
     account_families(&mut out, report);
     rule_families(&mut out, report);
     owner_family(&mut out, report);
+    held_by_owner_family(&mut out, report);
     tag_exemption_family(&mut out, report);
     // One owner per user: the label adds no series, only a routing key for the alerts.
     let owned: Vec<Vec<&str>> = accounts
@@ -449,6 +464,27 @@ fn owner_family(out: &mut String, report: &Report) {
     for ((account_id, owner, rule), n) in counts {
         let labels = [("account_id", account_id), ("owner", owner), ("rule", rule.as_str())];
         fam.sample(name, &labels, n as f64);
+    }
+}
+
+/// Deactivations waiting for the kept key's first use (a rotation in progress, such as one
+/// `keywarden rotate` started) per owner: who has to switch the application over.
+fn held_by_owner_family(out: &mut String, report: &Report) {
+    let name = "keywarden_owner_held_deactivations";
+    let mut counts: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for f in report.findings.iter().filter(|f| !f.exempt && f.held.is_some()) {
+        counts
+            .entry((&f.account_id, &f.owner))
+            .or_default()
+            .insert(&f.access_key_id);
+    }
+    let mut fam = Family::start(
+        out,
+        name,
+        "Keys whose deactivation waits until the user's new key has been used (a rotation in progress), by owner",
+    );
+    for ((account_id, owner), keys) in counts {
+        fam.sample(name, &[("account_id", account_id), ("owner", owner)], keys.len() as f64);
     }
 }
 

@@ -45,6 +45,10 @@ pub struct EntryDoc {
     pub reason: Option<String>,
     #[serde(default)]
     pub operator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_access_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_arn: Option<String>,
     pub run_id: String,
     pub host: String,
     pub version: String,
@@ -66,6 +70,8 @@ impl From<&JournalEntry> for EntryDoc {
             error: e.error.clone(),
             reason: e.reason.clone(),
             operator: e.operator.clone(),
+            new_access_key_id: e.new_access_key_id.clone(),
+            secret_arn: e.secret_arn.clone(),
             run_id: e.run.run_id.clone(),
             host: e.run.host.clone(),
             version: e.run.version.clone(),
@@ -97,6 +103,8 @@ impl TryFrom<EntryDoc> for JournalEntry {
             error: d.error,
             reason: d.reason,
             operator: d.operator,
+            new_access_key_id: d.new_access_key_id,
+            secret_arn: d.secret_arn,
             run: RunInfo {
                 run_id: d.run_id,
                 host: d.host,

@@ -27,3 +27,13 @@ pub fn operator() -> String {
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// Keeps this process out of core dumps (`PR_SET_DUMPABLE` 0) while it handles a new key's
+/// secret: a crash must not write it to disk. Best effort: a failure is only logged.
+pub fn no_core_dumps() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not turn core dumps off");
+    }
+}

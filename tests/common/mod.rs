@@ -78,6 +78,33 @@ impl Moto {
             .unwrap_or_default()
     }
 
+    /// A JSON-protocol call to moto (unsigned: moto routes by the credential scope's service
+    /// and does not check the signature); the answer's status line and JSON body.
+    pub fn json_call(
+        &self,
+        service: &str,
+        target: &str,
+        content_type: &str,
+        body: &serde_json::Value,
+    ) -> (String, serde_json::Value) {
+        let body = body.to_string();
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX-Amz-Target: {target}\r\nContent-Type: {content_type}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=AKIATESTSEED/20261204/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=x\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let (head, text) = resp.split_once("\r\n\r\n").unwrap_or((resp.as_str(), ""));
+        let status = head.lines().next().unwrap_or_default().to_string();
+        (status, serde_json::from_str(text).unwrap_or(serde_json::Value::Null))
+    }
+
     /// moto's IAM clock becomes real time plus `days` (negative: the past).
     pub fn set_clock_days(&self, days: f64) {
         self.control(
