@@ -345,38 +345,51 @@ impl Iam {
     /// policy this partition does not have (NoSuchEntity) quarantines nobody; any other failure
     /// is the account's error, so no run decides as if nobody were quarantined.
     async fn quarantined(&self, account_id: &str) -> Result<BTreeMap<String, String>, ReadError> {
+        // The three policies are asked at once: under throttling their retries overlap.
+        let holders = futures_util::future::join_all(QUARANTINE_POLICIES.map(|name| self.policy_users(name))).await;
         let mut users = BTreeMap::new();
-        for name in QUARANTINE_POLICIES {
-            let arn = format!("arn:{}:iam::aws:policy/{name}", self.partition);
-            let mut marker = None;
-            loop {
-                let call = self
-                    .iam
-                    .list_entities_for_policy()
-                    .policy_arn(&arn)
-                    .entity_filter(aws_sdk_iam::types::EntityType::User)
-                    .set_marker(marker.take())
-                    .send();
-                let page = match self.gated(call).await {
-                    Ok(p) => p,
-                    Err(e) if e.code() == Some("NoSuchEntity") => {
-                        tracing::debug!(account_id, policy = %arn, "quarantine policy unknown here; it quarantines nobody");
-                        break;
-                    }
-                    Err(e) => return Err(account_error(account_id, "ListEntitiesForPolicy", describe(&e))),
-                };
-                for u in page.policy_users.unwrap_or_default() {
-                    if let Some(user) = u.user_name {
-                        users.entry(user).or_insert_with(|| name.to_string());
-                    }
-                }
-                match page.marker {
-                    Some(m) if page.is_truncated => marker = Some(m),
-                    _ => break,
-                }
+        for (name, held_by) in QUARANTINE_POLICIES.into_iter().zip(holders) {
+            let held_by = held_by.map_err(|e| account_error(account_id, "ListEntitiesForPolicy", e))?;
+            for user in held_by {
+                users.entry(user).or_insert_with(|| name.to_string());
             }
         }
         Ok(users)
+    }
+
+    /// The users AWS's managed policy `name` is attached to, every page; none when this
+    /// partition has no such policy.
+    async fn policy_users(&self, name: &str) -> Result<Vec<String>, ServiceError> {
+        let arn = format!("arn:{}:iam::aws:policy/{name}", self.partition);
+        let mut users = Vec::new();
+        let mut marker = None;
+        loop {
+            let call = self
+                .iam
+                .list_entities_for_policy()
+                .policy_arn(&arn)
+                .entity_filter(aws_sdk_iam::types::EntityType::User)
+                .set_marker(marker.take())
+                .send();
+            let page = match self.gated(call).await {
+                Ok(p) => p,
+                Err(e) if e.code() == Some("NoSuchEntity") => {
+                    tracing::debug!(policy = %arn, "quarantine policy unknown here; it quarantines nobody");
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(describe(&e)),
+            };
+            users.extend(
+                page.policy_users
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|u| u.user_name),
+            );
+            match page.marker {
+                Some(m) if page.is_truncated => marker = Some(m),
+                _ => return Ok(users),
+            }
+        }
     }
 
     /// Every page of ListUsers, each page its own gated request (a paginator would charge the
