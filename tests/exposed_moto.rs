@@ -26,26 +26,17 @@ async fn quarantine(moto: &Moto, user: &str, policy: &str) {
         .expect("AttachUserPolicy");
 }
 
-fn once(config: &std::path::Path) -> (i32, String) {
-    let (code, _, err) =
-        outputs(keywarden(&["run", "--once", "--config", config.to_str().unwrap()]).env("RUST_LOG", "info"));
-    (code, err)
-}
-
-fn history(config: &std::path::Path) -> Vec<Value> {
-    let (code, out, err) = outputs(&mut keywarden(&[
-        "history",
-        "--config",
-        config.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+/// One enforcing (or dry) run that changes nothing in IAM.
+fn runs_without_changes(moto: &Moto, config: &std::path::Path) {
+    moto.take_stats();
+    let (code, err) = run_once(config);
     assert_eq!(code, 0, "{err}");
-    serde_json::from_str::<Value>(&out)
-        .expect("history JSON")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let stats = moto.take_stats();
+    assert_eq!(
+        (counted(&stats, "UpdateAccessKey"), counted(&stats, "PutUserPolicy")),
+        (0, 0),
+        "{stats}"
+    );
 }
 
 fn of_key<'a>(entries: &'a [Value], key: &str) -> Vec<&'a Value> {
@@ -84,10 +75,6 @@ fn urlencoding_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).to_string()
-}
-
-fn counted(stats: &Value, action: &str) -> u64 {
-    stats[action].as_u64().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,7 +128,7 @@ async fn a_quarantined_users_keys_go_in_the_first_enforcing_run_and_reactivate_u
             && f["deactivate_after"] != report["evaluated_at"]));
 
     moto.take_stats();
-    let (code, err) = once(&config);
+    let (code, err) = run_once(&config);
     assert_eq!(code, 0, "{err}");
     let stats = moto.take_stats();
     let statuses = key_statuses(&iam, &["leaky", "calm"]).await;
@@ -166,7 +153,7 @@ async fn a_quarantined_users_keys_go_in_the_first_enforcing_run_and_reactivate_u
     );
     assert_eq!(inline_policy(&moto, "calm").await, None);
 
-    let journal = history(&config);
+    let journal = history_json(&config);
     let entries = of_key(&journal, &old.id);
     let deactivation = entries.iter().find(|e| e["action"] == "deactivate").expect("journaled");
     assert_eq!(deactivation["outcome"], "success");
@@ -196,7 +183,7 @@ async fn a_quarantined_users_keys_go_in_the_first_enforcing_run_and_reactivate_u
         None,
         "reactivate removes the denial"
     );
-    let journal = history(&config);
+    let journal = history_json(&config);
     let restore = of_key(&journal, &old.id)
         .into_iter()
         .find(|e| e["action"] == "restore_sessions")
@@ -228,16 +215,8 @@ async fn only_an_exemption_that_names_exposed_key_keeps_a_leaked_key_and_dry_run
 
     // Dry-run: journaled, nothing touched, no session denial.
     let config = moto_config(&dir, &moto, &format!("[enforcement]\nmode = \"dry-run\"\n{rules}"));
-    moto.take_stats();
-    let (code, err) = once(&config);
-    assert_eq!(code, 0, "{err}");
-    let stats = moto.take_stats();
-    assert_eq!(
-        (counted(&stats, "UpdateAccessKey"), counted(&stats, "PutUserPolicy")),
-        (0, 0),
-        "{stats}"
-    );
-    let journal = history(&config);
+    runs_without_changes(&moto, &config);
+    let journal = history_json(&config);
     let dry = of_key(&journal, &keys["broad"]);
     assert_eq!(dry.len(), 1, "{journal:?}");
     assert_eq!(
@@ -247,7 +226,7 @@ async fn only_an_exemption_that_names_exposed_key_keeps_a_leaked_key_and_dry_run
     assert!(of_key(&journal, &keys["scoped"]).is_empty(), "exempt: {journal:?}");
 
     let config = moto_config(&dir, &moto, &format!("[enforcement]\nmode = \"enforce\"\n{rules}"));
-    let (code, err) = once(&config);
+    let (code, err) = run_once(&config);
     assert_eq!(code, 0, "{err}");
     let statuses = key_statuses(&iam, &["scoped", "broad", "tagged"]).await;
     assert_eq!(
@@ -319,16 +298,8 @@ async fn unknown_policies_denied_reads_and_vanished_users_have_defined_outcomes(
 
     // Deleted between detection and action: the fresh re-read finds no user; nothing is sent.
     moto.set_faults(r#"{"_missing": {"GetUser": ["gone"]}}"#);
-    moto.take_stats();
-    let (code, err) = once(&config);
-    assert_eq!(code, 0, "{err}");
-    let stats = moto.take_stats();
-    assert_eq!(
-        (counted(&stats, "UpdateAccessKey"), counted(&stats, "PutUserPolicy")),
-        (0, 0),
-        "{stats}"
-    );
-    let journal = history(&config);
+    runs_without_changes(&moto, &config);
+    let journal = history_json(&config);
     let entry = of_key(&journal, &gone.id);
     assert_eq!(entry.len(), 1, "{journal:?}");
     assert_eq!(entry[0]["outcome"], "no_longer_due");

@@ -99,22 +99,6 @@ async fn leader(live: &[DaemonProcess], secs: f64) -> Option<usize> {
     }
 }
 
-fn history(config: &Path) -> Vec<Value> {
-    let (code, out, err) = outputs(&mut keywarden(&[
-        "history",
-        "--config",
-        cfg(config),
-        "--format",
-        "json",
-    ]));
-    assert_eq!(code, 0, "history: {err}");
-    serde_json::from_str::<Value>(&out)
-        .expect("history json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn successes(entries: &[Value]) -> BTreeMap<String, Vec<Value>> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for e in entries
@@ -205,7 +189,7 @@ async fn ten_kills_of_the_leader_lose_no_grace_period_and_act_once_per_key() {
     // Slow deactivations, so that kills land in the middle of them.
     moto.set_faults(r#"{"_delay": {"UpdateAccessKey": 0.4}}"#);
     wait_until(30, "the first deactivation", || {
-        !successes(&history(&config)).is_empty()
+        !successes(&history_json(&config)).is_empty()
     })
     .await;
     let mut takeovers = Vec::new();
@@ -247,7 +231,7 @@ async fn ten_kills_of_the_leader_lose_no_grace_period_and_act_once_per_key() {
     // The journal entry follows the read-back.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let entries = history(&config);
+    let entries = history_json(&config);
     let done = successes(&entries);
     let late = entries
         .iter()
@@ -311,7 +295,7 @@ async fn a_leader_paused_past_its_lease_acts_on_nothing_after_it_resumes() {
     let paused = &live[l];
     let other = &live[1 - l];
     wait_until(30, "a deactivation by the leader", || {
-        !successes(&history(&config)).is_empty()
+        !successes(&history_json(&config)).is_empty()
     })
     .await;
 
@@ -348,7 +332,7 @@ async fn a_leader_paused_past_its_lease_acts_on_nothing_after_it_resumes() {
     );
     assert!(!is_leader(paused).await, "the resumed instance still says it leads");
     assert!(is_leader(other).await);
-    let done = successes(&history(&config));
+    let done = successes(&history_json(&config));
     assert!(done.values().all(|v| v.len() == 1), "a key deactivated twice: {done:?}");
     moto.set_faults("{}");
 }
@@ -411,7 +395,7 @@ async fn state_import_keeps_every_deadline_and_the_journal() {
             .replace("\"0s\"", "\"30d\""),
     );
     let before = deadlines(&file_config_grace);
-    let journal_before = history(&file_config);
+    let journal_before = history_json(&file_config);
     assert_eq!(journal_before.len(), 1);
 
     let table_dir = TempDir::new("lease-import-table");
@@ -436,7 +420,7 @@ async fn state_import_keeps_every_deadline_and_the_journal() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("1 journal entries"), "{out}");
     assert_eq!(deadlines(&table_config), before, "the table gives other deadlines");
-    assert_eq!(history(&table_config), journal_before);
+    assert_eq!(history_json(&table_config), journal_before);
     let (code, _, err) = outputs(&mut keywarden(&[
         "state",
         "import",
@@ -503,7 +487,10 @@ async fn the_table_policy_allows_exactly_what_the_code_calls() {
         outputs(keywarden(&["state", "init", "--config", cfg(&config)]).env("AWS_ACCESS_KEY_ID", caller(90)));
     assert_eq!(code, 0, "{err}");
     let mut d = instance(&config, &dir, 91);
-    wait_until(30, "both keys deactivated", || successes(&history(&config)).len() == 2).await;
+    wait_until(30, "both keys deactivated", || {
+        successes(&history_json(&config)).len() == 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(10).0, Some(0));
@@ -636,7 +623,7 @@ async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() 
         d.logs()
     );
     // Newest first: the reactivation, then only the run in flight's refusal.
-    let entries = history(&config_b);
+    let entries = history_json(&config_b);
     let undo = entries
         .iter()
         .position(|e| e["action"] == "reactivate")

@@ -22,28 +22,6 @@ fn rotate(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn once(config: &std::path::Path) -> (i32, String) {
-    let (code, _, err) =
-        outputs(keywarden(&["run", "--once", "--config", config.to_str().unwrap()]).env("RUST_LOG", "info"));
-    (code, err)
-}
-
-fn history(config: &std::path::Path) -> Vec<Value> {
-    let (code, out, err) = outputs(&mut keywarden(&[
-        "history",
-        "--config",
-        config.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
-    assert_eq!(code, 0, "{err}");
-    serde_json::from_str::<Value>(&out)
-        .expect("history JSON")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// The secret's current value, straight from moto's Secrets Manager.
 fn secret(moto: &Moto, name: &str) -> Option<Value> {
     let (status, answer) = moto.json_call(
@@ -60,10 +38,6 @@ fn secret(moto: &Moto, name: &str) -> Option<Value> {
 
 async fn key_ids(moto: &Moto, user: &str) -> BTreeSet<String> {
     key_statuses(&moto.iam(), &[user]).await.into_keys().collect()
-}
-
-fn counted(stats: &Value, action: &str) -> u64 {
-    stats[action].as_u64().unwrap_or(0)
 }
 
 /// Everything keywarden wrote to disk under `dir`, as text.
@@ -113,7 +87,7 @@ async fn a_rotation_hands_the_new_key_over_and_the_old_one_goes_once_the_new_one
     ] {
         assert!(!text.contains(&new_secret), "the secret leaked into {what}");
     }
-    let journal = history(&config);
+    let journal = history_json(&config);
     let entry = journal.iter().find(|e| e["action"] == "rotate").expect("journaled");
     assert_eq!(
         (
@@ -136,7 +110,7 @@ async fn a_rotation_hands_the_new_key_over_and_the_old_one_goes_once_the_new_one
     );
 
     // The new key is unused: the old one stays, held by the rotation-aware rule.
-    let (code, err) = once(&config);
+    let (code, err) = run_once(&config);
     assert_eq!(code, 0, "{err}");
     let statuses = key_statuses(&iam, &["app"]).await;
     assert_eq!(
@@ -159,7 +133,7 @@ async fn a_rotation_hands_the_new_key_over_and_the_old_one_goes_once_the_new_one
         created: 0,
     };
     use_key(&moto, &new).await;
-    let (code, err) = once(&config);
+    let (code, err) = run_once(&config);
     assert_eq!(code, 0, "{err}");
     let statuses = key_statuses(&iam, &["app"]).await;
     assert_eq!(
@@ -167,7 +141,7 @@ async fn a_rotation_hands_the_new_key_over_and_the_old_one_goes_once_the_new_one
         ("Inactive", "Active"),
         "{err}"
     );
-    let journal = history(&config);
+    let journal = history_json(&config);
     let deactivation = journal
         .iter()
         .find(|e| e["action"] == "deactivate" && e["access_key_id"] == old.id.as_str())
@@ -233,7 +207,7 @@ async fn refusals_change_nothing_and_a_failed_hand_over_leaves_the_keys_as_they_
         (1, 1),
         "{stats}"
     );
-    let journal = history(&config);
+    let journal = history_json(&config);
     let failed = journal
         .iter()
         .find(|e| e["action"] == "rotate")
@@ -264,11 +238,11 @@ async fn the_daemon_rotates_a_tagged_user_once_and_dry_run_only_journals() {
     let dry = moto_config(&dir, &moto, rotation);
     moto.take_stats();
     for _ in 0..2 {
-        let (code, err) = once(&dry);
+        let (code, err) = run_once(&dry);
         assert_eq!(code, 0, "{err}");
     }
     assert_eq!(counted(&moto.take_stats(), "CreateAccessKey"), 0);
-    let journal = history(&dry);
+    let journal = history_json(&dry);
     let would: Vec<&Value> = journal.iter().filter(|e| e["action"] == "rotate").collect();
     assert_eq!(would.len(), 1, "once per key, not once per run: {journal:?}");
     assert_eq!(
@@ -278,7 +252,7 @@ async fn the_daemon_rotates_a_tagged_user_once_and_dry_run_only_journals() {
 
     let enforce = moto_config(&dir, &moto, &format!("[enforcement]\nmode = \"enforce\"\n{rotation}"));
     for _ in 0..2 {
-        let (code, err) = once(&enforce);
+        let (code, err) = run_once(&enforce);
         assert_eq!(code, 0, "{err}");
     }
     let stats = moto.take_stats();
@@ -294,7 +268,7 @@ async fn the_daemon_rotates_a_tagged_user_once_and_dry_run_only_journals() {
     assert!(tagged.contains(&new_id) && tagged.contains(&old.id));
     assert_eq!(key_ids(&moto, "plain").await.len(), 1, "untagged users are not rotated");
     assert_eq!(key_ids(&moto, "young").await.len(), 1, "not yet 76 days old");
-    let journal = history(&enforce);
+    let journal = history_json(&enforce);
     let done: Vec<&Value> = journal
         .iter()
         .filter(|e| e["action"] == "rotate" && e["mode"] == "enforce")

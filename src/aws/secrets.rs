@@ -31,17 +31,7 @@ impl SecretStore {
         let credentials = sdk
             .credentials_provider()
             .ok_or_else(|| ServiceError::from("Secrets Manager: no credentials provider is configured"))?;
-        let region = region
-            .map(str::to_string)
-            .or_else(|| sdk.region().map(ToString::to_string))
-            .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = match endpoint_url {
-            Some(e) => e.trim_end_matches('/').to_string(),
-            None if crate::core::arn::partition(&region) == "aws-cn" => {
-                format!("https://secretsmanager.{region}.amazonaws.com.cn")
-            }
-            None => format!("https://secretsmanager.{region}.amazonaws.com"),
-        };
+        let (region, endpoint) = crate::aws::sigv4::locate(sdk, "secretsmanager", region, endpoint_url);
         Ok(SecretStore {
             connector: crate::aws::securityhub::SecurityHub::connector(),
             credentials: Cached::new(credentials),

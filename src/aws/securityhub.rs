@@ -102,18 +102,8 @@ impl SecurityHub {
             operation: "BatchImportFindings",
             message: "no credentials provider is configured".into(),
         })?;
-        let region = hub
-            .region
-            .clone()
-            .or_else(|| sdk.region().map(ToString::to_string))
-            .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = match hub.endpoint_url.clone().or_else(|| aws.endpoint_url.clone()) {
-            Some(e) => e.trim_end_matches('/').to_string(),
-            None if crate::core::arn::partition(&region) == "aws-cn" => {
-                format!("https://securityhub.{region}.amazonaws.com.cn")
-            }
-            None => format!("https://securityhub.{region}.amazonaws.com"),
-        };
+        let endpoint_url = hub.endpoint_url.as_deref().or(aws.endpoint_url.as_deref());
+        let (region, endpoint) = crate::aws::sigv4::locate(sdk, "securityhub", hub.region.as_deref(), endpoint_url);
         let rate = f64::from(aws.max_requests_per_second.max(1)).min(IMPORT_RATE);
         Ok(SecurityHub {
             connector,

@@ -26,6 +26,29 @@ pub struct Post<'a> {
     pub body: &'a [u8],
 }
 
+/// Where a service signed by hand is reached: its region (`region`, else the SDK's, else
+/// us-east-1) and endpoint (`endpoint_url`, else the service's regional one, `.com.cn` in
+/// China).
+pub fn locate(
+    sdk: &aws_config::SdkConfig,
+    service: &str,
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> (String, String) {
+    let region = region
+        .map(str::to_string)
+        .or_else(|| sdk.region().map(ToString::to_string))
+        .unwrap_or_else(|| "us-east-1".into());
+    let endpoint = match endpoint_url {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None if crate::core::arn::partition(&region) == "aws-cn" => {
+            format!("https://{service}.{region}.amazonaws.com.cn")
+        }
+        None => format!("https://{service}.{region}.amazonaws.com"),
+    };
+    (region, endpoint)
+}
+
 /// The signed request, or why it could not be built.
 pub fn signed_post(creds: Credentials, p: &Post<'_>) -> Result<SmithyRequest, String> {
     let mut builder = http::Request::builder()

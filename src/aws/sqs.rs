@@ -71,17 +71,7 @@ impl Queue {
             operation: "ReceiveMessage",
             message: "no credentials provider is configured".into(),
         })?;
-        let region = region
-            .map(str::to_string)
-            .or_else(|| sdk.region().map(ToString::to_string))
-            .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = match endpoint_url {
-            Some(e) => e.trim_end_matches('/').to_string(),
-            None if crate::core::arn::partition(&region) == "aws-cn" => {
-                format!("https://sqs.{region}.amazonaws.com.cn")
-            }
-            None => format!("https://sqs.{region}.amazonaws.com"),
-        };
+        let (region, endpoint) = crate::aws::sigv4::locate(sdk, "sqs", region, endpoint_url);
         Ok(Queue {
             connector: crate::aws::securityhub::SecurityHub::connector(),
             credentials: Cached::new(credentials),

@@ -529,3 +529,33 @@ impl Drop for DaemonProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `keywarden history --format json`: the journal, newest first.
+pub fn history_json(config: &Path) -> Vec<serde_json::Value> {
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "history",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0, "history: {err}");
+    serde_json::from_str::<serde_json::Value>(&out)
+        .expect("history json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `keywarden run --once` with info logs: its exit code and stderr.
+pub fn run_once(config: &Path) -> (i32, String) {
+    let (code, _, err) = outputs(
+        keywarden(&["run", "--once", "--config", config.to_str().expect("utf-8 path")]).env("RUST_LOG", "info"),
+    );
+    (code, err)
+}
+
+/// How many requests of `action` moto's stats counted.
+pub fn counted(stats: &serde_json::Value, action: &str) -> u64 {
+    stats[action].as_u64().unwrap_or(0)
+}
