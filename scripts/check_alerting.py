@@ -9,7 +9,9 @@ example, only its intervals shortened and each receiver given a webhook of this 
     owners.default); a key due within a day also gets KeywardenDeactivationDueSoon;
  2. a key exempt by its user's tags never alerts;
  3. after the key is rotated (new key, old one deleted) its alert resolves at its receiver;
- 4. every PromQL expression of the Grafana dashboard (variables substituted) returns at least
+ 4. a key AWS found exposed (its quarantine policy on the user) pages the security on-call
+    and reaches its owner's receiver (KeywardenAccessKeyExposed), and no one else;
+ 5. every PromQL expression of the Grafana dashboard (variables substituted) returns at least
     one series from this Prometheus.
 """
 
@@ -306,7 +308,21 @@ enabled = true
                  lambda: keys["pay-app"] in hooks.keys("team-payments", "KeywardenDeactivationIn7Days", "resolved"), 90)
         log(f"rotated pay-app's key; resolved at team-payments after {time.monotonic() - rotated:.1f} s")
 
-        # 4. The dashboard's queries, for real.
+        # 4. An exposed key pages the security on-call and its owner, no one else.
+        iam.attach_user_policy(UserName="pay-app",
+                               PolicyArn="arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3")
+        quarantined = time.monotonic()
+        for receiver in ("security-oncall", "team-payments"):
+            wait_for(f"KeywardenAccessKeyExposed at {receiver}",
+                     lambda r=receiver: hooks.alerts(r, "KeywardenAccessKeyExposed"), 60)
+        _, labels = hooks.alerts("team-payments", "KeywardenAccessKeyExposed")[0]
+        expect(labels.get("owner") == "team-payments" and labels.get("severity") == "critical", f"labels: {labels}")
+        for receiver in ("platform", "team-data", "key-owners-unrouted"):
+            expect(not hooks.alerts(receiver, "KeywardenAccessKeyExposed"), f"{receiver} got the exposed key's page")
+        log(f"quarantined pay-app: KeywardenAccessKeyExposed at security-oncall and team-payments after "
+            f"{time.monotonic() - quarantined:.1f} s, nowhere else")
+
+        # 5. The dashboard's queries, for real.
         check_dashboard(prom)
         ok = True
     except CheckFailed as e:
