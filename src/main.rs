@@ -341,6 +341,23 @@ fn rotate(cfg: &config::Config, user: &str, reason: &str, account: Option<&str>,
         let store = Store::open(cfg, std::time::Duration::from_secs(60), None).await;
         let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
         let accounts: Vec<String> = fleet.sdks().into_iter().map(|(id, _)| id.to_string()).collect();
+        let unreachable: Vec<String> = fleet
+            .failed()
+            .iter()
+            .filter(|a| account.is_none_or(|wanted| a.account_id == wanted))
+            .flat_map(|a| {
+                a.errors
+                    .iter()
+                    .map(|e| format!("account {}: {}: {}", a.account_id, e.operation, e.message))
+            })
+            .collect();
+        if !unreachable.is_empty() && (accounts.is_empty() || account.is_some_and(|a| !accounts.iter().any(|c| c == a)))
+        {
+            return Err((
+                EXIT_RUNTIME,
+                format!("cannot reach the account: {}", unreachable.join("; ")),
+            ));
+        }
         let account_id = match (account, accounts.as_slice()) {
             (Some(a), _) if accounts.iter().any(|c| c == a) => a.to_string(),
             (Some(a), _) => {

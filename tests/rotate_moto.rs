@@ -214,6 +214,20 @@ async fn refusals_change_nothing_and_a_failed_hand_over_leaves_the_keys_as_they_
         .expect("the failure is journaled");
     assert_eq!(failed["outcome"], "error");
     assert_eq!(failed["secret_arn"], Value::Null);
+
+    // An account that cannot be reached is a runtime error naming why, not a usage error.
+    moto.set_faults(r#"{"AssumeRole": ["*"]}"#);
+    let roles = moto_config(
+        &dir,
+        &moto,
+        "[[aws.accounts]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:role/keywarden-audit\"\n",
+    );
+    let (code, out, err) = rotate(&roles, &["solo", "--reason", "x", "--account", "111111111111"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("cannot reach the account") && err.contains("AssumeRole"),
+        "{err}"
+    );
     moto.set_faults("{}");
 }
 

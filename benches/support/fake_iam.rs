@@ -1,6 +1,7 @@
 //! A benchmark-only IAM, STS and Organizations responder: in-memory accounts of `users` users
 //! with `keys_per_user` keys each, answering ListUsers (100 per page, Marker), ListAccessKeys,
-//! GetAccessKeyLastUsed, GetAccountSummary, GenerateCredentialReport, GetCredentialReport, STS
+//! GetAccessKeyLastUsed, GetAccountSummary, GenerateCredentialReport, GetCredentialReport,
+//! ListEntitiesForPolicy (nobody quarantined), STS
 //! GetCallerIdentity and AssumeRole, and Organizations ListAccounts (20 per page) with canned,
 //! AWS-shaped answers. It is far cheaper per request than moto, so keywarden's own cost shows.
 //! With `accounts` > 0 it is an organization: the management account 123456789012 lists
@@ -286,6 +287,15 @@ impl FakeIam {
                         "<UserName>bench</UserName><AccessKeyLastUsed><LastUsedDate>{USED}</LastUsedDate>\
                          <ServiceName>s3</ServiceName><Region>us-east-1</Region></AccessKeyLastUsed>"
                     ),
+                ),
+            ),
+            // Nobody carries a quarantine policy (rules.exposed_key).
+            "ListEntitiesForPolicy" => (
+                200,
+                wrap(
+                    action,
+                    NS,
+                    "<PolicyGroups/><PolicyUsers/><PolicyRoles/><IsTruncated>false</IsTruncated>",
                 ),
             ),
             _ => (

@@ -283,3 +283,223 @@ async fn one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{AccessKey, KeyStatus, ReadError, ServiceError, User};
+    use crate::ports::{BoxFuture, MemoryJournal, NewKey, SoleInstance};
+    use chrono::{TimeDelta, TimeZone};
+    use std::sync::Mutex;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    fn now() -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+    }
+
+    fn user(name: &str, keys: &[&str], tagged: bool) -> User {
+        User {
+            name: name.into(),
+            path: "/".into(),
+            tags: if tagged {
+                vec![(rotation::ROTATE_TAG.into(), rotation::ROTATE_VALUE.into())]
+            } else {
+                vec![]
+            },
+            keys: keys
+                .iter()
+                .map(|id| AccessKey {
+                    id: id.to_string(),
+                    status: KeyStatus::Active,
+                    created: now() - TimeDelta::days(85),
+                    last_used: None,
+                })
+                .collect(),
+        }
+    }
+
+    struct Fake {
+        users: Vec<User>,
+        store_fails: bool,
+        log: Mutex<Vec<String>>,
+    }
+
+    impl KeyActions for Fake {
+        async fn read_user(&self, _: &str, name: &str) -> Result<Option<User>, ReadError> {
+            Ok(self.users.iter().find(|u| u.name == name).cloned())
+        }
+        async fn deactivate(&self, _: &str, _: &str, _: &str) -> Result<(), ServiceError> {
+            unreachable!("a rotation never deactivates")
+        }
+    }
+
+    impl Rotator for Fake {
+        fn create_key<'a>(&'a self, _: &'a str, user: &'a str) -> BoxFuture<'a, Result<NewKey, ServiceError>> {
+            self.log.lock().unwrap().push(format!("create {user}"));
+            Box::pin(std::future::ready(Ok(NewKey {
+                access_key_id: format!("NEW-{user}"),
+                secret_access_key: zeroize::Zeroizing::new(SECRET.into()),
+            })))
+        }
+        fn delete_new_key<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            id: &'a str,
+        ) -> BoxFuture<'a, Result<(), ServiceError>> {
+            self.log.lock().unwrap().push(format!("delete {id}"));
+            Box::pin(std::future::ready(Ok(())))
+        }
+        fn store<'a>(
+            &'a self,
+            _: &'a str,
+            name: &'a str,
+            key: &'a NewKey,
+        ) -> BoxFuture<'a, Result<String, ServiceError>> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("store {} in {name}", key.access_key_id));
+            let answer = if self.store_fails {
+                Err(ServiceError::from("AccessDeniedException: no"))
+            } else {
+                Ok(format!("arn:aws:secretsmanager:us-east-1:1:secret:{name}-AbCdEf"))
+            };
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    fn fake(users: Vec<User>, store_fails: bool) -> Fake {
+        Fake {
+            users,
+            store_fails,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn request<'a>(user: &'a str, mode: Mode, run: &'a RunInfo) -> Request<'a> {
+        Request {
+            account_id: "1",
+            user,
+            reason: "SEC-1",
+            secret_id: None,
+            secret_prefix: "keywarden/",
+            operator: "alice",
+            mode,
+            own_access_key_id: None,
+            now: now(),
+            run,
+        }
+    }
+
+    fn journaled(j: &MemoryJournal) -> Vec<JournalEntry> {
+        j.entries.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_failed_hand_over_deletes_the_new_key_and_journals_no_secret() {
+        let (f, j, run) = (
+            fake(vec![user("app", &["OLD"], false)], true),
+            MemoryJournal::default(),
+            RunInfo::for_tests(),
+        );
+        let err = rotate(&request("app", Mode::Enforce, &run), &f, &f, &j)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RotateError::Failed(ref m) if m.contains("deleted again")),
+            "{err}"
+        );
+        assert_eq!(
+            *f.log.lock().unwrap(),
+            ["create app", "store NEW-app in keywarden/1/app", "delete NEW-app"]
+        );
+        let e = &journaled(&j)[0];
+        assert_eq!((e.outcome.as_str(), e.access_key_id.as_str()), ("error", "OLD"));
+        assert_eq!(e.secret_arn, None);
+        assert!(!format!("{e:?}").contains(SECRET));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_journals_both_keys_and_the_secret_arn_and_dry_run_makes_nothing() {
+        let (f, j, run) = (
+            fake(vec![user("app", &["OLD"], false)], false),
+            MemoryJournal::default(),
+            RunInfo::for_tests(),
+        );
+        let done = rotate(&request("app", Mode::Enforce, &run), &f, &f, &j).await.unwrap();
+        assert_eq!(done.new_access_key_id.as_deref(), Some("NEW-app"));
+        let e = &journaled(&j)[0];
+        assert_eq!((e.action, e.outcome.as_str()), (JournalAction::Rotate, "success"));
+        assert_eq!(e.new_access_key_id.as_deref(), Some("NEW-app"));
+        assert!(e.secret_arn.as_deref().is_some_and(|a| a.contains("keywarden/1/app")));
+        assert!(!format!("{e:?} {done:?}").contains(SECRET));
+
+        let (f, j) = (
+            fake(vec![user("app", &["OLD"], false)], false),
+            MemoryJournal::default(),
+        );
+        let done = rotate(&request("app", Mode::DryRun, &run), &f, &f, &j).await.unwrap();
+        assert_eq!((done.outcome(), f.log.lock().unwrap().len()), ("dry_run", 0));
+        assert_eq!(journaled(&j)[0].outcome, "dry_run");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_makes_and_journals_nothing() {
+        let (f, j, run) = (
+            fake(vec![user("pair", &["A", "B"], false)], false),
+            MemoryJournal::default(),
+            RunInfo::for_tests(),
+        );
+        let err = rotate(&request("pair", Mode::Enforce, &run), &f, &f, &j)
+            .await
+            .unwrap_err();
+        assert_eq!(err.outcome(), "refused");
+        assert!(f.log.lock().unwrap().is_empty() && journaled(&j).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_daemon_rotates_within_its_budget_and_once_per_key_and_mode() {
+        let users = vec![
+            user("a", &["KA"], true),
+            user("b", &["KB"], true),
+            user("c", &["KC"], false),
+        ];
+        let accounts = vec![AccountInventory {
+            account_id: "1".into(),
+            users: users.clone(),
+            ..Default::default()
+        }];
+        let (f, j, run) = (fake(users, false), MemoryJournal::default(), RunInfo::for_tests());
+        let auto_at = |mode, budget| Auto {
+            secret_prefix: "keywarden/",
+            max_age: TimeDelta::days(90),
+            auto_before: TimeDelta::days(14),
+            mode,
+            budget,
+            now: now(),
+            run: &run,
+        };
+        let first = auto(&auto_at(Mode::DryRun, 1), &accounts, &f, &f, &j, &SoleInstance).await;
+        assert_eq!(first, ["dry_run"], "the budget allows one");
+        let second = auto(&auto_at(Mode::DryRun, 5), &accounts, &f, &f, &j, &SoleInstance).await;
+        assert_eq!(second, ["dry_run"], "only the one not journaled yet");
+        assert!(auto(&auto_at(Mode::DryRun, 5), &accounts, &f, &f, &j, &SoleInstance)
+            .await
+            .is_empty());
+        let enforced = auto(&auto_at(Mode::Enforce, 5), &accounts, &f, &f, &j, &SoleInstance).await;
+        assert_eq!(
+            enforced,
+            ["success", "success"],
+            "a dry-run's note does not stop enforcing"
+        );
+        assert!(auto(&auto_at(Mode::Enforce, 5), &accounts, &f, &f, &j, &SoleInstance)
+            .await
+            .is_empty());
+        assert!(
+            !f.log.lock().unwrap().iter().any(|l| l.contains("create c")),
+            "untagged"
+        );
+    }
+}
