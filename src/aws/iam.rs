@@ -345,11 +345,14 @@ impl Iam {
     /// policy this partition does not have (NoSuchEntity) quarantines nobody; any other failure
     /// is the account's error, so no run decides as if nobody were quarantined.
     async fn quarantined(&self, account_id: &str) -> Result<BTreeMap<String, String>, ReadError> {
-        // The three policies are asked at once: under throttling their retries overlap.
-        let holders = futures_util::future::join_all(QUARANTINE_POLICIES.map(|name| self.policy_users(name))).await;
+        // One policy after the other: an account's reads stay within what its users' reads
+        // put in flight (max_concurrent_accounts bounds accounts, not their extra calls).
         let mut users = BTreeMap::new();
-        for (name, held_by) in QUARANTINE_POLICIES.into_iter().zip(holders) {
-            let held_by = held_by.map_err(|e| account_error(account_id, "ListEntitiesForPolicy", e))?;
+        for name in QUARANTINE_POLICIES {
+            let held_by = self
+                .policy_users(name)
+                .await
+                .map_err(|e| account_error(account_id, "ListEntitiesForPolicy", e))?;
             for user in held_by {
                 users.entry(user).or_insert_with(|| name.to_string());
             }
