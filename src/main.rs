@@ -340,44 +340,7 @@ fn rotate(cfg: &config::Config, user: &str, reason: &str, account: Option<&str>,
     let result = rt.block_on(async {
         let store = Store::open(cfg, std::time::Duration::from_secs(60), None).await;
         let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
-        let accounts: Vec<String> = fleet.sdks().into_iter().map(|(id, _)| id.to_string()).collect();
-        let unreachable: Vec<String> = fleet
-            .failed()
-            .iter()
-            .filter(|a| account.is_none_or(|wanted| a.account_id == wanted))
-            .flat_map(|a| {
-                a.errors
-                    .iter()
-                    .map(|e| format!("account {}: {}: {}", a.account_id, e.operation, e.message))
-            })
-            .collect();
-        if !unreachable.is_empty() && (accounts.is_empty() || account.is_some_and(|a| !accounts.iter().any(|c| c == a)))
-        {
-            return Err((
-                EXIT_RUNTIME,
-                format!("cannot reach the account: {}", unreachable.join("; ")),
-            ));
-        }
-        let account_id = match (account, accounts.as_slice()) {
-            (Some(a), _) if accounts.iter().any(|c| c == a) => a.to_string(),
-            (Some(a), _) => {
-                return Err((
-                    EXIT_USAGE,
-                    format!("account {a} is not one the config reads ({})", accounts.join(", ")),
-                ))
-            }
-            (None, [one]) => one.clone(),
-            (None, _) => {
-                return Err((
-                    EXIT_USAGE,
-                    format!(
-                        "--account is needed: the config reads {} accounts ({})",
-                        accounts.len(),
-                        accounts.join(", ")
-                    ),
-                ))
-            }
-        };
+        let account_id = rotation_account(&fleet, account)?;
         let req = Request {
             account_id: &account_id,
             user,
@@ -420,5 +383,43 @@ fn rotate(cfg: &config::Config, user: &str, reason: &str, account: Option<&str>,
             eprintln!("keywarden: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
+    }
+}
+
+/// The account `rotate` acts in: `--account`, else the config's only one. An account that could
+/// not be reached is a runtime error naming why (exit 1); an ambiguous or unknown one a usage
+/// error (exit 2).
+fn rotation_account(fleet: &keywarden::aws::accounts::Fleet, account: Option<&str>) -> Result<String, (u8, String)> {
+    let accounts: Vec<String> = fleet.sdks().into_iter().map(|(id, _)| id.to_string()).collect();
+    let unreachable: Vec<String> = fleet
+        .failed()
+        .iter()
+        .filter(|a| account.is_none_or(|wanted| a.account_id == wanted))
+        .flat_map(|a| {
+            a.errors
+                .iter()
+                .map(|e| format!("account {}: {}: {}", a.account_id, e.operation, e.message))
+        })
+        .collect();
+    let known = |a: &str| accounts.iter().any(|c| c == a);
+    if !unreachable.is_empty() && (accounts.is_empty() || account.is_some_and(|a| !known(a))) {
+        let why = format!("cannot reach the account: {}", unreachable.join("; "));
+        return Err((EXIT_RUNTIME, why));
+    }
+    match (account, accounts.as_slice()) {
+        (Some(a), _) if known(a) => Ok(a.to_string()),
+        (Some(a), _) => Err((
+            EXIT_USAGE,
+            format!("account {a} is not one the config reads ({})", accounts.join(", ")),
+        )),
+        (None, [one]) => Ok(one.clone()),
+        (None, _) => Err((
+            EXIT_USAGE,
+            format!(
+                "--account is needed: the config reads {} accounts ({})",
+                accounts.len(),
+                accounts.join(", ")
+            ),
+        )),
     }
 }
