@@ -422,7 +422,6 @@ mod report_vs_api {
             grace_period: TimeDelta::days(7),
             wait_for_kept_key: true,
             revoke_sessions: true,
-            auto_rotation: false,
         }
     }
 

@@ -48,7 +48,7 @@ pub fn inventory_options<'a>(
     key_names: Option<&'a State>,
 ) -> InventoryOptions<'a> {
     InventoryOptions {
-        needs_tags: config.policy.needs_tags(),
+        needs_tags: config.needs_tags(),
         exposure: config.policy.rules.exposed_key.enabled,
         mode: config.aws.inventory,
         auto_min_users: config.aws.credential_report_min_users,
@@ -62,13 +62,11 @@ pub fn inventory_options<'a>(
 /// With automatic rotation, a key nearing `max_age` counts too (the user's tags and key ids
 /// decide whether it is rotated).
 pub fn has_findings(config: &Config, account_id: &str, user: &User, now: Timestamp) -> bool {
-    let before = config.rotation.auto_before;
-    let threshold = config.policy.rules.max_key_age.threshold - before;
-    let nearing = before > chrono::TimeDelta::zero()
-        && user
-            .keys
-            .iter()
-            .any(|k| k.is_active() && now.signed_duration_since(k.created) > threshold);
+    let (max_age, before) = (config.policy.rules.max_key_age.threshold, config.rotation.auto_before);
+    let nearing = user
+        .keys
+        .iter()
+        .any(|k| crate::core::rotation::nearing(k, max_age, before, now));
     let inv = AccountInventory {
         account_id: account_id.to_string(),
         users: vec![user.clone()],

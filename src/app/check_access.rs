@@ -36,13 +36,13 @@ pub fn features(config: &Config, ambient_account: &str) -> Features {
     Features {
         api_reads: config.aws.inventory != InventoryMode::CredentialReport,
         credential_report: config.aws.inventory != InventoryMode::Api,
-        tags: config.policy.needs_tags(),
+        tags: config.needs_tags(),
         enforce: config.enforcement.mode == crate::core::policy::Mode::Enforce,
         exposure: exposed.enabled,
         revoke_sessions: exposed.enabled
             && exposed.action == crate::core::policy::Action::Deactivate
             && config.policy.revoke_sessions,
-        rotation: (config.rotation.auto_before > chrono::TimeDelta::zero()).then(|| access::RotationScope {
+        rotation: config.auto_rotation().then(|| access::RotationScope {
             region: config.rotation.region.clone().unwrap_or_else(|| region.clone()),
             secret_prefix: config.rotation.secret_prefix.clone(),
         }),

@@ -284,8 +284,11 @@ where
     let Some(rotator) = ports.rotator else {
         return Vec::new();
     };
-    let on = config.rotation.auto_before > chrono::TimeDelta::zero();
-    if !on || !config.policy.windows.is_open(now) || executed.lease_lost.is_some() || executed.journal_error.is_some() {
+    if !config.auto_rotation()
+        || !config.policy.windows.is_open(now)
+        || executed.lease_lost.is_some()
+        || executed.journal_error.is_some()
+    {
         return Vec::new();
     }
     let acted = executed

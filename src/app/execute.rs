@@ -383,7 +383,6 @@ mod tests {
             grace_period: TimeDelta::zero(),
             wait_for_kept_key: true,
             revoke_sessions: true,
-            auto_rotation: false,
         }
     }
 

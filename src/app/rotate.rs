@@ -204,6 +204,7 @@ pub async fn auto(
     journal: &dyn ActionJournal,
     leader: &dyn Leadership,
 ) -> Vec<&'static str> {
+    // The journal is read only when some key is due at all.
     let candidates = rotation::due(accounts, a.max_age, a.auto_before, a.now, &|_| false);
     if candidates.is_empty() || a.budget == 0 {
         return Vec::new();
@@ -222,9 +223,9 @@ pub async fn auto(
             .iter()
             .any(|e| e.action == JournalAction::Rotate && e.access_key_id == key && e.mode == a.mode.as_str())
     };
-    let due = rotation::due(accounts, a.max_age, a.auto_before, a.now, &rotated);
+    let due = candidates.into_iter().filter(|d| !rotated(&d.access_key_id));
     let mut outcomes = Vec::new();
-    for d in due.into_iter().take(a.budget) {
+    for d in due.take(a.budget) {
         // Made under the lease, like a deactivation: confirmed right before each key.
         match leader.may_act(&d.account_id, &d.access_key_id).await {
             Ok(()) => {}

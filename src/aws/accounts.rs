@@ -252,10 +252,16 @@ impl Fleet {
     }
 
     fn client(&self, account_id: &str) -> Option<&aws::Iam> {
-        self.clients
-            .iter()
-            .find(|(id, _, _)| id == account_id)
-            .map(|(_, c, _)| c)
+        self.connected(account_id).map(|(_, c, _)| c)
+    }
+
+    /// The SDK settings (credentials) `account_id` is read with.
+    fn sdk(&self, account_id: &str) -> Option<&SdkConfig> {
+        self.connected(account_id).map(|(_, _, sdk)| sdk)
+    }
+
+    fn connected(&self, account_id: &str) -> Option<&(String, aws::Iam, SdkConfig)> {
+        self.clients.iter().find(|(id, _, _)| id == account_id)
     }
 
     /// A denied change, naming who was denied what.
@@ -537,10 +543,7 @@ impl crate::ports::Rotator for FleetRotator<'_> {
         Box::pin(async move {
             let sdk = self
                 .fleet
-                .clients
-                .iter()
-                .find(|(id, _, _)| id == account_id)
-                .map(|(_, _, sdk)| sdk)
+                .sdk(account_id)
                 .ok_or_else(|| ServiceError::from(format!("account {account_id} is not connected in this run")))?;
             let store = crate::aws::secrets::SecretStore::new(
                 sdk,

@@ -745,13 +745,7 @@ impl Iam {
         )
         .await
         .map(|_| ())
-        .map_err(|e| {
-            let e = describe(&e);
-            ServiceError {
-                message: format!("UpdateAccessKey: {e}"),
-                code: e.code,
-            }
-        })
+        .map_err(|e| named("UpdateAccessKey", describe(&e)))
     }
 }
 

@@ -187,6 +187,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// `rotation.auto_before` above zero: the daemon rotates tagged users.
+    pub fn auto_rotation(&self) -> bool {
+        self.rotation.auto_before > chrono::TimeDelta::zero()
+    }
+
+    /// Whether user tags are read: for the policy (owners, exemptions) or for the rotation tag.
+    pub fn needs_tags(&self) -> bool {
+        self.policy.needs_tags() || self.auto_rotation()
+    }
+
     /// The effective configuration as TOML, with secrets redacted.
     pub fn effective_toml(&self) -> String {
         let mut shown = self.effective.clone();

@@ -62,7 +62,8 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
     let backend = c.backend(&raw.state);
     let security_hub = c.security_hub(&raw.export.security_hub);
     let events = c.events(&raw.events);
-    let rotation = c.rotation(&raw.rotation, &raw.rules.max_key_age, raw.aws.endpoint_url.as_deref());
+    let max_age = policy.as_ref().map(|p| p.rules.max_key_age.threshold);
+    let rotation = c.rotation(&raw.rotation, max_age, raw.aws.endpoint_url.as_deref());
     let per_key = match &raw.metrics.per_key {
         RawPerKey::Bool(true) => Some(PerKey::All),
         RawPerKey::Bool(false) => Some(PerKey::Off),
@@ -207,7 +208,7 @@ impl Checker<'_, '_> {
     fn rotation(
         &mut self,
         raw: &RawRotation,
-        max_age: &RawRule,
+        max_age: Option<TimeDelta>,
         aws_endpoint: Option<&str>,
     ) -> Option<RotationSettings> {
         let endpoint_ok = self.endpoint_url("rotation.endpoint_url", raw.endpoint_url.as_deref());
@@ -223,11 +224,6 @@ impl Checker<'_, '_> {
             );
         }
         let before = self.duration("rotation.auto_before", &raw.auto_before).map(to_delta);
-        let max_age = max_age
-            .max_age
-            .as_deref()
-            .and_then(|m| parse_duration(m).ok())
-            .map(to_delta);
         let before = match (before, max_age) {
             (Some(b), Some(m)) if b > TimeDelta::zero() && b >= m => {
                 self.push(
@@ -428,7 +424,6 @@ impl Checker<'_, '_> {
             grace_period: to_delta(grace?),
             wait_for_kept_key: rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
             revoke_sessions: rules.exposed_key.revoke_sessions.unwrap_or(true),
-            auto_rotation: parse_duration(&raw.rotation.auto_before).is_ok_and(|d| !d.is_zero()),
         })
     }
 

@@ -176,10 +176,6 @@ impl Exposure {
             _ => None,
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.quarantined.is_empty() && self.reported_keys.is_empty()
-    }
 }
 
 impl AccountInventory {

@@ -187,9 +187,6 @@ pub struct Policy {
     /// `rules.exposed_key.revoke_sessions`: after deactivating an exposed key, deny the
     /// temporary credentials issued before that instant (`keywarden-revoke-sessions`).
     pub revoke_sessions: bool,
-    /// `rotation.auto_before` > 0: users tagged `keywarden:rotate` are rotated by the daemon,
-    /// so tags are read.
-    pub auto_rotation: bool,
 }
 
 impl Policy {
@@ -204,6 +201,5 @@ impl Policy {
         self.exemptions.iter().any(|e| e.user_tag.is_some())
             || !self.owners.tags.is_empty()
             || self.tag_exemptions.enabled
-            || self.auto_rotation
     }
 }

@@ -69,6 +69,12 @@ pub fn opted_in(user: &User) -> bool {
     user.tags.iter().any(|(k, v)| k == ROTATE_TAG && v == ROTATE_VALUE)
 }
 
+/// Whether `key` is older than `max_age - before` at `now`: when the daemon rotates it (an
+/// active key of a tagged user). `before` of zero or less: never.
+pub fn nearing(key: &AccessKey, max_age: TimeDelta, before: TimeDelta, now: Timestamp) -> bool {
+    before > TimeDelta::zero() && key.is_active() && now.signed_duration_since(key.created) > max_age - before
+}
+
 /// One automatic rotation the daemon should make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
@@ -89,17 +95,13 @@ pub fn due(
     now: Timestamp,
     rotated: &dyn Fn(&str) -> bool,
 ) -> Vec<Due> {
-    if before <= TimeDelta::zero() {
-        return Vec::new();
-    }
-    let threshold = max_age - before;
     let mut out = Vec::new();
     for a in accounts {
         for u in a.users.iter().filter(|u| opted_in(u)) {
             let Ok(key) = rotatable(Some(u), a.own_access_key_id.as_deref()) else {
                 continue;
             };
-            if key.is_named() && now.signed_duration_since(key.created) > threshold && !rotated(&key.id) {
+            if key.is_named() && nearing(key, max_age, before, now) && !rotated(&key.id) {
                 out.push(Due {
                     account_id: a.account_id.clone(),
                     user: u.name.clone(),

@@ -378,7 +378,6 @@ mod tests {
             grace_period: days(7),
             wait_for_kept_key: true,
             revoke_sessions: true,
-            auto_rotation: false,
         }
     }
     fn exemption() -> Exemption {
