@@ -172,6 +172,8 @@ def main():
             say(f"(exit code {out.returncode}: 0 no violation, 3 violations found, 1 error, 2 bad config)")
             summary = json.loads(kw("audit", "--format", "json").stdout)["summary"]
             say(f"\n$ keywarden audit --format json | jq -c .summary\n{json.dumps(summary)}")
+            say("\nmax_key_age only reports by default (action = \"report\"): an old key is usually in use,\n"
+                "and turning it off breaks whatever uses it. Its fix is a rotation (step 5).")
 
             step(2, "keywarden run: the daemon, every 2 s, in dry-run (the default), grace period 7 days")
             daemon = Daemon(binary, config, env, os.path.join(d, "daemon.log"))
@@ -220,7 +222,13 @@ def main():
             say(f"next run: {keys['alice_old']} is {status[keys['alice_old']]}; its finding: "
                 f"exemption_source={f['exemption_source']}, deactivate_after={f['deactivate_after']}")
 
-            step(5, "a clean stop (SIGTERM)")
+            step(5, "keywarden rotate: a new key for carol, handed over in Secrets Manager")
+            out = kw("rotate", "carol", "--reason", "CIS 1.14, CHG-7")
+            say("$ keywarden rotate carol --reason \"CIS 1.14, CHG-7\"\n" + (out.stdout or out.stderr).rstrip())
+            say("(the application reads the secret; once the new key is used, multiple_active_keys\n"
+                "deactivates the old one after the grace period; `keywarden history` shows the rotation)")
+
+            step(6, "a clean stop (SIGTERM)")
             daemon.proc.send_signal(signal.SIGTERM)
             code = daemon.proc.wait(timeout=20)
             say(f"keywarden run exited with {code}")

@@ -10,7 +10,7 @@ use crate::sys::timefmt;
 
 const LONG_ABOUT: &str = "\
 keywarden audits AWS IAM access keys against the rules of CIS AWS Foundations 1.12-1.14 and \
-Security Hub IAM.3/IAM.22: one active key per user, no key older than 90 days, no active key \
+Security Hub IAM.3, IAM.8 and IAM.22: one active key per user, no key older than 90 days, no active key \
 unused for 45 days. As a daemon (keywarden run, the systemd unit keywarden.service) it audits \
 on a cron schedule, deactivates offending keys after a grace period (never deletes them; \
 dry-run unless enforcement.mode = \"enforce\"; exemptions always win; never its own key; at \
@@ -36,6 +36,65 @@ OUTCOME, ...: journalctl -u keywarden ACCESS_KEY_ID=AKIA...), else to stderr. Me
 and the JSON report are served on metrics.listen (/metrics, /-/healthy, /-/ready, \
 /api/v1/report). See /usr/share/doc/keywarden/README.md.";
 
+const RUN_HELP: &str = "\
+Exit codes: 0 stopped cleanly (with --once: every read and action succeeded), 1 runtime error \
+(with --once: a read or an action failed), 2 usage or configuration error.
+
+Examples:
+  keywarden run --once --config /etc/keywarden/keywarden.toml
+  systemctl reload keywarden      # SIGHUP: reload the config; an invalid one is refused";
+
+const AUDIT_HELP: &str = "\
+Exit codes: 0 no violation, 3 violations found, 1 runtime error or an incomplete audit (the \
+first line of the output says what could not be read and what to do), 2 usage or \
+configuration error.
+
+Examples:
+  keywarden audit
+  keywarden audit --format json | jq '.findings[] | select(.action == \"deactivate\")'
+  keywarden audit --at 2027-03-01T00:00:00Z     # what will violate by then?";
+
+const HISTORY_HELP: &str = "\
+Exit codes: 0 (a journal that does not exist is said on stderr: is --config the daemon's?), 1 \
+the journal cannot be read, 2 usage.
+
+Examples:
+  keywarden history --since 7d
+  keywarden history --user 'svc-*' --format json";
+
+const REACTIVATE_HELP: &str = "\
+Exit codes: 0 reactivated and snoozed, 1 error (the message says what was already done), 2 \
+usage (including a snooze of 0s: the next run would deactivate the key again), 4 refused \
+(nothing changed: keywarden never deactivated the key, or it is already Active).
+
+Examples:
+  keywarden reactivate AKIAIOSFODNN7EXAMPLE --reason \"INC-42 payments down\"
+  keywarden reactivate AKIAIOSFODNN7EXAMPLE --reason \"INC-42\" --snooze 3d";
+
+const ROTATE_HELP: &str = "\
+Exit codes: 0 new key made and stored, 1 error (a failed hand-over deletes the new key again), \
+2 usage, 4 refused (nothing changed: two keys already, no active key, keywarden's own user).
+
+Examples:
+  keywarden rotate app-deployer --reason \"CIS 1.14, CHG-7\"
+  keywarden rotate app-deployer --reason \"CHG-7\" --account 111122223333";
+
+const CHECK_ACCESS_HELP: &str = "\
+Exit codes: 0 every action allowed, 3 some missing (each named), 1 could not tell for some \
+(the first line says why), 2 usage or configuration error.
+
+Examples:
+  keywarden check-access
+  keywarden check-access --format json | jq '.missing'";
+
+const CHECK_CONFIG_HELP: &str = "\
+Exit codes: 0 valid (warnings, such as an expired exemption, go to stderr), 2 invalid (each \
+problem with its file, line and key).
+
+Examples:
+  keywarden check-config /etc/keywarden/keywarden.toml
+  KEYWARDEN_ENFORCEMENT__MODE=enforce keywarden check-config";
+
 /// `keywarden --version`: the version and the commit it was built from (build.rs).
 pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILT_FROM_COMMIT"), ")");
 
@@ -60,6 +119,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP.
+    #[command(after_long_help = RUN_HELP)]
     Run {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
         #[arg(long, value_name = "PATH")]
@@ -69,6 +129,7 @@ pub enum Command {
         once: bool,
     },
     /// One read-only audit: never writes state, never changes a key.
+    #[command(after_long_help = AUDIT_HELP)]
     Audit {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
         #[arg(long, value_name = "PATH")]
@@ -80,6 +141,7 @@ pub enum Command {
         at: Option<Timestamp>,
     },
     /// The action journal: what keywarden did (and would have done in dry-run), newest first.
+    #[command(after_long_help = HISTORY_HELP)]
     History {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
         #[arg(long, value_name = "PATH")]
@@ -96,6 +158,7 @@ pub enum Command {
     /// Undo a deactivation keywarden made: set the key Active again and snooze it, so that the
     /// daemon does not deactivate it again before the snooze ends (exit 4: refused, nothing
     /// changed).
+    #[command(after_long_help = REACTIVATE_HELP)]
     Reactivate {
         /// The access key to reactivate (found in the action journal).
         #[arg(value_name = "ACCESS_KEY_ID")]
@@ -117,6 +180,7 @@ pub enum Command {
     /// Rotate USER's access key: make a new key, store it in Secrets Manager (JSON AccessKeyId,
     /// SecretAccessKey) and journal it; the old key is deactivated by multiple_active_keys once
     /// the new one is used (exit 4: refused, nothing changed).
+    #[command(after_long_help = ROTATE_HELP)]
     Rotate {
         /// The IAM user whose active key is rotated.
         #[arg(value_name = "USER")]
@@ -141,6 +205,7 @@ pub enum Command {
     },
     /// Every AWS action the config needs, per account, and whether these credentials may call
     /// it (IAM's policy simulator; exit 3 names each missing action, 1 when it cannot tell).
+    #[command(after_long_help = CHECK_ACCESS_HELP)]
     CheckAccess {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
         #[arg(long, value_name = "PATH")]
@@ -149,6 +214,7 @@ pub enum Command {
         format: HistoryFormat,
     },
     /// Parse and validate the config, print the effective config.
+    #[command(after_long_help = CHECK_CONFIG_HELP)]
     CheckConfig {
         /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
         path: Option<PathBuf>,

@@ -82,6 +82,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a command's output to stdout. A reader that went away (`| head`) has what it
+/// wanted: the rest is dropped quietly and the command's own exit code stands; any other
+/// failure (`> /dev/full`) is said and is exit 1, never a panic.
+fn emit(text: &str) -> Result<(), ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => {
+            eprintln!("keywarden: cannot write the output to stdout: {e}");
+            Err(ExitCode::from(EXIT_RUNTIME))
+        }
+    }
+}
+
 fn new_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
@@ -115,13 +131,21 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match &cfg.source {
-        Some(p) => println!("# {}: configuration is valid", p.display()),
-        None => println!("# no config file; defaults and environment are valid"),
+    for w in cfg.warnings(chrono::Utc::now(), None) {
+        eprintln!("keywarden: warning: {w}");
     }
-    println!("# effective configuration (file < KEYWARDEN_* environment < defaults filled in):");
-    print!("{}", cfg.effective_toml());
-    ExitCode::SUCCESS
+    let heading = match &cfg.source {
+        Some(p) => format!("# {}: configuration is valid\n", p.display()),
+        None => "# no config file; defaults and environment are valid\n".to_string(),
+    };
+    let text = format!(
+        "{heading}# effective configuration (file < KEYWARDEN_* environment < defaults filled in):\n{}",
+        cfg.effective_toml()
+    );
+    match emit(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
 }
 
 fn check_access(cfg: &config::Config, format: HistoryFormat) -> ExitCode {
@@ -130,9 +154,12 @@ fn check_access(cfg: &config::Config, format: HistoryFormat) -> ExitCode {
         Err(code) => return code,
     };
     let report = rt.block_on(keywarden::app::check_access::check_access(cfg));
-    match format {
-        HistoryFormat::Json => println!("{}", keywarden::output::access::to_json(&report)),
-        HistoryFormat::Table => print!("{}", keywarden::output::access::to_table(&report)),
+    let text = match format {
+        HistoryFormat::Json => format!("{}\n", keywarden::output::access::to_json(&report)),
+        HistoryFormat::Table => keywarden::output::access::to_table(&report),
+    };
+    if let Err(code) = emit(&text) {
+        return code;
     }
     for m in report.missing() {
         eprintln!("keywarden: missing permission: {m}");
@@ -146,25 +173,27 @@ fn run_audit(
     at: Option<keywarden::core::model::Timestamp>,
 ) -> anyhow::Result<u8> {
     let rt = new_runtime().context("cannot start the async runtime")?;
-    let report = rt
-        .block_on(async {
-            let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
-            let store = Store::open(cfg, std::time::Duration::ZERO, None).await;
-            let now = at.unwrap_or_else(chrono::Utc::now);
-            audit::audit(cfg, &fleet, &store, now).await
-        })?
-        .report;
-    match format {
-        Format::Json => println!("{}", report.to_json()),
-        Format::Table => print!("{}", report.to_table()),
-        Format::Csv => print!("{}", report.to_csv()),
-        Format::Ocsf => println!("{}", report.to_ocsf()),
+    let now = at.unwrap_or_else(chrono::Utc::now);
+    let run = rt.block_on(async {
+        let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
+        let store = Store::open(cfg, std::time::Duration::ZERO, None).await;
+        audit::audit(cfg, &fleet, &store, now).await
+    })?;
+    for w in cfg.warnings(now, Some(&run.accounts)) {
+        eprintln!("keywarden: warning: {w}");
     }
-    if !report.complete {
-        eprintln!(
-            "keywarden: audit incomplete: {} read(s) failed; affected users are left out and nothing is planned for them",
-            report.errors.len()
-        );
+    let report = run.report;
+    let text = match format {
+        Format::Json => format!("{}\n", report.to_json()),
+        Format::Table => report.to_table(),
+        Format::Csv => report.to_csv(),
+        Format::Ocsf => format!("{}\n", report.to_ocsf()),
+    };
+    if emit(&text).is_err() {
+        return Ok(EXIT_RUNTIME);
+    }
+    if let Some(headline) = report.failure_headline() {
+        eprintln!("keywarden: {headline}");
     }
     Ok(report.exit_code() as u8)
 }
@@ -226,10 +255,10 @@ fn state_command(cmd: keywarden::cli::StateCommand) -> ExitCode {
         }
     });
     match result {
-        Ok(said) => {
-            println!("{said}");
-            ExitCode::SUCCESS
-        }
+        Ok(said) => match emit(&format!("{said}\n")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
         Err(e @ AdminError::NotATable) => {
             eprintln!("keywarden: {e}");
             ExitCode::from(EXIT_USAGE)
@@ -251,7 +280,13 @@ fn history(
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let read = rt.block_on(async { Store::open(cfg, std::time::Duration::ZERO, None).await.read().await });
+    let (read, missing) = rt.block_on(async {
+        let store = Store::open(cfg, std::time::Duration::ZERO, None).await;
+        (store.read().await, store.missing_journal())
+    });
+    if let Some(path) = missing {
+        eprintln!("keywarden: {}", no_journal(cfg, &path));
+    }
     let read = match read {
         Ok(r) => r,
         Err(e) => {
@@ -264,11 +299,26 @@ fn history(
     }
     let query = keywarden::core::journal::Query { since, user };
     let selected = keywarden::core::journal::select(&read.entries, &query, chrono::Utc::now());
-    match format {
-        HistoryFormat::Json => println!("{}", keywarden::output::history::to_json(&selected)),
-        HistoryFormat::Table => print!("{}", keywarden::output::history::to_table(&selected)),
+    let text = match format {
+        HistoryFormat::Json => format!("{}\n", keywarden::output::history::to_json(&selected)),
+        HistoryFormat::Table => keywarden::output::history::to_table(&selected),
+    };
+    match emit(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
-    ExitCode::SUCCESS
+}
+
+/// What a missing journal file means, naming the config that pointed at it.
+fn no_journal(cfg: &config::Config, path: &std::path::Path) -> String {
+    let config = cfg
+        .source
+        .as_ref()
+        .map_or("no config file".to_string(), |p| p.display().to_string());
+    format!(
+        "there is no action journal at {} ({config}): keywarden has not acted with this configuration; is --config the one the daemon runs with?",
+        path.display()
+    )
 }
 
 fn reactivate(
@@ -279,6 +329,13 @@ fn reactivate(
     force: bool,
 ) -> ExitCode {
     use keywarden::app::reactivate::{self, ReactivateError, Request};
+    let snooze = snooze.unwrap_or(cfg.policy.grace_period);
+    if snooze <= chrono::TimeDelta::zero() {
+        eprintln!(
+            "keywarden: a snooze of 0s (--snooze, else enforcement.grace_period) would let the next run deactivate {access_key_id} again at once; give --snooze, e.g. --snooze 7d"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -288,7 +345,7 @@ fn reactivate(
     let req = Request {
         access_key_id,
         reason,
-        snooze: snooze.unwrap_or(cfg.policy.grace_period),
+        snooze,
         force,
         operator: &operator,
         now: chrono::Utc::now(),
@@ -297,6 +354,12 @@ fn reactivate(
     let result = rt.block_on(async {
         // A file store is locked by the daemon for the length of a run; wait for it a while.
         let store = Store::open(cfg, std::time::Duration::from_secs(60), None).await;
+        if let Some(path) = store.missing_journal() {
+            return Err(ReactivateError::Refused(format!(
+                "{access_key_id} is not in the action journal: {}",
+                no_journal(cfg, &path)
+            )));
+        }
         let fleet = keywarden::aws::accounts::Fleet::connect(&cfg.aws, None).await;
         reactivate::reactivate(&req, &fleet, &store, &store).await
     });
@@ -307,13 +370,13 @@ fn reactivate(
             } else {
                 "already Active;"
             };
-            println!(
-                "{access_key_id} of {} (account {}) {what} snoozed until {}",
+            let said = format!(
+                "{access_key_id} of {} (account {}) {what} snoozed until {}\n",
                 done.user,
                 done.account_id,
                 keywarden::sys::timefmt::format(&done.until)
             );
-            ExitCode::SUCCESS
+            emit(&said).err().unwrap_or(ExitCode::SUCCESS)
         }
         Err(e @ ReactivateError::Refused(_)) => {
             eprintln!("keywarden: {e}");
@@ -366,14 +429,14 @@ fn rotate(cfg: &config::Config, user: &str, reason: &str, account: Option<&str>,
             ExitCode::from(code)
         }
         Ok((account_id, Ok(done))) => {
-            println!(
-                "{user} (account {account_id}): new access key {} stored in secret {} ({}); the old key {} stays active until the new one is used, then multiple_active_keys deactivates it after the grace period",
+            let said = format!(
+                "{user} (account {account_id}): new access key {} stored in secret {} ({}); the old key {} stays active until the new one is used, then multiple_active_keys deactivates it after the grace period\n",
                 done.new_access_key_id.as_deref().unwrap_or("-"),
                 done.secret_name,
                 done.secret_arn.as_deref().unwrap_or("-"),
                 done.old_access_key_id
             );
-            ExitCode::SUCCESS
+            emit(&said).err().unwrap_or(ExitCode::SUCCESS)
         }
         Ok((_, Err(e @ RotateError::Refused(_)))) => {
             eprintln!("keywarden: {e}");

@@ -74,6 +74,23 @@ pub trait KeyActions {
         let read = self.read_user(account_id, user);
         async move { read.await.map(|u| u.map(|u| u.keys)) }
     }
+    /// Which users of the account carry AWS's quarantine policy now (user -> policy): what
+    /// confirms an AWS Health exposure claim from the events queue.
+    fn quarantined(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, String>, ReadError>> + Send {
+        let account_id = account_id.to_string();
+        async move {
+            Err(ReadError {
+                account_id,
+                user: None,
+                operation: "ListEntitiesForPolicy".into(),
+                message: "reading quarantine policies is not supported here".into(),
+                code: None,
+            })
+        }
+    }
     /// Sets the key Active again (`keywarden reactivate`). Runs never call it.
     fn activate(
         &self,

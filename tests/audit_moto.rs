@@ -280,7 +280,12 @@ async fn unreadable_users_fail_closed() {
     let (code, report, stderr) = audit_json(&moto_config(&dir, &moto, ""), &[]);
     assert_eq!(code, 1, "incomplete -> exit 1 even with violations");
     assert_eq!(report["complete"], false);
-    assert!(stderr.contains("incomplete"), "{stderr}");
+    assert!(
+        stderr.contains("INCOMPLETE: 1 of 3 user(s) could not be read"),
+        "{stderr}"
+    );
+    assert_eq!(report["summary"]["violations"], Value::Null, "not known: {report:#}");
+    assert_eq!(report["summary"]["violations_found"], 2, "alice's and carol's");
     let errors = report["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["user"], "bob");
@@ -302,6 +307,29 @@ async fn unreadable_users_fail_closed() {
         "nothing decided for bob"
     );
     assert_eq!(report["summary"]["unreadable_users"], 1);
+    // The table says it first, with what to do, and shows no count as the answer.
+    let (code, table, _) = outputs(&mut keywarden(&[
+        "audit",
+        "--config",
+        dir.0.join("keywarden.toml").to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1);
+    let mut lines = table.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("INCOMPLETE: 1 of 3 user(s) could not be read")),
+        "{table}"
+    );
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("What to do: grant")),
+        "{table}"
+    );
+    assert!(
+        table.contains("Violations not known (incomplete); among what was read 2"),
+        "{table}"
+    );
+    assert!(table.contains("Users 2 (1 could not be read)"), "{table}");
 
     moto.set_faults(r#"{"GetAccessKeyLastUsed": ["*"]}"#);
     let (code, report, _) = audit_json(&moto_config(&dir, &moto, ""), &[]);
@@ -433,5 +461,29 @@ async fn credential_report_mode_gives_the_same_findings_as_api_mode() {
     assert!(
         total - stats["ListAccessKeys"].as_u64().unwrap() - tag_reads <= 10,
         "{stats}"
+    );
+}
+
+/// A typo in an exemption's user name exempts nobody: the audit says so, with the user it
+/// probably meant, and the report stands.
+#[tokio::test]
+async fn an_exemption_naming_nobody_is_a_warning_with_a_suggestion() {
+    let moto = Moto::start();
+    idle_users(&moto, &["break-glass"]).await;
+    let dir = TempDir::new("audit-typo");
+    let config = moto_config(
+        &dir,
+        &moto,
+        "[[exemptions]]\nuser = \"brak-glass\"\nreason = \"SEC-9 break-glass\"\n",
+    );
+    let (code, json, err) = audit_json(&config, &[]);
+    assert_eq!(code, 3, "the key is a finding, not exempt: {err}");
+    assert_eq!(json["complete"], true, "{json}");
+    assert!(
+        err.contains("warning: ")
+            && err.contains("key `exemptions.0`")
+            && err.contains("\"brak-glass\" matches no user")
+            && err.contains("did you mean \"break-glass\"?"),
+        "{err}"
     );
 }

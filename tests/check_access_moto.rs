@@ -164,4 +164,22 @@ async fn without_the_simulator_it_says_it_cannot_tell() {
         .unwrap_or_default();
     assert!(detail.contains("may not call iam:SimulatePrincipalPolicy"), "{detail}");
     assert_eq!(report["missing"], serde_json::json!([]));
+
+    // The table says so first, and never ends with "nothing missing".
+    let mut cmd = keywarden(&["check-access", "--config", config.to_str().unwrap()]);
+    cmd.env("AWS_ACCESS_KEY_ID", &blind.id)
+        .env("AWS_SECRET_ACCESS_KEY", &blind.secret);
+    let (code, table, err) = outputs(&mut cmd);
+    assert_eq!(code, 1, "{err}");
+    let first = table.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("CANNOT TELL: ") && first.contains("could not be checked"),
+        "{table}"
+    );
+    assert!(
+        table.contains("because: ") && table.contains("iam:SimulatePrincipalPolicy"),
+        "{table}"
+    );
+    assert!(!table.contains("nothing missing"), "{table}");
+    assert!(table.trim_end().ends_with("(see the reason at the top)"), "{table}");
 }

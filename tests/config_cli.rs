@@ -301,3 +301,138 @@ fn version_names_the_commit_it_was_built_from() {
         "{text}"
     );
 }
+
+#[test]
+fn sns_topics_of_the_events_queue_must_be_topic_arns() {
+    let (code, _, err) = check(
+        "[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/q\"\n\
+         sns_topic_arns = [\"keywarden\"]\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("k.toml:3: key `events.sns_topic_arns`") && err.contains("\"keywarden\""),
+        "{err}"
+    );
+    let (code, out, err) = check(
+        "[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/q\"\n\
+         sns_topic_arns = [\"arn:aws:sns:us-east-1:123456789012:keywarden\"]\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("arn:aws:sns:us-east-1:123456789012:keywarden"), "{out}");
+}
+
+/// A reader that leaves early (`| head`) ends the output quietly with the command's own exit
+/// code; a full disk is exit 1 with a sentence. Neither is a panic (exit 101).
+#[test]
+fn a_closed_pipe_or_a_full_disk_is_never_a_panic() {
+    let example = repo().join("config/keywarden.toml");
+    let mut child = keywarden(&["check-config", example.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Closed before the command writes a line: its first write meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = keywarden(&["check-config", example.to_str().unwrap()])
+        .stdout(full)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the output to stdout"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn mistakes_that_load_are_named_and_typos_get_a_suggestion() {
+    let (code, _, err) = check("[rules.max_key_age]\nmax_agee = \"30d\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean `max_age`?"), "{err}");
+    let (code, _, err) = check("[enforcement]\nmax_deactivations_per_run = 0\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("k.toml:2: key `enforcement.max_deactivations_per_run`") && err.contains("dry-run"),
+        "{err}"
+    );
+    let (code, _, err) = check("[schedule]\ncron = \"0 0 25 * * *\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("field 3 (hour) \"25\"") && err.contains("0-23"), "{err}");
+}
+
+#[test]
+fn exemption_expiry_takes_a_date_or_a_toml_datetime_and_an_expired_one_is_a_warning() {
+    for expires in ["\"2027-06-30\"", "2027-06-30T00:00:00Z", "\"2027-06-30T00:00:00Z\""] {
+        let (code, _, err) = check(&format!(
+            "[[exemptions]]\nuser = \"break-glass\"\nreason = \"SEC-1\"\nexpires = {expires}\n"
+        ));
+        assert_eq!(code, 0, "{expires}: {err}");
+        assert!(!err.contains("warning"), "{expires}: {err}");
+    }
+    let (code, _, err) = check("[[exemptions]]\nuser = \"x\"\nreason = \"SEC-1\"\nexpires = \"30 June\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("k.toml:4: key `exemptions.0.expires`"), "{err}");
+    let (code, _, err) = check(
+        "[[exemptions]]\nuser = \"a\"\nreason = \"SEC-1\"\n\n[[exemptions]]\nuser = \"old\"\nreason = \"SEC-2\"\nexpires = \"2020-01-01\"\n",
+    );
+    assert_eq!(code, 0, "still valid: {err}");
+    assert!(
+        err.contains("warning: ")
+            && err.contains("k.toml:5: key `exemptions.1`")
+            && err.contains("expired at 2020-01-02T00:00:00Z"),
+        "{err}"
+    );
+}
+
+/// Commands that read the journal say when there is none at all (a forgotten `--config` reads
+/// the default config's), and `reactivate` refuses a snooze of 0s (the next run would
+/// deactivate the key again at once).
+#[test]
+fn a_missing_journal_and_a_zero_snooze_are_said_not_hidden() {
+    let dir = TempDir::new("nojournal");
+    let state = dir.0.join("state.json");
+    let config = dir.write(
+        "k.toml",
+        &format!(
+            "[state]\npath = \"{}\"\n[enforcement]\ngrace_period = \"0s\"\n",
+            state.display()
+        ),
+    );
+    let (code, out, err) = outputs(&mut keywarden(&["history", "--config", config.to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("No actions"), "{out}");
+    assert!(
+        err.contains("there is no action journal at") && err.contains("actions.jsonl") && err.contains("--config"),
+        "{err}"
+    );
+    let (code, _, err) = outputs(&mut keywarden(&[
+        "reactivate",
+        "AKIAEXAMPLE",
+        "--reason",
+        "INC-1",
+        "--snooze",
+        "1h",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("there is no action journal at"), "{err}");
+    let (code, _, err) = outputs(&mut keywarden(&[
+        "reactivate",
+        "AKIAEXAMPLE",
+        "--reason",
+        "INC-1",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("snooze of 0s") && err.contains("--snooze"), "{err}");
+}

@@ -309,3 +309,24 @@ async fn a_denied_call_names_the_action_and_the_principal() {
     assert!(message.starts_with("arn:aws:"), "the principal first: {message}");
     assert_readable(&message);
 }
+
+/// An `aws configure sso` profile (sso_session) that never logged in has no cached token at
+/// all: the same hint as an expired one. A profile that no file defines is named as missing,
+/// not hidden behind the instance-metadata error of the rest of the chain.
+#[tokio::test]
+async fn a_never_logged_in_sso_session_and_a_missing_profile_say_what_to_do() {
+    let moto = Moto::start();
+    let home = Home::new("cred-never", &moto, &sso_config());
+    let (code, out, err) = home.audit(&moto, "corp-audit");
+    assert_eq!(code, 1, "{out}\n{err}");
+    let all = format!("{out}\n{err}");
+    assert!(all.contains("run `aws sso login --profile corp-audit`"), "{all}");
+    assert_readable(&all);
+    let (code, out, err) = home.audit(&moto, "nope");
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("FAILED: nothing could be read: GetCallerIdentity: profile nope does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("IMDS"), "{err}");
+}

@@ -241,8 +241,8 @@ async fn aws_unreachable_keeps_serving_with_audit_success_0() {
     assert_eq!(metric(&page, "keywarden_audit_success", &[]), Some(0.0));
     assert_eq!(
         d.get("/-/ready").await.map(|r| r.0),
-        Some(200),
-        "ready: the first audit completed (and failed)"
+        Some(503),
+        "not ready: the audit completed but could read nothing"
     );
     assert!(metric(&page, "keywarden_iam_requests_total", &[("outcome", "transport_error")]).unwrap_or(0.0) >= 1.0);
 }
@@ -528,5 +528,77 @@ async fn per_key_findings_exports_series_only_for_keys_with_findings() {
     assert!(
         err.contains("bad.toml:2: key `metrics.per_key`") && err.contains("\"findings\""),
         "{err}"
+    );
+}
+
+/// Nothing listens at the endpoint: the audit says so first, in words, naming the endpoint;
+/// the refused connection is not retried; no count is shown as if it were a result; the
+/// daemon is not ready and says why, and publishes no account's counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_that_refuses_is_a_failure_said_first_never_a_clean_result() {
+    let closed = free_port();
+    let endpoint = format!("http://127.0.0.1:{closed}");
+    let dir = TempDir::new("refused");
+    let port = free_port();
+    // aws.max_attempts is left at its default: a refusal must not be retried whatever it is.
+    let config = dir.write(
+        "keywarden.toml",
+        &format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n[state]\npath = \"{}\"\n\
+             [schedule]\ncron = \"{YEARLY}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            dir.0.join("state.json").display()
+        ),
+    );
+    let (code, table, err) = outputs(&mut keywarden(&["audit", "--config", config.to_str().unwrap()]));
+    assert_eq!(code, 1, "{table}\n{err}");
+    let first = table.lines().next().unwrap_or_default();
+    assert!(first.starts_with("FAILED: nothing could be read"), "{table}");
+    assert!(
+        table.contains(&format!("could not connect to {endpoint}: connection refused")),
+        "{table}"
+    );
+    for hidden in [
+        "No findings",
+        "Violations",
+        "Users 0",
+        "DispatchFailure",
+        "ConnectorError",
+    ] {
+        assert!(!table.contains(hidden), "{hidden}:\n{table}");
+        assert!(!err.contains(hidden), "{hidden}:\n{err}");
+    }
+    assert!(err.contains("FAILED: nothing could be read"), "{err}");
+    let (code, json, _) = audit_json(&config, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(json["complete"], false);
+    assert_eq!(json["summary"]["violations"], serde_json::Value::Null, "{json:#}");
+
+    let mut cmd = keywarden(&["run", "--config", config.to_str().unwrap()]);
+    cmd.env("RUST_LOG", "info");
+    let d = DaemonProcess::spawn(cmd, port, dir.0.join("log"));
+    let page = d
+        .wait_metrics(30, "the first (failed) run", |m| {
+            metric(m, "keywarden_audit_runs_total", &[("outcome", "failed")]) >= Some(1.0)
+        })
+        .await;
+    assert_eq!(metric(&page, "keywarden_audit_accounts_read", &[]), Some(0.0), "{page}");
+    assert_eq!(
+        metric(
+            &page,
+            "keywarden_iam_requests_total",
+            &[("operation", "GetCallerIdentity"), ("outcome", "transport_error")]
+        ),
+        Some(1.0),
+        "one attempt, no retries of a refusal: {page}"
+    );
+    assert!(
+        !page.lines().any(|l| l.starts_with("keywarden_violations{")),
+        "no counts for an account nobody read: {page}"
+    );
+    let (status, body) = d.get("/-/ready").await.expect("ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("could read nothing") && body.contains("connection refused"),
+        "{body}"
     );
 }

@@ -22,7 +22,7 @@ fn the_demo_shows_the_whole_job() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
-    let steps: [(&str, &[&str]); 5] = [
+    let steps: [(&str, &[&str]); 6] = [
         (
             "== 1. keywarden audit",
             &[
@@ -30,6 +30,7 @@ fn the_demo_shows_the_whole_job() {
                 "multiple_active_keys",
                 "(exit code 3",
                 "\"violations\":",
+                "max_key_age only reports by default",
             ],
         ),
         (
@@ -56,7 +57,15 @@ fn the_demo_shows_the_whole_job() {
             ],
         ),
         (
-            "== 5. a clean stop",
+            "== 5. keywarden rotate",
+            &[
+                "$ keywarden rotate carol",
+                "new access key AKIA",
+                "stored in secret keywarden/",
+            ],
+        ),
+        (
+            "== 6. a clean stop",
             &["keywarden run exited with 0", "Routing warnings"],
         ),
     ];

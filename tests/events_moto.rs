@@ -121,7 +121,11 @@ async fn iam_events_arrive_through_the_rule_and_are_deleted_once_handled() {
         "long polling wakes on arrival"
     );
     let envelope = keywarden::aws::eventbridge::parse(&got[0].body).expect("an EventBridge envelope");
-    match decide(&envelope, &managed) {
+    let trusted = keywarden::core::events::Trusted {
+        accounts: &managed,
+        sns_topics: &[],
+    };
+    match decide(&envelope, &trusted) {
         Decision::Changes(c) => {
             assert_eq!(c.len(), 1);
             assert_eq!(c[0].kind, Kind::AccessKey);
@@ -286,41 +290,138 @@ async fn a_new_key_is_seen_seconds_after_its_event_and_bad_messages_have_defined
     );
 }
 
-/// AWS Health names one key exposed (no quarantine policy yet): the event run deactivates that
-/// key within seconds, without a grace period, and leaves the user's other key alone.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_key_health_names_exposed_is_deactivated_within_seconds_and_only_that_key() {
+fn send(moto: &Moto, url: &str, body: &Value) {
+    sqs(
+        moto,
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": body.to_string()}),
+    );
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A Health exposure event as EventBridge delivers it (moto's EventBridge drops the envelope's
+/// `account`, which Health events name the account by: these go straight into the queue).
+fn health_event(key: &str) -> Value {
+    json!({"detail-type": "AWS Health Event", "source": "aws.health", "account": ACCOUNT, "time": now_text(),
+        "detail": {"eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED", "affectedEntities": [{"entityValue": key}]}})
+}
+
+/// A CloudTrail IAM event naming `user`, at `time`.
+fn trail_event(name: &str, user: &str, time: &str) -> Value {
+    json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.iam", "account": ACCOUNT, "time": time,
+        "detail": {"eventTime": time, "eventSource": "iam.amazonaws.com", "eventName": name,
+                   "requestParameters": {"userName": user}, "recipientAccountId": ACCOUNT}})
+}
+
+/// Users an event run handled (each observes the lag once): the counter that proves a run
+/// took place.
+fn handled_users(page: &str) -> f64 {
+    metric(page, "keywarden_event_lag_seconds_count", &[]).unwrap_or(0.0)
+}
+
+fn actions(page: &str) -> Vec<(String, String, String)> {
+    let v: Value = serde_json::from_str(page).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_string(),
+                e["outcome"].as_str().unwrap_or("").to_string(),
+                e["access_key_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// moto with the events queue; `user` with `keys` keys, the last one used; and the daemon
+/// with `[events]`, enforcing with `grace`, after its first run.
+async fn enforcing(user: &str, keys: usize, grace: &str) -> (Moto, String, Vec<SeededKey>, TempDir, DaemonProcess) {
     let moto = Moto::start();
     let url = queue_with_rule(&moto);
     let iam = moto.iam();
-    create_user(&iam, "bob", None).await;
-    let leaked = create_key(&iam, "bob").await;
-    let other = create_key(&iam, "bob").await;
-    use_key(&moto, &other).await;
-    let dir = TempDir::new("events-health");
+    create_user(&iam, user, None).await;
+    let mut made = Vec::new();
+    for _ in 0..keys {
+        made.push(create_key(&iam, user).await);
+    }
+    if let Some(k) = made.last() {
+        use_key(&moto, k).await;
+    }
+    let dir = TempDir::new(&format!("events-{user}"));
     let port = free_port();
-    let d = daemon_with_events(
-        &moto,
-        &dir,
-        &url,
-        port,
-        "[enforcement]\nmode = \"enforce\"\ngrace_period = \"30d\"\n",
-    );
+    let extra = format!("[enforcement]\nmode = \"enforce\"\ngrace_period = \"{grace}\"\n");
+    let d = daemon_with_events(&moto, &dir, &url, port, &extra);
     d.wait_metrics(30, "the first run", |m| {
-        metric(m, "keywarden_user_active_access_keys", &[("user", "bob")]) == Some(2.0)
+        metric(m, "keywarden_user_active_access_keys", &[("user", user)]) == Some(keys as f64)
     })
     .await;
-    // moto's EventBridge drops the envelope's `account`, which Health events name the
-    // account by: straight into the queue, as EventBridge delivers it.
-    let event = json!({"detail-type": "AWS Health Event", "source": "aws.health", "account": ACCOUNT,
-        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "detail": {"eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED",
-                   "affectedEntities": [{"entityValue": leaked.id}]}});
-    sqs(
-        &moto,
-        "SendMessage",
-        json!({"QueueUrl": url, "MessageBody": event.to_string()}),
+    (moto, url, made, dir, d)
+}
+
+/// An AWS Health claim is a hint: anyone who may send to the queue can forge one. Without a
+/// quarantine policy on the user (the live read), it is reported, journaled as unconfirmed and
+/// changes nothing, and an SNS-wrapped one from a topic the config does not name is ignored.
+/// With the policy, the key it names is deactivated within seconds, and only that key; a
+/// later unrelated event never acts on it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_health_claim_acts_only_when_the_live_read_confirms_it() {
+    let (moto, url, keys, _dir, d) = enforcing("bob", 2, "30d").await;
+    let (leaked, other) = (&keys[0], &keys[1]);
+    let iam = moto.iam();
+
+    // Forged: no quarantine policy on bob; and the same through a topic nobody named.
+    moto.take_stats();
+    send(&moto, &url, &health_event(&leaked.id));
+    let wrapped = json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:999999999999:forged",
+        "Signature": "Zm9yZ2Vk", "Message": health_event(&leaked.id).to_string()});
+    send(&moto, &url, &wrapped);
+    let page = d
+        .wait_metrics(20, "the claim checked and reported", |m| {
+            metric(m, "keywarden_unconfirmed_exposures_total", &[]) == Some(1.0)
+                && metric(m, "keywarden_events_received_total", &[("kind", "ignored")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        metric(&page, "keywarden_exposed_access_keys", &[("account_id", ACCOUNT)]),
+        Some(0.0),
+        "{page}"
     );
+    let stats = moto.take_stats();
+    assert_eq!(
+        (counted(&stats, "UpdateAccessKey"), counted(&stats, "PutUserPolicy")),
+        (0, 0),
+        "a forged claim changes nothing: {stats}"
+    );
+    assert!(counted(&stats, "ListEntitiesForPolicy") >= 1, "the live read: {stats}");
+    let (_, journal) = d.get("/api/v1/actions").await.expect("actions");
+    assert_eq!(
+        actions(&journal),
+        [(
+            "report_exposure".to_string(),
+            "unconfirmed".to_string(),
+            leaked.id.clone()
+        )],
+        "journaled as unconfirmed, nothing else"
+    );
+    let statuses = key_statuses(&iam, &["bob"]).await;
+    assert_eq!(
+        (statuses[&leaked.id].as_str(), statuses[&other.id].as_str()),
+        ("Active", "Active")
+    );
+
+    // Confirmed: AWS quarantined bob; Health names one key.
+    moto.iam()
+        .attach_user_policy()
+        .user_name("bob")
+        .policy_arn("arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3")
+        .send()
+        .await
+        .expect("AttachUserPolicy");
+    send(&moto, &url, &health_event(&leaked.id));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let statuses = key_statuses(&iam, &["bob"]).await;
@@ -332,25 +433,182 @@ async fn a_key_health_names_exposed_is_deactivated_within_seconds_and_only_that_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let page = d
-        .wait_metrics(10, "the health event counted", |m| {
-            metric(m, "keywarden_events_received_total", &[("kind", "health")]) == Some(1.0)
+        .wait_metrics(10, "the health events counted", |m| {
+            metric(m, "keywarden_events_received_total", &[("kind", "health")]) == Some(2.0)
         })
         .await;
     assert_eq!(
-        metric(&page, "keywarden_exposed_access_keys", &[("account_id", ACCOUNT)]),
+        metric(&page, "keywarden_unconfirmed_exposures_total", &[]),
         Some(1.0),
-        "the event run's audit saw it exposed: {page}"
+        "confirmed this time"
     );
-    let (_, actions) = d.get("/api/v1/actions").await.expect("actions");
-    let actions: Value = serde_json::from_str(&actions).unwrap();
-    let kinds: Vec<(&str, &str)> = actions
+    let (_, journal) = d.get("/api/v1/actions").await.expect("actions");
+    let kinds = actions(&journal);
+    assert!(
+        kinds.contains(&("deactivate".into(), "success".into(), leaked.id.clone())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().any(|(a, o, _)| a == "revoke_sessions" && o == "success"),
+        "{kinds:?}"
+    );
+
+    // A person turns the key back on; an unrelated event run leaves it alone.
+    iam.update_access_key()
+        .user_name("bob")
+        .access_key_id(&leaked.id)
+        .status(aws_sdk_iam::types::StatusType::Active)
+        .send()
+        .await
+        .expect("UpdateAccessKey");
+    let before = handled_users(&d.get("/metrics").await.expect("metrics").1);
+    create_user(&iam, "carol", None).await;
+    send(&moto, &url, &trail_event("CreateUser", "carol", &now_text()));
+    d.wait_metrics(20, "carol's event run", |m| handled_users(m) > before)
+        .await;
+    let statuses = key_statuses(&iam, &["bob"]).await;
+    assert_eq!(
+        statuses[&leaked.id],
+        "Active",
+        "an event about carol never acts on bob:\n{}",
+        d.logs()
+    );
+    let (_, journal) = d.get("/api/v1/actions").await.expect("actions");
+    assert_eq!(actions(&journal).len(), kinds.len(), "nothing journaled for bob");
+}
+
+/// Event runs act only on the users their events name, and between two cron runs they
+/// deactivate no more than one run's cap together, however many events arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_runs_act_only_on_named_users_within_one_cap_between_cron_runs() {
+    let moto = Moto::start();
+    let url = queue_with_rule(&moto);
+    let names = ["u1", "u2", "u3", "u4", "u5", "u6", "u7"];
+    idle_users(&moto, &names).await;
+    let iam = moto.iam();
+    let dir = TempDir::new("events-cap");
+    let port = free_port();
+    let d = daemon_with_events(
+        &moto,
+        &dir,
+        &url,
+        port,
+        "[enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\nmax_deactivations_per_run = 2\n",
+    );
+    let inactive = |s: &std::collections::BTreeMap<String, String>| s.values().filter(|v| *v == "Inactive").count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inactive(&key_statuses(&iam, &names).await) < 2 {
+        assert!(Instant::now() < deadline, "the first run acted on none:\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Four events about users that do not exist: nobody else is acted on.
+    for ghost in ["g1", "g2", "g3", "g4"] {
+        send(&moto, &url, &trail_event("CreateUser", ghost, &now_text()));
+    }
+    d.wait_metrics(30, "four event runs' users", |m| handled_users(m) >= 4.0)
+        .await;
+    assert_eq!(
+        inactive(&key_statuses(&iam, &names).await),
+        2,
+        "events about others:\n{}",
+        d.logs()
+    );
+
+    // Events naming every due user: the event runs share one cap until the next cron run.
+    for u in names {
+        send(&moto, &url, &trail_event("TagUser", u, &now_text()));
+    }
+    d.wait_metrics(30, "the named users' event runs", |m| handled_users(m) >= 11.0)
+        .await;
+    assert_eq!(
+        inactive(&key_statuses(&iam, &names).await),
+        4,
+        "2 by the cron run, 2 by all event runs together:\n{}",
+        d.logs()
+    );
+}
+
+/// An event's time cannot start a grace period before keywarden first saw the account: with
+/// no last run in the state (lost, or restored empty), a CreateAccessKey event dated 2001 is
+/// first seen now, and a 7-day grace period is not cut short.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_event_time_never_cuts_a_grace_period_short() {
+    let (moto, url, keys, dir, d) = enforcing("alice", 1, "7d").await;
+    let first = &keys[0];
+    let iam = moto.iam();
+    std::fs::remove_file(dir.0.join("state.json")).expect("the state file is there to lose");
+    let started = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let second = create_key(&iam, "alice").await;
+    send(
+        &moto,
+        &url,
+        &trail_event("CreateAccessKey", "alice", "2001-01-01T00:00:00Z"),
+    );
+    let page = d
+        .wait_metrics(20, "the event run", |m| {
+            handled_users(m) >= 1.0 && metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(2.0)
+        })
+        .await;
+    let statuses = key_statuses(&iam, &["alice"]).await;
+    assert_eq!(
+        (statuses[&first.id].as_str(), statuses[&second.id].as_str()),
+        ("Active", "Active"),
+        "within the grace period:\n{page}\n{}",
+        d.logs()
+    );
+    let (_, report) = d.get("/api/v1/report").await.expect("report");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let seen: Vec<chrono::DateTime<chrono::Utc>> = report["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["rules"][0].as_str().unwrap_or("")))
+        .map(|f| f["first_seen"].as_str().unwrap().parse().unwrap())
         .collect();
-    assert!(kinds.contains(&("deactivate", "exposed_key")), "{kinds:?}");
-    assert!(kinds.contains(&("revoke_sessions", "exposed_key")), "{kinds:?}");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|t| *t >= started),
+        "first seen now, not in 2001: {report:#}"
+    );
+}
+
+/// Each user's messages succeed or fail on their own: one unreadable user leaves its own
+/// message on the queue, the other is deleted, and the next event run is complete again.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_unreadable_user_delays_only_its_own_messages() {
+    let moto = Moto::start();
+    let url = queue_with_rule(&moto);
+    let iam = moto.iam();
+    create_user(&iam, "alice", None).await;
+    create_key(&iam, "alice").await;
+    moto.set_faults(r#"{"GetUser": ["ghost"], "ListAccessKeys": ["ghost"]}"#);
+    // Both wait on the queue before the daemon starts: its first receive takes them together.
+    send(&moto, &url, &trail_event("CreateUser", "ghost", &now_text()));
+    send(&moto, &url, &trail_event("CreateAccessKey", "alice", &now_text()));
+    let dir = TempDir::new("events-unreadable");
+    let port = free_port();
+    let d = daemon_with_events(&moto, &dir, &url, port, "");
+    d.wait_metrics(30, "alice handled", |m| handled_users(m) >= 1.0).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waiting(&moto, &url) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "alice's message is deleted, ghost's stays: {} waiting\n{}",
+            waiting(&moto, &url),
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The next event run (before ghost's message comes back, 30 s) is complete again.
+    send(&moto, &url, &trail_event("CreateAccessKey", "alice", &now_text()));
+    let page = d
+        .wait_metrics(20, "the next event run", |m| handled_users(m) >= 2.0)
+        .await;
+    assert_eq!(
+        metric(&page, "keywarden_audit_success", &[]),
+        Some(1.0),
+        "ghost's failed read was that run's outcome alone:\n{}",
+        d.logs()
+    );
 }
 
 /// Instance `n` on a shared DynamoDB table with `[events]`: its own port and access key id.

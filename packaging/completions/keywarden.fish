@@ -37,7 +37,7 @@ complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "check-config" -
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l once -d 'One audit cycle, then exit (0 if complete, 1 if any read failed)'
-complete -c keywarden -n "__fish_keywarden_using_subcommand run" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l format -r -f -a "table\t''
 json\t''
@@ -50,17 +50,17 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l since -d
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l user -d 'Only users matching this glob, e.g. "ci-*"' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l format -r -f -a "table\t''
 json\t''"
-complete -c keywarden -n "__fish_keywarden_using_subcommand history" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l reason -d 'Why (kept in the action journal with who ran the command)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l snooze -d 'How long the daemon leaves the key alone (default: enforcement.grace_period)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l force -d 'Reactivate even if the journal\'s last entry is not a deactivation by keywarden, or snooze a key that is already Active'
-complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l reason -d 'Why (kept in the action journal with who ran the command)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l account -d 'The user\'s account (default: the one account the config reads)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l secret-id -d 'The secret to store the new key in (default: rotation.secret_prefix + ACCOUNT/USER)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
-complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and not __fish_seen_subcommand_from init import help" -s h -l help -d 'Print help'
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and not __fish_seen_subcommand_from init import help" -f -a "init" -d 'Create the table of [state.dynamodb] (on-demand billing, TTL on `ttl`); an existing one is checked'
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and not __fish_seen_subcommand_from init import help" -f -a "import" -d 'Copy a state file and its journal into an empty table (before the daemons use it)'
@@ -75,8 +75,8 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand state; and __fish_se
 complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -l format -r -f -a "table\t''
 json\t''"
-complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -s h -l help -d 'Print help'
-complete -c keywarden -n "__fish_keywarden_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c keywarden -n "__fish_keywarden_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate rotate state check-access check-config help" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
 complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate rotate state check-access check-config help" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'
 complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate rotate state check-access check-config help" -f -a "history" -d 'The action journal: what keywarden did (and would have done in dry-run), newest first'

@@ -22,7 +22,7 @@ use crate::core::clock::{self, ClockProblem};
 use crate::core::history::State;
 use crate::core::journal::JournalEntry;
 use crate::core::journal::RunInfo;
-use crate::core::model::{AccountInventory, Timestamp, User};
+use crate::core::model::{AccountInventory, Timestamp, UnconfirmedExposure, User};
 use crate::core::plan::{self, OutcomeKind};
 use crate::core::report::Report;
 use crate::ports::{
@@ -58,6 +58,9 @@ pub struct Cycle {
     pub final_save_error: Option<StoreError>,
     /// The outcome of each automatic rotation (`keywarden_rotations_total`).
     pub rotations: Vec<&'static str>,
+    /// (account, claim) of each AWS Health exposure claim no live read confirmed: reported
+    /// and journaled (when enforcement runs), never acted on.
+    pub unconfirmed: Vec<(String, UnconfirmedExposure)>,
 }
 
 impl Cycle {
@@ -75,6 +78,29 @@ impl Cycle {
 /// When a changed user (`account_id`, `user`) changed, for an event run.
 pub type SeenAt<'a> = dyn Fn(&str, &str) -> Option<Timestamp> + Sync + 'a;
 
+/// What started a run, and so what it may act on.
+#[derive(Clone, Copy)]
+pub enum Trigger<'a> {
+    /// A cron tick (or the daemon's first run, or `--once`): every due key within the cap,
+    /// and the automatic rotations through `rotator` (`None`: none this run).
+    Cron { rotator: Option<&'a dyn Rotator> },
+    /// A batch from the events queue: a hint, never an authority.
+    Event(EventScope<'a>),
+}
+
+/// An event run's limits: it acts only on the users its events named, after their live
+/// read, and only within what earlier event runs left of the cap since the last cron run, so
+/// that queue volume, real or forged, never sets the rate of deactivations.
+#[derive(Clone, Copy)]
+pub struct EventScope<'a> {
+    /// When each named user's change happened (`account_id`, `user`); `None` for a user the
+    /// events did not name. A new finding of a named user is first seen then
+    /// (`core::events::first_seen`), not now.
+    pub seen_at: &'a SeenAt<'a>,
+    /// Deactivations (or dry-run "would deactivate"s) this run may still make.
+    pub budget: usize,
+}
+
 /// The ports one cycle runs over.
 pub struct Ports<'a, F, S, C> {
     pub fleet: &'a F,
@@ -85,13 +111,16 @@ pub struct Ports<'a, F, S, C> {
     pub journal: &'a dyn ActionJournal,
     pub run: &'a RunInfo,
     pub leader: &'a dyn Leadership,
-    /// Event runs: when each changed user's change happened (`account_id`, `user`). A new
-    /// finding of such a user is first seen then (`core::events::first_seen`), not now.
-    /// `None` for cron runs.
-    pub seen_at: Option<&'a SeenAt<'a>>,
-    /// Automatic rotations (`rotation.auto_before`) go through it; `None`: none this run
-    /// (event runs, tests).
-    pub rotator: Option<&'a dyn Rotator>,
+    pub trigger: Trigger<'a>,
+}
+
+impl<F, S, C> Ports<'_, F, S, C> {
+    fn event(&self) -> Option<&EventScope<'_>> {
+        match &self.trigger {
+            Trigger::Event(scope) => Some(scope),
+            Trigger::Cron { .. } => None,
+        }
+    }
 }
 
 /// Runs one cycle. `audited` is called once the audit is evaluated, before anything is
@@ -119,9 +148,9 @@ where
     let history = load(&guard, ports.store).await;
     let now = ports.clock.now();
     let mut audit = audit_accounts(config, ports.fleet, history.as_ref().ok(), now).await;
-    let history = match (history, ports.seen_at) {
-        (Ok(h), Some(seen_at)) => {
-            let h = backdate(h, &audit.report, seen_at, now);
+    let history = match (history, ports.event()) {
+        (Ok(h), Some(scope)) => {
+            let h = backdate(h, &audit.report, scope.seen_at, now);
             audit.report = audit::evaluate(config, &audit.accounts, &h, now);
             Ok(h)
         }
@@ -130,6 +159,7 @@ where
     failpoint_panic();
     audited(&audit.accounts, &audit.report);
 
+    let unconfirmed = unconfirmed_exposures(&audit.accounts);
     let mut cycle = Cycle {
         accounts: audit.accounts,
         report: audit.report,
@@ -138,6 +168,7 @@ where
         state: None,
         final_save_error: None,
         rotations: Vec::new(),
+        unconfirmed,
     };
     let enforced = async {
         let history = history.map_err(Skipped::State)?;
@@ -236,6 +267,7 @@ where
 {
     clock::check(now, history.last_run, (ports.skew)()).map_err(Skipped::Clock)?;
     settle_intents(&mut history, &cycle.accounts, ports.journal).await?;
+    journal_unconfirmed(config, ports, &cycle.unconfirmed, now).await?;
     let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
     next.remember_key_names(&history, &cycle.accounts, full_read, now);
     ports.store.save(&next).await.map_err(Skipped::Save)?;
@@ -268,6 +300,37 @@ async fn settle_intents(
     Ok(())
 }
 
+/// The exposure claims nothing confirmed, of every account (only event runs have claims).
+fn unconfirmed_exposures(accounts: &[AccountInventory]) -> Vec<(String, UnconfirmedExposure)> {
+    accounts
+        .iter()
+        .flat_map(|a| {
+            a.exposure
+                .unconfirmed(&a.users)
+                .into_iter()
+                .map(|c| (a.account_id.clone(), c))
+        })
+        .collect()
+}
+
+/// Journals each unconfirmed exposure claim (`report_exposure`, outcome `unconfirmed`)
+/// before anything is acted on: a claim that changed nothing is still on record.
+async fn journal_unconfirmed<F, S, C>(
+    config: &Config,
+    ports: &Ports<'_, F, S, C>,
+    claims: &[(String, UnconfirmedExposure)],
+    now: Timestamp,
+) -> Result<(), Skipped> {
+    let entries: Vec<JournalEntry> = claims
+        .iter()
+        .map(|(account, c)| JournalEntry::unconfirmed_exposure(account, c, config.enforcement.mode, ports.run, now))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    ports.journal.append(&entries).await.map_err(Skipped::Save)
+}
+
 /// The daemon's rotations of tagged users (`rotation.auto_before`), after the deactivations:
 /// within what the cap left, only inside an enforcement window, and not after the lease or
 /// the journal failed this run.
@@ -281,7 +344,7 @@ async fn rotate_tagged<F, S, C>(
 where
     F: KeyActions + Sync,
 {
-    let Some(rotator) = ports.rotator else {
+    let Trigger::Cron { rotator: Some(rotator) } = ports.trigger else {
         return Vec::new();
     };
     if !config.auto_rotation()
@@ -324,7 +387,13 @@ where
     S: StateStore + Sync,
     C: Clock + Sync,
 {
-    let due = plan::plan(&report.findings, now);
+    let mut due = plan::plan(&report.findings, now);
+    let mut cap = config.enforcement.max_deactivations_per_run;
+    if let Some(scope) = ports.event() {
+        // Other users' due keys wait for the cron run: an event vouches for nobody else.
+        due.retain(|c| (scope.seen_at)(&c.account_id, &c.user).is_some());
+        cap = cap.min(scope.budget);
+    }
     // Key ids are unique across AWS: the one the inventories name is the one to spare.
     let own = accounts.iter().find_map(|a| a.own_access_key_id.clone());
     // Lookups (backoffs, dry-run notes) read the state as saved; intents go to the recorder's.
@@ -339,7 +408,7 @@ where
         now,
         clock: ports.clock,
         mode: config.enforcement.mode,
-        cap: config.enforcement.max_deactivations_per_run,
+        cap,
         own_access_key_id: own.as_deref(),
         stop,
         journal: ports.journal,
@@ -567,8 +636,7 @@ mod tests {
             journal: &crate::ports::MemoryJournal::default(),
             run: &RunInfo::for_tests(),
             leader,
-            seen_at: None,
-            rotator: None,
+            trigger: Trigger::Cron { rotator: None },
         };
         run(config, ports, &|_, _| {}, &stop).await
     }
@@ -738,8 +806,7 @@ mod tests {
             journal: &crate::ports::MemoryJournal::default(),
             run: &RunInfo::for_tests(),
             leader: &crate::ports::SoleInstance,
-            seen_at: None,
-            rotator: None,
+            trigger: Trigger::Cron { rotator: None },
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         assert!(matches!(c.skipped, Some(Skipped::Clock(_))));
@@ -865,6 +932,22 @@ mod tests {
         ));
     }
 
+    /// An event run with a cap of 25, of which `budget` is left, naming whom `seen_at` names.
+    async fn event_cycle(f: &Fleet<'_>, store: &Store<'_>, seen_at: &SeenAt<'_>, budget: usize) -> Cycle {
+        let stop = AtomicBool::new(false);
+        let ports = Ports {
+            fleet: f,
+            store,
+            clock: &Fixed(t0()),
+            skew: &|| Some(0.4),
+            journal: &crate::ports::MemoryJournal::default(),
+            run: &RunInfo::for_tests(),
+            leader: &crate::ports::SoleInstance,
+            trigger: Trigger::Event(EventScope { seen_at, budget }),
+        };
+        run(&config(25), ports, &|_, _| {}, &stop).await
+    }
+
     #[tokio::test]
     async fn an_event_runs_new_finding_is_first_seen_at_the_event_time_never_before_the_last_run() {
         let log = Log::default();
@@ -879,19 +962,7 @@ mod tests {
             "b" => Some(t0() - TimeDelta::days(2)),
             _ => None,
         };
-        let stop = AtomicBool::new(false);
-        let ports = Ports {
-            fleet: &f,
-            store: &store,
-            clock: &Fixed(t0()),
-            skew: &|| Some(0.4),
-            journal: &crate::ports::MemoryJournal::default(),
-            run: &RunInfo::for_tests(),
-            leader: &crate::ports::SoleInstance,
-            seen_at: Some(&seen_at),
-            rotator: None,
-        };
-        let c = run(&config(25), ports, &|_, _| {}, &stop).await;
+        let c = event_cycle(&f, &store, &seen_at, usize::MAX).await;
         let first_seen = |user: &str| {
             c.report
                 .findings
@@ -907,5 +978,24 @@ mod tests {
             "an event older than the last run: the last run"
         );
         assert_eq!(first_seen("c"), t0(), "a user without an event: now");
+        let mut acted: Vec<&str> = c.executed.outcomes.iter().map(|o| o.candidate.user.as_str()).collect();
+        acted.sort_unstable();
+        assert_eq!(acted, ["a", "b"], "c is due too, but no event named c: the cron run's");
+    }
+
+    #[tokio::test]
+    async fn event_runs_act_within_the_budget_the_cron_run_left() {
+        let log = Log::default();
+        let f = fleet(&["a", "b", "c"], &log);
+        let store = Store::default();
+        let c = event_cycle(&f, &store, &|_, _| Some(t0()), 1).await;
+        let done = c
+            .executed
+            .outcomes
+            .iter()
+            .filter(|o| o.kind == OutcomeKind::Success)
+            .count();
+        assert_eq!(done, 1, "a cap of 25, of which earlier event runs left 1");
+        assert_eq!(c.executed.held_back.values().sum::<usize>(), 2);
     }
 }

@@ -104,6 +104,9 @@ pub(crate) struct Last {
     pub(crate) fleet: Arc<Fleet>,
     pub(crate) observer: Arc<RunObserver>,
     pub(crate) accounts: Vec<AccountInventory>,
+    /// Deactivations (or dry-run "would deactivate"s) the event runs since this cron run
+    /// made: together they stay within one run's cap.
+    pub(crate) event_acted: usize,
 }
 
 /// One run at a time, cron or event, and the last full run's clients and inventory.
@@ -124,7 +127,8 @@ pub(crate) async fn guarded_cycle(
 }
 
 /// Runs a run's future so that a panic ends only that run (logged, counted, ready again).
-pub(crate) async fn guarded(shared: &Shared, run: impl std::future::Future<Output = bool>) -> bool {
+/// `T::default()` is what a panicked run returns (false; no event handled).
+pub(crate) async fn guarded<T: Default>(shared: &Shared, run: impl std::future::Future<Output = T>) -> T {
     match AssertUnwindSafe(run).catch_unwind().await {
         Ok(ok) => ok,
         Err(panic) => {
@@ -137,7 +141,7 @@ pub(crate) async fn guarded(shared: &Shared, run: impl std::future::Future<Outpu
             shared.metrics.audit_runs.with_label_values(&["panic"]).inc();
             shared.metrics.audit_success.set(0);
             shared.ready.set_ready();
-            false
+            T::default()
         }
     }
 }
@@ -290,8 +294,9 @@ pub(crate) async fn cycle(
         &memory,
         fleet.as_ref(),
         &observer,
-        None,
-        Some(&rotator),
+        crate::app::cycle::Trigger::Cron {
+            rotator: Some(&rotator),
+        },
         &stop,
         started,
     )
@@ -308,6 +313,7 @@ pub(crate) async fn cycle(
         fleet,
         observer,
         accounts: c.accounts,
+        event_acted: 0,
     });
     ok
 }
@@ -322,8 +328,7 @@ pub(crate) async fn run_cycle<F: InventorySource + KeyActions + Sync>(
     memory: &Memory,
     fleet: &F,
     observer: &RunObserver,
-    seen_at: Option<&crate::app::cycle::SeenAt<'_>>,
-    rotator: Option<&dyn crate::ports::Rotator>,
+    trigger: crate::app::cycle::Trigger<'_>,
     stop: &AtomicBool,
     started: Instant,
 ) -> (Cycle, bool) {
@@ -339,8 +344,7 @@ pub(crate) async fn run_cycle<F: InventorySource + KeyActions + Sync>(
         journal: &store,
         run: &run,
         leader: memory.leader(),
-        seen_at,
-        rotator,
+        trigger,
     };
     let c = crate::app::cycle::run(config, ports, &audited, stop).await;
     for outcome in &c.rotations {
@@ -447,7 +451,12 @@ pub(crate) fn publish_audit(
     } else {
         metrics.audit_runs.with_label_values(&["failed"]).inc();
     }
-    shared.ready.set_ready();
+    let read = report.accounts.iter().filter(|a| !a.read_nothing()).count();
+    metrics.audit_accounts_read.set(read as i64);
+    match report.failure_headline().filter(|_| report.read_nothing()) {
+        Some(why) => shared.ready.set_read_nothing(why),
+        None => shared.ready.set_ready(),
+    }
 }
 
 /// Decisions, the cap's leftovers and the failing keys, as metrics and log events.

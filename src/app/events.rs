@@ -8,11 +8,17 @@
 //! load, rules, publish, clock, save, act under the lease, the cap and the windows, journal),
 //! with each new finding of a changed user first seen at its event's time.
 //!
-//! Messages: an ignored one (foreign event, failed call, unmanaged account) is deleted at once;
-//! one that asked for a re-audit is deleted once that re-audit read every changed user and the
-//! run ended cleanly; a malformed one is never deleted, so SQS's redrive policy moves it to the
-//! dead-letter queue after `maxReceiveCount` receives. Nothing changes that the live read does
-//! not confirm: an event only says whom to read and since when.
+//! An event is a hint, never an authority (anyone who may send to the queue can write one):
+//! an event run acts only on the users its events name, after their live read, and all event
+//! runs between two cron runs share one run's cap; an AWS Health exposure claim counts only when
+//! the quarantine policies, read live, confirm it (else it is journaled and counted as
+//! unconfirmed); no claim outlives its run (`absorb`).
+//!
+//! Messages: an ignored one (foreign event, failed call, unmanaged account, an SNS topic the
+//! config does not name) is deleted at once; one that asked for a re-audit is deleted once every
+//! user it named was read and handled (one user's failure keeps only its own messages), and the
+//! run as a whole ended cleanly; a malformed one is never deleted, so SQS's redrive policy
+//! moves it to the dead-letter queue after `maxReceiveCount` receives.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,11 +27,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::app::cycle::{EventScope, Trigger};
 use crate::app::daemon::{Last, Memory, Runs};
 use crate::aws::sqs::{Message, Queue};
 use crate::config::{Config, EventsSettings};
 use crate::core::events::{self, Decision, Kind, Subject};
-use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
+use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, UnconfirmedExposure, User};
+use crate::core::plan::OutcomeKind;
 use crate::ports::{InventoryOptions, InventorySource, KeyActions};
 use crate::server::http::Shared;
 
@@ -37,12 +45,14 @@ pub struct Sorted {
     /// (account, user) whose user itself changed (created, deleted, tagged): read whole
     /// (GetUser too); the others only had keys change (their path and tags are known).
     pub whole: BTreeSet<(String, String)>,
-    /// Per account, the key ids AWS Health named exposed (`rules.exposed_key`).
+    /// Per account, the key ids AWS Health claimed exposed (`rules.exposed_key`): claims that
+    /// a live read of the quarantine policies confirms, or not.
     pub exposed: BTreeMap<String, BTreeSet<String>>,
     /// Changes named only by a key id that no user of the last inventory has.
     pub unknown_keys: Vec<(String, String)>,
-    /// Receipt handles to delete once the re-audit succeeded.
-    pub after_run: Vec<String>,
+    /// The messages that asked for a re-audit, each with the users it named: deleted once
+    /// every one of them was read and handled.
+    pub pending: Vec<Pending>,
     /// Receipt handles to delete now (ignored events).
     pub ignored: Vec<String>,
     /// `keywarden_events_received_total` labels, one per message.
@@ -51,20 +61,34 @@ pub struct Sorted {
     pub malformed: Vec<(String, String)>,
 }
 
-/// Sorts a batch: `managed` are the accounts this run reads, `base` the last inventory (to
-/// find the user of a key named alone, as Health names exposed keys).
-pub fn sort(messages: &[Message], managed: &BTreeSet<String>, base: &[AccountInventory]) -> Sorted {
+/// A message that asked for a re-audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub receipt_handle: String,
+    /// (account, user) it named; a Health claim also names its account (user ""), whose
+    /// quarantine policies are read live.
+    pub users: BTreeSet<(String, String)>,
+}
+
+/// Sorts a batch: `trusted` says which accounts this run reads and which SNS topics it
+/// accepts, `base` is the last inventory (to find the user of a key named alone, as Health
+/// names exposed keys).
+pub fn sort(messages: &[Message], trusted: &events::Trusted<'_>, base: &[AccountInventory]) -> Sorted {
     let mut out = Sorted::default();
     let mut changes = Vec::new();
     for m in messages {
         let decision = match crate::aws::eventbridge::parse(&m.body) {
-            Ok(envelope) => events::decide(&envelope, managed),
+            Ok(envelope) => events::decide(&envelope, trusted),
             Err(why) => Decision::Malformed(why),
         };
         match decision {
             Decision::Changes(c) => {
                 out.kinds.push(c.first().map_or("ignored", |c| c.kind.as_str()));
-                out.after_run.push(m.receipt_handle.clone());
+                let users = c.iter().flat_map(|c| named(&mut out, base, c)).collect();
+                out.pending.push(Pending {
+                    receipt_handle: m.receipt_handle.clone(),
+                    users,
+                });
                 changes.extend(c);
             }
             Decision::Ignored(why) => {
@@ -76,17 +100,6 @@ pub fn sort(messages: &[Message], managed: &BTreeSet<String>, base: &[AccountInv
                 out.kinds.push("malformed");
                 out.malformed.push((m.id.clone(), why));
             }
-        }
-    }
-    for c in &changes {
-        match (c.kind, &c.subject) {
-            (Kind::User, Subject::User(u)) => {
-                out.whole.insert((c.account_id.clone(), u.clone()));
-            }
-            (Kind::Health, Subject::Key(k)) => {
-                out.exposed.entry(c.account_id.clone()).or_default().insert(k.clone());
-            }
-            _ => {}
         }
     }
     for ((account, subject), time) in events::batch(changes) {
@@ -105,6 +118,31 @@ pub fn sort(messages: &[Message], managed: &BTreeSet<String>, base: &[AccountInv
     out
 }
 
+/// The (account, user) pairs one change names, noting on the way which users change whole
+/// and which keys Health claims exposed. A Health claim names its account's quarantine read
+/// (user "") besides the key's user, so that its message waits for both reads.
+fn named(out: &mut Sorted, base: &[AccountInventory], c: &events::Change) -> Vec<(String, String)> {
+    let account = c.account_id.clone();
+    match (c.kind, &c.subject) {
+        (Kind::User, Subject::User(u)) => {
+            out.whole.insert((account.clone(), u.clone()));
+            vec![(account, u.clone())]
+        }
+        (_, Subject::User(u)) => vec![(account, u.clone())],
+        (kind, Subject::Key(k)) => {
+            let mut pairs: Vec<(String, String)> = user_of_key(base, &account, k)
+                .map(|u| (account.clone(), u))
+                .into_iter()
+                .collect();
+            if kind == Kind::Health {
+                out.exposed.entry(account.clone()).or_default().insert(k.clone());
+                pairs.push((account, String::new()));
+            }
+            pairs
+        }
+    }
+}
+
 fn user_of_key(base: &[AccountInventory], account_id: &str, key: &str) -> Option<String> {
     base.iter()
         .filter(|a| a.account_id == account_id)
@@ -114,14 +152,17 @@ fn user_of_key(base: &[AccountInventory], account_id: &str, key: &str) -> Option
 }
 
 /// The last full inventory with the changed users read again: what an event run audits.
+/// Health's claims are checked against a live read of the quarantine policies, never taken
+/// as they come.
 pub struct Changed<'a, F> {
     pub fleet: &'a F,
     pub base: &'a [AccountInventory],
     pub users: &'a BTreeMap<String, BTreeMap<String, Timestamp>>,
     pub whole: &'a BTreeSet<(String, String)>,
     pub exposed: &'a BTreeMap<String, BTreeSet<String>>,
-    /// How many changed users could not be read (set by `inventory`).
-    pub failed: std::sync::atomic::AtomicUsize,
+    /// (account, user) whose live read failed (user "": the account's quarantine read), set by
+    /// `inventory`: each is that user's outcome alone.
+    pub failed: std::sync::Mutex<BTreeSet<(String, String)>>,
 }
 
 impl<'a, F> Changed<'a, F> {
@@ -132,35 +173,78 @@ impl<'a, F> Changed<'a, F> {
             users: &sorted.users,
             whole: &sorted.whole,
             exposed: &sorted.exposed,
-            failed: 0.into(),
+            failed: Default::default(),
         }
+    }
+
+    fn fail(&self, account_id: &str, user: &str) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.insert((account_id.to_string(), user.to_string()));
+        }
+    }
+
+    /// The (account, user) pairs whose read failed.
+    pub fn failures(&self) -> BTreeSet<(String, String)> {
+        self.failed.lock().map(|f| f.clone()).unwrap_or_default()
     }
 }
 
 impl<F: KeyActions + Sync> InventorySource for Changed<'_, F> {
     async fn inventory(&self, _: &InventoryOptions<'_>) -> Vec<AccountInventory> {
         let mut accounts = self.base.to_vec();
+        for account in &mut accounts {
+            // Claims are this run's alone: none is carried over from an earlier run.
+            account.exposure.reported_keys.clear();
+        }
         for (account_id, users) in self.users {
             let Some(account) = accounts.iter_mut().find(|a| &a.account_id == account_id) else {
                 continue;
             };
-            // A Health event names the exposed key itself: of its user, that key alone.
-            if let Some(keys) = self.exposed.get(account_id) {
-                account.exposure.reported_keys.extend(keys.iter().cloned());
-            }
             for name in users.keys() {
                 let read = self.read(account, name).await;
                 if read.is_err() {
-                    self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.fail(account_id, name);
                 }
                 replace_user(account, name, read);
             }
+        }
+        for (account_id, keys) in self.exposed {
+            let Some(account) = accounts.iter_mut().find(|a| &a.account_id == account_id) else {
+                continue;
+            };
+            self.check_claims(account, keys).await;
         }
         accounts
     }
 }
 
 impl<F: KeyActions + Sync> Changed<'_, F> {
+    /// Health's claims on `account`, checked against the quarantine policies read now. A
+    /// claim on a key whose user could not be read is left for its message's next delivery
+    /// (never called unconfirmed on a failed read), and a failed quarantine read leaves every
+    /// claim of the account for then.
+    async fn check_claims(&self, account: &mut AccountInventory, keys: &BTreeSet<String>) {
+        let account_id = account.account_id.clone();
+        match self.fleet.quarantined(&account_id).await {
+            Ok(q) => {
+                account.exposure.quarantined = q;
+                let failed = self.failures();
+                let unread = |k: &String| {
+                    user_of_key(self.base, &account_id, k).is_some_and(|u| failed.contains(&(account_id.clone(), u)))
+                };
+                account
+                    .exposure
+                    .reported_keys
+                    .extend(keys.iter().filter(|k| !unread(k)).cloned());
+            }
+            Err(e) => {
+                tracing::warn!(account_id = %account_id, error = %e.message, "cannot read the quarantine policies to check an AWS Health claim; its message comes back");
+                self.fail(&account_id, "");
+                account.errors.push(e);
+            }
+        }
+    }
+
     /// A user whose keys changed and who is in the last inventory: only the keys are read
     /// (ListAccessKeys, GetAccessKeyLastUsed per active key); anyone else whole.
     async fn read(&self, account: &AccountInventory, name: &str) -> Result<Option<User>, ReadError> {
@@ -188,6 +272,37 @@ pub fn replace_user(account: &mut AccountInventory, name: &str, read: Result<Opt
         Ok(None) => {}
         Err(e) => account.errors.push(e),
     }
+}
+
+/// What the next event run starts from: the last inventory with only this run's successful
+/// live reads taken in (a user whose read failed keeps its earlier entry, so one unreadable
+/// user does not mark every later event run incomplete), the quarantine policies where they
+/// were read again, and no Health claim carried over.
+pub fn absorb(
+    base: &[AccountInventory],
+    read: &[AccountInventory],
+    sorted: &Sorted,
+    failed: &BTreeSet<(String, String)>,
+) -> Vec<AccountInventory> {
+    let mut next = base.to_vec();
+    for account in &mut next {
+        account.exposure.reported_keys.clear();
+        let Some(live) = read.iter().find(|a| a.account_id == account.account_id) else {
+            continue;
+        };
+        let id = account.account_id.clone();
+        if sorted.exposed.contains_key(&id) && !failed.contains(&(id.clone(), String::new())) {
+            account.exposure.quarantined = live.exposure.quarantined.clone();
+        }
+        for name in sorted.users.get(&id).into_iter().flat_map(|u| u.keys()) {
+            if failed.contains(&(id.clone(), name.clone())) {
+                continue;
+            }
+            let user = live.users.iter().find(|u| &u.name == name).cloned();
+            replace_user(account, name, Ok(user));
+        }
+    }
+    next
 }
 
 impl<F: KeyActions + Sync> KeyActions for Changed<'_, F> {
@@ -270,8 +385,9 @@ pub(crate) async fn consume(
     }
 }
 
-/// One batch: counted, the ignored ones deleted, the rest re-audited in one event run and
-/// deleted when it succeeded.
+/// One batch: counted, the ignored ones deleted, the rest re-audited in one event run; each
+/// message is deleted when every user it named was read and handled, and comes back after its
+/// visibility timeout otherwise (one unreadable user delays only its own messages).
 async fn handle(
     config: &Config,
     shared: &Shared,
@@ -289,7 +405,16 @@ async fn handle(
         return;
     };
     let managed: BTreeSet<String> = base.fleet.sdks().iter().map(|(id, _)| id.to_string()).collect();
-    let sorted = sort(messages, &managed, &base.accounts);
+    let topics = config
+        .events
+        .as_ref()
+        .map(|e| e.sns_topic_arns.clone())
+        .unwrap_or_default();
+    let trusted = events::Trusted {
+        accounts: &managed,
+        sns_topics: &topics,
+    };
+    let sorted = sort(messages, &trusted, &base.accounts);
     for (kind, n) in count(&sorted.kinds) {
         shared.metrics.events_received.with_label_values(&[kind]).inc_by(n);
     }
@@ -300,23 +425,35 @@ async fn handle(
         tracing::info!(account_id = %account, access_key_id = %key, "an event names a key no user of the last run has; the next cron run reads it");
     }
     delete(queue, &sorted.ignored).await;
-    if sorted.users.is_empty() {
-        delete(queue, &sorted.after_run).await;
+    if sorted.users.is_empty() && sorted.exposed.is_empty() {
+        let all: Vec<String> = sorted.pending.iter().map(|p| p.receipt_handle.clone()).collect();
+        delete(queue, &all).await;
         return;
     }
-    let ok = crate::app::daemon::guarded(shared, event_run(config, shared, memory, base, &sorted, stop)).await;
-    if ok {
-        delete(queue, &sorted.after_run).await;
-        let now = chrono::Utc::now();
-        for t in sorted.users.values().flat_map(|u| u.values()) {
-            let lag = now.signed_duration_since(*t).num_milliseconds() as f64 / 1000.0;
-            shared.metrics.event_lag.observe(lag.max(0.0));
-        }
-    } else {
+    let run = crate::app::daemon::guarded(shared, event_run(config, shared, memory, base, &sorted, stop)).await;
+    let handled = |pair: &(String, String)| run.as_ref().is_some_and(|failed| !failed.contains(pair));
+    let done: Vec<String> = sorted
+        .pending
+        .iter()
+        .filter(|p| p.users.iter().all(handled))
+        .map(|p| p.receipt_handle.clone())
+        .collect();
+    delete(queue, &done).await;
+    let back = sorted.pending.len() - done.len();
+    if back > 0 {
         tracing::warn!(
-            messages = sorted.after_run.len(),
-            "the event run did not succeed; its messages come back after their visibility timeout"
+            messages = back,
+            "some users of this batch could not be read or handled; their messages come back after their visibility timeout"
         );
+    }
+    let now = chrono::Utc::now();
+    for (account, users) in &sorted.users {
+        for (user, t) in users {
+            if handled(&(account.clone(), user.clone())) {
+                let lag = now.signed_duration_since(*t).num_milliseconds() as f64 / 1000.0;
+                shared.metrics.event_lag.observe(lag.max(0.0));
+            }
+        }
     }
 }
 
@@ -335,8 +472,10 @@ async fn delete(queue: &Queue, receipts: &[String]) {
 }
 
 /// The event run: `app::cycle::run` over the last inventory with the changed users read
-/// again, each new finding first seen at its event's time. True when every changed user was
-/// read and the run ended cleanly.
+/// again, acting only on them and within what earlier event runs left of the cap, each new
+/// finding first seen at its event's time. Returns the (account, user) pairs that were not
+/// handled (a failed read, a failed action), or `None` when the run as a whole failed (state,
+/// clock, journal, lease): then every message comes back.
 async fn event_run(
     config: &Config,
     shared: &Shared,
@@ -344,35 +483,62 @@ async fn event_run(
     base: &mut Last,
     sorted: &Sorted,
     stop: &AtomicBool,
-) -> bool {
+) -> Option<BTreeSet<(String, String)>> {
     let started = Instant::now();
     base.observer.reset_skew();
     let changed = Changed::new(base.fleet.as_ref(), &base.accounts, sorted);
     let seen_at = |account: &str, user: &str| sorted.users.get(account).and_then(|u| u.get(user)).copied();
+    let budget = config
+        .enforcement
+        .max_deactivations_per_run
+        .saturating_sub(base.event_acted);
     let observer = Arc::clone(&base.observer);
-    let (c, enforced) = crate::app::daemon::run_cycle(
-        config,
-        shared,
-        memory,
-        &changed,
-        &observer,
-        Some(&seen_at),
-        // Rotations are the cron run's: an event run reads a few users, not every tagged one.
-        None,
-        stop,
-        started,
-    )
-    .await;
-    let read_all = changed.failed.load(Ordering::Relaxed) == 0;
-    let acted_cleanly = c.acted_cleanly();
+    let trigger = Trigger::Event(EventScope {
+        seen_at: &seen_at,
+        budget,
+    });
+    let (c, enforced) =
+        crate::app::daemon::run_cycle(config, shared, memory, &changed, &observer, trigger, stop, started).await;
+    let mut failed = changed.failures();
+    for o in c.executed.outcomes.iter().filter(|o| o.kind == OutcomeKind::Error) {
+        failed.insert((o.candidate.account_id.clone(), o.candidate.user.clone()));
+    }
+    base.event_acted += c
+        .executed
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o.kind, OutcomeKind::Success | OutcomeKind::DryRun))
+        .count();
+    let whole_run_ok = enforced && c.executed.journal_error.is_none() && c.executed.lease_lost.is_none();
+    if whole_run_ok {
+        report_unconfirmed(shared, &c.unconfirmed);
+    }
     tracing::info!(
         users = sorted.users.values().map(|u| u.len()).sum::<usize>(),
-        read_all,
+        failed = failed.len(),
+        deactivations_left = config
+            .enforcement
+            .max_deactivations_per_run
+            .saturating_sub(base.event_acted),
         seconds = started.elapsed().as_secs_f64(),
         "event run finished"
     );
-    base.accounts = c.accounts;
-    read_all && enforced && acted_cleanly
+    base.accounts = absorb(&base.accounts, &c.accounts, sorted, &failed);
+    whole_run_ok.then_some(failed)
+}
+
+/// Each exposure claim no live read confirmed: a warning and the counter the
+/// `KeywardenExposureUnconfirmed` alert reads (the journal entry is the cycle's).
+fn report_unconfirmed(shared: &Shared, claims: &[(String, UnconfirmedExposure)]) {
+    for (account, claim) in claims {
+        tracing::warn!(
+            account_id = %account,
+            user = claim.user.as_deref().unwrap_or("(no user has this key)"),
+            access_key_id = %claim.access_key_id,
+            "an AWS Health event claims this key is exposed, but no quarantine policy confirms it; nothing was changed (reported and journaled)"
+        );
+    }
+    shared.metrics.unconfirmed_exposures.inc_by(claims.len() as u64);
 }
 
 /// The kinds of one batch, counted.
@@ -449,7 +615,14 @@ mod tests {
             message("6", &health),
             message("7", &trail("TagUser", "dave", 2, "111111111111")),
         ];
-        let s = sort(&batch, &managed, &base);
+        let s = sort(
+            &batch,
+            &events::Trusted {
+                accounts: &managed,
+                sns_topics: &[],
+            },
+            &base,
+        );
         let users = &s.users["111111111111"];
         assert_eq!(users.len(), 3, "{users:?}");
         assert_eq!(
@@ -464,7 +637,32 @@ mod tests {
         );
         assert_eq!(users["carol"], t(9), "Health's key found in the last inventory");
         assert_eq!(s.unknown_keys, [("111111111111".to_string(), "AKIAGONE".to_string())]);
-        assert_eq!(s.after_run, ["r-1", "r-2", "r-3", "r-6", "r-7"]);
+        let pending: Vec<(&str, Vec<&str>)> = s
+            .pending
+            .iter()
+            .map(|p| {
+                (
+                    p.receipt_handle.as_str(),
+                    p.users.iter().map(|(_, u)| u.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pending,
+            [
+                ("r-1", vec!["alice"]),
+                ("r-2", vec!["alice"]),
+                ("r-3", vec!["alice"]),
+                ("r-6", vec!["", "carol"]),
+                ("r-7", vec!["dave"])
+            ],
+            "each message waits for the users it names (Health: also its account's quarantine read)"
+        );
+        assert_eq!(
+            s.exposed["111111111111"],
+            ["AKIACAROL".to_string(), "AKIAGONE".to_string()].into(),
+            "claims, checked live later"
+        );
         assert_eq!(s.ignored, ["r-4"], "an unmanaged account's event");
         assert_eq!(s.malformed.len(), 1);
         let counted = count(&s.kinds);
@@ -502,5 +700,46 @@ mod tests {
         replace_user(&mut a, "alice", Err(failed));
         assert!(a.users.iter().all(|u| u.name != "alice"), "fail closed");
         assert_eq!(a.errors.len(), 1);
+    }
+
+    #[test]
+    fn the_next_event_run_keeps_only_successful_live_reads_and_no_claims() {
+        let base = vec![AccountInventory {
+            account_id: "1".into(),
+            users: vec![user("alice", "AKIA1"), user("ghost", "AKIA2")],
+            ..Default::default()
+        }];
+        let mut read = base.clone();
+        replace_user(&mut read[0], "alice", Ok(Some(user("alice", "AKIA3"))));
+        let denied = ReadError {
+            account_id: "1".into(),
+            user: Some("ghost".into()),
+            operation: "ListAccessKeys".into(),
+            message: "AccessDenied".into(),
+            code: Some("AccessDenied".into()),
+        };
+        replace_user(&mut read[0], "ghost", Err(denied));
+        read[0].exposure.reported_keys.insert("AKIA3".into());
+        read[0]
+            .exposure
+            .quarantined
+            .insert("alice".into(), "AWSCompromisedKeyQuarantineV3".into());
+        let mut sorted = Sorted::default();
+        sorted
+            .users
+            .insert("1".into(), [("alice".into(), t(1)), ("ghost".into(), t(1))].into());
+        sorted.exposed.insert("1".into(), ["AKIA3".to_string()].into());
+        let failed: BTreeSet<(String, String)> = [("1".to_string(), "ghost".to_string())].into();
+        let next = absorb(&base, &read, &sorted, &failed);
+        let a = &next[0];
+        assert!(
+            a.errors.is_empty(),
+            "a failed read is that run's outcome, not the next run's"
+        );
+        let keys = |name: &str| a.users.iter().find(|u| u.name == name).map(|u| u.keys[0].id.clone());
+        assert_eq!(keys("alice").as_deref(), Some("AKIA3"), "read live");
+        assert_eq!(keys("ghost").as_deref(), Some("AKIA2"), "its earlier entry");
+        assert!(a.exposure.reported_keys.is_empty(), "a claim never outlives its run");
+        assert!(a.exposure.quarantined.contains_key("alice"), "the live quarantine read");
     }
 }

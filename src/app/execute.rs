@@ -201,9 +201,12 @@ async fn still_due(
         own_access_key_id: ctx.own_access_key_id.map(str::to_string),
         ..Default::default()
     };
-    // The exposure was read this run (quarantine policies, a Health event): the fresh read
-    // re-checks the key, not the exposure.
+    // The exposure was read live this run (the quarantine policies, which a Health event
+    // only narrows): the fresh read re-checks the key, not the exposure.
     if c.rules.contains(&crate::core::policy::Rule::ExposedKey) {
+        inv.exposure
+            .quarantined
+            .insert(c.user.clone(), "(read earlier in this run)".into());
         inv.exposure.reported_keys.insert(c.access_key_id.clone());
     }
     let due = rules::evaluate(&inv, ctx.policy, ctx.state, ctx.now)

@@ -13,6 +13,7 @@
 //! all clients share one semaphore of `max_concurrent_requests`, and at most
 //! `max_concurrent_accounts` accounts are read at a time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
@@ -458,6 +459,24 @@ impl KeyActions for Fleet {
         match self.client(account_id) {
             Some(c) => c.read_keys(account_id, user).await,
             None => self.read_user(account_id, user).await.map(|u| u.map(|u| u.keys)),
+        }
+    }
+
+    async fn quarantined(&self, account_id: &str) -> Result<BTreeMap<String, String>, ReadError> {
+        match self.client(account_id) {
+            Some(c) => c.quarantined(account_id).await.map_err(|mut e| {
+                if let Some(who) = self.principals.get(account_id) {
+                    e.name_denied(who);
+                }
+                e
+            }),
+            None => Err(ReadError {
+                account_id: account_id.to_string(),
+                user: None,
+                operation: "AssumeRole".into(),
+                message: "the account is not connected in this run".into(),
+                code: None,
+            }),
         }
     }
 

@@ -58,11 +58,58 @@ pub fn explain(err: &(dyn Error + 'static)) -> Option<String> {
                 CredentialsError::CredentialsNotLoaded(_) => Failure::NotLoaded,
                 _ => Failure::Provider,
             };
-            return Some(advice(failure, &chain_text(c), &profile_name()));
+            let profile = profile_name();
+            // A profile named explicitly that no file defines: the SDK skips it and goes on
+            // down the chain (to instance metadata), whose error then hides the real cause.
+            // (`default` needs no section: credentials may come from anywhere in the chain.)
+            if explicit_profile() && profile != "default" && !profile_defined(&profile) {
+                return Some(advice(
+                    failure,
+                    &format!("profile `{profile}` was not defined"),
+                    &profile,
+                ));
+            }
+            return Some(advice(failure, &chain_text(c), &profile));
         }
         current = e.source();
     }
     None
+}
+
+/// Whether a profile was named (`aws.profile` or `AWS_PROFILE`) rather than defaulted.
+fn explicit_profile() -> bool {
+    PROFILE.read().ok().is_some_and(|p| p.is_some()) || std::env::var("AWS_PROFILE").is_ok_and(|p| !p.is_empty())
+}
+
+/// Whether the shared config or credentials file defines `profile` (`[profile NAME]` or
+/// `[NAME]`); false when neither file can be read.
+fn profile_defined(profile: &str) -> bool {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let file = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| format!("{home}/.aws/{default}"))
+    };
+    [
+        file("AWS_CONFIG_FILE", "config"),
+        file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .any(|t| defines(&t, profile))
+}
+
+/// Whether an INI text has the section of `profile`.
+fn defines(text: &str, profile: &str) -> bool {
+    text.lines().any(|l| {
+        let section = l
+            .trim()
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .map(str::trim);
+        section.is_some_and(|s| s == profile || s.strip_prefix("profile").map(str::trim) == Some(profile))
+    })
 }
 
 /// Why AssumeRole into a target account's role failed: the chain's own words (the service's
@@ -93,7 +140,9 @@ pub fn advice(failure: Failure, text: &str, profile: &str) -> String {
     let sso_expired = lower.contains("sso token has expired")
         || lower.contains("unauthorizedexception")
         || lower.contains("session token not found or invalid")
-        || (lower.contains("sso") && lower.contains("cache") && lower.contains("failed to read"));
+        || (lower.contains("sso") && lower.contains("cache") && lower.contains("failed to read"))
+        // `aws configure sso` profiles (sso_session) that never logged in.
+        || lower.contains("cached sso token");
     if sso_expired {
         return format!(
             "the AWS SSO session of profile {profile} has expired or was never started ({text}): run `aws sso login --profile {profile}`, then try again"
@@ -102,6 +151,11 @@ pub fn advice(failure: Failure, text: &str, profile: &str) -> String {
     if let Some(i) = text.find("external process exited with code") {
         let what = text[i..].trim_end_matches(|c: char| c == ')' || c.is_whitespace());
         return format!("the credential_process of profile {profile} failed: {what}");
+    }
+    if lower.contains(&format!("profile `{}` was not defined", profile.to_lowercase())) {
+        return format!(
+            "profile {profile} does not exist: it is in neither ~/.aws/config nor ~/.aws/credentials (or AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE); it is named by aws.profile or AWS_PROFILE, and `aws configure list-profiles` lists the ones there are"
+        );
     }
     if failure == Failure::NotLoaded {
         return format!(
@@ -203,6 +257,7 @@ mod tests {
             "the SSO token has expired and cannot be refreshed",
             "service error: UnauthorizedException: Session token not found or invalid",
             "failed to read `/home/u/.aws/sso/cache/3c2f.json`: No such file or directory",
+            "failed to load the cached SSO token: failed to read `/root/.aws/sso/cache/5a1f.json`",
         ] {
             let a = advice(Failure::Provider, text, "corp-audit");
             assert!(a.contains("run `aws sso login --profile corp-audit`"), "{text} -> {a}");
@@ -237,11 +292,29 @@ mod tests {
     }
 
     #[test]
-    fn other_failures_keep_the_sdks_text() {
+    fn a_profile_is_found_by_its_section() {
+        let config = "[default]\nregion = x\n[profile corp-audit]\nsso_session = corp\n[ sso-session corp ]\n";
+        assert!(defines(config, "corp-audit") && defines(config, "default"));
+        assert!(!defines(config, "corp") && !defines(config, "nope"));
+        assert!(
+            defines("[ops]\naws_access_key_id = A\n", "ops"),
+            "a credentials file's section"
+        );
+    }
+
+    #[test]
+    fn a_profile_that_does_not_exist_is_said_so() {
         let a = advice(Failure::Provider, "profile `nope` was not defined", "nope");
+        assert!(a.starts_with("profile nope does not exist"), "{a}");
+        assert!(a.contains("list-profiles"), "{a}");
+    }
+
+    #[test]
+    fn other_failures_keep_the_sdks_text() {
+        let a = advice(Failure::Provider, "the role session name is invalid", "ops");
         assert_eq!(
             a,
-            "cannot load the AWS credentials of profile nope: profile `nope` was not defined"
+            "cannot load the AWS credentials of profile ops: the role session name is invalid"
         );
     }
 

@@ -10,7 +10,11 @@ use crate::core::events::Envelope;
 /// The envelope in a message body, or why it is not one.
 pub fn parse(body: &str) -> Result<Envelope, String> {
     let mut v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    let mut sns_topic = None;
     if v["Type"] == "Notification" {
+        // Unverified: SNS's signature is not checked, so a named topic is only as good as
+        // the queue policy that lets no one but that topic and EventBridge send.
+        sns_topic = Some(v["TopicArn"].as_str().unwrap_or_default().to_string());
         let inner = v["Message"].as_str().ok_or("an SNS notification without a Message")?;
         v = serde_json::from_str(inner).map_err(|e| format!("the SNS Message is not JSON: {e}"))?;
     }
@@ -46,6 +50,7 @@ pub fn parse(body: &str) -> Result<Envelope, String> {
         event_type_code: text(&d["eventTypeCode"]),
         affected_entities,
         time,
+        sns_topic,
     })
 }
 
@@ -91,8 +96,24 @@ mod tests {
         let e = parse(health).expect("health");
         assert_eq!(e.affected_entities, ["AKIAEXPOSED"]);
         assert!(e.time.is_some(), "the envelope's time");
-        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": CREATE}).to_string();
-        assert_eq!(parse(&sns).expect("sns"), parse(CREATE).expect("plain"));
+        let topic = "arn:aws:sns:us-east-1:123456789012:keywarden";
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "TopicArn": topic, "Message": CREATE})
+            .to_string();
+        let wrapped = parse(&sns).expect("sns");
+        assert_eq!(wrapped.sns_topic.as_deref(), Some(topic));
+        assert_eq!(
+            Envelope {
+                sns_topic: None,
+                ..wrapped
+            },
+            parse(CREATE).expect("plain")
+        );
+        let anonymous = serde_json::json!({"Type": "Notification", "Message": CREATE}).to_string();
+        assert_eq!(
+            parse(&anonymous).expect("no topic").sns_topic.as_deref(),
+            Some(""),
+            "still SNS: no topic is no trusted topic"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_iam::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::error::{BoxError, ProvideErrorMetadata};
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -26,6 +26,8 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::aws::credential_report::{self, CredentialReport, NamingError, Row};
+
+use crate::aws::errors::{describe_at, NoRetryOnRefusal};
 use crate::aws::ratelimit::TokenBucket;
 use crate::config::AwsSettings;
 use crate::core::model::{
@@ -142,7 +144,7 @@ pub async fn caller_identity(
     sdk: &SdkConfig,
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Result<(String, String), String> {
-    let mut conf = aws_sdk_sts::config::Builder::from(sdk);
+    let mut conf = aws_sdk_sts::config::Builder::from(sdk).retry_classifier(NoRetryOnRefusal);
     if let Some(o) = observer {
         conf = conf.interceptor(CountAttempts(o));
     }
@@ -150,10 +152,22 @@ pub async fn caller_identity(
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| describe(&e).message)?;
+        .map_err(|e| describe_at(&e, &endpoint_of(sdk, "STS")).message)?;
     match (id.account, id.arn) {
         (Some(account), Some(arn)) if !account.is_empty() => Ok((account, arn)),
         _ => Err("the response has no account id".into()),
+    }
+}
+
+/// Where a client of `service` sends its requests, for messages: `aws.endpoint_url` when set,
+/// else the service's own endpoint for the region.
+pub(crate) fn endpoint_of(sdk: &SdkConfig, service: &str) -> String {
+    match sdk.endpoint_url() {
+        Some(url) => url.to_string(),
+        None => format!(
+            "{service}'s endpoint in {}",
+            sdk.region().map_or(DEFAULT_REGION, |r| r.as_ref())
+        ),
     }
 }
 
@@ -172,7 +186,7 @@ pub async fn organization_members(
     sdk: &SdkConfig,
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Result<Vec<Member>, String> {
-    let mut conf = aws_sdk_organizations::config::Builder::from(sdk);
+    let mut conf = aws_sdk_organizations::config::Builder::from(sdk).retry_classifier(NoRetryOnRefusal);
     if let Some(o) = observer {
         conf = conf.interceptor(CountAttempts(o));
     }
@@ -183,7 +197,7 @@ pub async fn organization_members(
         .send()
         .try_collect()
         .await
-        .map_err(|e| describe(&e).message)?;
+        .map_err(|e| describe_at(&e, &endpoint_of(sdk, "Organizations")).message)?;
     pages
         .into_iter()
         .flat_map(|p| p.accounts.unwrap_or_default())
@@ -224,6 +238,8 @@ pub struct Iam {
     global: Arc<Semaphore>,
     /// The client region's partition: AWS managed policies' ARNs name it.
     partition: &'static str,
+    /// Where requests go, for messages when nothing answered.
+    endpoint: String,
 }
 
 impl Iam {
@@ -236,7 +252,7 @@ impl Iam {
         global: Arc<Semaphore>,
         observer: Option<Arc<dyn RequestObserver>>,
     ) -> Iam {
-        let mut iam = aws_sdk_iam::config::Builder::from(sdk);
+        let mut iam = aws_sdk_iam::config::Builder::from(sdk).retry_classifier(NoRetryOnRefusal);
         if let Some(o) = observer {
             iam = iam.interceptor(CountAttempts(o));
         }
@@ -249,7 +265,17 @@ impl Iam {
             limiter: (rate > 0.0).then(|| Arc::new(TokenBucket::new(rate, rate))),
             global,
             partition: crate::core::arn::partition(sdk.region().map(|r| r.as_ref()).unwrap_or(DEFAULT_REGION)),
+            endpoint: endpoint_of(sdk, "IAM"),
         }
+    }
+
+    /// An error of this client's request, in the service's words (the endpoint named when
+    /// nothing answered).
+    fn describe<E>(&self, e: &aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> ServiceError
+    where
+        E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        describe_at(e, &self.endpoint)
     }
 
     /// Runs one request (or one paginated call) within this account's rate and the global
@@ -281,7 +307,7 @@ impl Iam {
             }
             Err(e) => inv
                 .errors
-                .push(account_error(account_id, "GetAccountSummary", describe(&e))),
+                .push(account_error(account_id, "GetAccountSummary", self.describe(&e))),
         }
         if opts.exposure {
             match self.quarantined(account_id).await {
@@ -344,7 +370,7 @@ impl Iam {
     /// The users each of AWS's quarantine policies is attached to (user -> policy name). A
     /// policy this partition does not have (NoSuchEntity) quarantines nobody; any other failure
     /// is the account's error, so no run decides as if nobody were quarantined.
-    async fn quarantined(&self, account_id: &str) -> Result<BTreeMap<String, String>, ReadError> {
+    pub async fn quarantined(&self, account_id: &str) -> Result<BTreeMap<String, String>, ReadError> {
         // One policy after the other: an account's reads stay within what its users' reads
         // put in flight (max_concurrent_accounts bounds accounts, not their extra calls).
         let mut users = BTreeMap::new();
@@ -380,7 +406,7 @@ impl Iam {
                     tracing::debug!(policy = %arn, "quarantine policy unknown here; it quarantines nobody");
                     return Ok(Vec::new());
                 }
-                Err(e) => return Err(describe(&e)),
+                Err(e) => return Err(self.describe(&e)),
             };
             users.extend(
                 page.policy_users
@@ -404,7 +430,7 @@ impl Iam {
             let page = self
                 .gated(self.iam.list_users().set_marker(marker.take()).send())
                 .await
-                .map_err(|e| describe(&e))?;
+                .map_err(|e| self.describe(&e))?;
             users.extend(page.users);
             match page.marker {
                 Some(m) if page.is_truncated => marker = Some(m),
@@ -421,7 +447,7 @@ impl Iam {
             let out = self
                 .gated(self.iam.generate_credential_report().send())
                 .await
-                .map_err(|e| format!("GenerateCredentialReport: {}", describe(&e)))?;
+                .map_err(|e| format!("GenerateCredentialReport: {}", self.describe(&e)))?;
             if out.state == Some(aws_sdk_iam::types::ReportStateType::Complete) {
                 break;
             }
@@ -434,7 +460,7 @@ impl Iam {
         let out = self
             .gated(self.iam.get_credential_report().send())
             .await
-            .map_err(|e| describe(&e).message)?;
+            .map_err(|e| self.describe(&e).message)?;
         let content = out.content.ok_or("the report has no content")?;
         let report = credential_report::parse(content.as_ref()).map_err(|e| e.to_string())?;
         Ok((report, out.generated_time.and_then(to_chrono)))
@@ -498,7 +524,7 @@ impl Iam {
 
     async fn tags(&self, account_id: &str, name: &str) -> Result<Vec<(String, String)>, ReadError> {
         Ok(every_item!(self, list_user_tags, name)
-            .map_err(|e| user_error(account_id, name, "ListUserTags", describe(&e)))?
+            .map_err(|e| user_error(account_id, name, "ListUserTags", self.describe(&e)))?
             .into_iter()
             .map(|t| (t.key, t.value))
             .collect())
@@ -548,7 +574,7 @@ impl Iam {
                         name,
                         "GetAccessKeyLastUsed",
                         ServiceError {
-                            message: format!("key {}: {}", k.id, describe(&e)),
+                            message: format!("key {}: {}", k.id, self.describe(&e)),
                             code: e.code().map(str::to_string),
                         },
                     )
@@ -565,7 +591,7 @@ impl Iam {
     async fn list_keys(&self, account_id: &str, name: &str) -> Result<Vec<AccessKey>, ReadError> {
         let fail = |operation: &str, error: ServiceError| user_error(account_id, name, operation, error);
         let metas: Vec<_> =
-            every_item!(self, list_access_keys, name).map_err(|e| fail("ListAccessKeys", describe(&e)))?;
+            every_item!(self, list_access_keys, name).map_err(|e| fail("ListAccessKeys", self.describe(&e)))?;
         let mut keys = Vec::with_capacity(metas.len());
         for m in metas {
             let id = m
@@ -607,7 +633,7 @@ impl KeyActions for Iam {
                 .user
                 .ok_or_else(|| user_error(account_id, name, "GetUser", "no user in the response"))?,
             Err(e) if e.code() == Some("NoSuchEntity") => return Ok(None),
-            Err(e) => return Err(user_error(account_id, name, "GetUser", describe(&e))),
+            Err(e) => return Err(user_error(account_id, name, "GetUser", self.describe(&e))),
         };
         let keys = self.read_keys(account_id, name).await?;
         Ok(Some(User {
@@ -656,7 +682,7 @@ impl KeyActions for Iam {
         self.gated(call)
             .await
             .map(|_| ())
-            .map_err(|e| named("PutUserPolicy", describe(&e)))
+            .map_err(|e| named("PutUserPolicy", self.describe(&e)))
     }
 
     async fn restore_sessions(&self, _account_id: &str, user: &str) -> Result<bool, ServiceError> {
@@ -669,7 +695,7 @@ impl KeyActions for Iam {
         match self.gated(call).await {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("NoSuchEntity") => Ok(false),
-            Err(e) => Err(named("DeleteUserPolicy", describe(&e))),
+            Err(e) => Err(named("DeleteUserPolicy", self.describe(&e))),
         }
     }
 }
@@ -680,7 +706,7 @@ impl Iam {
         let out = self
             .gated(self.iam.create_access_key().user_name(user).send())
             .await
-            .map_err(|e| named("CreateAccessKey", describe(&e)))?;
+            .map_err(|e| named("CreateAccessKey", self.describe(&e)))?;
         let key = out
             .access_key
             .ok_or_else(|| ServiceError::from("CreateAccessKey: no key in the answer"))?;
@@ -701,7 +727,7 @@ impl Iam {
         self.gated(call)
             .await
             .map(|_| ())
-            .map_err(|e| named("DeleteAccessKey", describe(&e)))
+            .map_err(|e| named("DeleteAccessKey", self.describe(&e)))
     }
 }
 
@@ -745,7 +771,7 @@ impl Iam {
         )
         .await
         .map(|_| ())
-        .map_err(|e| named("UpdateAccessKey", describe(&e)))
+        .map_err(|e| named("UpdateAccessKey", self.describe(&e)))
     }
 }
 
@@ -798,25 +824,6 @@ pub fn account_error(account_id: &str, operation: &str, error: impl Into<Service
 
 fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
-}
-
-/// `Code: message` for service errors (what an operator greps for), the full chain otherwise
-/// (timeouts, connection errors).
-pub(crate) fn describe<E, R>(e: &SdkError<E, R>) -> ServiceError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    let message = match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        (Some(code), None) => code.to_string(),
-        // A request that never left because its credentials could not be had: say what to do.
-        _ => crate::aws::credentials::explain(e).unwrap_or_else(|| DisplayErrorContext(e).to_string()),
-    };
-    ServiceError {
-        code: e.code().map(str::to_string),
-        message,
-    }
 }
 
 #[cfg(test)]

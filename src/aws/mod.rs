@@ -1,11 +1,13 @@
 //! The AWS edge: the SDK's configuration and the IAM client of one account (`iam`), which
 //! accounts a run reads and how (`accounts`), the credential report parser
 //! (`credential_report`), the per-account request budget (`ratelimit`) and what to do when
-//! the credentials cannot be had (`credentials`); the policy simulator (`simulate`).
+//! the credentials cannot be had (`credentials`); errors in the service's words and the retry of
+//! refused connections (`errors`); the policy simulator (`simulate`).
 
 pub mod accounts;
 pub mod credential_report;
 pub mod credentials;
+pub mod errors;
 pub mod eventbridge;
 pub mod iam;
 pub mod ratelimit;

@@ -67,7 +67,7 @@ pub async fn simulate(sdk: &SdkConfig, principal: &str, needs: &[Need]) -> Vec<V
             let page = match req.send().await {
                 Ok(p) => p,
                 Err(e) => {
-                    let why = unknown_because(principal, e.code(), &crate::aws::iam::describe(&e).message);
+                    let why = unknown_because(principal, e.code(), &crate::aws::errors::describe(&e).message);
                     for a in &actions {
                         decided.insert((a.to_string(), resource.to_string()), Verdict::Unknown(why.clone()));
                     }

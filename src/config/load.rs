@@ -79,7 +79,12 @@ impl Locator<'_> {
             }
         }
         let key = (!key_path.is_empty()).then(|| key_path.join("."));
-        let message = e.kind.to_string();
+        let mut message = e.kind.to_string();
+        if let figment::error::Kind::UnknownField(field, expected) = &e.kind {
+            if let Some(near) = super::suggest::closest(field, expected.iter().copied()) {
+                message.push_str(&format!("; did you mean `{near}`?"));
+            }
+        }
         match &e.metadata {
             Some(md) if md.name.contains("environment") => Issue {
                 origin: format!("environment variable {}", env_var_name(&key_path)),

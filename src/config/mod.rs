@@ -15,7 +15,9 @@ use crate::core::policy::Policy;
 
 mod load;
 mod raw;
+mod suggest;
 mod validate;
+mod warnings;
 
 pub use load::{find_key_line, load, resolve_path};
 pub use raw::*;
@@ -133,6 +135,8 @@ pub struct EventsSettings {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub poll_wait: Duration,
+    /// SNS topics whose notifications are read (none: no SNS-wrapped message is).
+    pub sns_topic_arns: Vec<String>,
 }
 
 /// `[rotation]`, validated.
@@ -182,6 +186,8 @@ pub struct Config {
     pub metrics_web: Arc<crate::sys::web::Web>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Where each `[[exemptions]]` entry is (file and line, or variable), for warnings.
+    pub exemption_places: Vec<Issue>,
     /// The merged raw values, for `check-config` to print.
     pub effective: RawConfig,
 }

@@ -70,6 +70,9 @@ pub struct RawEvents {
     pub endpoint_url: Option<String>,
     /// How long one ReceiveMessage waits for a message (long polling; 1 s to 20 s).
     pub poll_wait: String,
+    /// SNS topics whose notifications are read when a topic sits between EventBridge and the
+    /// queue; empty: SNS-wrapped messages are ignored.
+    pub sns_topic_arns: Vec<String>,
 }
 
 impl Default for RawEvents {
@@ -79,6 +82,7 @@ impl Default for RawEvents {
             region: None,
             endpoint_url: None,
             poll_wait: "20s".into(),
+            sns_topic_arns: Vec::new(),
         }
     }
 }
@@ -350,8 +354,32 @@ pub struct RawExemption {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<String>>,
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// A date (`2027-06-30`: through that day, UTC) or an RFC 3339 date-time, written as a
+    /// string or as a bare TOML date-time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text_or_datetime"
+    )]
     pub expires: Option<String>,
+}
+
+/// A TOML date-time (`expires = 2027-06-30T00:00:00Z`) reaches serde as a one-key map; taken
+/// as its text, so that it is checked like the string form.
+fn text_or_datetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        Datetime {
+            #[serde(rename = "$__toml_private_datetime")]
+            value: String,
+        },
+    }
+    Ok(Option::<Form>::deserialize(d)?.map(|f| match f {
+        Form::Text(t) => t,
+        Form::Datetime { value } => value,
+    }))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -73,6 +73,8 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
             None
         }
     };
+    c.cap(raw.enforcement.max_deactivations_per_run);
+    let exemption_places = places(at, "exemptions", raw.exemptions.len());
     if !c.issues.is_empty() {
         return Err(ConfigError::Invalid { issues: c.issues });
     }
@@ -107,6 +109,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         metrics_web,
         log_format: log_format.ok_or_else(missing)?,
         log_level: raw.log.level.clone(),
+        exemption_places,
         effective: raw,
     })
 }
@@ -250,6 +253,16 @@ impl Checker<'_, '_> {
         })
     }
 
+    /// `enforcement.max_deactivations_per_run`: at least 1.
+    fn cap(&mut self, cap: u32) {
+        if cap == 0 {
+            self.push(
+                "enforcement.max_deactivations_per_run",
+                "must be at least 1: a cap of 0 would deactivate nothing while the mode says enforce (to act on nothing, set enforcement.mode = \"dry-run\")",
+            );
+        }
+    }
+
     /// `Some(None)` without a queue; checked either way.
     fn events(&mut self, raw: &RawEvents) -> Option<Option<EventsSettings>> {
         let endpoint_ok = self.endpoint_url("events.endpoint_url", raw.endpoint_url.as_deref());
@@ -271,8 +284,18 @@ impl Checker<'_, '_> {
                 "must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
             );
         }
+        let topics_ok = raw.sns_topic_arns.iter().all(|t| {
+            let ok = t.starts_with("arn:") && t.split(':').nth(2) == Some("sns") && t.split(':').count() == 6;
+            if !ok {
+                self.push(
+                    "events.sns_topic_arns",
+                    format!("{t:?} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+                );
+            }
+            ok
+        });
         let wait = wait?;
-        if !(endpoint_ok && region_ok && url_ok) {
+        if !(endpoint_ok && region_ok && url_ok && topics_ok) {
             return None;
         }
         Some((!url.is_empty()).then(|| EventsSettings {
@@ -280,6 +303,7 @@ impl Checker<'_, '_> {
             region: raw.region.clone(),
             endpoint_url: raw.endpoint_url.clone().filter(|u| !u.is_empty()),
             poll_wait: wait,
+            sns_topic_arns: raw.sns_topic_arns.clone(),
         }))
     }
 
@@ -572,6 +596,16 @@ fn to_delta(d: Duration) -> TimeDelta {
 
 /// The scheduler (tokio-cron-scheduler) parses with croner, seconds required; use the same
 /// settings so a schedule accepted here is accepted there.
+/// Where each entry of the array `key` is (file and line, or variable), for later warnings.
+fn places(at: &Locator<'_>, key: &str, n: usize) -> Vec<Issue> {
+    (0..n)
+        .map(|i| Issue {
+            message: String::new(),
+            ..at.issue(&format!("{key}.{i}"), "")
+        })
+        .collect()
+}
+
 pub fn validate_cron(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
     if fields != 6 {
@@ -579,14 +613,45 @@ pub fn validate_cron(expr: &str) -> Result<(), String> {
             "{expr:?} has {fields} fields; expected 6 (sec min hour day-of-month month day-of-week), e.g. \"0 0 * * * *\""
         ));
     }
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+    let parse = |e: &str| {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(e)
+            .map(|_| ())
+    };
+    parse(expr).map_err(|e| {
+        // croner says what is wrong ("Number out of bounds"), not where: try each field alone.
+        let fields: Vec<&str> = expr.split_whitespace().collect();
+        let bad = (0..fields.len()).find(|&i| {
+            let alone: Vec<&str> = (0..fields.len())
+                .map(|j| if j == i { fields[j] } else { "*" })
+                .collect();
+            parse(&alone.join(" ")).is_err()
+        });
+        match bad {
+            Some(i) => format!(
+                "invalid cron expression {expr:?}: field {} ({}) {:?}: {e}; it takes {}",
+                i + 1,
+                CRON_FIELDS[i].0,
+                fields[i],
+                CRON_FIELDS[i].1
+            ),
+            None => format!("invalid cron expression {expr:?}: {e}"),
+        }
+    })
 }
+
+/// The six fields of `schedule.cron`, and what each takes.
+const CRON_FIELDS: [(&str, &str); 6] = [
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day of week", "0-6 or SUN-SAT"),
+];
 
 fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<RulePolicy> {
     let base = format!("rules.{rule}");
@@ -835,10 +900,13 @@ fn exemption(i: usize, raw: &RawExemption, at: &Locator<'_>, issues: &mut Vec<Is
     let expires: Option<Timestamp> = raw
         .expires
         .as_deref()
-        .and_then(|s| match crate::sys::timefmt::parse(s) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                issues.push(at.issue(&key("expires"), format!("{s:?} is not an RFC 3339 date-time: {e}")));
+        .and_then(|s| match crate::core::owners::parse_until(s) {
+            Some(t) => Some(t),
+            None => {
+                issues.push(at.issue(
+                    &key("expires"),
+                    format!("{s:?} is not a date (YYYY-MM-DD, through that day UTC) or an RFC 3339 date-time"),
+                ));
                 None
             }
         });
@@ -915,6 +983,7 @@ mod tests {
         assert!(validate_cron("0 0 * * * *").is_ok());
         assert!(validate_cron("*/5 * * * * *").is_ok());
         assert!(validate_cron("0 * * * *").unwrap_err().contains("5 fields"));
-        assert!(validate_cron("0 0 25 * * *").is_err());
+        let e = validate_cron("0 0 25 * * *").unwrap_err();
+        assert!(e.contains("field 3 (hour) \"25\"") && e.contains("0-23"), "{e}");
     }
 }

@@ -439,6 +439,45 @@ mod tests {
         }
     }
 
+    /// The statement of `template` whose `Sid` is `sid`, as its indented lines.
+    fn statement<'a>(template: &'a str, sid: &str) -> Vec<&'a str> {
+        let mut lines = template.lines().skip_while(|l| !l.contains(&format!("Sid: {sid}")));
+        let first = lines.next().expect(sid);
+        let indent = first.find('-').expect("a list item");
+        std::iter::once(first)
+            .chain(lines.take_while(|l| l.find(|c: char| c != ' ').is_some_and(|i| i > indent)))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_rules_may_send_to_the_queue_or_forward_to_it() {
+        let central = include_str!("../../packaging/events/keywarden-events.yml");
+        let deny = statement(central, "NobodyElseSends").join("\n");
+        for part in [
+            "Effect: Deny",
+            "Principal: \"*\"",
+            "Action: sqs:SendMessage",
+            "ArnNotEquals:",
+            "aws:SourceArn: [!GetAtt KeyChanges.Arn, !GetAtt ExposedKeys.Arn]",
+        ] {
+            assert!(deny.contains(part), "{part} in\n{deny}");
+        }
+        let member = include_str!("../../packaging/events/keywarden-events-member.yml");
+        let deny = statement(member, "NoOtherRuleForwards").join("\n");
+        for part in [
+            "Effect: Deny",
+            "Action: sts:AssumeRole",
+            "ArnNotEquals:",
+            "rule/keywarden-key-changes",
+            "rule/keywarden-exposed-keys",
+        ] {
+            assert!(deny.contains(part), "{part} in\n{deny}");
+        }
+        for name in ["Name: keywarden-key-changes", "Name: keywarden-exposed-keys"] {
+            assert!(member.contains(name), "the rules the condition names: {name}");
+        }
+    }
+
     fn rule_matches(template: &str) {
         let line = template
             .lines()

@@ -6,8 +6,14 @@
 //! ("AWS API Call via CloudTrail") and AWS Health's `AWS_RISK_CREDENTIALS_EXPOSED`. An event
 //! is only a hint: the run re-reads the user live, and nothing changes that the live read does
 //! not confirm. What an event contributes is *when*: a new finding of a changed user is first
-//! seen at the event's time, not at the read's, but never before the last run that did not see
-//! it (a late or redelivered event cannot shorten a grace period) and never in the future.
+//! seen at the event's time, not at the read's, but never before keywarden's own earliest sight
+//! of the account (its last run, or now when the state remembers none: a late, redelivered or
+//! forged event cannot shorten a grace period) and never in the future.
+//!
+//! Anyone who may `sqs:SendMessage` to the queue can write a message that looks like an
+//! event. What such a message can make keywarden do is bounded here and in `app::events`: read
+//! the users it names again, act only on what that read shows due (an exposure only when the
+//! user carries AWS's quarantine policy now), within one run's cap between two cron runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +49,18 @@ pub struct Envelope {
     pub affected_entities: Vec<String>,
     /// `detail.eventTime` (CloudTrail), else the envelope's `time`.
     pub time: Option<Timestamp>,
+    /// The SNS topic the event came through (`TopicArn` of an SNS Notification), if any.
+    pub sns_topic: Option<String>,
+}
+
+/// Who may put events on the queue, as far as keywarden can tell from a message.
+#[derive(Debug, Clone, Copy)]
+pub struct Trusted<'a> {
+    /// The accounts this instance reads: events of others are ignored.
+    pub accounts: &'a BTreeSet<String>,
+    /// SNS topics whose notifications are read (`events.sns_topic_arns`); any other topic's,
+    /// or every one when this is empty, is ignored.
+    pub sns_topics: &'a [String],
 }
 
 /// What kind of change (the `kind` label of `keywarden_events_received_total`).
@@ -108,8 +126,16 @@ pub const ACCESS_KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", 
 pub const USER_EVENTS: [&str; 4] = ["CreateUser", "DeleteUser", "TagUser", "UntagUser"];
 pub const EXPOSED: &str = "AWS_RISK_CREDENTIALS_EXPOSED";
 
-/// Decides one parsed message; `managed` are the accounts this instance reads.
-pub fn decide(e: &Envelope, managed: &BTreeSet<String>) -> Decision {
+/// Decides one parsed message.
+pub fn decide(e: &Envelope, trusted: &Trusted<'_>) -> Decision {
+    if let Some(topic) = &e.sns_topic {
+        if !trusted.sns_topics.iter().any(|t| t == topic) {
+            return Decision::Ignored(format!(
+                "an SNS notification from {topic}, which events.sns_topic_arns does not name"
+            ));
+        }
+    }
+    let managed = trusted.accounts;
     let read: fn(&Envelope, Timestamp, &BTreeSet<String>) -> Decision =
         match (e.detail_type.as_str(), e.source.as_str()) {
             ("AWS API Call via CloudTrail", "aws.iam") => cloudtrail,
@@ -207,10 +233,11 @@ pub fn batch(changes: impl IntoIterator<Item = Change>) -> BTreeMap<(String, Sub
 }
 
 /// When a new finding of a changed user was first seen: the event's time, but not before
-/// the last run (which did not see it) and not after now.
+/// the last run (which did not see it) and not after now. Without a last run (a new, lost or
+/// restored-empty state) keywarden's earliest sight of the account is now: an event's time
+/// alone, which anyone who can write to the queue chooses, never starts a grace period early.
 pub fn first_seen(event_time: Timestamp, last_run: Option<Timestamp>, now: Timestamp) -> Timestamp {
-    let t = last_run.map_or(event_time, |l| event_time.max(l));
-    t.min(now)
+    last_run.map_or(now, |l| event_time.max(l)).min(now)
 }
 
 #[cfg(test)]
@@ -224,6 +251,16 @@ mod tests {
 
     fn managed() -> BTreeSet<String> {
         ["123456789012".to_string()].into()
+    }
+
+    fn here(e: &Envelope) -> Decision {
+        decide(
+            e,
+            &Trusted {
+                accounts: &managed(),
+                sns_topics: &["arn:aws:sns:us-east-1:123456789012:keywarden".to_string()],
+            },
+        )
     }
 
     fn trail(name: &str, user: Option<&str>) -> Envelope {
@@ -240,7 +277,7 @@ mod tests {
     }
 
     fn change(e: &Envelope) -> Change {
-        match decide(e, &managed()) {
+        match here(e) {
             Decision::Changes(mut c) if c.len() == 1 => c.remove(0),
             d => panic!("{d:?}"),
         }
@@ -276,15 +313,12 @@ mod tests {
             Subject::Key("AKIAX".into()),
             "a role's call: by key"
         );
-        assert!(matches!(
-            decide(&trail("DeleteAccessKey", None), &managed()),
-            Decision::Malformed(_)
-        ));
+        assert!(matches!(here(&trail("DeleteAccessKey", None)), Decision::Malformed(_)));
     }
 
     #[test]
     fn foreign_failed_and_unmanaged_events_are_ignored_not_malformed() {
-        let ignored = |e: &Envelope| matches!(decide(e, &managed()), Decision::Ignored(_));
+        let ignored = |e: &Envelope| matches!(here(e), Decision::Ignored(_));
         assert!(ignored(&trail("ListUsers", None)), "another IAM call");
         let mut s3 = trail("CreateAccessKey", Some("a"));
         s3.detail_type = "Object Created".into();
@@ -300,13 +334,38 @@ mod tests {
     }
 
     #[test]
+    fn sns_notifications_are_read_only_from_the_topics_the_config_names() {
+        let mut e = trail("CreateAccessKey", Some("a"));
+        e.sns_topic = Some("arn:aws:sns:us-east-1:123456789012:keywarden".into());
+        assert_eq!(change(&e).subject, Subject::User("a".into()), "a named topic");
+        e.sns_topic = Some("arn:aws:sns:us-east-1:999999999999:forged".into());
+        match here(&e) {
+            Decision::Ignored(why) => assert!(why.contains("999999999999:forged"), "{why}"),
+            d => panic!("a foreign topic: {d:?}"),
+        }
+        let mut direct = trail("CreateAccessKey", Some("a"));
+        direct.sns_topic = Some("arn:aws:sns:us-east-1:123456789012:keywarden".into());
+        let d = decide(
+            &direct,
+            &Trusted {
+                accounts: &managed(),
+                sns_topics: &[],
+            },
+        );
+        assert!(
+            matches!(d, Decision::Ignored(_)),
+            "no topic named: SNS is not read at all"
+        );
+    }
+
+    #[test]
     fn events_without_a_time_or_an_account_are_malformed() {
         let mut e = trail("CreateUser", Some("a"));
         e.time = None;
-        assert!(matches!(decide(&e, &managed()), Decision::Malformed(_)));
+        assert!(matches!(here(&e), Decision::Malformed(_)));
         let mut e = trail("CreateUser", Some("a"));
         e.recipient_account_id = None;
-        assert!(matches!(decide(&e, &managed()), Decision::Malformed(_)));
+        assert!(matches!(here(&e), Decision::Malformed(_)));
         let mut e = trail("CreateUser", Some("a"));
         e.recipient_account_id = None;
         e.account = Some("123456789012".into());
@@ -324,7 +383,7 @@ mod tests {
             time: Some(t(2)),
             ..Envelope::default()
         };
-        match decide(&e, &managed()) {
+        match here(&e) {
             Decision::Changes(c) => {
                 assert_eq!(c.len(), 2);
                 assert!(c.iter().all(|c| c.kind == Kind::Health));
@@ -334,10 +393,10 @@ mod tests {
         }
         let mut other = e.clone();
         other.event_type_code = Some("AWS_EC2_INSTANCE_RETIREMENT".into());
-        assert!(matches!(decide(&other, &managed()), Decision::Ignored(_)));
+        assert!(matches!(here(&other), Decision::Ignored(_)));
         let mut none = e;
         none.affected_entities.clear();
-        assert!(matches!(decide(&none, &managed()), Decision::Malformed(_)));
+        assert!(matches!(here(&none), Decision::Malformed(_)));
     }
 
     #[test]
@@ -358,7 +417,11 @@ mod tests {
     fn first_seen_is_the_event_time_within_the_last_run_and_now() {
         assert_eq!(first_seen(t(5), Some(t(0)), t(10)), t(5));
         assert_eq!(first_seen(t(5), Some(t(7)), t(10)), t(7), "older than the last run");
-        assert_eq!(first_seen(t(5), None, t(10)), t(5));
+        assert_eq!(
+            first_seen(t(5), None, t(10)),
+            t(10),
+            "no last run: now, whatever the event says"
+        );
         assert_eq!(first_seen(t(15), Some(t(0)), t(10)), t(10), "never in the future");
     }
 }

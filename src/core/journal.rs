@@ -23,6 +23,9 @@ pub enum JournalAction {
     RevokeSessions,
     /// `reactivate` of an exposed key: that denial removed again.
     RestoreSessions,
+    /// An AWS Health event claimed a key exposed and no live read confirmed it (outcome
+    /// `unconfirmed`): reported, nothing changed.
+    ReportExposure,
 }
 
 impl JournalAction {
@@ -33,6 +36,7 @@ impl JournalAction {
             JournalAction::Rotate => "rotate",
             JournalAction::RevokeSessions => "revoke_sessions",
             JournalAction::RestoreSessions => "restore_sessions",
+            JournalAction::ReportExposure => "report_exposure",
         }
     }
 
@@ -43,6 +47,7 @@ impl JournalAction {
             JournalAction::Rotate,
             JournalAction::RevokeSessions,
             JournalAction::RestoreSessions,
+            JournalAction::ReportExposure,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -69,7 +74,7 @@ pub struct JournalEntry {
     pub rules: Vec<Rule>,
     pub first_seen: Option<Timestamp>,
     pub deadline: Option<Timestamp>,
-    /// `success`, `error`, `dry_run` or `no_longer_due`.
+    /// `success`, `error`, `dry_run` or `no_longer_due`; `unconfirmed` for `report_exposure`.
     pub outcome: String,
     pub error: Option<String>,
     /// Reactivations: why (`--reason`).
@@ -136,6 +141,41 @@ impl JournalEntry {
             first_seen: None,
             deadline: None,
             ..deactivated.clone()
+        }
+    }
+
+    /// The record of an exposure claim no live read confirmed (`Exposure::unconfirmed`):
+    /// nothing was changed, and the entry says why.
+    pub fn unconfirmed_exposure(
+        account_id: &str,
+        claim: &crate::core::model::UnconfirmedExposure,
+        mode: Mode,
+        run: &RunInfo,
+        time: Timestamp,
+    ) -> JournalEntry {
+        let why = match &claim.user {
+            Some(_) => "the user carries none of AWS's quarantine policies",
+            None => "no user of the account has this key",
+        };
+        JournalEntry {
+            time,
+            action: JournalAction::ReportExposure,
+            mode: mode.as_str().to_string(),
+            account_id: account_id.to_string(),
+            user: claim.user.clone().unwrap_or_default(),
+            access_key_id: claim.access_key_id.clone(),
+            rules: vec![Rule::ExposedKey],
+            first_seen: None,
+            deadline: None,
+            outcome: "unconfirmed".to_string(),
+            error: None,
+            reason: Some(format!(
+                "an AWS Health event named this key exposed, but the live read does not confirm it ({why}); nothing was changed"
+            )),
+            operator: None,
+            new_access_key_id: None,
+            secret_arn: None,
+            run: run.clone(),
         }
     }
 

@@ -154,27 +154,55 @@ pub const QUARANTINE_POLICIES: [&str; 3] = [
 ];
 
 /// Which keys of an account AWS says are exposed. AWS quarantines the user, not the key, so
-/// every active key of a quarantined user counts, unless a Health event named the key: then
-/// only the keys it named count for that user.
+/// every active key of a quarantined user counts. An AWS Health event that names a key is a
+/// claim, not a fact: anyone who may write to the events queue can forge one. It narrows a
+/// quarantined user's exposure to the keys it names, and on its own exposes nothing
+/// ([`Exposure::unconfirmed`] lists such claims, to be reported, never acted on).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Exposure {
     /// User name -> the quarantine policy attached to it (ListEntitiesForPolicy).
     pub quarantined: std::collections::BTreeMap<String, String>,
-    /// Key ids an AWS Health event `AWS_RISK_CREDENTIALS_EXPOSED` named.
+    /// Key ids an AWS Health event `AWS_RISK_CREDENTIALS_EXPOSED` named (this run only).
     pub reported_keys: std::collections::BTreeSet<String>,
+}
+
+/// A key an AWS Health event named exposed, that no live read confirms: its user carries no
+/// quarantine policy, or no user of the account has the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfirmedExposure {
+    pub access_key_id: String,
+    /// `None`: no user of the inventory has this key.
+    pub user: Option<String>,
 }
 
 impl Exposure {
     /// Why `key` of `user` is exposed, or `None`.
     pub fn of(&self, user: &User, key: &AccessKey) -> Option<String> {
+        let policy = self.quarantined.get(&user.name)?;
         if self.reported_keys.contains(&key.id) {
-            return Some("named by an AWS Health event AWS_RISK_CREDENTIALS_EXPOSED".into());
+            return Some(format!(
+                "named by an AWS Health event AWS_RISK_CREDENTIALS_EXPOSED; the user has AWS's quarantine policy {policy}"
+            ));
         }
         let narrowed = user.keys.iter().any(|k| self.reported_keys.contains(&k.id));
-        match self.quarantined.get(&user.name) {
-            Some(policy) if !narrowed => Some(format!("the user has AWS's quarantine policy {policy}")),
-            _ => None,
-        }
+        (!narrowed).then(|| format!("the user has AWS's quarantine policy {policy}"))
+    }
+
+    /// The Health claims of this run that the quarantine policies do not confirm.
+    pub fn unconfirmed(&self, users: &[User]) -> Vec<UnconfirmedExposure> {
+        self.reported_keys
+            .iter()
+            .filter_map(|id| {
+                let user = users.iter().find(|u| u.keys.iter().any(|k| &k.id == id));
+                match user {
+                    Some(u) if self.quarantined.contains_key(&u.name) => None,
+                    _ => Some(UnconfirmedExposure {
+                        access_key_id: id.clone(),
+                        user: user.map(|u| u.name.clone()),
+                    }),
+                }
+            })
+            .collect()
     }
 }
 
@@ -214,8 +242,22 @@ mod tests {
         e.reported_keys.insert("K2".into());
         assert_eq!(e.of(&u, &u.keys[0]), None, "Health named K2 alone");
         assert!(e.of(&u, &u.keys[1]).is_some_and(|w| w.contains("Health")));
+        assert!(e.unconfirmed(std::slice::from_ref(&u)).is_empty(), "confirmed");
         e.quarantined.clear();
-        assert!(e.of(&u, &u.keys[1]).is_some(), "a Health event needs no quarantine");
+        assert_eq!(
+            e.of(&u, &u.keys[1]),
+            None,
+            "a Health event alone is a claim, not a fact"
+        );
+        assert_eq!(
+            e.unconfirmed(std::slice::from_ref(&u)),
+            [UnconfirmedExposure {
+                access_key_id: "K2".into(),
+                user: Some("alice".into())
+            }]
+        );
+        e.reported_keys.insert("NOBODYS".into());
+        assert_eq!(e.unconfirmed(&[u]).len(), 2, "a key no user has is unconfirmed too");
     }
 
     #[test]

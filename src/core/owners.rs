@@ -176,7 +176,7 @@ impl TagExemptions {
 
 /// `YYYY-MM-DD` means through that day (UTC): exempt until the next midnight. An RFC 3339
 /// date-time means that instant.
-fn parse_until(s: &str) -> Option<Timestamp> {
+pub fn parse_until(s: &str) -> Option<Timestamp> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return d.succ_opt()?.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
     }

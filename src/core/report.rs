@@ -98,6 +98,12 @@ impl AccountSummary {
         }
     }
 
+    /// The account could not be read at all (no credentials, a refused endpoint, a role
+    /// that cannot be assumed): none of its counts means anything.
+    pub fn read_nothing(&self) -> bool {
+        !self.complete && self.users == 0 && self.unreadable_users == 0
+    }
+
     /// Keys with a deadline (planned and not held).
     pub fn scheduled_deactivations(&self) -> usize {
         self.planned_deactivations - self.held_deactivations
@@ -186,6 +192,69 @@ impl Report {
             findings,
             errors,
         }
+    }
+
+    /// Nothing could be read at all: every account failed before any user was read (no
+    /// credentials, an endpoint that refuses, a role that cannot be assumed). No count of
+    /// such a run means anything.
+    pub fn read_nothing(&self) -> bool {
+        !self.complete && self.summary.users == 0 && self.errors.iter().all(|e| e.user.is_none())
+    }
+
+    /// The first line a person must see when the answer is not complete; `None` when it is.
+    pub fn failure_headline(&self) -> Option<String> {
+        if self.complete {
+            return None;
+        }
+        if self.read_nothing() {
+            let first = self
+                .errors
+                .first()
+                .map(|e| format!(": {}: {}", e.operation, e.message))
+                .unwrap_or_default();
+            return Some(format!("FAILED: nothing could be read{first}"));
+        }
+        let accounts = self.errors.iter().filter(|e| e.user.is_none()).count();
+        let mut parts = Vec::new();
+        if self.summary.unreadable_users > 0 {
+            parts.push(format!(
+                "{} of {} user(s) could not be read",
+                self.summary.unreadable_users,
+                self.summary.unreadable_users + self.summary.users
+            ));
+        }
+        if accounts > 0 {
+            parts.push(format!("{accounts} account-level read(s) failed"));
+        }
+        Some(format!(
+            "INCOMPLETE: {}; the counts cover only what was read, and nothing is planned for the rest",
+            parts.join(" and ")
+        ))
+    }
+
+    /// What to do about the failed reads, from their error codes.
+    pub fn failure_hint(&self) -> Option<&'static str> {
+        if self.complete {
+            return None;
+        }
+        let denied = self.errors.iter().any(|e| {
+            e.code
+                .as_deref()
+                .is_some_and(|c| c.contains("AccessDenied") || c == "UnauthorizedOperation")
+        });
+        let unreachable = self.errors.iter().any(|e| e.message.contains("could not connect"));
+        let credentials = self.errors.iter().any(|e| {
+            e.message.contains("credentials") || e.message.contains("profile") || e.message.contains("sso login")
+        });
+        Some(if credentials && !denied {
+            "What to do: give keywarden credentials as the reason says (AWS_PROFILE or aws.profile, `aws sso login`, the environment, an instance role), then run again."
+        } else if denied {
+            "What to do: grant what `keywarden check-access` names missing (the packaged policies are in /usr/share/keywarden/), then run again."
+        } else if unreachable {
+            "What to do: check that the endpoint is reachable from here (aws.endpoint_url, the network, a proxy), then run again."
+        } else {
+            "What to do: each failed read below says why; fix it and run again (throttling and 5xx answers usually pass by themselves)."
+        })
     }
 
     /// Counts the users whose exemption tags are active, invalid or too long, per account.
@@ -376,5 +445,51 @@ mod tests {
         assert!(f["exemption_reason"].is_null());
         assert_eq!(f["action"], "deactivate");
         assert_eq!(f["deactivate_after"], "2026-12-08T00:00:00Z");
+    }
+
+    fn failed(user: Option<&str>, operation: &str, message: &str, code: Option<&str>) -> ReadError {
+        ReadError {
+            account_id: "123456789012".into(),
+            user: user.map(str::to_string),
+            operation: operation.into(),
+            message: message.into(),
+            code: code.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_run_that_read_nothing_says_so_first_and_one_that_read_part_counts_what_failed() {
+        let nothing = AccountInventory {
+            account_id: "unknown".into(),
+            errors: vec![failed(
+                None,
+                "GetCallerIdentity",
+                "could not connect to http://127.0.0.1:1: connection refused",
+                None,
+            )],
+            ..Default::default()
+        };
+        let r = Report::build(t0(), Mode::DryRun, &[nothing], vec![]);
+        assert!(r.read_nothing() && r.accounts[0].read_nothing());
+        assert_eq!(
+            r.failure_headline().as_deref(),
+            Some("FAILED: nothing could be read: GetCallerIdentity: could not connect to http://127.0.0.1:1: connection refused")
+        );
+        assert!(r.failure_hint().is_some_and(|h| h.contains("reachable")));
+
+        let mut part = account();
+        part.errors = vec![failed(
+            Some("bob"),
+            "GetAccessKeyLastUsed",
+            "denied",
+            Some("AccessDenied"),
+        )];
+        let r = Report::build(t0(), Mode::DryRun, &[part], vec![]);
+        assert!(!r.read_nothing() && !r.accounts[0].read_nothing());
+        let headline = r.failure_headline().unwrap_or_default();
+        assert!(headline.starts_with("INCOMPLETE: 1 of "), "{headline}");
+        assert!(r.failure_hint().is_some_and(|h| h.contains("check-access")));
+        let r = Report::build(t0(), Mode::DryRun, &[account()], vec![]);
+        assert_eq!((r.failure_headline(), r.failure_hint()), (None, None), "complete");
     }
 }

@@ -20,9 +20,40 @@ fn whose(scope: Scope) -> &'static str {
     }
 }
 
-/// The text form: a header per principal, then `DECISION  action  resource  (why)`.
+/// The text form: what could not be checked first (a run that could tell nothing says so
+/// before anything else), a header per principal, then `DECISION  action  resource  (why)`,
+/// and the verdict last.
 pub fn to_table(r: &AccessReport) -> String {
     let mut out = String::new();
+    let verdicts = || r.checked.iter().flat_map(|c| c.results.iter().map(|(_, v)| v));
+    let total = verdicts().count();
+    let unknown: Vec<&str> = verdicts()
+        .filter_map(|v| match v {
+            Verdict::Unknown(why) => Some(why.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !unknown.is_empty() || !r.errors.is_empty() {
+        out.push_str(&format!(
+            "CANNOT TELL: {} of {total} action(s) could not be checked{}\n",
+            unknown.len(),
+            if r.errors.is_empty() {
+                String::new()
+            } else {
+                format!(", and {} principal(s) could not be reached", r.errors.len())
+            }
+        ));
+        let mut reasons: Vec<&str> = unknown.clone();
+        reasons.sort_unstable();
+        reasons.dedup();
+        for why in reasons.iter().take(3) {
+            out.push_str(&format!("  because: {why}\n"));
+        }
+        for e in &r.errors {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+        out.push('\n');
+    }
     for c in &r.checked {
         let simulated = match &c.simulated {
             Ok(arn) if *arn == c.caller => String::new(),
@@ -45,11 +76,13 @@ pub fn to_table(r: &AccessReport) -> String {
             ));
         }
     }
-    for e in &r.errors {
-        out.push_str(&format!("error: {e}\n"));
-    }
     let missing = r.missing();
-    if missing.is_empty() {
+    if missing.is_empty() && (!unknown.is_empty() || !r.errors.is_empty()) {
+        out.push_str(&format!(
+            "not known whether anything is missing: {} action(s) UNKNOWN (see the reason at the top)\n",
+            unknown.len()
+        ));
+    } else if missing.is_empty() {
         out.push_str("nothing missing\n");
     } else {
         out.push_str(&format!("missing ({}):\n", missing.len()));

@@ -27,7 +27,10 @@ struct SummaryDoc {
     users: usize,
     access_keys: usize,
     active_access_keys: usize,
-    violations: usize,
+    /// `null` when the audit is incomplete: a count over part of the users is not the answer.
+    violations: Option<usize>,
+    /// The non-exempt findings among what was read (always a number).
+    violations_found: usize,
     exempt: usize,
     planned_deactivations: usize,
     held_deactivations: usize,
@@ -82,12 +85,13 @@ struct ErrorDoc<'a> {
     message: &'a str,
 }
 
-fn summary(s: &Summary) -> SummaryDoc {
+fn summary(s: &Summary, complete: bool) -> SummaryDoc {
     SummaryDoc {
         users: s.users,
         access_keys: s.access_keys,
         active_access_keys: s.active_access_keys,
-        violations: s.violations,
+        violations: complete.then_some(s.violations),
+        violations_found: s.violations,
         exempt: s.exempt,
         planned_deactivations: s.planned_deactivations,
         held_deactivations: s.held_deactivations,
@@ -160,7 +164,7 @@ fn document(r: &Report) -> ReportDoc<'_> {
         evaluated_at: r.evaluated_at,
         complete: r.complete,
         mode: &r.mode,
-        summary: summary(&r.summary),
+        summary: summary(&r.summary, r.complete),
         accounts: r.accounts.iter().map(account).collect(),
         findings: r.findings.iter().map(finding).collect(),
         errors: r.errors.iter().map(error).collect(),

@@ -10,19 +10,28 @@ use crate::core::rules::Finding;
 
 impl Report {
     /// Fits 80 columns: a heading per user, one line per finding, then the summary.
+    /// An answer that is not complete says so first, with what failed and what to do; one
+    /// that read nothing shows no counts at all.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
+        errors(&mut out, self);
+        if self.read_nothing() {
+            return out;
+        }
         findings(&mut out, self);
         out.push('\n');
         summary(&mut out, self);
-        errors(&mut out, self);
         out
     }
 }
 
 fn findings(out: &mut String, r: &Report) {
     if r.findings.is_empty() {
-        out.push_str("No findings.\n");
+        out.push_str(if r.complete {
+            "No findings.\n"
+        } else {
+            "No findings among what was read.\n"
+        });
         return;
     }
     let now = r.evaluated_at;
@@ -78,9 +87,14 @@ fn summary(out: &mut String, r: &Report) {
     let s = &r.summary;
     let evaluated = crate::sys::timefmt::format(&r.evaluated_at);
     let _ = writeln!(out, "Evaluated at {evaluated} ({})", r.mode);
+    let unread = if s.unreadable_users > 0 {
+        format!(" ({} could not be read)", s.unreadable_users)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "Users {}, access keys {} ({} active), accounts {}",
+        "Users {}{unread}, access keys {} ({} active), accounts {}",
         s.users,
         s.access_keys,
         s.active_access_keys,
@@ -90,7 +104,16 @@ fn summary(out: &mut String, r: &Report) {
         .iter()
         .map(|r| format!("{} {}", r, s.violations_by_rule.get(r).copied().unwrap_or(0)))
         .collect();
-    let _ = writeln!(out, "Violations {}: {}", s.violations, by_rule.join(", "));
+    if r.complete {
+        let _ = writeln!(out, "Violations {}: {}", s.violations, by_rule.join(", "));
+    } else {
+        let _ = writeln!(
+            out,
+            "Violations not known (incomplete); among what was read {}: {}",
+            s.violations,
+            by_rule.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "Exempt {}, planned deactivations {}",
@@ -124,19 +147,28 @@ fn summary(out: &mut String, r: &Report) {
     let _ = writeln!(out, "Root access keys present: {root}");
 }
 
+/// Shown first: what failed, what to do, and each failed read (the first 20).
 fn errors(out: &mut String, r: &Report) {
-    if r.errors.is_empty() {
+    let Some(headline) = r.failure_headline() else {
         return;
+    };
+    let _ = writeln!(out, "{headline}");
+    if let Some(hint) = r.failure_hint() {
+        let _ = writeln!(out, "{hint}");
     }
-    let _ = writeln!(
-        out,
-        "\nINCOMPLETE: {} read(s) failed; nothing is planned for these users:",
-        r.errors.len()
-    );
-    for e in &r.errors {
+    const SHOWN: usize = 20;
+    for e in r.errors.iter().take(SHOWN) {
         let who = e.user.as_deref().unwrap_or("(account)");
         let _ = writeln!(out, "  {} {} {}: {}", e.account_id, who, e.operation, e.message);
     }
+    if r.errors.len() > SHOWN {
+        let _ = writeln!(
+            out,
+            "  ... and {} more (--format json lists every one)",
+            r.errors.len() - SHOWN
+        );
+    }
+    out.push('\n');
 }
 
 fn short_age(now: Timestamp, then: Timestamp) -> String {

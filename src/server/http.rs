@@ -6,9 +6,12 @@
 //! - `GET /-/healthy`      200 while the loop makes progress; 503 once a run has been going
 //!   for longer than `schedule.max_run_duration` (a stuck run: the systemd watchdog then
 //!   stops being fed too, so systemd restarts the service)
-//! - `GET /-/ready`        200 once the first audit has completed, 503 before
+//! - `GET /-/ready`        200 once an audit has completed that read at least one account;
+//!   503 before, and while the last audit could read nothing (the body says why)
 //! - `GET /api/v1/report`  the last report, the same JSON as `audit --format json`
 //!   (503 before the first audit)
+//! - `GET /api/v1/actions` the action journal as `history --format json` prints it
+//!   (`?since=24h`; 400 for a bad duration)
 //!
 //! Anything else is 404; other methods on these paths are 405. Header reads (and TLS
 //! handshakes) time out and header size is bounded, so slow or malformed clients cannot pile
@@ -17,7 +20,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,18 +35,39 @@ use crate::sys::web::Web;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Ready once the first audit has completed (successfully or not: the report then says what
-/// failed). Never goes back to not ready.
+/// Ready once an audit has completed that could read at least one account (successfully or
+/// not: the report then says what failed). Not ready before the first audit, and not ready
+/// while the last audit could read nothing at all (no credentials, an endpoint that refuses):
+/// a daemon that knows nothing must not look like one that found nothing.
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+pub struct Readiness(Mutex<Option<Result<(), String>>>);
 
 impl Readiness {
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        if let Ok(mut r) = self.0.lock() {
+            *r = Some(Ok(()));
+        }
+    }
+
+    /// The last audit read nothing, for `why`.
+    pub fn set_read_nothing(&self, why: String) {
+        if let Ok(mut r) = self.0.lock() {
+            *r = Some(Err(why));
+        }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.why_not().is_none()
+    }
+
+    /// Why not ready, for the 503's body; `None` when ready.
+    pub fn why_not(&self) -> Option<String> {
+        match self.0.lock().map(|r| r.clone()) {
+            Ok(Some(Ok(()))) => None,
+            Ok(Some(Err(why))) => Some(format!("the last audit could read nothing: {why}")),
+            Ok(None) => Some("no audit has completed yet".into()),
+            Err(_) => Some("readiness unknown".into()),
+        }
     }
 }
 
@@ -223,8 +246,10 @@ pub async fn route(shared: &Shared, method: &Method, path: &str, query: Option<&
                 )),
             ),
         },
-        "/-/ready" if shared.ready.is_ready() => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
-        "/-/ready" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "no audit has completed yet\n"),
+        "/-/ready" => match shared.ready.why_not() {
+            None => respond(StatusCode::OK, TEXT, "keywarden is ready\n"),
+            Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, Bytes::from(format!("{why}\n"))),
+        },
         "/api/v1/actions" => actions(shared, query).await,
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
             Some(json) => respond(StatusCode::OK, "application/json", json),
@@ -373,6 +398,11 @@ mod tests {
         assert!(!r.is_ready());
         r.set_ready();
         assert!(r.is_ready());
+        r.set_read_nothing("GetCallerIdentity: could not connect".into());
+        assert!(!r.is_ready(), "an audit that read nothing");
+        assert!(r.why_not().is_some_and(|w| w.contains("could not connect")));
+        r.set_ready();
+        assert!(r.is_ready(), "ready again once an account is read");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub audit_last_success: Gauge,
     pub audit_duration: Gauge,
     pub audit_success: IntGauge,
+    pub audit_accounts_read: IntGauge,
     pub audit_skipped: IntCounter,
     pub audit_runs: IntCounterVec,
     pub iam_requests: IntCounterVec,
@@ -51,6 +52,7 @@ pub struct Metrics {
     pub events_received: IntCounterVec,
     pub event_lag: Histogram,
     pub event_receive_errors: IntCounter,
+    pub unconfirmed_exposures: IntCounter,
     pub rotations: IntCounterVec,
     /// Where `keywarden_leader` is read at each scrape (the lease, when there is one): a gauge
     /// set by a task could be a moment stale, and two instances would both show 1 across a
@@ -106,6 +108,13 @@ impl Metrics {
                 IntGauge::with_opts(opts(
                     "keywarden_audit_success",
                     "1 if the last audit read every account and user completely, else 0",
+                ))?,
+            )?,
+            audit_accounts_read: reg(
+                &registry,
+                IntGauge::with_opts(opts(
+                    "keywarden_audit_accounts_read",
+                    "Accounts the last audit could read (0: it read nothing, e.g. no credentials or an endpoint that refuses; /-/ready is then 503)",
                 ))?,
             )?,
             audit_skipped: reg(
@@ -242,6 +251,13 @@ impl Metrics {
                 IntCounter::with_opts(opts(
                     "keywarden_event_receive_errors_total",
                     "ReceiveMessage calls on the events queue that failed",
+                ))?,
+            )?,
+            unconfirmed_exposures: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_unconfirmed_exposures_total",
+                    "AWS Health exposure claims from the events queue that no live read confirmed (no quarantine policy on the user): reported and journaled, nothing changed",
                 ))?,
             )?,
             rotations: reg(
@@ -505,6 +521,8 @@ fn tag_exemption_family(out: &mut String, report: &Report) {
 /// One gauge per account, by name: (name, help, value; `None`: no sample).
 type PerAccount<'a> = (&'a str, &'a str, &'a dyn Fn(&AccountSummary) -> Option<f64>);
 
+/// Long because it declares every per-account family in one table (name, help, value), so
+/// that adding one is one entry.
 fn account_families(out: &mut String, report: &Report) {
     let now = report.evaluated_at;
     let count = |n: usize| Some(n as f64);
@@ -549,7 +567,7 @@ fn account_families(out: &mut String, report: &Report) {
         ),
         (
             "keywarden_exposed_access_keys",
-            "Active access keys AWS found exposed in public (its quarantine policy on the user, or a Health event)",
+            "Active access keys AWS found exposed in public (its quarantine policy on the user; a Health event narrows it to the key it names)",
             &|a| count(a.exposed_keys),
         ),
         (
@@ -571,6 +589,10 @@ fn account_families(out: &mut String, report: &Report) {
     for (name, help, value) in families {
         let mut fam = Family::start(out, name, help);
         for a in &report.accounts {
+            // An account that could not be read at all has no counts, only its failure.
+            if a.read_nothing() && name != "keywarden_account_audit_success" {
+                continue;
+            }
             if let Some(v) = value(a) {
                 fam.sample(name, &[("account_id", &a.account_id)], v);
             }
@@ -578,7 +600,7 @@ fn account_families(out: &mut String, report: &Report) {
     }
     let name = "keywarden_access_keys";
     let mut fam = Family::start(out, name, "Access keys by status");
-    for a in &report.accounts {
+    for a in report.accounts.iter().filter(|a| !a.read_nothing()) {
         let id = ("account_id", a.account_id.as_str());
         fam.sample(name, &[id, ("status", "Active")], a.active_access_keys as f64);
         let inactive = a.access_keys - a.active_access_keys;
@@ -598,7 +620,7 @@ fn rule_families(out: &mut String, report: &Report) {
     ];
     for (name, help, counts) in families {
         let mut fam = Family::start(out, name, help);
-        for a in &report.accounts {
+        for a in report.accounts.iter().filter(|a| !a.read_nothing()) {
             for (rule, n) in counts(a) {
                 fam.sample(
                     name,

@@ -65,7 +65,8 @@ impl Table {
     /// region and endpoint.
     pub async fn connect(aws: &AwsSettings, d: &DynamoDbSettings, observer: Option<Arc<dyn RequestObserver>>) -> Table {
         let sdk = crate::aws::sdk_config(aws).await;
-        let mut conf = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        let mut conf =
+            aws_sdk_dynamodb::config::Builder::from(&sdk).retry_classifier(crate::aws::errors::NoRetryOnRefusal);
         if let Some(r) = &d.region {
             conf = conf.region(aws_sdk_dynamodb::config::Region::new(r.clone()));
         }
@@ -81,27 +82,29 @@ impl Table {
         }
     }
 
-    pub(crate) fn error<E, R>(&self, operation: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+    pub(crate) fn error<E>(
+        &self,
+        operation: &str,
+        e: &aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
         StoreError(format!(
             "DynamoDB table {}: {operation}: {}",
             self.name,
-            crate::aws::iam::describe(e).message
+            crate::aws::errors::describe_at(e, "DynamoDB's endpoint").message
         ))
     }
 
     /// A failed conditional write: (whether the condition failed, the error).
-    pub(crate) fn conditional<E, R>(
+    pub(crate) fn conditional<E>(
         &self,
         operation: &str,
-        e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+        e: &aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
     ) -> (bool, StoreError)
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
         (
             e.code() == Some("ConditionalCheckFailedException"),

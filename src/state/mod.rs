@@ -40,6 +40,16 @@ impl Store {
         }
     }
 
+    /// The journal file, when the backend is `file` and that file does not exist: a command
+    /// that reads the journal says so, rather than "no actions" (a `--config` forgotten reads
+    /// the default config's journal).
+    pub fn missing_journal(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Store::File(_, j) if !j.path().exists() => Some(j.path().to_path_buf()),
+            _ => None,
+        }
+    }
+
     pub fn file(config: &Config, lock_wait: Duration) -> Store {
         Store::File(
             FileStore::new(&config.state_path, lock_wait),
