@@ -1,6 +1,9 @@
 //! The layering of ARCHITECTURE.md, checked: the core imports nothing outside `core` and no
 //! crate that does I/O, runs async code, talks to AWS or fixes a wire format; the ports import
 //! only the core. Test modules (`#[cfg(test)]`) are exempt: they may use whatever they test with.
+//! Also: no circle between the folders of `src/`, no function over 80 lines without a reason,
+//! and no reference to a document the repository does not have. Each check has a planted
+//! violation it must catch.
 
 use std::path::{Path, PathBuf};
 
@@ -332,4 +335,78 @@ fn the_length_check_finds_a_long_function_and_accepts_a_reason() {
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].contains("fn too_long has 87 lines"), "{found:?}");
     assert!(found[1].contains("fn method has 87 lines"), "{found:?}");
+}
+
+/// Every file under `dir` (no hidden ones, no build output), sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden || p.ends_with("target") {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `NAME.md` files `text` refers to (relative names only: an installed path such as
+/// `/usr/share/doc/keywarden/README.md`, or a package asset's `usr/...`, names the package's
+/// copy) that `exists` does not know.
+fn missing_documents(text: &str, exists: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "_-./".contains(c)))
+        .filter(|w| w.ends_with(".md") && !w.starts_with('/') && !w.starts_with("usr/") && w.len() > 3)
+        .filter(|w| !exists(w))
+        .map(str::to_string)
+        .collect();
+    out.dedup();
+    out
+}
+
+#[test]
+fn no_reference_to_a_document_that_is_not_in_the_repository() {
+    let root = repo();
+    let all = files_under(&root);
+    let names: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter_map(|p| p.strip_prefix(&root).ok())
+        .flat_map(|p| {
+            [
+                p.display().to_string(),
+                p.file_name().unwrap_or_default().to_string_lossy().to_string(),
+            ]
+        })
+        .collect();
+    let exists = |w: &str| names.contains(w.trim_start_matches("./"));
+    let mut found = Vec::new();
+    for path in all.iter().filter(|p| !p.ends_with("tests/architecture.rs")) {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue; // not text
+        };
+        for name in missing_documents(&text, &exists) {
+            found.push(format!("{}: {name}", path.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "references to documents the repository does not have (describe the names here instead):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_reference_check_finds_a_missing_document() {
+    let exists = |w: &str| w == "README.md";
+    let text = "see README.md and NOTES.md (`docs/x.md`); installed: /usr/share/doc/k/README.md, usr/share/doc/k/X.md";
+    assert_eq!(missing_documents(text, &exists), ["NOTES.md", "docs/x.md"]);
 }

@@ -47,8 +47,10 @@ async fn a_due_key_waits_for_the_window_and_goes_at_its_first_run() {
         after > chrono::Utc::now().to_rfc3339().as_str(),
         "the deadline is the next opening: {after}"
     );
-    // Three more runs: still Active, nothing journaled.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three more runs (counted, not slept for): still Active, nothing journaled.
+    let runs = |m: &str| metric(m, "keywarden_audit_runs_total", &[("outcome", "success")]).unwrap_or(0.0);
+    let before = runs(&d.get("/metrics").await.expect("metrics").1);
+    d.wait_metrics(20, "three more runs", |m| runs(m) >= before + 3.0).await;
     let statuses = key_statuses(&moto.iam(), &["idle"]).await;
     assert_eq!(statuses[&key.id], "Active", "deactivated outside every window");
     assert!(!dir.0.join("actions.jsonl").exists(), "journaled outside every window");

@@ -1,6 +1,13 @@
-//! Running keywarden over the ports: a read-only audit (`audit`), acting on a plan
-//! (`execute`), one audit + enforcement cycle (`cycle`), the daemon around it (`daemon`), and
-//! undoing a deactivation (`reactivate`), and the findings' export to Security Hub (`export`).
+//! Running keywarden over the ports, one module per job:
+//! - `audit`: a read-only audit;
+//! - `execute`: acting on a plan (fresh re-read, decide again, act, read back);
+//! - `cycle`: one audit + enforcement cycle, cron- or event-triggered (`cycle::Trigger`);
+//! - `daemon`: the daemon around it (schedule, listener, reload, signals, the run harness);
+//! - `events`: event runs from the events queue;
+//! - `reactivate`: undoing a deactivation; `rotate`: guided and automatic rotation;
+//! - `export`: the findings' export to Security Hub;
+//! - `check_access`: the permissions a config needs, put to the policy simulator;
+//! - `state_admin`: `state init` and `state import`.
 
 pub mod audit;
 pub mod check_access;

@@ -50,7 +50,7 @@ where
 }
 
 /// Why a connection could not be made, from the innermost cause the chain has.
-fn unreachable(e: &(dyn Error + 'static)) -> String {
+pub(crate) fn unreachable(e: &(dyn Error + 'static)) -> String {
     let mut current: Option<&(dyn Error + 'static)> = Some(e);
     let mut innermost = e.to_string();
     while let Some(err) = current {

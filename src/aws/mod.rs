@@ -1,8 +1,10 @@
-//! The AWS edge: the SDK's configuration and the IAM client of one account (`iam`), which
-//! accounts a run reads and how (`accounts`), the credential report parser
-//! (`credential_report`), the per-account request budget (`ratelimit`) and what to do when
-//! the credentials cannot be had (`credentials`); errors in the service's words and the retry of
-//! refused connections (`errors`); the policy simulator (`simulate`).
+//! The AWS edge, one module per service or job: the SDK's configuration and the IAM client of
+//! one account (`iam`), which accounts a run reads and how (`accounts`), the credential report
+//! parser (`credential_report`), the per-account request budget (`ratelimit`), what to do when
+//! the credentials cannot be had (`credentials`), errors in the service's words and the retry of
+//! refused connections (`errors`), the policy simulator (`simulate`), and the services signed by
+//! hand over the SDK's connector (`sigv4`): the events queue (`sqs`, with `eventbridge` for its
+//! envelopes), Secrets Manager (`secrets`) and Security Hub (`securityhub`).
 
 pub mod accounts;
 pub mod credential_report;

@@ -122,10 +122,14 @@ impl Answer {
 
 /// Sends a signed request and reads the whole answer; `Err`: no answer (the transport's words).
 pub async fn exchange(connector: &Connector, request: SmithyRequest) -> Result<Answer, String> {
-    let response = connector
-        .call(request)
-        .await
-        .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())?;
+    // scheme://host[:port], for the message when nothing answers.
+    let endpoint: String = request.uri().split('/').take(3).collect::<Vec<_>>().join("/");
+    let response = connector.call(request).await.map_err(|e| {
+        format!(
+            "could not connect to {endpoint}: {}",
+            crate::aws::errors::unreachable(&e)
+        )
+    })?;
     let status = response.status().as_u16();
     let error_type = response
         .headers()

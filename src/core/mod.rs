@@ -1,9 +1,12 @@
-//! The pure core: what was read (`model`), what the operator decided (`policy`), who owns a user and
-//! which tag exemptions hold (`owners`), what breaks the rules (`rules`), what to do about it (`plan`), guided rotation (`rotation`), what is remembered (`history`),
-//! what was done (`journal`), the partition of a region (`arn`), whether
-//! the clock can be trusted (`clock`), when enforcement may act (`windows`) and the summary of a run (`report`). No I/O, no clock,
-//! no async runtime, no AWS types, no wire format; it imports nothing outside `core`
-//! (`tests/architecture.rs` checks).
+//! The pure core, one module per idea: what was read (`model`), what the operator decided
+//! (`policy`), who owns a user and which tag exemptions hold (`owners`), what breaks the rules
+//! (`rules`), what to do about it (`plan`), what is remembered (`history`), what was done
+//! (`journal`), the summary of a run (`report`), guided rotation (`rotation`), what a queued
+//! event means (`events`), the leader lease's steps (`lease`), which actions a config needs
+//! (`access`), the benchmark controls of each rule (`controls`), the partition of a region
+//! (`arn`), whether the clock can be trusted (`clock`) and when enforcement may act (`windows`).
+//! No I/O, no clock, no async runtime, no AWS types, no wire format; it imports nothing outside
+//! `core` (`tests/architecture.rs` checks).
 
 pub mod access;
 pub mod arn;

@@ -290,6 +290,7 @@ mod tests {
             exemption_reason: None,
             exemption_source: None,
             tag_exemption_problem: None,
+            expired_exemption: None,
             owner: "unowned".into(),
             action: if exempt { Action::Report } else { Action::Deactivate },
             first_seen: t0() - TimeDelta::days(10),

@@ -1,5 +1,5 @@
 //! The audit report: summary counts per run and per account, and the exit code, built from
-//! inventories and findings. Its forms are `output::json` (the JSON document of CONTRACT.md)
+//! inventories and findings. Its forms are `output::json` (the JSON document the README describes)
 //! and `output::table`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -268,7 +268,7 @@ impl Report {
         }
     }
 
-    /// CONTRACT.md: 1 when the answer is incomplete (it then must not pass as clean),
+    /// The exit code of `audit`: 1 when the answer is incomplete (it then must not pass as clean),
     /// 3 when there are violations, 0 otherwise.
     pub fn exit_code(&self) -> i32 {
         if !self.complete {
@@ -303,6 +303,7 @@ mod tests {
             exemption_reason: exempt.then(|| "a very long reason that will not fit in the column".into()),
             exemption_source: None,
             tag_exemption_problem: None,
+            expired_exemption: None,
             owner: "unowned".into(),
             action,
             first_seen: t0(),

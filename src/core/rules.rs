@@ -1,7 +1,7 @@
 //! The rules engine: pure functions from an inventory, a policy and an instant to findings.
 //!
 //! No I/O and no clock: the caller passes `now` (the real time, or `--at`) and a
-//! [`FirstSeen`] lookup (the state file, or nothing). Semantics follow CONTRACT.md:
+//! [`FirstSeen`] lookup (the state file, or nothing). Semantics (the README's rules table):
 //! - only active keys are ever findings;
 //! - a key exactly at a threshold is compliant, one second past it is not;
 //! - a never-used key counts as unused from its creation;
@@ -69,6 +69,9 @@ pub struct Finding {
     pub exemption_source: Option<ExemptionSource>,
     /// Why the user's exemption tags were not honoured (malformed, past, too far ahead).
     pub tag_exemption_problem: Option<String>,
+    /// A config exemption that would cover this finding but has expired: its reason and when
+    /// it expired (the finding is not exempt).
+    pub expired_exemption: Option<String>,
     /// The user's owner (`[owners]`): what warnings are routed by.
     pub owner: String,
     pub action: Action,
@@ -225,6 +228,17 @@ impl UserFacts {
     }
 }
 
+/// The config exemption that would cover `key` for `rule` had it not expired: its reason and
+/// when it expired, so that the finding says why it is no longer exempt.
+fn expired_exemption(ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule) -> Option<String> {
+    ctx.policy.exemptions.iter().find_map(|e| {
+        let expired = e.expires.filter(|t| ctx.now >= *t)?;
+        let before = expired.checked_sub_signed(chrono::TimeDelta::seconds(1))?;
+        e.applies(user, key, rule, before)
+            .then(|| format!("{} (expired {})", e.reason, expired.format("%Y-%m-%dT%H:%M:%SZ")))
+    })
+}
+
 /// A key that was used is only safe to deactivate for `multiple_active_keys` once the kept
 /// key has been used at or after that last use: only then has every caller evidently moved
 /// to the kept key. A key never used breaks nothing when it goes, so it never waits.
@@ -236,6 +250,8 @@ fn waits_for_kept_key(key: &AccessKey, kept: &AccessKey) -> bool {
     }
 }
 
+/// One finding, every field of it in one place; long because they depend on each other in
+/// this order (exemption, action, hold, deadline, snooze, window).
 fn finding(
     ctx: &Ctx<'_>,
     user: &User,
@@ -246,6 +262,10 @@ fn finding(
 ) -> Finding {
     let (policy, now, account_id) = (ctx.policy, ctx.now, ctx.account_id);
     let exemption = facts.exemption(ctx, user, key, rule);
+    let expired_exemption = exemption
+        .is_none()
+        .then(|| expired_exemption(ctx, user, key, rule))
+        .flatten();
     let first_seen = ctx.history.first_seen(account_id, &key.id, rule).unwrap_or(now);
     let own_credentials = ctx.own == Some(key.id.as_str());
     let action = match exemption {
@@ -303,6 +323,7 @@ fn finding(
             .as_ref()
             .and_then(|t| t.problem())
             .map(str::to_string),
+        expired_exemption,
         owner: facts.owner.clone(),
         action,
         first_seen,
@@ -625,6 +646,12 @@ mod tests {
         assert!(exempt_flags(users(), &p, t0())[0].2);
         assert!(exempt_flags(users(), &p, t0() + days(10) - TimeDelta::seconds(1))[0].2);
         assert!(!exempt_flags(users(), &p, t0() + days(10))[0].2);
+        let after = evaluate(&inv(users()), &p, &NoHistory, t0() + days(10));
+        assert!(after
+            .iter()
+            .all(|f| !f.exempt && f.expired_exemption.as_deref().is_some_and(|e| e.contains("(expired "))));
+        let before = evaluate(&inv(users()), &p, &NoHistory, t0());
+        assert!(before.iter().all(|f| f.expired_exemption.is_none()), "not expired yet");
     }
 
     #[test]

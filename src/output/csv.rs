@@ -6,7 +6,7 @@
 use crate::core::report::Report;
 
 /// The JSON finding's fields, in its order (a unit test keeps the two the same).
-pub const FIELDS: [&str; 21] = [
+pub const FIELDS: [&str; 22] = [
     "account_id",
     "user",
     "access_key_id",
@@ -18,6 +18,7 @@ pub const FIELDS: [&str; 21] = [
     "exemption_reason",
     "exemption_source",
     "tag_exemption_problem",
+    "expired_exemption",
     "owner",
     "action",
     "first_seen",

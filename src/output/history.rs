@@ -1,4 +1,4 @@
-//! The forms of the action journal: a JSON array (the line format of the journal, CONTRACT.md
+//! The forms of the action journal: a JSON array (the line format of the journal, README
 //! field names) and a table for people.
 
 use std::fmt::Write;

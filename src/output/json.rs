@@ -1,4 +1,4 @@
-//! The JSON report (`audit --format json`, `GET /api/v1/report`): CONTRACT.md's document plus
+//! The JSON report (`audit --format json`, `GET /api/v1/report`): the documented report plus
 //! the added fields the README lists. The core's types carry no wire format; the field names,
 //! their order and the RFC 3339 timestamps are decided here only.
 
@@ -65,6 +65,8 @@ struct FindingDoc<'a> {
     exemption_reason: Option<&'a str>,
     exemption_source: Option<&'static str>,
     tag_exemption_problem: Option<&'a str>,
+    /// A config exemption that would apply had it not expired (reason and expiry).
+    expired_exemption: Option<&'a str>,
     owner: &'a str,
     action: &'static str,
     #[serde(with = "crate::sys::timefmt")]
@@ -125,6 +127,7 @@ fn finding(f: &Finding) -> FindingDoc<'_> {
         exemption_reason: f.exemption_reason.as_deref(),
         exemption_source: f.exemption_source.map(|s| s.as_str()),
         tag_exemption_problem: f.tag_exemption_problem.as_deref(),
+        expired_exemption: f.expired_exemption.as_deref(),
         owner: &f.owner,
         action: f.action.as_str(),
         first_seen: f.first_seen,

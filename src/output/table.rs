@@ -55,6 +55,9 @@ fn findings(out: &mut String, r: &Report) {
             }
             last_user = Some(this);
         }
+        if let Some(expired) = &f.expired_exemption {
+            let _ = writeln!(out, "  exemption no longer applies: {}", truncate(expired, 50));
+        }
         // Time since last use; "never" for a key never used.
         let used = f.last_used.map_or("never".to_string(), |t| short_age(now, t));
         let _ = writeln!(

@@ -23,7 +23,7 @@ use crate::core::model::Timestamp;
 use crate::core::policy::Rule;
 use crate::ports::{ActionJournal, BoxFuture, JournalRead, StoreError};
 
-/// The line form of an entry: the field names of CONTRACT.md.
+/// The line form of an entry: the field names the README documents (`history --format json`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EntryDoc {
     #[serde(with = "crate::sys::timefmt")]
