@@ -233,7 +233,8 @@ fn valid() -> impl Strategy<Value = Valid> {
         1u32..400,
         0u32..1000,
         any::<bool>(),
-        0u32..1000,
+        // A cap of 0 is a config error (the corruptions below).
+        1u32..1000,
         prop::sample::select(vec![
             "0 0 * * * *",
             "0 */5 * * * *",
@@ -267,12 +268,13 @@ fn render_config(v: &Valid) -> String {
 }
 
 /// (key, its line in `render_config`, a bad value for it)
-const CORRUPTIONS: [(&str, usize, &str); 6] = [
+const CORRUPTIONS: [(&str, usize, &str); 7] = [
     ("schedule.cron", 2, "\"every day\""),
     ("rules.max_key_age.max_age", 5, "\"90 parsecs\""),
     ("enforcement.mode", 8, "\"yolo\""),
     ("enforcement.grace_period", 9, "\"-1d\""),
     ("enforcement.max_deactivations_per_run", 10, "\"many\""),
+    ("enforcement.max_deactivations_per_run", 10, "0"),
     ("metrics.per_key", 13, "\"sometimes\""),
 ];
 

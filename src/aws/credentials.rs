@@ -22,7 +22,7 @@ use aws_credential_types::Credentials;
 /// `--profile`; `AWS_PROFILE` or `default` otherwise.
 static PROFILE: RwLock<Option<String>> = RwLock::new(None);
 
-/// Remembers `aws.profile` for the advice (`iam::sdk_config` calls it).
+/// Remembers `aws.profile` for the advice (`sdk::sdk_config` calls it).
 pub fn configured_profile(profile: Option<&str>) {
     if let Ok(mut p) = PROFILE.write() {
         *p = profile.map(str::to_string);

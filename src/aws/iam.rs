@@ -1,216 +1,32 @@
-//! The AWS edge: builds the SDK client and reads one account's inventory through IAM.
+//! One account's IAM client: reads its inventory, and makes enforcement's few changes.
 //!
 //! Requests: GetAccountSummary (root keys, user count), ListUsers (paginated), then per user
 //! ListAccessKeys, GetAccessKeyLastUsed for each active key and ListUserTags only when an
 //! exemption needs tags; with `rules.exposed_key`, ListEntitiesForPolicy on each of AWS's three
 //! quarantine policies (users only), 3 requests per account in either mode. At most `max_concurrent_requests` users are read at once; each user's
-//! reads are sequential. Who the credentials are (GetCallerIdentity) and which accounts to read
-//! is `accounts.rs`'s job. Any failed read of a user puts the user in `errors` instead of
+//! reads are sequential. The SDK's set-up is `sdk.rs`'s; who the credentials are and which
+//! accounts to read, `identity.rs`'s and `accounts.rs`'s. Any failed read of a user puts the user in `errors` instead of
 //! `users` (fail closed).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_iam::config::interceptors::FinalizerInterceptorContextRef;
-use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_iam::error::{BoxError, ProvideErrorMetadata};
+use aws_config::SdkConfig;
+use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_iam::types::StatusType;
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::aws::credential_report::{self, CredentialReport, NamingError, Row};
-
 use crate::aws::errors::{describe_at, NoRetryOnRefusal};
 use crate::aws::ratelimit::TokenBucket;
+use crate::aws::sdk::{endpoint_of, CountAttempts, DEFAULT_REGION};
 use crate::config::AwsSettings;
 use crate::core::model::{
     AccessKey, AccountInventory, KeyStatus, ReadError, ServiceError, Timestamp, User, QUARANTINE_POLICIES,
 };
 use crate::ports::{InventoryMode, InventoryOptions, KeyActions, RequestObserver};
-
-/// IAM is a global service signed in us-east-1 in the commercial partition; used when no
-/// region is configured anywhere, instead of probing instance metadata for one.
-const DEFAULT_REGION: &str = "us-east-1";
-
-pub async fn sdk_config(s: &AwsSettings) -> SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        // Adaptive mode rate-limits the client itself after throttling, so a large audit
-        // slows down instead of failing.
-        .retry_config(
-            RetryConfig::adaptive()
-                .with_max_attempts(s.max_attempts)
-                .with_max_backoff(Duration::from_secs(20)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(s.connect_timeout)
-                .operation_attempt_timeout(s.attempt_timeout)
-                .operation_timeout(s.operation_timeout)
-                .build(),
-        );
-    if let Some(p) = &s.profile {
-        loader = loader.profile_name(p);
-    }
-    crate::aws::credentials::configured_profile(s.profile.as_deref());
-    if let Some(e) = &s.endpoint_url {
-        loader = loader.endpoint_url(e);
-    }
-    loader = loader.region(resolve_region(s).await);
-    loader.load().await
-}
-
-/// Config, then the environment and the profile file; never instance metadata, which costs
-/// seconds off EC2 and is pointless for a global service.
-async fn resolve_region(s: &AwsSettings) -> Region {
-    if let Some(r) = &s.region {
-        return Region::new(r.clone());
-    }
-    let mut profile = aws_config::profile::ProfileFileRegionProvider::builder();
-    if let Some(p) = &s.profile {
-        profile = profile.profile_name(p);
-    }
-    RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
-        .or_else(profile.build())
-        .region()
-        .await
-        .unwrap_or_else(|| Region::from_static(DEFAULT_REGION))
-}
-
-/// An SDK interceptor that reports each attempt to a [`RequestObserver`].
-#[derive(Debug)]
-pub(crate) struct CountAttempts(pub(crate) Arc<dyn RequestObserver>);
-
-impl Intercept for CountAttempts {
-    fn name(&self) -> &'static str {
-        "keywarden::CountAttempts"
-    }
-
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let operation = cfg.load::<Metadata>().map(|m| m.name()).unwrap_or("unknown");
-        let outcome = match context.response() {
-            None => "transport_error",
-            Some(r) => classify(r.status().as_u16(), r.body().bytes()),
-        };
-        self.0.attempt(operation, outcome);
-        let date = context
-            .response()
-            .and_then(|r| r.headers().get("date"))
-            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
-        if let Some(d) = date {
-            // Date has whole seconds: up to a second of skew is the header's own rounding.
-            let skew = chrono::Utc::now().signed_duration_since(d).num_milliseconds() as f64 / 1000.0;
-            self.0.clock_skew(skew);
-        }
-        Ok(())
-    }
-}
-
-/// IAM signals throttling with HTTP 400 and `<Code>Throttling</Code>`, DynamoDB with 400 and
-/// a `ThrottlingException` or `ProvisionedThroughputExceededException` type (429 elsewhere).
-fn classify(status: u16, body: Option<&[u8]>) -> &'static str {
-    let throttled = || {
-        body.is_some_and(|b| {
-            let has = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
-            has(b"<Code>Throttling") || has(b"#ThrottlingException") || has(b"#ProvisionedThroughputExceeded")
-        })
-    };
-    match status {
-        200..=299 => "success",
-        429 => "throttled",
-        400 if throttled() => "throttled",
-        400..=499 => "client_error",
-        _ => "server_error",
-    }
-}
-
-/// STS GetCallerIdentity: the account id and ARN the credentials of `sdk` act as.
-pub async fn caller_identity(
-    sdk: &SdkConfig,
-    observer: Option<Arc<dyn RequestObserver>>,
-) -> Result<(String, String), String> {
-    let mut conf = aws_sdk_sts::config::Builder::from(sdk).retry_classifier(NoRetryOnRefusal);
-    if let Some(o) = observer {
-        conf = conf.interceptor(CountAttempts(o));
-    }
-    let id = aws_sdk_sts::Client::from_conf(conf.build())
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| describe_at(&e, &endpoint_of(sdk, "STS")).message)?;
-    match (id.account, id.arn) {
-        (Some(account), Some(arn)) if !account.is_empty() => Ok((account, arn)),
-        _ => Err("the response has no account id".into()),
-    }
-}
-
-/// Where a client of `service` sends its requests, for messages: `aws.endpoint_url` when set,
-/// else the service's own endpoint for the region.
-pub(crate) fn endpoint_of(sdk: &SdkConfig, service: &str) -> String {
-    match sdk.endpoint_url() {
-        Some(url) => url.to_string(),
-        None => format!(
-            "{service}'s endpoint in {}",
-            sdk.region().map_or(DEFAULT_REGION, |r| r.as_ref())
-        ),
-    }
-}
-
-/// An organization member account, from organizations:ListAccounts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub id: String,
-    pub name: String,
-    /// Status ACTIVE (suspended and closing accounts are not read).
-    pub active: bool,
-}
-
-/// organizations:ListAccounts, every page, with the ambient credentials (the management or a
-/// delegated administrator account).
-pub async fn organization_members(
-    sdk: &SdkConfig,
-    observer: Option<Arc<dyn RequestObserver>>,
-) -> Result<Vec<Member>, String> {
-    let mut conf = aws_sdk_organizations::config::Builder::from(sdk).retry_classifier(NoRetryOnRefusal);
-    if let Some(o) = observer {
-        conf = conf.interceptor(CountAttempts(o));
-    }
-    let client = aws_sdk_organizations::Client::from_conf(conf.build());
-    let pages: Vec<_> = client
-        .list_accounts()
-        .into_paginator()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| describe_at(&e, &endpoint_of(sdk, "Organizations")).message)?;
-    pages
-        .into_iter()
-        .flat_map(|p| p.accounts.unwrap_or_default())
-        .map(|a| {
-            let id = a.id.ok_or("an account without Id")?;
-            Ok(Member {
-                name: a.name.unwrap_or_else(|| id.clone()),
-                active: a.status == Some(aws_sdk_organizations::types::AccountStatus::Active),
-                id,
-            })
-        })
-        .collect()
-}
 
 /// Every item of one user's paginated IAM listing (`list_user_tags`, `list_access_keys`),
 /// gated as one request (a user has at most 2 keys and 50 tags: one page).
@@ -824,24 +640,4 @@ pub fn account_error(account_id: &str, operation: &str, error: impl Into<Service
 
 fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::classify;
-
-    #[test]
-    fn attempts_are_classified_by_status_and_iam_error_code() {
-        assert_eq!(classify(200, None), "success");
-        let throttle = b"<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>";
-        assert_eq!(classify(400, Some(throttle)), "throttled");
-        assert_eq!(classify(429, None), "throttled");
-        assert_eq!(classify(400, Some(b"<Code>ValidationError</Code>")), "client_error");
-        assert_eq!(classify(403, None), "client_error");
-        assert_eq!(classify(503, None), "server_error");
-        let ddb = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"}"#;
-        assert_eq!(classify(400, Some(ddb)), "throttled");
-        let cond = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}"#;
-        assert_eq!(classify(400, Some(cond)), "client_error");
-    }
 }

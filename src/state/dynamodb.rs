@@ -74,7 +74,7 @@ impl Table {
             conf = conf.endpoint_url(e);
         }
         if let Some(o) = observer {
-            conf = conf.interceptor(crate::aws::iam::CountAttempts(o));
+            conf = conf.interceptor(crate::aws::sdk::CountAttempts(o));
         }
         Table {
             client: Client::from_conf(conf.build()),
