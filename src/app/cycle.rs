@@ -715,12 +715,7 @@ mod tests {
         let f = fleet(&["a", "b", "c"], &log);
         let store = Store::default();
         let c = cycle(&config(2), &f, &store).await;
-        let done = c
-            .executed
-            .outcomes
-            .iter()
-            .filter(|o| o.kind == OutcomeKind::Success)
-            .count();
+        let done = successes(&c);
         assert_eq!(done, 2);
         assert_eq!(c.executed.held_back.get("1"), Some(&1));
         assert_eq!(keys(&store.state.lock().unwrap().clone().unwrap()).len(), 1);
@@ -932,6 +927,15 @@ mod tests {
         ));
     }
 
+    /// How many deactivations of the cycle succeeded.
+    fn successes(c: &Cycle) -> usize {
+        c.executed
+            .outcomes
+            .iter()
+            .filter(|o| o.kind == OutcomeKind::Success)
+            .count()
+    }
+
     /// An event run with a cap of 25, of which `budget` is left, naming whom `seen_at` names.
     async fn event_cycle(f: &Fleet<'_>, store: &Store<'_>, seen_at: &SeenAt<'_>, budget: usize) -> Cycle {
         let stop = AtomicBool::new(false);
@@ -989,12 +993,7 @@ mod tests {
         let f = fleet(&["a", "b", "c"], &log);
         let store = Store::default();
         let c = event_cycle(&f, &store, &|_, _| Some(t0()), 1).await;
-        let done = c
-            .executed
-            .outcomes
-            .iter()
-            .filter(|o| o.kind == OutcomeKind::Success)
-            .count();
+        let done = successes(&c);
         assert_eq!(done, 1, "a cap of 25, of which earlier event runs left 1");
         assert_eq!(c.executed.held_back.values().sum::<usize>(), 2);
     }

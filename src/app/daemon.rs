@@ -453,9 +453,9 @@ pub(crate) fn publish_audit(
     }
     let read = report.accounts.iter().filter(|a| !a.read_nothing()).count();
     metrics.audit_accounts_read.set(read as i64);
-    match report.failure_headline().filter(|_| report.read_nothing()) {
-        Some(why) => shared.ready.set_read_nothing(why),
-        None => shared.ready.set_ready(),
+    match report.failure_headline() {
+        Some(why) if report.read_nothing() => shared.ready.set_read_nothing(why),
+        _ => shared.ready.set_ready(),
     }
 }
 

@@ -191,11 +191,8 @@ impl<'a, F> Changed<'a, F> {
 
 impl<F: KeyActions + Sync> InventorySource for Changed<'_, F> {
     async fn inventory(&self, _: &InventoryOptions<'_>) -> Vec<AccountInventory> {
+        // The base holds no claim: cron runs read none, and `absorb` takes none over.
         let mut accounts = self.base.to_vec();
-        for account in &mut accounts {
-            // Claims are this run's alone: none is carried over from an earlier run.
-            account.exposure.reported_keys.clear();
-        }
         for (account_id, users) in self.users {
             let Some(account) = accounts.iter_mut().find(|a| &a.account_id == account_id) else {
                 continue;
@@ -286,7 +283,6 @@ pub fn absorb(
 ) -> Vec<AccountInventory> {
     let mut next = base.to_vec();
     for account in &mut next {
-        account.exposure.reported_keys.clear();
         let Some(live) = read.iter().find(|a| a.account_id == account.account_id) else {
             continue;
         };
@@ -421,7 +417,9 @@ async fn handle(
     for (id, why) in &sorted.malformed {
         tracing::warn!(message_id = %id, reason = %why, "malformed event left for the dead-letter queue");
     }
-    for (account, key) in &sorted.unknown_keys {
+    // A Health claim on such a key is checked (and journaled as unconfirmed) by the run itself.
+    let claimed = |account: &String, key: &String| sorted.exposed.get(account).is_some_and(|k| k.contains(key));
+    for (account, key) in sorted.unknown_keys.iter().filter(|(a, k)| !claimed(a, k)) {
         tracing::info!(account_id = %account, access_key_id = %key, "an event names a key no user of the last run has; the next cron run reads it");
     }
     delete(queue, &sorted.ignored).await;
@@ -670,6 +668,17 @@ mod tests {
         assert_eq!((counted["ignored"], counted["malformed"], counted["health"]), (1, 1, 1));
     }
 
+    /// ListAccessKeys of `user` in account "1", denied.
+    fn denied(user: &str) -> ReadError {
+        ReadError {
+            account_id: "1".into(),
+            user: Some(user.into()),
+            operation: "ListAccessKeys".into(),
+            message: "AccessDenied".into(),
+            code: Some("AccessDenied".into()),
+        }
+    }
+
     #[test]
     fn a_live_read_replaces_the_users_entry() {
         let mut a = AccountInventory {
@@ -690,14 +699,7 @@ mod tests {
         assert!(a.users.iter().all(|u| u.name != "bob"), "deleted");
         replace_user(&mut a, "carol", Ok(Some(user("carol", "AKIA4"))));
         assert!(a.errors.is_empty(), "carol's earlier error is replaced by the read");
-        let failed = ReadError {
-            account_id: "1".into(),
-            user: Some("alice".into()),
-            operation: "ListAccessKeys".into(),
-            message: "AccessDenied".into(),
-            code: Some("AccessDenied".into()),
-        };
-        replace_user(&mut a, "alice", Err(failed));
+        replace_user(&mut a, "alice", Err(denied("alice")));
         assert!(a.users.iter().all(|u| u.name != "alice"), "fail closed");
         assert_eq!(a.errors.len(), 1);
     }
@@ -711,14 +713,7 @@ mod tests {
         }];
         let mut read = base.clone();
         replace_user(&mut read[0], "alice", Ok(Some(user("alice", "AKIA3"))));
-        let denied = ReadError {
-            account_id: "1".into(),
-            user: Some("ghost".into()),
-            operation: "ListAccessKeys".into(),
-            message: "AccessDenied".into(),
-            code: Some("AccessDenied".into()),
-        };
-        replace_user(&mut read[0], "ghost", Err(denied));
+        replace_user(&mut read[0], "ghost", Err(denied("ghost")));
         read[0].exposure.reported_keys.insert("AKIA3".into());
         read[0]
             .exposure

@@ -526,12 +526,17 @@ type PerAccount<'a> = (&'a str, &'a str, &'a dyn Fn(&AccountSummary) -> Option<f
 fn account_families(out: &mut String, report: &Report) {
     let now = report.evaluated_at;
     let count = |n: usize| Some(n as f64);
-    let families: [PerAccount<'_>; 11] = [
-        (
-            "keywarden_account_audit_success",
-            "1 if every read of the account succeeded in the last audit (0: see the errors in the log and report)",
-            &|a| Some(if a.complete { 1.0 } else { 0.0 }),
-        ),
+    let name = "keywarden_account_audit_success";
+    let help = "1 if every read of the account succeeded in the last audit (0: see the errors in the log and report)";
+    let mut fam = Family::start(out, name, help);
+    for a in &report.accounts {
+        fam.sample(
+            name,
+            &[("account_id", &a.account_id)],
+            if a.complete { 1.0 } else { 0.0 },
+        );
+    }
+    let families: [PerAccount<'_>; 10] = [
         ("keywarden_users", "IAM users read in the last audit", &|a| {
             count(a.users)
         }),
@@ -588,11 +593,8 @@ fn account_families(out: &mut String, report: &Report) {
     ];
     for (name, help, value) in families {
         let mut fam = Family::start(out, name, help);
-        for a in &report.accounts {
-            // An account that could not be read at all has no counts, only its failure.
-            if a.read_nothing() && name != "keywarden_account_audit_success" {
-                continue;
-            }
+        // An account that could not be read at all has no counts, only its failure (above).
+        for a in report.accounts.iter().filter(|a| !a.read_nothing()) {
             if let Some(v) = value(a) {
                 fam.sample(name, &[("account_id", &a.account_id)], v);
             }
