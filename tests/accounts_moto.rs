@@ -2,11 +2,9 @@
 //! discovery, one account failing without stopping the others, and enforcement acting in the
 //! account the key belongs to.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const A: &str = "111111111111";

@@ -1,8 +1,6 @@
 //! `keywarden audit` against a real moto server over HTTP, checked field by field.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn ts(v: &Value) -> i64 {

@@ -3,9 +3,7 @@
 //! simulator. The launcher serves `SimulatePrincipalPolicy` with moto's own policy engine
 //! (moto lacks the action), and requires the caller to be allowed it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A policy document with these statements' actions allowed on these resources.

@@ -1,8 +1,6 @@
 //! `check-config` and config errors through the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn check(text: &str) -> (i32, String, String) {
     let dir = TempDir::new("cfg");

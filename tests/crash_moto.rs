@@ -1,12 +1,10 @@
 //! Crash safety: `kill -9` of an enforcing `run --once` at many points never leaves a corrupt
 //! state file, never deactivates a key that should stay, and the next run converges.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_any_point_loses_nothing() {

@@ -8,12 +8,10 @@
 //! moto records which access key id signed each request, so each test sees that the keys
 //! came from the source it configured.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A HOME with `.aws/config` = `aws_config`, and keywarden's config for moto.
 struct Home {

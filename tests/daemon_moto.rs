@@ -1,12 +1,10 @@
 //! `keywarden run` as a real child process against moto: metrics over HTTP, real signals,
 //! the sd-notify protocol over a real datagram socket.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const YEARLY: &str = "0 0 0 1 1 *";
 

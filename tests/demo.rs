@@ -1,9 +1,7 @@
 //! `scripts/demo` cannot rot: its Python part runs here against the test build of the binary
 //! (the wrapper only builds first), and each step's key lines must be there.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn the_demo_shows_the_whole_job() {

@@ -1,12 +1,10 @@
 //! Enforcement against moto with the real binary: grace periods, the cap, dry-run, fresh
 //! decisions, a corrupt state file and a denied UpdateAccessKey.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 async fn statuses(moto: &Moto, users: &[&str]) -> BTreeMap<String, String> {
     key_statuses(&moto.iam(), users).await

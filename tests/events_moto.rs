@@ -3,12 +3,10 @@
 //! with long polling by `aws::sqs::Queue`, read by `aws::eventbridge::parse` and decided by
 //! `core::events::decide`; a foreign event filtered by the rule; delete after handling.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use keywarden::core::events::{decide, Decision, Kind, Subject};
 use serde_json::{json, Value};
 

@@ -6,11 +6,9 @@
 //! before the action) have defined outcomes. The launcher serves the quarantine policies and
 //! ListEntitiesForPolicy (moto has neither by default).
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const V3: &str = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";

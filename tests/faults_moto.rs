@@ -2,9 +2,7 @@
 //! bodies and dropped connections, injected by the test launcher; the audit must come out the
 //! same as on a calm day, or fail closed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn findings(report: &Value) -> Vec<String> {

@@ -2,9 +2,7 @@
 //! back by a CSV parser (one row per JSON finding, every field, quoting), and the control ids
 //! every finding carries.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]

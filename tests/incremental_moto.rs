@@ -2,11 +2,9 @@
 //! users whose report slots changed since the key ids the state remembers, and its findings
 //! stay api mode's.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn run_once(config: &Path) {

@@ -1,9 +1,7 @@
 //! The action journal through the real binary against moto: what the daemon did is in
 //! `keywarden history` and `GET /api/v1/actions`, and a torn last line does not stop either.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn history(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {

@@ -6,9 +6,7 @@
 //! `/run/systemd/journal/socket`; what keywarden sends there is journald's native protocol.
 //! Without root this test is skipped outside CI and fails in CI.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Receives journald datagrams at the socket path until killed, one hex line each.
 const LISTENER: &str = r#"

@@ -4,13 +4,11 @@
 //! resumed; every host replaced; a file state imported. Each process signs with its own access
 //! key id, so moto's per-caller counts say who sent which UpdateAccessKey.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const LEASE: Duration = Duration::from_secs(3);

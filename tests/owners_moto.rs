@@ -1,9 +1,7 @@
 //! Owners and self-service tag exemptions through the real binary against moto: the JSON
 //! report, the /metrics page, and the ListUserTags requests they cost in each inventory mode.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const OWNERS: &str = r#"

@@ -3,11 +3,9 @@
 //! IAM policies allow every IAM action keywarden calls (and the audit policy nothing that
 //! changes anything).
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 
 fn metric_names_in(expr: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -2,11 +2,9 @@
 //! it Active and snoozes it, the next runs leave it alone until the snooze ends and then
 //! deactivate it again; keys keywarden never touched, or that are Active, are refused (exit 4).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn reactivate(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {

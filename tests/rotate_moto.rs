@@ -4,11 +4,9 @@
 //! nothing; a Secrets Manager failure leaves the user with exactly the keys it had; the daemon
 //! rotates a tagged user only, once per key, and dry-run only journals.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn rotate(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {

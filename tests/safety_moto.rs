@@ -3,14 +3,12 @@
 //! by keys that cannot be deactivated, users that vanish, a wrong clock, two writers of one
 //! state file, and a credential report of another account.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn enforce(dir: &TempDir, moto: &Moto, extra: &str) -> std::path::PathBuf {
     moto_config(

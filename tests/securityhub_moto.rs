@@ -4,13 +4,11 @@
 //! are archived at the next run while unchanged ones are not sent again, and a failing export
 //! leaves the audit complete and shows in the metrics.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const USERS: usize = 50;

@@ -2,14 +2,12 @@
 //! hashes, settings swapped on SIGHUP, a bad certificate on reload keeping the running ones.
 //! The certificate comes from the `openssl` command (installed by `.ci/run`).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use http_body_util::BodyExt;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;

@@ -1,12 +1,10 @@
 //! Enforcement windows through the real binary against moto: outside every window a due key
 //! stays Active (and says until when); at the first run inside one it is deactivated.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::Datelike;
-use common::*;
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 

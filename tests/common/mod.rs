@@ -3,7 +3,6 @@
 //!
 //! moto comes from the virtualenv that `scripts/test-deps` creates (`.venv/`), or from the
 //! Python named by `KEYWARDEN_TEST_PYTHON`. Without it these tests fail; they never skip.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
