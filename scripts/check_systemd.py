@@ -7,7 +7,7 @@ listener), installs the package with dpkg and checks, through systemctl and jour
  1. `systemctl start`: Type=notify, active once READY=1 is sent (the listener answers the moment
     start returns), the status text;
  2. a due key is deactivated after its grace period, and `journalctl -u keywarden
-    ACCESS_KEY_ID=<key> -o json` returns that event with the README's field names;
+    ACCESS_KEY_ID=<key> -o json` returns that event with the field names of docs/names.md;
  3. `systemctl reload`: a valid config reloads in the same process (no /bin/kill on a minbase
     system); an invalid one is refused by the unit's check-config and the daemon keeps its config;
  4. the watchdog: a stopped (SIGSTOP) process is killed and restarted by systemd;

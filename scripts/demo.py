@@ -233,8 +233,8 @@ def main():
             code = daemon.proc.wait(timeout=20)
             say(f"keywarden run exited with {code}")
             say("""
-Next (README.md): "Install and operate" (the .deb/.rpm and the systemd unit), "Routing warnings
-to key owners" (Alertmanager), "Enforcement windows" and "Undo a deactivation".""")
+Next: docs/install.md (the .deb/.rpm and the systemd unit), docs/owners.md (warnings to key
+owners through Alertmanager), docs/enforcement.md (enforcement windows) and docs/undo.md.""")
     finally:
         if daemon is not None and daemon.proc.poll() is None:
             daemon.proc.kill()

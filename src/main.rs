@@ -1,4 +1,4 @@
-//! The binary edge: parses the command line, maps errors to the exit codes the README lists.
+//! The binary edge: parses the command line, maps errors to the exit codes docs/names.md lists.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use keywarden::ports::ActionJournal;
 use keywarden::state::Store;
 use keywarden::sys::logging;
 
-/// Exit codes (README: "Exit codes"; `keywarden help` lists them too).
+/// Exit codes (docs/names.md, "Exit codes"; `keywarden help` lists them too).
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_REFUSED: u8 = 4;

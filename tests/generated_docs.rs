@@ -4,7 +4,7 @@
 //! cannot drift from the binary. After changing the CLI:
 //!
 //! ```text
-//! KEYWARDEN_REGENERATE=1 cargo test --test generated_docs
+//! KEYWARDEN_REGENERATE=1 cargo test --test integration generated_docs
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ fn man_pages_and_completions_are_generated_from_the_cli() {
     }
     assert!(
         stale.is_empty(),
-        "out of date with the CLI: packaging/{stale:?}; run KEYWARDEN_REGENERATE=1 cargo test --test generated_docs"
+        "out of date with the CLI: packaging/{stale:?}; run KEYWARDEN_REGENERATE=1 cargo test --test integration generated_docs"
     );
 }
 

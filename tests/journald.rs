@@ -1,4 +1,4 @@
-//! The journal fields are named as the README says (`ACCOUNT_ID`, `USER`, `ACCESS_KEY_ID`,
+//! The journal fields are named as docs/names.md says (`ACCOUNT_ID`, `USER`, `ACCESS_KEY_ID`,
 //! `RULE`, `OUTCOME`, ...), so `journalctl -u keywarden ACCESS_KEY_ID=AKIA...` finds the event.
 //!
 //! journald's socket path is fixed, so the real binary runs in a private mount namespace

@@ -17,6 +17,7 @@ mod crash_moto;
 mod credentials_moto;
 mod daemon_moto;
 mod demo;
+mod docs;
 mod enforce_moto;
 mod events_moto;
 mod exposed_moto;

@@ -183,7 +183,7 @@ pub enum Verdict {
     Unknown(String),
 }
 
-/// The exit code of `check-access` (README, exit codes): 3 when anything is missing, else 1 when
+/// The exit code of `check-access` (docs/names.md, exit codes): 3 when anything is missing, else 1 when
 /// anything could not be told, else 0.
 pub fn exit_code<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> i32 {
     let mut unknown = false;

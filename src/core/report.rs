@@ -1,5 +1,5 @@
 //! The audit report: summary counts per run and per account, and the exit code, built from
-//! inventories and findings. Its forms are `output::json` (the JSON document the README describes)
+//! inventories and findings. Its forms are `output::json` (the JSON document docs/names.md describes)
 //! and `output::table`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

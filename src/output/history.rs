@@ -1,13 +1,13 @@
-//! The forms of the action journal: a JSON array (the line format of the journal, README
-//! field names) and a table for people.
+//! The forms of the action journal: a JSON array (the line format of the journal, field names
+//! as docs/names.md lists them) and a table for people.
 
 use std::fmt::Write;
 
 use crate::core::journal::JournalEntry;
-use crate::state::journal::EntryDoc;
+use crate::state::journal::JournalDoc;
 
 pub fn to_json(entries: &[&JournalEntry]) -> String {
-    let docs: Vec<EntryDoc> = entries.iter().map(|e| EntryDoc::from(*e)).collect();
+    let docs: Vec<JournalDoc> = entries.iter().map(|e| JournalDoc::from(*e)).collect();
     // Plain strings and numbers: serializing cannot fail.
     serde_json::to_string_pretty(&docs).unwrap_or_else(|_| "[]".into())
 }

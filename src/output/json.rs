@@ -1,5 +1,5 @@
 //! The JSON report (`audit --format json`, `GET /api/v1/report`): the documented report plus
-//! the added fields the README lists. The core's types carry no wire format; the field names,
+//! the added fields docs/names.md lists. The core's types carry no wire format; the field names,
 //! their order and the RFC 3339 timestamps are decided here only.
 
 use std::collections::BTreeMap;

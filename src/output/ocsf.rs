@@ -26,7 +26,7 @@ pub fn title(rule: Rule) -> &'static str {
     }
 }
 
-/// What to do about an exposed key, after keywarden's part (README "A key was exposed").
+/// What to do about an exposed key, after keywarden's part (docs/exposed-keys.md).
 pub const EXPOSED_REMEDIATION: &str = "AWS found this access key in public. Deactivate it now (keywarden \
 does when enforcing), rotate: create a new key, hand it over (Secrets Manager), then delete the exposed \
 key; review CloudTrail for every request signed with the key since it was exposed; detach the \
