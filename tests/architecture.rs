@@ -387,11 +387,18 @@ fn no_reference_to_a_document_that_is_not_in_the_repository() {
             ]
         })
         .collect();
-    let exists = |w: &str| names.contains(w.trim_start_matches("./"));
     let mut found = Vec::new();
-    for path in all.iter().filter(|p| !p.ends_with("tests/architecture.rs")) {
+    for path in all
+        .iter()
+        .filter(|p| !p.ends_with("tests/architecture.rs") && !p.ends_with("tests/docs.rs"))
+    {
         let Ok(text) = std::fs::read_to_string(path) else {
             continue; // not text
+        };
+        // `../X.md` is relative to the file that says it (a docs/ page linking up).
+        let exists = |w: &str| {
+            names.contains(w.trim_start_matches("./"))
+                || (w.starts_with("../") && path.parent().is_some_and(|d| d.join(w).exists()))
         };
         for name in missing_documents(&text, &exists) {
             found.push(format!("{}: {name}", path.display()));
@@ -409,4 +416,126 @@ fn the_reference_check_finds_a_missing_document() {
     let exists = |w: &str| w == "README.md";
     let text = "see README.md and NOTES.md (`docs/x.md`); installed: /usr/share/doc/k/README.md, usr/share/doc/k/X.md";
     assert_eq!(missing_documents(text, &exists), ["NOTES.md", "docs/x.md"]);
+}
+
+/// The files of one folder as modules (`mod.rs` is the folder itself and left out), and which
+/// of them each one's production code names: `super::x`, `crate::<folder>::x`, and the names
+/// inside braces (`use super::{x, y::Z}`).
+fn file_graph(dir: &Path, folder_path: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read a source folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs") && !p.ends_with("mod.rs"))
+        .collect();
+    files.sort();
+    let stem = |p: &Path| p.file_stem().unwrap_or_default().to_string_lossy().to_string();
+    let modules: std::collections::BTreeSet<String> = files.iter().map(|p| stem(p)).collect();
+    let prefixes = ["super::".to_string(), format!("crate::{folder_path}::")];
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for f in &files {
+        let from = stem(f);
+        let code: String = production_lines(f).into_iter().map(|(_, l)| l + "\n").collect();
+        let deps = graph.entry(from.clone()).or_default();
+        for prefix in &prefixes {
+            let mut rest = code.as_str();
+            while let Some(i) = rest.find(prefix.as_str()) {
+                let qualified = i >= 1 && rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_');
+                let after = &rest[i + prefix.len()..];
+                let names: Vec<String> = match after.strip_prefix('{') {
+                    Some(inner) => inner
+                        .split('}')
+                        .next()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|n| n.trim().split("::").next().unwrap_or("").to_string())
+                        .collect(),
+                    None => vec![after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()],
+                };
+                if !qualified {
+                    deps.extend(names.into_iter().filter(|n| modules.contains(n) && *n != from));
+                }
+                rest = after;
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn no_circle_between_the_files_of_one_folder() {
+    let src = repo().join("src");
+    let mut found = Vec::new();
+    let mut folders = vec![src.clone()];
+    while let Some(dir) = folders.pop() {
+        for e in std::fs::read_dir(&dir).expect("read src").flatten() {
+            if e.path().is_dir() {
+                folders.push(e.path());
+            }
+        }
+        if dir == src {
+            continue; // the top level is the folder check's
+        }
+        let rel = dir.strip_prefix(&src).expect("under src").display().to_string();
+        let graph = file_graph(&dir, &rel.replace('/', "::"));
+        for circle in circles(&graph) {
+            found.push(format!("src/{rel}: {circle:?}\n{}", print_graph(&graph)));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "files that import each other in a ring:\n{}",
+        found.join("\n\n")
+    );
+}
+
+#[test]
+fn the_file_circle_check_finds_a_ring_through_super_crate_and_braces() {
+    let dir = std::env::temp_dir().join(format!("keywarden-arch-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mod.rs"), "pub mod a;\npub mod b;\npub mod c;\n").unwrap();
+    std::fs::write(dir.join("a.rs"), "use super::{b::X, other};\n").unwrap();
+    std::fs::write(dir.join("b.rs"), "fn f() { crate::app::c::g(); }\n").unwrap();
+    std::fs::write(dir.join("c.rs"), "use super::a;\n#[cfg(test)]\nuse super::b;\n").unwrap();
+    std::fs::write(dir.join("d.rs"), "// super::a in a comment\nuse crate::app::a;\n").unwrap();
+    let graph = file_graph(&dir, "app");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(circles(&graph), [["a", "b", "c"]], "{}", print_graph(&graph));
+}
+
+/// The paths the admin listener routes (match arms that start with a path literal) that its
+/// module doc does not list as "`GET <path>`".
+fn unlisted_routes(source: &str) -> Vec<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or("");
+    let doc: String = code
+        .lines()
+        .filter(|l| l.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut routes = std::collections::BTreeSet::new();
+    for line in code.lines().map(str::trim_start).filter(|l| l.starts_with("\"/")) {
+        for literal in line.split('"').skip(1).step_by(2).filter(|s| s.starts_with('/')) {
+            routes.insert(literal.to_string());
+        }
+    }
+    routes
+        .into_iter()
+        .filter(|r| !doc.contains(&format!("`GET {r} ")) && !doc.contains(&format!("`GET {r}`")))
+        .collect()
+}
+
+#[test]
+fn every_routed_path_is_listed_in_the_servers_module_doc() {
+    let source = std::fs::read_to_string(repo().join("src/server/http.rs")).expect("read http.rs");
+    let missing = unlisted_routes(&source);
+    assert!(
+        missing.is_empty(),
+        "routed but not in src/server/http.rs's endpoint list: {missing:?}"
+    );
+}
+
+#[test]
+fn the_route_check_finds_an_unlisted_path() {
+    let source = "//! - `GET /metrics`  the metrics\n//! - `GET /`  landing\nfn route(p: &str) {\n    match p {\n        \"/\" | \"/metrics\" | \"/secret\" => {}\n        \"/api/x\" => {}\n        _ => {}\n    }\n}\n#[cfg(test)]\nmod t { fn x() { let _ = \"/test-only\"; } }\n";
+    assert_eq!(unlisted_routes(source), ["/api/x", "/secret"]);
 }

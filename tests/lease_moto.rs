@@ -132,6 +132,32 @@ fn deadlines(config: &Path) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
+/// The runs an instance has published (`keywarden_audit_runs_total`, success and failed): a
+/// run's audit is published before it enforces, and runs never overlap, so `n` more than now
+/// means at least `n - 1` whole runs took place since.
+async fn runs_published(d: &DaemonProcess) -> f64 {
+    let Some((_, page)) = d.get("/metrics").await else {
+        return 0.0;
+    };
+    ["success", "failed"]
+        .iter()
+        .filter_map(|o| metric(&page, "keywarden_audit_runs_total", &[("outcome", o)]))
+        .sum()
+}
+
+/// Waits until `d` has published `n` more runs than `from`.
+async fn wait_runs(d: &DaemonProcess, from: f64, n: f64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while runs_published(d).await < from + n {
+        assert!(
+            Instant::now() < deadline,
+            "no {n} more runs in {secs} s; logs:\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
@@ -226,8 +252,11 @@ async fn ten_kills_of_the_leader_lose_no_grace_period_and_act_once_per_key() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // The journal entry follows the read-back.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The journal entry follows the read-back (or a later run's, for a kill in between).
+    wait_until(15, "every deactivation journaled", || {
+        successes(&history_json(&config)).len() >= due.len()
+    })
+    .await;
 
     let entries = history_json(&config);
     let done = successes(&entries);
@@ -316,8 +345,10 @@ async fn a_leader_paused_past_its_lease_acts_on_nothing_after_it_resumes() {
     let before = moto.callers()[caller(l)]["UpdateAccessKey"].as_u64().unwrap_or(0);
     let log_before = paused.logs().len();
     paused.signal(libc::SIGCONT);
-    // Long enough for several of its cron ticks and lease ticks.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Several of its cron runs (a run per second), each with its lease check, enforced or not.
+    // Counted from its first answer after the pause (a stopped process answers nothing).
+    let runs_before = runs_published(paused).await;
+    wait_runs(paused, runs_before, 4.0, 30).await;
     let after = moto.callers()[caller(l)]["UpdateAccessKey"].as_u64().unwrap_or(0);
     let resumed_log = paused.logs()[log_before..].to_string();
     assert_eq!(
@@ -526,7 +557,11 @@ async fn an_unusable_table_stops_enforcement_keeps_serving_and_recovers() {
         let d = instance(&config, &dir, 1);
         assert!(leader(std::slice::from_ref(&d), 5.0).await.is_some());
         d.first_audit().await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Enforcement was reached and refused (not merely not yet run).
+        d.wait_metrics(15, "keywarden_state_ok 0", |p| {
+            metric(p, "keywarden_state_ok", &[]) == Some(0.0)
+        })
+        .await;
         let (_, page) = d.get("/metrics").await.expect("metrics");
         assert_eq!(metric(&page, "keywarden_state_ok", &[]), Some(0.0), "{}", d.logs());
         assert_eq!(
@@ -610,10 +645,13 @@ async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() 
     );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(status().await, "Active");
-    // The run in flight ends; later ones load the snooze. All leave the key alone.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The run in flight ends (the next one's publication proves it); later ones load the
+    // snooze. All leave the key alone.
+    let runs = runs_published(&d).await;
+    wait_runs(&d, runs, 2.0, 30).await;
     moto.set_faults("{}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let runs = runs_published(&d).await;
+    wait_runs(&d, runs, 3.0, 30).await;
     assert_eq!(
         status().await,
         "Active",

@@ -21,21 +21,21 @@
 //! moves it to the dead-letter queue after `maxReceiveCount` receives.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::app::cycle::{EventScope, Trigger};
-use crate::app::daemon::{Last, Memory, Runs};
+use crate::app::harness::{Harness, Last};
+use crate::app::internal_events::{EventHandled, EventReceiveFailed, EventsReceived, ExposuresUnconfirmed};
 use crate::aws::sqs::{Message, Queue};
 use crate::config::{Config, EventsSettings};
 use crate::core::events::{self, Decision, Kind, Subject};
-use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, UnconfirmedExposure, User};
+use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
 use crate::core::plan::OutcomeKind;
 use crate::ports::{InventoryOptions, InventorySource, KeyActions};
-use crate::server::http::Shared;
 
 /// One batch of messages, sorted by what to do with them.
 #[derive(Debug, Default)]
@@ -323,22 +323,16 @@ const IDLE: Duration = Duration::from_secs(5);
 /// stop). A follower does not receive: the messages wait in the queue for the leader, and a
 /// handover loses none (what the old leader received and did not delete comes back after the
 /// visibility timeout).
-pub(crate) async fn consume(
-    mut config_rx: watch::Receiver<Arc<Config>>,
-    shared: Arc<Shared>,
-    memory: Arc<Memory>,
-    runs: Arc<Runs>,
-    stop: Arc<AtomicBool>,
-) {
+pub(crate) async fn consume(mut config_rx: watch::Receiver<Arc<Config>>, harness: Harness) {
     let mut queue: Option<(EventsSettings, Queue)> = None;
-    while !stop.load(Ordering::Acquire) {
+    while !harness.stop.load(Ordering::Acquire) {
         let config = Arc::clone(&config_rx.borrow_and_update());
         let Some(settings) = config.events.clone() else {
             queue = None;
             let _ = tokio::time::timeout(IDLE, config_rx.changed()).await;
             continue;
         };
-        if !memory.leader().leading() {
+        if !harness.memory.leader().leading() {
             tokio::time::sleep(IDLE).await;
             continue;
         }
@@ -352,15 +346,14 @@ pub(crate) async fn consume(
             ) {
                 Ok(q) => queue = Some((settings.clone(), q)),
                 Err(e) => {
-                    shared.metrics.event_receive_errors.inc();
-                    tracing::error!(error = %e, "cannot use the events queue");
+                    EventReceiveFailed { error: &e, setup: true }.emit(&harness.shared.metrics);
                     tokio::time::sleep(IDLE).await;
                     continue;
                 }
             }
         }
         let Some((_, q)) = queue.as_ref() else { continue };
-        if runs.lock().await.is_none() {
+        if harness.runs.lock().await.is_none() {
             // No full run yet: receive nothing that could not be handled (a message received
             // now would hide for its whole visibility timeout).
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -369,14 +362,17 @@ pub(crate) async fn consume(
         let messages = match q.receive(settings.poll_wait).await {
             Ok(m) => m,
             Err(e) => {
-                shared.metrics.event_receive_errors.inc();
-                tracing::warn!(error = %e, "cannot receive from the events queue; the cron run is the safety net");
+                EventReceiveFailed {
+                    error: &e,
+                    setup: false,
+                }
+                .emit(&harness.shared.metrics);
                 tokio::time::sleep(IDLE).await;
                 continue;
             }
         };
         if !messages.is_empty() {
-            handle(&config, &shared, &memory, &runs, &stop, q, &messages).await;
+            handle(&config, &harness, q, &messages).await;
         }
     }
 }
@@ -384,16 +380,8 @@ pub(crate) async fn consume(
 /// One batch: counted, the ignored ones deleted, the rest re-audited in one event run; each
 /// message is deleted when every user it named was read and handled, and comes back after its
 /// visibility timeout otherwise (one unreadable user delays only its own messages).
-async fn handle(
-    config: &Config,
-    shared: &Shared,
-    memory: &Memory,
-    runs: &Runs,
-    stop: &AtomicBool,
-    queue: &Queue,
-    messages: &[Message],
-) {
-    let mut last = runs.lock().await;
+async fn handle(config: &Config, harness: &Harness, queue: &Queue, messages: &[Message]) {
+    let mut last = harness.runs.lock().await;
     let Some(base) = last.as_mut() else {
         // Not reached (`consume` waits for the first full run); if it were, the messages come
         // back after their visibility timeout.
@@ -411,9 +399,10 @@ async fn handle(
         sns_topics: &topics,
     };
     let sorted = sort(messages, &trusted, &base.accounts);
-    for (kind, n) in count(&sorted.kinds) {
-        shared.metrics.events_received.with_label_values(&[kind]).inc_by(n);
+    EventsReceived {
+        counts: &count(&sorted.kinds),
     }
+    .emit(&harness.shared.metrics);
     for (id, why) in &sorted.malformed {
         tracing::warn!(message_id = %id, reason = %why, "malformed event left for the dead-letter queue");
     }
@@ -428,7 +417,7 @@ async fn handle(
         delete(queue, &all).await;
         return;
     }
-    let run = crate::app::daemon::guarded(shared, event_run(config, shared, memory, base, &sorted, stop)).await;
+    let run = harness.guarded(event_run(config, harness, base, &sorted)).await;
     let handled = |pair: &(String, String)| run.as_ref().is_some_and(|failed| !failed.contains(pair));
     let done: Vec<String> = sorted
         .pending
@@ -448,8 +437,8 @@ async fn handle(
     for (account, users) in &sorted.users {
         for (user, t) in users {
             if handled(&(account.clone(), user.clone())) {
-                let lag = now.signed_duration_since(*t).num_milliseconds() as f64 / 1000.0;
-                shared.metrics.event_lag.observe(lag.max(0.0));
+                let lag_seconds = now.signed_duration_since(*t).num_milliseconds() as f64 / 1000.0;
+                EventHandled { lag_seconds }.emit(&harness.shared.metrics);
             }
         }
     }
@@ -476,11 +465,9 @@ async fn delete(queue: &Queue, receipts: &[String]) {
 /// clock, journal, lease): then every message comes back.
 async fn event_run(
     config: &Config,
-    shared: &Shared,
-    memory: &Memory,
+    harness: &Harness,
     base: &mut Last,
     sorted: &Sorted,
-    stop: &AtomicBool,
 ) -> Option<BTreeSet<(String, String)>> {
     let started = Instant::now();
     base.observer.reset_skew();
@@ -495,8 +482,7 @@ async fn event_run(
         seen_at: &seen_at,
         budget,
     });
-    let (c, enforced) =
-        crate::app::daemon::run_cycle(config, shared, memory, &changed, &observer, trigger, stop, started).await;
+    let (c, enforced) = harness.run(config, &changed, &observer, trigger, started).await;
     let mut failed = changed.failures();
     for o in c.executed.outcomes.iter().filter(|o| o.kind == OutcomeKind::Error) {
         failed.insert((o.candidate.account_id.clone(), o.candidate.user.clone()));
@@ -509,7 +495,7 @@ async fn event_run(
         .count();
     let whole_run_ok = enforced && c.executed.journal_error.is_none() && c.executed.lease_lost.is_none();
     if whole_run_ok {
-        report_unconfirmed(shared, &c.unconfirmed);
+        ExposuresUnconfirmed { claims: &c.unconfirmed }.emit(&harness.shared.metrics);
     }
     tracing::info!(
         users = sorted.users.values().map(|u| u.len()).sum::<usize>(),
@@ -523,20 +509,6 @@ async fn event_run(
     );
     base.accounts = absorb(&base.accounts, &c.accounts, sorted, &failed);
     whole_run_ok.then_some(failed)
-}
-
-/// Each exposure claim no live read confirmed: a warning and the counter the
-/// `KeywardenExposureUnconfirmed` alert reads (the journal entry is the cycle's).
-fn report_unconfirmed(shared: &Shared, claims: &[(String, UnconfirmedExposure)]) {
-    for (account, claim) in claims {
-        tracing::warn!(
-            account_id = %account,
-            user = claim.user.as_deref().unwrap_or("(no user has this key)"),
-            access_key_id = %claim.access_key_id,
-            "an AWS Health event claims this key is exposed, but no quarantine policy confirms it; nothing was changed (reported and journaled)"
-        );
-    }
-    shared.metrics.unconfirmed_exposures.inc_by(claims.len() as u64);
 }
 
 /// The kinds of one batch, counted.

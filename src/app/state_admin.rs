@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::config::{Config, StateBackend};
 use crate::ports::{ActionJournal, StateStore};
-use crate::state::dynamodb::{DynamoStore, Table};
+use crate::state::dynamodb::DynamoStore;
 use crate::state::journal::FileJournal;
+use crate::state::table::Table;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

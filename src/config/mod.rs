@@ -1,6 +1,6 @@
 //! Configuration: raw (`raw`: what the TOML file and `KEYWARDEN_*` variables say) ->
 //! validated (`validate`: typed values only, every problem at once) -> [`Config`], loaded from
-//! file and environment by `load`.
+//! file and environment by `load`; `locate` names the file line or variable behind a key.
 //!
 //! Every error names where the bad value came from (file and line, or environment variable)
 //! and the key, so `keywarden check-config` reads like `nginx -t`.
@@ -14,12 +14,14 @@ pub use crate::core::policy::Mode;
 use crate::core::policy::Policy;
 
 mod load;
+mod locate;
 mod raw;
 mod suggest;
 mod validate;
 mod warnings;
 
-pub use load::{find_key_line, load, resolve_path};
+pub use load::{load, resolve_path};
+pub use locate::find_key_line;
 pub use raw::*;
 pub use validate::{validate_cron, MAX_DURATION};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use super::load::Locator;
+use super::locate::Locator;
 use super::*;
 use crate::core::model::Timestamp;
 use crate::core::owners::{OwnerRule, Owners, TagExemptions};

@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::core::journal::JournalEntry;
+use crate::core::model::Rule;
 use crate::core::model::{AccountInventory, Timestamp};
-use crate::core::policy::Rule;
 use crate::core::rules::FirstSeen;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -6,9 +6,7 @@
 
 use chrono::TimeDelta;
 
-use crate::core::model::Timestamp;
-use crate::core::plan::{Candidate, Outcome, OutcomeKind};
-use crate::core::policy::{Mode, Rule};
+use crate::core::model::{Mode, Rule, Timestamp};
 
 /// The outcome of an intent (never in the journal itself).
 pub const PENDING: &str = "pending";
@@ -89,43 +87,6 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
-    /// The entry of one deactivation outcome; `None` for a key left for its backoff (nothing
-    /// was attempted, nothing to record).
-    pub fn of_outcome(o: &Outcome, mode: Mode, run: &RunInfo, time: Timestamp) -> Option<JournalEntry> {
-        if o.kind == OutcomeKind::Backoff {
-            return None;
-        }
-        Some(JournalEntry {
-            mode: mode.as_str().to_string(),
-            outcome: o.kind.as_str().to_string(),
-            error: o.error.clone(),
-            ..JournalEntry::intent(&o.candidate, run, time)
-        })
-    }
-
-    /// The write-ahead record of a deactivation about to be sent (`State::begin_action`);
-    /// its outcome is decided later, by the run itself or by `plan::reconcile`.
-    pub fn intent(c: &Candidate, run: &RunInfo, time: Timestamp) -> JournalEntry {
-        JournalEntry {
-            time,
-            action: JournalAction::Deactivate,
-            mode: Mode::Enforce.as_str().to_string(),
-            account_id: c.account_id.clone(),
-            user: c.user.clone(),
-            access_key_id: c.access_key_id.clone(),
-            rules: c.rules.clone(),
-            first_seen: Some(c.first_seen),
-            deadline: Some(c.deadline),
-            outcome: PENDING.to_string(),
-            error: None,
-            reason: None,
-            operator: None,
-            new_access_key_id: None,
-            secret_arn: None,
-            run: run.clone(),
-        }
-    }
-
     /// The entry of the sessions' denial after `deactivated`'s success, at `time`.
     pub fn revoked_sessions(deactivated: &JournalEntry, time: Timestamp, error: Option<String>) -> JournalEntry {
         JournalEntry {
@@ -255,7 +216,7 @@ pub(crate) fn sample_entry(time: Timestamp, user: &str, key: &str) -> JournalEnt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::plan::Candidate;
+    use crate::core::plan::{Candidate, Outcome, OutcomeKind};
     use chrono::TimeZone;
 
     fn t(h: u32) -> Timestamp {

@@ -1,4 +1,5 @@
-//! The inventory model: what one account's IAM users and access keys look like, as read.
+//! The inventory model: what one account's IAM users and access keys look like, as read, and
+//! the names every layer shares (the rules, the enforcement mode).
 //!
 //! Plain data, no I/O. Every record is tied to an `account_id` so that nothing downstream
 //! assumes a single account.
@@ -210,6 +211,60 @@ impl AccountInventory {
     /// True when every read succeeded: only then is the account's answer complete.
     pub fn is_complete(&self) -> bool {
         self.errors.is_empty()
+    }
+}
+
+/// `enforcement.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// A key AWS found exposed in public (its quarantine policy on the user, or a Health
+    /// event naming the key). First in rule order: the cap takes it first.
+    ExposedKey,
+    MultipleActiveKeys,
+    MaxKeyAge,
+    UnusedKey,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 4] = [
+        Rule::ExposedKey,
+        Rule::MultipleActiveKeys,
+        Rule::MaxKeyAge,
+        Rule::UnusedKey,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::ExposedKey => "exposed_key",
+            Rule::MultipleActiveKeys => "multiple_active_keys",
+            Rule::MaxKeyAge => "max_key_age",
+            Rule::UnusedKey => "unused_key",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -13,8 +13,8 @@
 
 use chrono::{NaiveDate, TimeDelta};
 
+use crate::core::model::Rule;
 use crate::core::model::{Timestamp, User};
-use crate::core::policy::Rule;
 
 pub const EXEMPT_UNTIL_TAG: &str = "keywarden:exempt-until";
 pub const EXEMPT_REASON_TAG: &str = "keywarden:exempt-reason";

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::TimeDelta;
 
 use crate::core::history::{Entry, Failure, State};
-use crate::core::journal::JournalEntry;
+use crate::core::journal::{JournalAction, JournalEntry, RunInfo, PENDING};
 use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
-use crate::core::policy::{Action, Rule};
+use crate::core::policy::{Action, Mode, Rule};
 use crate::core::rules::Finding;
 
 /// A key due for deactivation: every due rule, earliest deadline first.
@@ -264,6 +264,47 @@ pub struct Outcome {
     pub candidate: Candidate,
     pub kind: OutcomeKind,
     pub error: Option<String>,
+}
+
+/// A plan's journal entries are built here, beside the plan's types, so that the journal's
+/// vocabulary does not depend on the plan.
+impl JournalEntry {
+    /// The entry of one deactivation outcome; `None` for a key left for its backoff (nothing
+    /// was attempted, nothing to record).
+    pub fn of_outcome(o: &Outcome, mode: Mode, run: &RunInfo, time: Timestamp) -> Option<JournalEntry> {
+        if o.kind == OutcomeKind::Backoff {
+            return None;
+        }
+        Some(JournalEntry {
+            mode: mode.as_str().to_string(),
+            outcome: o.kind.as_str().to_string(),
+            error: o.error.clone(),
+            ..JournalEntry::intent(&o.candidate, run, time)
+        })
+    }
+
+    /// The write-ahead record of a deactivation about to be sent (`State::begin_action`);
+    /// its outcome is decided later, by the run itself or by `plan::reconcile`.
+    pub fn intent(c: &Candidate, run: &RunInfo, time: Timestamp) -> JournalEntry {
+        JournalEntry {
+            time,
+            action: JournalAction::Deactivate,
+            mode: Mode::Enforce.as_str().to_string(),
+            account_id: c.account_id.clone(),
+            user: c.user.clone(),
+            access_key_id: c.access_key_id.clone(),
+            rules: c.rules.clone(),
+            first_seen: Some(c.first_seen),
+            deadline: Some(c.deadline),
+            outcome: PENDING.to_string(),
+            error: None,
+            reason: None,
+            operator: None,
+            new_access_key_id: None,
+            secret_arn: None,
+            run: run.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

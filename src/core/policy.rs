@@ -8,59 +8,9 @@ use crate::core::model::{AccessKey, Timestamp, User};
 use crate::core::owners::{Owners, TagExemptions};
 use crate::core::windows::Windows;
 
-/// `enforcement.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    DryRun,
-    Enforce,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::DryRun => "dry-run",
-            Mode::Enforce => "enforce",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rule {
-    /// A key AWS found exposed in public (its quarantine policy on the user, or a Health
-    /// event naming the key). First in rule order: the cap takes it first.
-    ExposedKey,
-    MultipleActiveKeys,
-    MaxKeyAge,
-    UnusedKey,
-}
-
-impl Rule {
-    pub const ALL: [Rule; 4] = [
-        Rule::ExposedKey,
-        Rule::MultipleActiveKeys,
-        Rule::MaxKeyAge,
-        Rule::UnusedKey,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::ExposedKey => "exposed_key",
-            Rule::MultipleActiveKeys => "multiple_active_keys",
-            Rule::MaxKeyAge => "max_key_age",
-            Rule::UnusedKey => "unused_key",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Rule> {
-        Rule::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The rule and mode names live in the model, which every layer may import; they are
+/// re-exported here, where the operator's decisions about them are.
+pub use crate::core::model::{Mode, Rule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

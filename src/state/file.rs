@@ -11,8 +11,7 @@
 //! One writer: a run holds [`Lock`] (flock of `<state>.lock`) from before it reads the state
 //! until after its last write, so `run --once` next to the daemon cannot interleave with it.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +22,7 @@ use crate::core::history::{Entry, Failure, Snooze, State};
 use crate::core::model::Timestamp;
 use crate::core::policy::Rule;
 use crate::ports::{StateStore, StoreError};
+use crate::state::atomic::write_atomically;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -46,9 +46,9 @@ pub enum StateError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-/// The file's form of an entry (the in-memory one is `core::history::Entry`).
+/// The file's form of a finding's first sighting (the in-memory one is `core::history::Entry`).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct EntryDoc {
+pub(crate) struct FindingDoc {
     pub(crate) account_id: String,
     pub(crate) user: String,
     pub(crate) access_key_id: String,
@@ -71,10 +71,10 @@ pub(crate) struct FailureDoc {
     pub(crate) next_attempt: Timestamp,
 }
 
-impl TryFrom<EntryDoc> for Entry {
+impl TryFrom<FindingDoc> for Entry {
     type Error = String;
 
-    fn try_from(d: EntryDoc) -> Result<Entry, String> {
+    fn try_from(d: FindingDoc) -> Result<Entry, String> {
         Ok(Entry {
             rule: Rule::parse(&d.rule).ok_or_else(|| format!("unknown rule {:?}", d.rule))?,
             account_id: d.account_id,
@@ -85,9 +85,9 @@ impl TryFrom<EntryDoc> for Entry {
     }
 }
 
-impl From<&Entry> for EntryDoc {
-    fn from(e: &Entry) -> EntryDoc {
-        EntryDoc {
+impl From<&Entry> for FindingDoc {
+    fn from(e: &Entry) -> FindingDoc {
+        FindingDoc {
             account_id: e.account_id.clone(),
             user: e.user.clone(),
             access_key_id: e.access_key_id.clone(),
@@ -169,7 +169,7 @@ pub(crate) struct File {
         with = "crate::sys::timefmt::option"
     )]
     pub(crate) last_run: Option<Timestamp>,
-    pub(crate) findings: Vec<EntryDoc>,
+    pub(crate) findings: Vec<FindingDoc>,
     #[serde(default)]
     pub(crate) failures: Vec<FailureDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -178,7 +178,7 @@ pub(crate) struct File {
     pub(crate) dry_run_journaled: Vec<DryRunDoc>,
     /// Deactivations begun and not yet journaled, as journal lines (`State::begin_action`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) pending_deactivations: Vec<crate::state::journal::EntryDoc>,
+    pub(crate) pending_deactivations: Vec<crate::state::journal::JournalDoc>,
     /// Key ids by user, so that a credential-report run lists only changed users. Older
     /// files have none: the next run lists every user once, as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -275,7 +275,7 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
 
 /// The state -> the file's form, every list sorted (a diff of two files shows what changed).
 pub(crate) fn to_doc(state: &State) -> File {
-    let mut findings: Vec<EntryDoc> = state.entries().map(EntryDoc::from).collect();
+    let mut findings: Vec<FindingDoc> = state.entries().map(FindingDoc::from).collect();
     findings
         .sort_by(|a, b| (&a.account_id, &a.access_key_id, &a.rule).cmp(&(&b.account_id, &b.access_key_id, &b.rule)));
     let mut failures: Vec<FailureDoc> = state.failures().map(FailureDoc::from).collect();
@@ -300,8 +300,8 @@ pub(crate) fn to_doc(state: &State) -> File {
         })
         .collect();
     dry_run_journaled.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
-    let mut pending_deactivations: Vec<crate::state::journal::EntryDoc> =
-        state.intents().map(crate::state::journal::EntryDoc::from).collect();
+    let mut pending_deactivations: Vec<crate::state::journal::JournalDoc> =
+        state.intents().map(crate::state::journal::JournalDoc::from).collect();
     pending_deactivations.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
     let mut key_names: Vec<KeyNamesDoc> = state
         .all_key_names()
@@ -330,41 +330,6 @@ pub(crate) fn to_doc(state: &State) -> File {
         key_names,
         runs_since_full_read: state.runs_since_full_read,
     }
-}
-
-/// Replaces `path` with `body`, mode 0600: a crash leaves either the old or the new content.
-pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // A fixed name: a run killed mid-write leaves at most this one file, which the next save
-    // truncates and reuses (one keywarden per state file).
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        // Who was warned about which key, and when, is nobody else's business.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // An existing temp file keeps its old mode through open; set it explicitly.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(body)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The state file behind the [`StateStore`] port; runs lock it for `lock_wait` at most.

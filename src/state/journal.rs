@@ -23,9 +23,9 @@ use crate::core::model::Timestamp;
 use crate::core::policy::Rule;
 use crate::ports::{ActionJournal, BoxFuture, JournalRead, StoreError};
 
-/// The line form of an entry: the field names the README documents (`history --format json`).
+/// The line form of an entry: the field names docs/names.md documents (`history --format json`).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct EntryDoc {
+pub struct JournalDoc {
     #[serde(with = "crate::sys::timefmt")]
     pub time: Timestamp,
     pub action: String,
@@ -54,9 +54,9 @@ pub struct EntryDoc {
     pub version: String,
 }
 
-impl From<&JournalEntry> for EntryDoc {
-    fn from(e: &JournalEntry) -> EntryDoc {
-        EntryDoc {
+impl From<&JournalEntry> for JournalDoc {
+    fn from(e: &JournalEntry) -> JournalDoc {
+        JournalDoc {
             time: e.time,
             action: e.action.as_str().to_string(),
             mode: e.mode.clone(),
@@ -79,10 +79,10 @@ impl From<&JournalEntry> for EntryDoc {
     }
 }
 
-impl TryFrom<EntryDoc> for JournalEntry {
+impl TryFrom<JournalDoc> for JournalEntry {
     type Error = String;
 
-    fn try_from(d: EntryDoc) -> Result<JournalEntry, String> {
+    fn try_from(d: JournalDoc) -> Result<JournalEntry, String> {
         let action = JournalAction::parse(&d.action).ok_or_else(|| format!("unknown action {:?}", d.action))?;
         let rules = d
             .rules
@@ -116,7 +116,7 @@ impl TryFrom<EntryDoc> for JournalEntry {
 
 pub fn to_line(e: &JournalEntry) -> String {
     // Serializing plain strings and numbers cannot fail.
-    serde_json::to_string(&EntryDoc::from(e)).unwrap_or_default()
+    serde_json::to_string(&JournalDoc::from(e)).unwrap_or_default()
 }
 
 pub struct FileJournal {
@@ -181,7 +181,7 @@ impl FileJournal {
                 .lines()
                 .next()
                 .and_then(Result::ok)
-                .and_then(|l| serde_json::from_str::<EntryDoc>(&l).ok())
+                .and_then(|l| serde_json::from_str::<JournalDoc>(&l).ok())
                 .map(|d| d.time),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(self.error("cannot read", e)),
@@ -192,10 +192,10 @@ impl FileJournal {
         let text = std::fs::read_to_string(&self.path).map_err(|e| self.error("cannot read", e))?;
         let kept: String = text
             .lines()
-            .filter(|l| serde_json::from_str::<EntryDoc>(l).map_or(true, |d| d.time >= cutoff))
+            .filter(|l| serde_json::from_str::<JournalDoc>(l).map_or(true, |d| d.time >= cutoff))
             .flat_map(|l| [l, "\n"])
             .collect();
-        crate::state::file::write_atomically(&self.path, kept.as_bytes()).map_err(|e| self.error("cannot rewrite", e))
+        crate::state::atomic::write_atomically(&self.path, kept.as_bytes()).map_err(|e| self.error("cannot rewrite", e))
     }
 }
 
@@ -234,7 +234,7 @@ impl FileJournal {
             if line.trim().is_empty() {
                 continue;
             }
-            let parsed = serde_json::from_str::<EntryDoc>(line)
+            let parsed = serde_json::from_str::<JournalDoc>(line)
                 .map_err(|e| e.to_string())
                 .and_then(JournalEntry::try_from);
             match parsed {

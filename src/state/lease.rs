@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Get, ReturnValue, 
 
 use crate::core::lease::{Record, Step, Tracker};
 use crate::ports::{BoxFuture, Leadership, Refusal, StoreError};
-use crate::state::dynamodb::{key, s, Item, Table};
 use crate::state::items;
+use crate::state::table::{key, s, Item, Table};
 
 const PK: &str = "lease";
 const SK: &str = "leader";

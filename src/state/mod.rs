@@ -2,19 +2,26 @@
 //! `ActionJournal`, in one of two backends (`state.backend`):
 //! - `file`: a JSON file, written atomically and locked for a whole run (`file`), and JSON
 //!   lines appended and fsynced (`journal`); one instance.
-//! - `dynamodb`: one table holding the state item by item (`items`), the journal and the
-//!   leader lease (`dynamodb`, `lease`); any number of instances, one of which enforces.
+//! - `dynamodb`: one table (`table`) holding the state item by item (`items`), the journal and
+//!   the leader lease (`dynamodb`, `lease`); any number of instances, one of which enforces.
+//!
+//! `atomic` replaces a file whole (the state file, the journal's rewrite). [`Store`] is a
+//! command's choice of backend; [`Memory`] the daemon's, made once at start.
 
+mod atomic;
 pub mod dynamodb;
 pub mod file;
 pub mod items;
 pub mod journal;
 pub mod lease;
+mod memory;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::{load, save, FileStore, Lock, StateError};
+pub use memory::Memory;
 
 use crate::config::{Config, StateBackend};
 use crate::core::history::State;
@@ -34,7 +41,7 @@ impl Store {
         match &config.backend {
             StateBackend::File => Store::file(config, lock_wait),
             StateBackend::DynamoDb(d) => {
-                let table = Arc::new(dynamodb::Table::connect(&config.aws, d, observer).await);
+                let table = Arc::new(table::Table::connect(&config.aws, d, observer).await);
                 Store::Table(dynamodb::DynamoStore::new(table, None, config.journal_retention))
             }
         }

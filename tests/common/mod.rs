@@ -413,14 +413,21 @@ pub fn free_port() -> u16 {
 }
 
 /// GET with a real HTTP client (hyper); `None` when the connection fails.
+/// `None` when nothing answers within 10 s (a stopped process accepts and never answers).
 pub async fn http_get(url: &str) -> Option<(u16, String)> {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<hyper::body::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let resp = client.get(url.parse().expect("url")).await.ok()?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, String::from_utf8_lossy(&body).to_string()))
+    let get = async {
+        let resp = client.get(url.parse().expect("url")).await.ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).to_string()))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), get)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The value of one series in Prometheus text: `name{labels...} value`, matching every given
