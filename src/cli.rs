@@ -112,6 +112,9 @@ pub const COMMIT: &str = env!("BUILT_FROM_COMMIT");
     after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
+    /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -121,9 +124,6 @@ pub enum Command {
     /// The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP.
     #[command(after_long_help = RUN_HELP)]
     Run {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
         /// One audit cycle, then exit (0 if complete, 1 if any read failed).
         #[arg(long)]
         once: bool,
@@ -131,9 +131,6 @@ pub enum Command {
     /// One read-only audit: never writes state, never changes a key.
     #[command(after_long_help = AUDIT_HELP)]
     Audit {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Evaluate ages and deadlines as of this RFC 3339 instant instead of now.
@@ -143,9 +140,6 @@ pub enum Command {
     /// The action journal: what keywarden did (and would have done in dry-run), newest first.
     #[command(after_long_help = HISTORY_HELP)]
     History {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
         /// Only actions at most this old, e.g. 24h, 7d.
         #[arg(long, value_name = "DURATION", value_parser = parse_since)]
         since: Option<chrono::TimeDelta>,
@@ -173,9 +167,6 @@ pub enum Command {
         /// snooze a key that is already Active.
         #[arg(long)]
         force: bool,
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
     },
     /// Rotate USER's access key: make a new key, store it in Secrets Manager (JSON AccessKeyId,
     /// SecretAccessKey) and journal it; the old key is deactivated by multiple_active_keys once
@@ -194,9 +185,6 @@ pub enum Command {
         /// The secret to store the new key in (default: rotation.secret_prefix + ACCOUNT/USER).
         #[arg(long, value_name = "NAME")]
         secret_id: Option<String>,
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
     },
     /// Set up the DynamoDB state table (state.backend = "dynamodb"), or move a file state into it.
     State {
@@ -207,16 +195,14 @@ pub enum Command {
     /// it (IAM's policy simulator; exit 3 names each missing action, 1 when it cannot tell).
     #[command(after_long_help = CHECK_ACCESS_HELP)]
     CheckAccess {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
-        format: HistoryFormat,
+        #[arg(long, value_enum, default_value_t = AccessFormat::Table)]
+        format: AccessFormat,
     },
     /// Parse and validate the config, print the effective config.
     #[command(after_long_help = CHECK_CONFIG_HELP)]
     CheckConfig {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
+        /// Config file (default: --config, else $KEYWARDEN_CONFIG, else
+        /// /etc/keywarden/keywarden.toml).
         path: Option<PathBuf>,
     },
 }
@@ -224,24 +210,23 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum StateCommand {
     /// Create the table of [state.dynamodb] (on-demand billing, TTL on `ttl`); an existing one is checked.
-    Init {
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
-    },
+    Init,
     /// Copy a state file and its journal into an empty table (before the daemons use it).
     Import {
         /// The state file (state.json); its journal is state.journal_path, else actions.jsonl beside it.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml).
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
     },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum HistoryFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AccessFormat {
     Table,
     Json,
 }

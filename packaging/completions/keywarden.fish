@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_keywarden_global_optspecs
-    string join \n h/help V/version
+    string join \n config= h/help V/version
 end
 
 function __fish_keywarden_needs_command
@@ -24,6 +24,7 @@ function __fish_keywarden_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c keywarden -n "__fish_keywarden_needs_command" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_needs_command" -s V -l version -d 'Print version'
 complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
@@ -38,18 +39,18 @@ complete -c keywarden -n "__fish_keywarden_needs_command" -f -a "help" -d 'Print
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -l once -d 'One audit cycle, then exit (0 if complete, 1 if any read failed)'
 complete -c keywarden -n "__fish_keywarden_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l format -r -f -a "table\t''
 json\t''
 ocsf\t'OCSF 1.3.0 Detection Findings (class 2004), one JSON array'
 csv\t'One row per finding, every JSON field (RFC 4180)'"
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l at -d 'Evaluate ages and deadlines as of this RFC 3339 instant instead of now' -r
+complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand audit" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l since -d 'Only actions at most this old, e.g. 24h, 7d' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l user -d 'Only users matching this glob, e.g. "ci-*"' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l format -r -f -a "table\t''
 json\t''"
+complete -c keywarden -n "__fish_keywarden_using_subcommand history" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l reason -d 'Why (kept in the action journal with who ran the command)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l snooze -d 'How long the daemon leaves the key alone (default: enforcement.grace_period)' -r
@@ -61,6 +62,7 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l account -
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l secret-id -d 'The secret to store the new key in (default: rotation.secret_prefix + ACCOUNT/USER)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c keywarden -n "__fish_keywarden_using_subcommand state; and not __fish_seen_subcommand_from init import help" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and not __fish_seen_subcommand_from init import help" -s h -l help -d 'Print help'
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and not __fish_seen_subcommand_from init import help" -f -a "init" -d 'Create the table of [state.dynamodb] (on-demand billing, TTL on `ttl`); an existing one is checked'
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and not __fish_seen_subcommand_from init import help" -f -a "import" -d 'Copy a state file and its journal into an empty table (before the daemons use it)'
@@ -72,10 +74,11 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand state; and __fish_se
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and __fish_seen_subcommand_from help" -f -a "init" -d 'Create the table of [state.dynamodb] (on-demand billing, TTL on `ttl`); an existing one is checked'
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and __fish_seen_subcommand_from help" -f -a "import" -d 'Copy a state file and its journal into an empty table (before the daemons use it)'
 complete -c keywarden -n "__fish_keywarden_using_subcommand state; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -l format -r -f -a "table\t''
 json\t''"
+complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand check-access" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c keywarden -n "__fish_keywarden_using_subcommand check-config" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate rotate state check-access check-config help" -f -a "run" -d 'The daemon: audits on the cron schedule, serves metrics, reloads on SIGHUP'
 complete -c keywarden -n "__fish_keywarden_using_subcommand help; and not __fish_seen_subcommand_from run audit history reactivate rotate state check-access check-config help" -f -a "audit" -d 'One read-only audit: never writes state, never changes a key'

@@ -113,6 +113,55 @@ pub fn due(
     out
 }
 
+/// Why `keywarden rotate` cannot tell which account to act in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountChoice {
+    /// The account (or every account) could not be reached: a runtime problem, with why.
+    Unreachable(String),
+    /// `--account` names an account the config does not read, or is needed and missing.
+    Usage(String),
+}
+
+impl std::fmt::Display for AccountChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountChoice::Unreachable(why) => write!(f, "cannot reach the account: {why}"),
+            AccountChoice::Usage(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The account `rotate` acts in: `wanted` (`--account`), else the config's only one.
+/// `reached` are the accounts connected; `unreached` the others, each with why.
+pub fn account(
+    reached: &[String],
+    unreached: &[(String, String)],
+    wanted: Option<&str>,
+) -> Result<String, AccountChoice> {
+    let known = |a: &str| reached.iter().any(|c| c == a);
+    let why: Vec<String> = unreached
+        .iter()
+        .filter(|(id, _)| wanted.is_none_or(|w| id == w))
+        .map(|(id, message)| format!("account {id}: {message}"))
+        .collect();
+    if !why.is_empty() && (reached.is_empty() || wanted.is_some_and(|a| !known(a))) {
+        return Err(AccountChoice::Unreachable(why.join("; ")));
+    }
+    match (wanted, reached) {
+        (Some(a), _) if known(a) => Ok(a.to_string()),
+        (Some(a), _) => Err(AccountChoice::Usage(format!(
+            "account {a} is not one the config reads ({})",
+            reached.join(", ")
+        ))),
+        (None, [one]) => Ok(one.clone()),
+        (None, _) => Err(AccountChoice::Usage(format!(
+            "--account is needed: the config reads {} accounts ({})",
+            reached.len(),
+            reached.join(", ")
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +241,24 @@ mod tests {
             secret_name("keywarden/", "123456789012", "ci"),
             "keywarden/123456789012/ci"
         );
+    }
+
+    #[test]
+    fn the_account_is_the_one_named_or_the_only_one() {
+        let two = ["111".to_string(), "222".to_string()];
+        let down = [("333".to_string(), "AssumeRole: AccessDenied".to_string())];
+        assert_eq!(account(&two[..1], &[], None), Ok("111".to_string()));
+        assert_eq!(account(&two, &down, Some("222")), Ok("222".to_string()));
+        assert!(matches!(account(&two, &[], None), Err(AccountChoice::Usage(m)) if m.contains("--account is needed")));
+        assert!(
+            matches!(account(&two, &[], Some("999")), Err(AccountChoice::Usage(m)) if m.contains("not one the config reads"))
+        );
+        assert_eq!(
+            account(&two, &down, Some("333")),
+            Err(AccountChoice::Unreachable(
+                "account 333: AssumeRole: AccessDenied".into()
+            ))
+        );
+        assert!(matches!(account(&[], &down, None), Err(AccountChoice::Unreachable(_))));
     }
 }

@@ -1,5 +1,5 @@
 //! The forms of the report (and of the action journal, `history`): JSON for scripts and the
-//! API, tables for people.
+//! API, tables for people, and the sentences the acting commands say (`sentences`).
 
 pub mod access;
 pub mod asff;
@@ -7,4 +7,5 @@ pub mod csv;
 pub mod history;
 pub mod json;
 pub mod ocsf;
+pub mod sentences;
 pub mod table;
