@@ -35,5 +35,7 @@ mod reactivate_moto;
 mod rotate_moto;
 mod safety_moto;
 mod securityhub_moto;
+mod service_credentials_moto;
+mod user_credentials_moto;
 mod web_tls;
 mod windows_moto;

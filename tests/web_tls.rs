@@ -3,7 +3,6 @@
 //! The certificate comes from the `openssl` command (installed by `.ci/run`).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use crate::common::*;
@@ -14,34 +13,17 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 fn make_cert(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args([
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
+    self_signed(
+        dir,
+        "cert",
+        "/CN=localhost",
+        &[
             "-addext",
             "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .output()
-        .expect("the openssl command is needed for this test (apt-get install openssl)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (cert, key)
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    )
 }
 
 /// GET over TLS trusting only `ca`; `None` when no HTTP response came back.

@@ -47,7 +47,7 @@ macro_rules! every_item {
 
 #[derive(Clone)]
 pub struct Iam {
-    iam: aws_sdk_iam::Client,
+    pub(super) iam: aws_sdk_iam::Client,
     concurrency: usize,
     limiter: Option<Arc<TokenBucket>>,
     /// Shared by every account's client: the bound on requests in flight across accounts.
@@ -87,7 +87,10 @@ impl Iam {
 
     /// An error of this client's request, in the service's words (the endpoint named when
     /// nothing answered).
-    fn describe<E>(&self, e: &aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> ServiceError
+    pub(super) fn describe<E>(
+        &self,
+        e: &aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> ServiceError
     where
         E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -96,7 +99,7 @@ impl Iam {
 
     /// Runs one request (or one paginated call) within this account's rate and the global
     /// bound. The permit is held only while `call` runs, so nested reads cannot deadlock.
-    async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+    pub(super) async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
         if let Some(l) = &self.limiter {
             l.acquire().await;
         }
@@ -616,7 +619,7 @@ fn foreign_report(account_id: &str, report: &CredentialReport, root_keys: Option
     }
 }
 
-fn user_error(account_id: &str, user: &str, operation: &str, error: impl Into<ServiceError>) -> ReadError {
+pub(super) fn user_error(account_id: &str, user: &str, operation: &str, error: impl Into<ServiceError>) -> ReadError {
     let error = error.into();
     ReadError {
         account_id: account_id.to_string(),
@@ -638,6 +641,6 @@ pub fn account_error(account_id: &str, operation: &str, error: impl Into<Service
     }
 }
 
-fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
+pub(super) fn to_chrono(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }

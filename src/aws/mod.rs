@@ -1,5 +1,6 @@
 //! The AWS edge, one module per service or job: the SDK's set-up shared by every client
-//! (`sdk`), the IAM client of one account (`iam`), who the credentials are and an
+//! (`sdk`), the IAM client of one account (`iam`) and a user's credentials beyond its access
+//! keys (`user_credentials`), who the credentials are and an
 //! organization's accounts (`identity`), which accounts a run reads and how (`accounts`), the credential report
 //! parser (`credential_report`), the per-account request budget (`ratelimit`), what to do when
 //! the credentials cannot be had (`credentials`), errors in the service's words and the retry of
@@ -21,6 +22,7 @@ pub mod securityhub;
 pub mod sigv4;
 pub mod simulate;
 pub mod sqs;
+pub mod user_credentials;
 
 pub use iam::{account_error, Iam};
 pub use identity::{caller_identity, organization_members, Member};

@@ -4,7 +4,9 @@
 //! (`journal`), the summary of a run (`report`), guided rotation (`rotation`), what a queued
 //! event means (`events`), the leader lease's steps (`lease`), which actions a config needs
 //! (`access`), the benchmark controls of each rule (`controls`), the partition of a region
-//! (`arn`), whether the clock can be trusted (`clock`) and when enforcement may act (`windows`).
+//! (`arn`), whether the clock can be trusted (`clock`), when enforcement may act (`windows`)
+//! and every long-lived credential kind of a user with the checks of the non-key kinds
+//! (`credentials`).
 //! No I/O, no clock, no async runtime, no AWS types, no wire format; it imports nothing outside
 //! `core` (`tests/architecture.rs` checks).
 
@@ -12,6 +14,7 @@ pub mod access;
 pub mod arn;
 pub mod clock;
 pub mod controls;
+pub mod credentials;
 pub mod events;
 pub mod history;
 pub mod journal;

@@ -565,3 +565,29 @@ pub fn run_once(config: &Path) -> (i32, String) {
 pub fn counted(stats: &serde_json::Value, action: &str) -> u64 {
     stats[action].as_u64().unwrap_or(0)
 }
+
+/// A self-signed certificate and its key from the `openssl` command (installed by `.ci/run`),
+/// valid for 2 days, with `extra` arguments (e.g. `-addext` lines); returns both paths.
+pub fn self_signed(dir: &TempDir, name: &str, subject: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.0.join(format!("{name}.pem")), dir.0.join(format!("{name}.key")));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "2", "-subj", subject])
+        .args(extra)
+        .output()
+        .expect("the openssl command is needed for this test (apt-get install openssl)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}

@@ -56,6 +56,16 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   nothing). And IAM `ListEntitiesForPolicy`, which moto lacks: the users, groups and roles a
   managed policy is attached to (`EntityFilter` honoured, one page), NoSuchEntity for an ARN
   the account does not have.
+- IAM service-specific credentials, which moto lacks (`CreateServiceSpecificCredential` with
+  `CredentialAgeDays`, `ListServiceSpecificCredentials`, `UpdateServiceSpecificCredential`,
+  `ResetServiceSpecificCredential`, `DeleteServiceSpecificCredential`), as the IAM API
+  reference describes them: services `codecommit.amazonaws.com`, `cassandra.amazonaws.com`
+  and `bedrock.amazonaws.com` (else `NotSupportedService`), at most two per user and service
+  (`LimitExceeded`), the user must exist (`NoSuchEntity`); CodeCommit and Keyspaces get a
+  `ServiceUserName` (`USER-at-ACCOUNT`) and `ServicePassword`, Bedrock API keys a
+  `ServiceCredentialAlias` and `ServiceCredentialSecret`, shown only by Create and Reset; an
+  `ExpirationDate` only with `CredentialAgeDays` (Bedrock only), and a credential past it lists
+  as `Expired`. `CreateDate` follows the clock offset, so a test can make an old one.
 - DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
   item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
@@ -159,11 +169,11 @@ _REST = {"/findings/import": "BatchImportFindings", "/findings": "GetFindings"}
 _dynamodb_lock = threading.Lock()
 
 
-def _error(start_response, status, code):
+def _error(start_response, status, code, message="injected by the test launcher"):
     """An IAM-shaped error answer, as AWS sends it."""
     data = (
         '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type>'
-        f"<Code>{code}</Code><Message>injected by the test launcher</Message></Error>"
+        f"<Code>{code}</Code><Message>{message}</Message></Error>"
         "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
     ).encode()
     # REST-JSON clients (Security Hub) read the code from this header; XML clients ignore it.
@@ -356,6 +366,115 @@ def _simulate(environ, start_response, params, caller):
     return [data]
 
 
+# Its own generator: the fault draws' seeded sequence stays as it was.
+_rng_ids = random.Random(7)
+_SSC_SERVICES = ("codecommit.amazonaws.com", "cassandra.amazonaws.com", "bedrock.amazonaws.com")
+# account -> list of credentials (dicts), in creation order.
+_ssc = {}
+_ssc_lock = threading.Lock()
+
+
+def _ssc_xml(c, secret=False):
+    now = _real_utcnow() + _offset
+    status = c["Status"]
+    if c.get("ExpirationDate") and c["ExpirationDate"] <= now:
+        status = "Expired"
+    iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = (f"<UserName>{c['UserName']}</UserName><Status>{status}</Status>"
+           f"<ServiceSpecificCredentialId>{c['Id']}</ServiceSpecificCredentialId>"
+           f"<ServiceName>{c['ServiceName']}</ServiceName><CreateDate>{iso(c['CreateDate'])}</CreateDate>")
+    if c.get("ExpirationDate"):
+        out += f"<ExpirationDate>{iso(c['ExpirationDate'])}</ExpirationDate>"
+    if c["ServiceName"] == "bedrock.amazonaws.com":
+        out += f"<ServiceCredentialAlias>{c['Alias']}</ServiceCredentialAlias>"
+        if secret:
+            out += f"<ServiceCredentialSecret>{c['Secret']}</ServiceCredentialSecret>"
+    else:
+        out += f"<ServiceUserName>{c['ServiceUserName']}</ServiceUserName>"
+        if secret:
+            out += f"<ServicePassword>{c['Secret']}</ServicePassword>"
+    return out
+
+
+def _iam_answer(start_response, action, result):
+    data = (
+        f'<{action}Response xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+        + (f"<{action}Result>{result}</{action}Result>" if result is not None else "")
+        + "<ResponseMetadata><RequestId>00000000-0000-0000-0000-000000000002</RequestId></ResponseMetadata>"
+        f"</{action}Response>"
+    ).encode()
+    start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _service_specific(start_response, action, params, caller):
+    """IAM's service-specific credentials, from the API reference (moto has none)."""
+    from moto.iam.models import iam_backends
+
+    account = iam_models.get_account_id_from(caller) if caller else iam_models.DEFAULT_ACCOUNT_ID
+    backend = iam_backends[account]["aws"]
+    user = params.get("UserName")
+    if user is not None:
+        try:
+            backend.get_user(user)
+        except Exception:
+            return _error(start_response, "404 Not Found", "NoSuchEntity", f"The user with name {user} cannot be found.")
+    with _ssc_lock:
+        creds = _ssc.setdefault(account, [])
+        if action == "CreateServiceSpecificCredential":
+            service = params.get("ServiceName", "")
+            if service not in _SSC_SERVICES:
+                return _error(start_response, "404 Not Found", "NotSupportedService",
+                              f"The service {service} is not supported for service-specific credentials.")
+            if sum(1 for c in creds if c["UserName"] == user and c["ServiceName"] == service) >= 2:
+                return _error(start_response, "409 Conflict", "LimitExceeded",
+                              "Cannot exceed quota for ServiceSpecificCredentialsPerUserPerService: 2")
+            days = params.get("CredentialAgeDays")
+            if days is not None and (service != "bedrock.amazonaws.com" or not 1 <= int(days) <= 36600):
+                return _error(start_response, "400 Bad Request", "InvalidInput",
+                              "CredentialAgeDays is valid only for bedrock.amazonaws.com, from 1 to 36600.")
+            now = (_real_utcnow() + _offset).replace(microsecond=0)
+            c = {
+                "UserName": user, "ServiceName": service, "Status": "Active", "CreateDate": now,
+                "Id": "ACCA" + "".join(_rng_ids.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(17)),
+                "ServiceUserName": f"{user}-at-{account}",
+                "Alias": f"BedrockAPIKey-{user}-{now.strftime('%Y%m%d%H%M%S')}",
+                "Secret": base64.b64encode(_rng_ids.randbytes(30)).decode(),
+            }
+            if days is not None:
+                c["ExpirationDate"] = now + datetime.timedelta(days=int(days))
+            creds.append(c)
+            return _iam_answer(start_response, action,
+                               f"<ServiceSpecificCredential>{_ssc_xml(c, secret=True)}</ServiceSpecificCredential>")
+        if action == "ListServiceSpecificCredentials":
+            service = params.get("ServiceName")
+            mine = [c for c in creds if (user is None or c["UserName"] == user)
+                    and (service is None or c["ServiceName"] == service)]
+            members = "".join(f"<member>{_ssc_xml(c)}</member>" for c in mine)
+            return _iam_answer(start_response, action,
+                               f"<ServiceSpecificCredentials>{members}</ServiceSpecificCredentials>"
+                               "<IsTruncated>false</IsTruncated>")
+        ident = params.get("ServiceSpecificCredentialId")
+        found = [c for c in creds if c["Id"] == ident and (user is None or c["UserName"] == user)]
+        if not found:
+            return _error(start_response, "404 Not Found", "NoSuchEntity",
+                          f"The Service Specific Credential with id {ident} cannot be found.")
+        c = found[0]
+        if action == "UpdateServiceSpecificCredential":
+            if params.get("Status") not in ("Active", "Inactive"):
+                return _error(start_response, "400 Bad Request", "ValidationError",
+                              "Status must be Active or Inactive.")
+            c["Status"] = params["Status"]
+            return _iam_answer(start_response, action, None)
+        if action == "ResetServiceSpecificCredential":
+            c["Secret"] = base64.b64encode(_rng_ids.randbytes(30)).decode()
+            return _iam_answer(start_response, action,
+                               f"<ServiceSpecificCredential>{_ssc_xml(c, secret=True)}</ServiceSpecificCredential>")
+        creds.remove(c)  # DeleteServiceSpecificCredential
+        return _iam_answer(start_response, action, None)
+
+
+
 def make_app():
     moto_app = DomainDispatcherApplication(create_backend_app)
 
@@ -451,6 +570,8 @@ def make_app():
             return _error(start_response, "404 Not Found", "NoSuchEntity")
         if action == "SimulatePrincipalPolicy":
             return _simulate(environ, start_response, params, caller.group(1) if caller else None)
+        if action.endswith("ServiceSpecificCredential") or action == "ListServiceSpecificCredentials":
+            return _service_specific(start_response, action, params, caller.group(1) if caller else None)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         other_account = _faults.get("_report_account")
