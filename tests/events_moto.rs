@@ -353,8 +353,11 @@ async fn enforcing(user: &str, keys: usize, grace: &str) -> (Moto, String, Vec<S
     let port = free_port();
     let extra = format!("[enforcement]\nmode = \"enforce\"\ngrace_period = \"{grace}\"\n");
     let d = daemon_with_events(&moto, &dir, &url, port, &extra);
-    d.wait_metrics(30, "the first run", |m| {
+    // The page is published before the run enforces and saves its state; `keywarden_state_ok`
+    // is set once the run has settled, so the state file exists from then on.
+    d.wait_metrics(30, "the first run, settled", |m| {
         metric(m, "keywarden_user_active_access_keys", &[("user", user)]) == Some(keys as f64)
+            && metric(m, "keywarden_state_ok", &[]) == Some(1.0)
     })
     .await;
     (moto, url, made, dir, d)
