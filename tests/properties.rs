@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
-use keywarden::aws::credential_report::{parse, Row, Slot};
+use keywarden::aws::credential_report::{parse, Password, Row, Slot};
 use keywarden::config::{self, Mode, PerKey};
 use proptest::prelude::*;
 
@@ -72,35 +72,47 @@ fn slot() -> impl Strategy<Value = Option<Slot>> {
     })
 }
 
+/// A console password as IAM writes it: none (`false`), or since a change date, used or not.
+fn password() -> impl Strategy<Value = Option<Password>> {
+    prop::option::of((1_300_000_000i64..1_800_000_000, prop::option::of(0i64..50_000_000))).prop_map(|o| {
+        o.map(|(since, used)| Password {
+            since: ts(since),
+            last_used: used.map(|u| ts(since + u)),
+        })
+    })
+}
+
 fn row() -> impl Strategy<Value = Row> {
     (
         "[a-zA-Z0-9+=,.@_-]{1,24}",
         prop::option::of("[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}"),
         slot(),
         slot(),
+        password(),
     )
-        .prop_map(|(user, path, s1, s2)| {
+        .prop_map(|(user, path, s1, s2, password)| {
             let path = path.map_or("/".to_string(), |p| format!("/{p}/"));
             Row {
                 arn: format!("arn:aws:iam::123456789012:user{path}{user}"),
                 user,
                 path,
                 slots: [s1, s2].into_iter().flatten().collect(),
+                password,
             }
         })
 }
 
 fn cells(row: &Row, slots: &[Option<Slot>; 2]) -> Vec<String> {
-    let mut c = vec![
-        row.user.clone(),
-        row.arn.clone(),
-        "2020-01-01T00:00:00+00:00".into(),
-        "false".into(),
-        "no_information".into(),
-        "N/A".into(),
-        "N/A".into(),
-        "false".into(),
-    ];
+    let mut c = vec![row.user.clone(), row.arn.clone(), "2020-01-01T00:00:00+00:00".into()];
+    match &row.password {
+        None => c.extend(["false", "no_information", "N/A"].map(String::from)),
+        Some(p) => c.extend([
+            "true".into(),
+            p.last_used.map_or("no_information".into(), rfc),
+            rfc(p.since),
+        ]),
+    }
+    c.extend(["N/A", "false"].map(String::from));
     for s in slots {
         match s {
             None => c.extend(["false", "N/A", "N/A", "N/A", "N/A"].map(String::from)),
@@ -397,6 +409,7 @@ mod report_vs_api {
             arn: "arn:aws:iam::123456789012:user/u".into(),
             path: "/".into(),
             slots,
+            password: None,
         }
     }
 

@@ -5,10 +5,11 @@
 //! line and column; nothing is guessed, so no finding is ever invented from a malformed report.
 //! Dates look like `2026-12-01T09:14:53+00:00` (which aws-smithy's DateTime rejects).
 
+use crate::core::credentials::{Credential, CredentialStatus, CredentialType};
 use crate::core::model::{AccessKey, KeyStatus, Timestamp};
 
-/// Columns keywarden reads; the report has more (passwords, MFA, certificates).
-const COLUMNS: [&str; 9] = [
+/// Columns keywarden reads; the report has more (MFA, certificates).
+const COLUMNS: [&str; 12] = [
     "user",
     "arn",
     "access_key_1_active",
@@ -18,6 +19,9 @@ const COLUMNS: [&str; 9] = [
     "access_key_2_last_rotated",
     "access_key_2_last_used_date",
     "user_creation_time",
+    "password_enabled",
+    "password_last_used",
+    "password_last_changed",
 ];
 
 const ROOT: &str = "<root_account>";
@@ -62,6 +66,16 @@ impl Slot {
     }
 }
 
+/// A user's console password, as the report tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Password {
+    /// The report has no login profile creation date: the password's last change (its
+    /// creation, unless someone changed it since), else the user's creation.
+    pub since: Timestamp,
+    /// `None`: never used (`N/A`), or no use recorded (`no_information`).
+    pub last_used: Option<Timestamp>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub user: String,
@@ -69,6 +83,23 @@ pub struct Row {
     /// IAM path, from the ARN (`arn:aws:iam::123456789012:user/service/ci` -> `/service/`).
     pub path: String,
     pub slots: Vec<Slot>,
+    /// `None`: no console access (`password_enabled` false, or a placeholder).
+    pub password: Option<Password>,
+}
+
+impl Row {
+    /// The console password as a credential, named by the user's ARN.
+    pub fn password_credential(&self) -> Option<Credential> {
+        self.password.as_ref().map(|p| Credential {
+            kind: CredentialType::Password,
+            id: self.arn.clone(),
+            status: CredentialStatus::Active,
+            created: p.since,
+            last_used: p.last_used,
+            service: None,
+            expires: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +192,7 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
                 None => {}
             }
         }
+        let password = password(&cell, &bad)?;
         let arn = cell(1).to_string();
         match arn_account(&arn) {
             Some(a) => {
@@ -180,6 +212,7 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
             user,
             arn,
             slots,
+            password,
         });
     }
     Ok(CredentialReport {
@@ -187,6 +220,29 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
         root_access_keys_present,
         accounts,
     })
+}
+
+/// A row's password: `password_enabled` true with its dates; false or a placeholder
+/// (`not_supported` is the root row's) is no console access. A date that is neither a date nor
+/// a placeholder is an error, as everywhere in the report.
+fn password<'a>(
+    cell: &dyn Fn(usize) -> &'a str,
+    bad: &dyn Fn(usize, String) -> ReportError,
+) -> Result<Option<Password>, ReportError> {
+    let enabled = match cell(9) {
+        c if placeholder(c) => false,
+        c => flag(c).map_err(|m| bad(9, m))?,
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let last_used = date(cell(10)).map_err(|m| bad(10, m))?;
+    let changed = date(cell(11)).map_err(|m| bad(11, m))?;
+    let created = date(cell(8)).map_err(|m| bad(8, m))?;
+    let since = changed
+        .or(created)
+        .ok_or_else(|| bad(11, "a password without a change or user creation date".into()))?;
+    Ok(Some(Password { since, last_used }))
 }
 
 /// Why a row's slots could not be named with key ids.
@@ -341,6 +397,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
                     last_used: None,
                 },
             ],
+            password: None,
         };
         let key = |id: &str, active: bool, created: &str| AccessKey {
             id: id.into(),
@@ -389,6 +446,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
             arn: "arn:aws:iam::1:user/twins".into(),
             path: "/".into(),
             slots: vec![slot(true), slot(true)],
+            password: None,
         };
         let key = |id: &str, created: &str| AccessKey {
             id: id.into(),
@@ -450,5 +508,41 @@ true,yesterday,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
         assert!(parse(&report(&[&active_without_date])).is_err());
         let short_row = "carol,arn:aws:iam::1:user/carol,2025";
         assert!(parse(&report(&[short_row])).is_err(), "a truncated row is rejected");
+    }
+
+    #[test]
+    fn passwords_come_with_their_dates_and_placeholders_mean_no_use() {
+        let t = |s: &str| crate::sys::timefmt::parse(s).unwrap();
+        let bytes = report(&[
+            ROOT_ROW,
+            "alice,arn:aws:iam::123456789012:user/alice,2025-01-01T00:00:00+00:00,false,no_information,N/A,N/A,false,\
+false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+            "nobody,arn:aws:iam::123456789012:user/nobody,2025-01-01T00:00:00+00:00,true,2026-11-01T00:00:00+00:00,\
+N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+            "dana,arn:aws:iam::123456789012:user/dana,2025-01-01T00:00:00+00:00,true,no_information,\
+2025-03-01T00:00:00+00:00,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+        ]);
+        let r = parse(&bytes).unwrap();
+        assert_eq!(r.rows[0].password, None, "no console access");
+        assert_eq!(r.rows[0].password_credential(), None);
+        let nobody = r.rows[1].password.clone().expect("a password");
+        assert_eq!(nobody.last_used, Some(t("2026-11-01T00:00:00Z")));
+        assert_eq!(
+            nobody.since,
+            t("2025-01-01T00:00:00Z"),
+            "no change date: the user's creation"
+        );
+        let dana = r.rows[2].password_credential().expect("a password");
+        assert_eq!(dana.id, "arn:aws:iam::123456789012:user/dana");
+        assert_eq!((dana.created, dana.last_used), (t("2025-03-01T00:00:00Z"), None));
+        let bad = report(&[
+            "dana,arn:aws:iam::1:user/dana,2025-01-01T00:00:00+00:00,true,no_information,\
+yesterday,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+        ]);
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("password_last_changed") && e.contains("yesterday"), "{e}");
+        let odd = report(&["dana,arn:aws:iam::1:user/dana,2025-01-01T00:00:00+00:00,maybe,N/A,\
+N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"]);
+        assert!(parse(&odd).unwrap_err().to_string().contains("password_enabled"));
     }
 }
