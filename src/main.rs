@@ -59,35 +59,50 @@ fn main() -> ExitCode {
     }
 }
 
-/// One command, start to end. Every command but `check-config` starts from a [`Setup`]; only
-/// the daemon logs to the journal.
+/// Where a command's log lines go: the daemon's to the journal (when its socket exists), the
+/// others' to stderr; `history` only reads the journal and prints it, and logs nothing.
+#[derive(Clone, Copy)]
+enum Logs {
+    Journald,
+    Stderr,
+    Off,
+}
+
+/// One command, start to end. Every command but `check-config` starts from a [`Setup`].
 fn run(cli: Cli) -> Result<u8, Failure> {
     let config = cli.config.as_deref();
-    let setup = |journald| Setup::new(config, journald);
+    let setup = |logs| Setup::new(config, logs);
+    let stderr = Logs::Stderr;
     match cli.command {
         Command::CheckConfig { path } => check_config(path.as_deref().or(config)),
-        Command::Run { once } => run_daemon(setup(true)?, once),
-        Command::Audit { format, at } => run_audit(&setup(false)?, format, at),
-        Command::History { since, user, format } => history(&setup(false)?, since, user, format),
+        Command::Run { once } => run_daemon(setup(Logs::Journald)?, once),
+        Command::Audit { format, at } => run_audit(&setup(stderr)?, format, at),
+        Command::History { since, user, format } => history(&setup(Logs::Off)?, since, user, format),
         Command::Reactivate {
             access_key_id,
             reason,
             snooze,
             force,
-        } => reactivate(&setup(false)?, &access_key_id, &reason, snooze, force),
+        } => reactivate(&setup(stderr)?, &access_key_id, &reason, snooze, force),
         Command::Rotate {
             user,
             reason,
             account,
             secret_id,
-        } => rotate(&setup(false)?, &user, &reason, account.as_deref(), secret_id.as_deref()),
-        Command::State { command } => state_command(&setup(false)?, command),
-        Command::CheckAccess { format } => check_access(&setup(false)?, format),
+        } => rotate(
+            &setup(stderr)?,
+            &user,
+            &reason,
+            account.as_deref(),
+            secret_id.as_deref(),
+        ),
+        Command::State { command } => state_command(&setup(stderr)?, command),
+        Command::CheckAccess { format } => check_access(&setup(stderr)?, format),
     }
 }
 
 /// What every command but `check-config` needs, built once: the config (and where it came
-/// from, for the daemon's reloads), logging set up from it, and the async runtime.
+/// from, for the daemon's reloads), logging set up from it ([`Logs`]), and the async runtime.
 struct Setup {
     cfg: Config,
     path: PathBuf,
@@ -97,9 +112,13 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(config: Option<&Path>, journald: bool) -> Result<Setup, Failure> {
+    fn new(config: Option<&Path>, logs: Logs) -> Result<Setup, Failure> {
         let (cfg, path, required) = load_config(config)?;
-        logging::init(&cfg.log_level, cfg.log_format, journald);
+        match logs {
+            Logs::Journald => logging::init(&cfg.log_level, cfg.log_format, true),
+            Logs::Stderr => logging::init(&cfg.log_level, cfg.log_format, false),
+            Logs::Off => {}
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -141,6 +141,34 @@ async fn service_specific_credentials_behave_as_the_api_reference_says() {
         bedrock.service_credential_alias()
     );
 
+    // Without UserName: the signing user's own; AllUsers: everyone's.
+    create_user(&iam, "other", None).await;
+    iam.create_service_specific_credential()
+        .user_name("other")
+        .service_name(CODECOMMIT)
+        .send()
+        .await
+        .expect("another user's credential");
+    let dev_key = create_key(&iam, "dev").await;
+    let as_dev = moto.iam_as(&dev_key.id, &dev_key.secret);
+    let own = as_dev
+        .list_service_specific_credentials()
+        .send()
+        .await
+        .expect("list my own")
+        .service_specific_credentials
+        .unwrap_or_default();
+    assert!(own.iter().all(|c| c.user_name() == "dev") && own.len() == 3, "{own:?}");
+    let everyone = iam
+        .list_service_specific_credentials()
+        .all_users(true)
+        .send()
+        .await
+        .expect("list every user's")
+        .service_specific_credentials
+        .unwrap_or_default();
+    assert_eq!(everyone.len(), 4, "{everyone:?}");
+
     // Reset gives a new password; delete removes it; a deleted id is NoSuchEntity.
     let reset = iam
         .reset_service_specific_credential()

@@ -11,7 +11,8 @@
 //! - a key is forgotten only after a deactivation confirmed by a read-back;
 //! - at most the cap of keys is deactivated; failures back off.
 //!
-//! Metrics and logs are the caller's (`daemon`): this returns what happened.
+//! Metrics and logs are the caller's (`harness`, through `internal_events`): this returns what
+//! happened.
 
 use std::sync::atomic::AtomicBool;
 

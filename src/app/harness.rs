@@ -197,6 +197,8 @@ impl Harness {
     /// The audit's page, report and readiness, then its metrics and log, published before
     /// anything is enforced (the counters last: whoever waits for them finds the page written).
     fn publish_audit(&self, config: &Config, accounts: &[AccountInventory], report: &Report, started: Instant) {
+        // The audit's duration, not the publishing's.
+        let seconds = started.elapsed().as_secs_f64();
         let shared = &self.shared;
         shared
             .metrics
@@ -207,7 +209,7 @@ impl Harness {
         AuditFinished {
             report,
             accounts: accounts.len(),
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
         }
         .emit(&shared.metrics);
         match report.failure_headline() {

@@ -5,7 +5,9 @@
 //! page of 100 SSH keys or certificates, which IAM's quota of 5 and 2 never reaches).
 //!
 //! A status keywarden does not know is an error, never a harmless credential; so is a missing
-//! id or date. A user without a login profile has no password (NoSuchEntity is an answer here).
+//! id or date (the SDK fills a missing required date with 0 and a missing id with "": both are
+//! refused here, or a credential would look 56 years old). A user without a login profile has
+//! no password (NoSuchEntity is an answer here).
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_iam::types::StatusType;
@@ -13,6 +15,19 @@ use aws_sdk_iam::types::StatusType;
 use crate::aws::iam::{to_chrono, user_error, Iam};
 use crate::core::credentials::{Credential, CredentialStatus, CredentialType};
 use crate::core::model::{ReadError, Timestamp};
+
+/// A date IAM sent: `None` for none, or the 0 the SDK puts in place of a missing one.
+fn sent(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
+    (t.secs() != 0).then(|| to_chrono(t)).flatten()
+}
+
+/// An id IAM sent (the SDK puts "" in place of a missing one).
+fn id_of(kind: CredentialType, id: String) -> Result<String, String> {
+    if id.is_empty() {
+        return Err(format!("a {kind} without an id"));
+    }
+    Ok(id)
+}
 
 fn status(kind: CredentialType, id: &str, s: &StatusType) -> Result<CredentialStatus, String> {
     match s {
@@ -31,11 +46,12 @@ fn listed(
     s: &StatusType,
     uploaded: Option<aws_sdk_iam::primitives::DateTime>,
 ) -> Result<Credential, String> {
+    let id = id_of(kind, id)?;
     Ok(Credential {
         kind,
         status: status(kind, &id, s)?,
         created: uploaded
-            .and_then(to_chrono)
+            .and_then(sent)
             .ok_or_else(|| format!("{kind} {id} without a valid UploadDate"))?,
         id,
         last_used: None,
@@ -83,7 +99,7 @@ impl Iam {
         };
         let profile = profile.ok_or_else(|| fail("an answer without LoginProfile".into()))?;
         let created =
-            to_chrono(profile.create_date).ok_or_else(|| fail("a login profile without a valid CreateDate".into()))?;
+            sent(profile.create_date).ok_or_else(|| fail("a login profile without a valid CreateDate".into()))?;
         Ok(Some(Credential {
             kind: CredentialType::Password,
             id: user_arn.to_string(),
@@ -117,22 +133,38 @@ impl Iam {
     async fn service_specific_credentials(&self, account_id: &str, user: &str) -> Result<Vec<Credential>, ReadError> {
         let kind = CredentialType::ServiceSpecificCredential;
         let fail = |e: String| user_error(account_id, user, "ListServiceSpecificCredentials", e);
-        let answer = self
-            .gated(self.iam.list_service_specific_credentials().user_name(user).send())
-            .await
-            .map_err(|e| user_error(account_id, user, "ListServiceSpecificCredentials", self.describe(&e)))?;
-        answer
-            .service_specific_credentials
-            .unwrap_or_default()
+        // Paged by Marker (IAM's usual quota is 2 per service, but a page is never assumed whole).
+        let mut metas = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let call = self
+                .iam
+                .list_service_specific_credentials()
+                .user_name(user)
+                .set_marker(marker.take());
+            let page = self
+                .gated(call.send())
+                .await
+                .map_err(|e| user_error(account_id, user, "ListServiceSpecificCredentials", self.describe(&e)))?;
+            let truncated = page.is_truncated();
+            marker = page.marker.clone();
+            metas.extend(page.service_specific_credentials.unwrap_or_default());
+            match (truncated, &marker) {
+                (false, _) => break,
+                (true, Some(_)) => {}
+                (true, None) => return Err(fail("a truncated answer without a Marker".into())),
+            }
+        }
+        metas
             .into_iter()
             .map(|c| {
-                let id = c.service_specific_credential_id;
+                let id = id_of(kind, c.service_specific_credential_id).map_err(fail)?;
                 Ok(Credential {
                     kind,
                     status: status(kind, &id, &c.status).map_err(fail)?,
-                    created: to_chrono(c.create_date)
+                    created: sent(c.create_date)
                         .ok_or_else(|| fail(format!("{kind} {id} without a valid CreateDate")))?,
-                    expires: c.expiration_date.and_then(to_chrono),
+                    expires: c.expiration_date.and_then(sent),
                     service: Some(c.service_name),
                     id,
                     last_used: None,
@@ -159,5 +191,31 @@ impl Iam {
             .into_iter()
             .map(|c| listed(kind, c.certificate_id, &c.status, c.upload_date).map_err(fail))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::primitives::DateTime;
+
+    #[test]
+    fn the_sdks_stand_ins_for_missing_fields_are_refused() {
+        let ssh = CredentialType::SshPublicKey;
+        let zero = DateTime::from_secs(0);
+        let day = DateTime::from_secs(86_400 * 20_000);
+        assert_eq!(sent(zero), None, "0 is the SDK's stand-in for a missing date");
+        assert!(listed(ssh, "".into(), &StatusType::Active, Some(day)).is_err(), "no id");
+        let e = listed(ssh, "APKA1".into(), &StatusType::Active, Some(zero)).unwrap_err();
+        assert!(e.contains("APKA1") && e.contains("UploadDate"), "{e}");
+        let unknown = StatusType::from("Paused");
+        assert!(listed(ssh, "APKA1".into(), &unknown, Some(day))
+            .unwrap_err()
+            .contains("unknown status"));
+        let ok = listed(ssh, "APKA1".into(), &StatusType::Inactive, Some(day)).unwrap();
+        assert_eq!(
+            (ok.status, ok.created.timestamp()),
+            (CredentialStatus::Inactive, 86_400 * 20_000)
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::state::Store;
 /// to release the state file before it gives up enforcing.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-pub enum Memory {
+pub(crate) enum Memory {
     File,
     /// The state table and this instance's leader lease in it.
     Table {
@@ -29,7 +29,7 @@ pub enum Memory {
 
 impl Memory {
     /// The table's requests are counted by `observer` (the daemon's metrics).
-    pub async fn open(config: &Config, observer: Arc<dyn RequestObserver>) -> Memory {
+    pub(crate) async fn open(config: &Config, observer: Arc<dyn RequestObserver>) -> Memory {
         match &config.backend {
             StateBackend::File => Memory::File,
             StateBackend::DynamoDb(d) => {
@@ -45,7 +45,7 @@ impl Memory {
     }
 
     /// A run's store: the file (locked for the run), or the table fenced by the lease.
-    pub fn store(&self, config: &Config) -> Store {
+    pub(crate) fn store(&self, config: &Config) -> Store {
         match self {
             Memory::File => Store::file(config, LOCK_WAIT),
             Memory::Table { table, lease } => Store::Table(DynamoStore::new(
@@ -57,7 +57,7 @@ impl Memory {
     }
 
     /// The journal as `config` names it (the file's path may change on reload).
-    pub fn journal(&self, config: &Config) -> Arc<dyn ActionJournal + Send> {
+    pub(crate) fn journal(&self, config: &Config) -> Arc<dyn ActionJournal + Send> {
         match self {
             Memory::File => Arc::new(FileJournal::new(&config.journal_path, config.journal_retention)),
             Memory::Table { table, .. } => {
@@ -66,14 +66,14 @@ impl Memory {
         }
     }
 
-    pub fn leader(&self) -> &dyn Leadership {
+    pub(crate) fn leader(&self) -> &dyn Leadership {
         match self {
             Memory::File => &SoleInstance,
             Memory::Table { lease, .. } => lease.as_ref(),
         }
     }
 
-    pub fn lease(&self) -> Option<&Arc<Lease>> {
+    pub(crate) fn lease(&self) -> Option<&Arc<Lease>> {
         match self {
             Memory::File => None,
             Memory::Table { lease, .. } => Some(lease),

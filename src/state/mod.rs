@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::{load, save, FileStore, Lock, StateError};
-pub use memory::Memory;
+pub(crate) use memory::Memory;
 
 use crate::config::{Config, StateBackend};
 use crate::core::history::State;

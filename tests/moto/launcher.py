@@ -65,7 +65,9 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   `ServiceUserName` (`USER-at-ACCOUNT`) and `ServicePassword`, Bedrock API keys a
   `ServiceCredentialAlias` and `ServiceCredentialSecret`, shown only by Create and Reset; an
   `ExpirationDate` only with `CredentialAgeDays` (Bedrock only), and a credential past it lists
-  as `Expired`. `CreateDate` follows the clock offset, so a test can make an old one.
+  as `Expired`. Without `UserName` a call acts for the user whose key signed it (List:
+  `AllUsers=true` for every user). `CreateDate` follows the clock offset, so a test can make an
+  old one.
 - DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
   item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
@@ -414,6 +416,16 @@ def _service_specific(start_response, action, params, caller):
     account = iam_models.get_account_id_from(caller) if caller else iam_models.DEFAULT_ACCOUNT_ID
     backend = iam_backends[account]["aws"]
     user = params.get("UserName")
+    if user is None and action == "CreateServiceSpecificCredential":
+        return _error(start_response, "400 Bad Request", "ValidationError", "UserName is required.")
+    every_user = action == "ListServiceSpecificCredentials" and params.get("AllUsers") == "true"
+    if user is None and not every_user:
+        # Without UserName, the user whose access key signed the request (IAM's rule).
+        signer = backend.get_user_from_access_key_id(caller) if caller else None
+        if signer is None:
+            return _error(start_response, "400 Bad Request", "ValidationError",
+                          "UserName is required when the caller is not an IAM user.")
+        user = signer.name
     if user is not None:
         try:
             backend.get_user(user)
@@ -448,14 +460,14 @@ def _service_specific(start_response, action, params, caller):
                                f"<ServiceSpecificCredential>{_ssc_xml(c, secret=True)}</ServiceSpecificCredential>")
         if action == "ListServiceSpecificCredentials":
             service = params.get("ServiceName")
-            mine = [c for c in creds if (user is None or c["UserName"] == user)
+            mine = [c for c in creds if (every_user or c["UserName"] == user)
                     and (service is None or c["ServiceName"] == service)]
             members = "".join(f"<member>{_ssc_xml(c)}</member>" for c in mine)
             return _iam_answer(start_response, action,
                                f"<ServiceSpecificCredentials>{members}</ServiceSpecificCredentials>"
                                "<IsTruncated>false</IsTruncated>")
         ident = params.get("ServiceSpecificCredentialId")
-        found = [c for c in creds if c["Id"] == ident and (user is None or c["UserName"] == user)]
+        found = [c for c in creds if c["Id"] == ident and c["UserName"] == user]
         if not found:
             return _error(start_response, "404 Not Found", "NoSuchEntity",
                           f"The Service Specific Credential with id {ident} cannot be found.")
