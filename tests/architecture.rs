@@ -7,9 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::repo;
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -131,24 +129,43 @@ fn top_module(path: &Path) -> String {
     name.trim_end_matches(".rs").to_string()
 }
 
+/// The module names `code` reaches through `prefix` (`crate::x`, `super::x`): the first name
+/// after it, or each name in braces (`use super::{x, y::Z}`); a qualified path (`a::crate::`)
+/// is not one.
+fn named_after(code: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(i) = rest.find(prefix) {
+        let qualified = i >= 1 && rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_');
+        let after = &rest[i + prefix.len()..];
+        let ident = |s: &str| -> String { s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
+        if !qualified {
+            match after.strip_prefix('{') {
+                Some(inner) => out.extend(
+                    inner
+                        .split('}')
+                        .next()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|n| ident(n.trim())),
+                ),
+                None => out.push(ident(after)),
+            }
+        }
+        rest = after;
+    }
+    out.retain(|n| !n.is_empty());
+    out
+}
+
 /// Which top-level modules each one's production code names (`crate::x`), itself left out.
 fn module_graph(files: &[PathBuf]) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
     let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
     for f in files {
         let from = top_module(f);
         let deps = graph.entry(from.clone()).or_default();
-        for (_, line) in production_lines(f) {
-            let mut rest = line.as_str();
-            while let Some(i) = rest.find("crate::") {
-                let after = &rest[i + "crate::".len()..];
-                let qualified = i >= 1 && rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_');
-                let to: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                if !qualified && !to.is_empty() && to != from {
-                    deps.insert(to);
-                }
-                rest = after;
-            }
-        }
+        let code: String = production_lines(f).into_iter().map(|(_, l)| l + "\n").collect();
+        deps.extend(named_after(&code, "crate::").into_iter().filter(|to| *to != from));
     }
     graph
 }
@@ -438,25 +455,11 @@ fn file_graph(dir: &Path, folder_path: &str) -> std::collections::BTreeMap<Strin
         let code: String = production_lines(f).into_iter().map(|(_, l)| l + "\n").collect();
         let deps = graph.entry(from.clone()).or_default();
         for prefix in &prefixes {
-            let mut rest = code.as_str();
-            while let Some(i) = rest.find(prefix.as_str()) {
-                let qualified = i >= 1 && rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_');
-                let after = &rest[i + prefix.len()..];
-                let names: Vec<String> = match after.strip_prefix('{') {
-                    Some(inner) => inner
-                        .split('}')
-                        .next()
-                        .unwrap_or("")
-                        .split(',')
-                        .map(|n| n.trim().split("::").next().unwrap_or("").to_string())
-                        .collect(),
-                    None => vec![after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()],
-                };
-                if !qualified {
-                    deps.extend(names.into_iter().filter(|n| modules.contains(n) && *n != from));
-                }
-                rest = after;
-            }
+            deps.extend(
+                named_after(&code, prefix)
+                    .into_iter()
+                    .filter(|n| modules.contains(n) && *n != from),
+            );
         }
     }
     graph

@@ -5,11 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use crate::common::repo;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use clap::Parser;
 
 /// README.md and every page under docs/.
 fn pages() -> Vec<PathBuf> {

@@ -132,30 +132,21 @@ fn deadlines(config: &Path) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// The runs an instance has published (`keywarden_audit_runs_total`, success and failed): a
-/// run's audit is published before it enforces, and runs never overlap, so `n` more than now
-/// means at least `n - 1` whole runs took place since.
-async fn runs_published(d: &DaemonProcess) -> f64 {
-    let Some((_, page)) = d.get("/metrics").await else {
-        return 0.0;
-    };
+/// The runs a `/metrics` page says were published (`keywarden_audit_runs_total`, success and
+/// failed): a run's audit is published before it enforces, and runs never overlap, so `n` more
+/// than now means at least `n - 1` whole runs took place since.
+fn runs_published(page: &str) -> f64 {
     ["success", "failed"]
         .iter()
-        .filter_map(|o| metric(&page, "keywarden_audit_runs_total", &[("outcome", o)]))
+        .filter_map(|o| metric(page, "keywarden_audit_runs_total", &[("outcome", o)]))
         .sum()
 }
 
-/// Waits until `d` has published `n` more runs than `from`.
-async fn wait_runs(d: &DaemonProcess, from: f64, n: f64, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while runs_published(d).await < from + n {
-        assert!(
-            Instant::now() < deadline,
-            "no {n} more runs in {secs} s; logs:\n{}",
-            d.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits until `d` has published `n` more runs than it had at its next answer.
+async fn wait_runs(d: &DaemonProcess, n: f64, secs: u64) {
+    let now = runs_published(&d.wait_metrics(secs, "an answer", |_| true).await);
+    d.wait_metrics(secs, &format!("{n} more runs"), |p| runs_published(p) >= now + n)
+        .await;
 }
 
 async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
@@ -347,8 +338,7 @@ async fn a_leader_paused_past_its_lease_acts_on_nothing_after_it_resumes() {
     paused.signal(libc::SIGCONT);
     // Several of its cron runs (a run per second), each with its lease check, enforced or not.
     // Counted from its first answer after the pause (a stopped process answers nothing).
-    let runs_before = runs_published(paused).await;
-    wait_runs(paused, runs_before, 4.0, 30).await;
+    wait_runs(paused, 4.0, 30).await;
     let after = moto.callers()[caller(l)]["UpdateAccessKey"].as_u64().unwrap_or(0);
     let resumed_log = paused.logs()[log_before..].to_string();
     assert_eq!(
@@ -647,11 +637,9 @@ async fn reactivate_works_from_another_host_and_the_leader_honours_the_snooze() 
     assert_eq!(status().await, "Active");
     // The run in flight ends (the next one's publication proves it); later ones load the
     // snooze. All leave the key alone.
-    let runs = runs_published(&d).await;
-    wait_runs(&d, runs, 2.0, 30).await;
+    wait_runs(&d, 2.0, 30).await;
     moto.set_faults("{}");
-    let runs = runs_published(&d).await;
-    wait_runs(&d, runs, 3.0, 30).await;
+    wait_runs(&d, 3.0, 30).await;
     assert_eq!(
         status().await,
         "Active",

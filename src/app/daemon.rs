@@ -160,9 +160,8 @@ impl Daemon {
         self.notifier.reloading();
         let result = self.try_reload().await;
         ConfigLoaded {
-            path: &self.opts.config_path,
+            reloaded: Some(&self.opts.config_path),
             error: result.as_ref().err().map(String::as_str),
-            at_start: false,
         }
         .emit(&self.shared().metrics);
         self.notifier.ready();
@@ -288,9 +287,8 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
 async fn wire(config: &Config) -> Result<Harness, DaemonError> {
     let metrics = Arc::new(Metrics::new()?);
     ConfigLoaded {
-        path: config.source.as_deref().unwrap_or(std::path::Path::new("")),
+        reloaded: None,
         error: None,
-        at_start: true,
     }
     .emit(&metrics);
     let shared = Arc::new(Shared::new(metrics, Arc::clone(&config.metrics_web)));

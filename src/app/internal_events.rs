@@ -273,21 +273,20 @@ impl LeaseStep<'_> {
 
 /// The configuration was loaded at start or reloaded on SIGHUP, or a reload failed.
 pub struct ConfigLoaded<'a> {
-    pub path: &'a std::path::Path,
+    /// The file reloaded (`None` at start: `keywarden started` says it, nothing more to log).
+    pub reloaded: Option<&'a std::path::Path>,
     /// The reload's error; the previous configuration stays.
     pub error: Option<&'a str>,
-    /// At start (nothing to log: `keywarden started` says it).
-    pub at_start: bool,
 }
 
 impl ConfigLoaded<'_> {
     pub fn emit(self, metrics: &Metrics) {
         metrics.config_loaded(self.error.is_none(), unix_now());
+        let Some(path) = self.reloaded else { return };
         match self.error {
-            _ if self.at_start => {}
-            None => tracing::info!(config = %self.path.display(), "configuration reloaded"),
+            None => tracing::info!(config = %path.display(), "configuration reloaded"),
             Some(e) => {
-                tracing::error!(config = %self.path.display(), error = %e, "reload failed; still running on the previous configuration")
+                tracing::error!(config = %path.display(), error = %e, "reload failed; still running on the previous configuration")
             }
         }
     }

@@ -28,8 +28,9 @@ use crate::core::model::{
 };
 use crate::ports::{InventoryMode, InventoryOptions, KeyActions, RequestObserver};
 
-/// Every item of one user's paginated IAM listing (`list_user_tags`, `list_access_keys`),
-/// gated as one request (a user has at most 2 keys and 50 tags: one page).
+/// Every item of one user's paginated IAM listing (`list_user_tags`, `list_access_keys`, and in
+/// `user_credentials` `list_ssh_public_keys`, `list_signing_certificates`), gated as one request
+/// (a user has at most 2 keys, 50 tags, 5 SSH keys and 2 certificates: one page).
 macro_rules! every_item {
     ($iam:expr, $operation:ident, $user:expr) => {
         $iam.gated(
@@ -44,6 +45,7 @@ macro_rules! every_item {
         .await
     };
 }
+pub(super) use every_item;
 
 #[derive(Clone)]
 pub struct Iam {

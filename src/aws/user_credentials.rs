@@ -12,7 +12,7 @@
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_iam::types::StatusType;
 
-use crate::aws::iam::{to_chrono, user_error, Iam};
+use crate::aws::iam::{every_item, to_chrono, user_error, Iam};
 use crate::core::credentials::{Credential, CredentialStatus, CredentialType};
 use crate::core::model::{ReadError, Timestamp};
 
@@ -114,16 +114,7 @@ impl Iam {
     async fn ssh_public_keys(&self, account_id: &str, user: &str) -> Result<Vec<Credential>, ReadError> {
         let kind = CredentialType::SshPublicKey;
         let fail = |e: String| user_error(account_id, user, "ListSSHPublicKeys", e);
-        let call = self
-            .iam
-            .list_ssh_public_keys()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send();
-        let keys: Vec<_> = self
-            .gated(call.try_collect())
-            .await
+        let keys: Vec<_> = every_item!(self, list_ssh_public_keys, user)
             .map_err(|e| user_error(account_id, user, "ListSSHPublicKeys", self.describe(&e)))?;
         keys.into_iter()
             .map(|k| listed(kind, k.ssh_public_key_id, &k.status, Some(k.upload_date)).map_err(fail))
@@ -176,16 +167,7 @@ impl Iam {
     async fn signing_certificates(&self, account_id: &str, user: &str) -> Result<Vec<Credential>, ReadError> {
         let kind = CredentialType::SigningCertificate;
         let fail = |e: String| user_error(account_id, user, "ListSigningCertificates", e);
-        let call = self
-            .iam
-            .list_signing_certificates()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send();
-        let certs: Vec<_> = self
-            .gated(call.try_collect())
-            .await
+        let certs: Vec<_> = every_item!(self, list_signing_certificates, user)
             .map_err(|e| user_error(account_id, user, "ListSigningCertificates", self.describe(&e)))?;
         certs
             .into_iter()

@@ -388,17 +388,15 @@ impl Metrics {
     // the families they belong to (`app::internal_events` pairs each with its log line).
 
     /// A run ended: its audit's outcome, or a panic (`keywarden_audit_runs_total{outcome}`).
+    /// `keywarden_audit_success` is derived here only: 1 after a complete audit, else 0.
     pub fn run_ended(&self, outcome: RunOutcome) {
+        self.audit_success.set(i64::from(outcome == RunOutcome::Success));
         self.audit_runs.with_label_values(&[outcome.label()]).inc();
-        if outcome != RunOutcome::Success {
-            self.audit_success.set(0);
-        }
     }
 
     /// An audit was published: its duration, completeness and the accounts it could read.
     pub fn audit_finished(&self, seconds: f64, complete: bool, accounts_read: usize, now_unix: f64) {
         self.audit_duration.set(seconds);
-        self.audit_success.set(i64::from(complete));
         if complete {
             self.audit_last_success.set(now_unix);
         }
