@@ -154,8 +154,9 @@ pub enum Command {
     /// changed).
     #[command(after_long_help = REACTIVATE_HELP)]
     Reactivate {
-        /// The access key to reactivate (found in the action journal).
-        #[arg(value_name = "ACCESS_KEY_ID")]
+        /// The access key to reactivate (found in the action journal), or the id of an SSH key,
+        /// service-specific credential or signing certificate keywarden set Inactive.
+        #[arg(value_name = "ID")]
         access_key_id: String,
         /// Why (kept in the action journal with who ran the command).
         #[arg(long, value_name = "TEXT", value_parser = parse_reason)]

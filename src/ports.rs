@@ -8,7 +8,7 @@ pub use futures_util::future::BoxFuture;
 
 use crate::core::history::State;
 use crate::core::journal::JournalEntry;
-use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
+use crate::core::model::{AccountInventory, CredentialType, ReadError, ServiceError, Timestamp, User};
 
 /// Reads account inventories. The audit and the daemon depend on this trait, not on AWS.
 ///
@@ -43,6 +43,8 @@ pub struct InventoryOptions<'a> {
     /// Credential-report mode: the key ids of the last listings (`State::key_names`); a user
     /// whose slots they name is not listed again. `None`: list every user whose ids are wanted.
     pub key_names: Option<&'a State>,
+    /// The kinds of credentials beyond access keys to read (`Rules::credential_kinds`).
+    pub credential_kinds: Vec<CredentialType>,
 }
 
 /// Told about every HTTP attempt (retries included): operation name and outcome
@@ -58,12 +60,52 @@ pub trait RequestObserver: Send + Sync + std::fmt::Debug {
 pub trait KeyActions {
     /// `Ok(None)`: the user does not exist (any more).
     fn read_user(&self, account_id: &str, user: &str) -> impl Future<Output = Result<Option<User>, ReadError>> + Send;
+    /// [`KeyActions::read_user`] with the user's credentials of `kinds` beyond its access keys
+    /// (what a finding about one of them is confirmed with).
+    fn read_user_with(
+        &self,
+        account_id: &str,
+        user: &str,
+        kinds: &[CredentialType],
+    ) -> impl Future<Output = Result<Option<User>, ReadError>> + Send {
+        let unsupported = !kinds.is_empty();
+        let read = self.read_user(account_id, user);
+        let account_id = account_id.to_string();
+        async move {
+            if unsupported {
+                return Err(ReadError {
+                    account_id,
+                    user: None,
+                    operation: "ListSSHPublicKeys".into(),
+                    message: "reading credentials other than access keys is not supported here".into(),
+                    code: None,
+                });
+            }
+            read.await
+        }
+    }
     fn deactivate(
         &self,
         account_id: &str,
         user: &str,
         access_key_id: &str,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+    /// Sets a credential other than an access key Inactive (UpdateSSHPublicKey,
+    /// UpdateServiceSpecificCredential, UpdateSigningCertificate), or Active again
+    /// (`keywarden reactivate`). A password has no status: refused.
+    fn set_credential_status(
+        &self,
+        _account_id: &str,
+        _user: &str,
+        _credential: (CredentialType, &str),
+        _active: bool,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        async {
+            Err(ServiceError::from(
+                "changing credentials other than access keys is not supported here",
+            ))
+        }
+    }
     /// Only the keys of a user whose other facts (path, tags) are known: cheaper where the
     /// edge can (no GetUser). `Ok(None)`: the user does not exist (any more).
     fn read_keys(

@@ -102,6 +102,7 @@ async fn the_packaged_enforce_policy_passes_and_one_action_short_is_named() {
                 "iam:GenerateCredentialReport",
                 "iam:GetCredentialReport",
                 "iam:GetAccessKeyLastUsed",
+                "iam:GetLoginProfile",
                 "iam:ListUserTags",
                 "iam:ListEntitiesForPolicy",
                 "iam:SimulatePrincipalPolicy",

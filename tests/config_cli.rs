@@ -434,3 +434,47 @@ fn a_missing_journal_and_a_zero_snooze_are_said_not_hidden() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("snooze of 0s") && err.contains("--snooze"), "{err}");
 }
+
+#[test]
+fn the_credential_rules_take_their_own_keys_and_say_which_rule_takes_another() {
+    // The defaults: unused_password on (reported), the other two off until asked for.
+    let (code, stdout, err) = check("");
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "[rules.unused_password]",
+        "max_unused = \"45d\"",
+        "[rules.max_credential_age]",
+        "\"service_specific_credential\"",
+        "[rules.long_term_service_credential]",
+        "max_lifetime = \"90d\"",
+    ] {
+        assert!(stdout.contains(line), "{line} in {stdout}");
+    }
+    let (code, _, err) = check(
+        "[rules.unused_password]\naction = \"deactivate\"\nmax_age = \"30d\"\n\
+         [rules.max_credential_age]\ntypes = [\"password\", \"ssh_public_key\", \"ssh_public_key\", \"gpg\"]\n\
+         [rules.long_term_service_credential]\nservices = [\"\"]\nmax_lifetime = \"soon\"\n\
+         [rules.unused_key]\nservices = [\"bedrock.amazonaws.com\"]\n",
+    );
+    assert_eq!(code, 2);
+    for needle in [
+        "k.toml:2: key `rules.unused_password.action`: \"deactivate\" is not \"report\"",
+        "k.toml:3: key `rules.unused_password.max_age`: unknown key for rule unused_password (only max_key_age and max_credential_age have it)",
+        "`rules.max_credential_age.types.0`: password has rules of its own",
+        "`rules.max_credential_age.types.2`: ssh_public_key is listed twice",
+        "`rules.max_credential_age.types.3`: \"gpg\" is not",
+        "`rules.long_term_service_credential.services.0`: \"\" is not a service name",
+        "`rules.long_term_service_credential.max_lifetime`: invalid duration \"soon\"",
+        "`rules.unused_key.services`: unknown key for rule unused_key (only long_term_service_credential has it)",
+    ] {
+        assert!(err.contains(needle), "{needle} in {err}");
+    }
+    let (code, _, err) = check("[rules.unused_password]\naction = \"delete_login_profile\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("not available in this version"), "{err}");
+    let (code, _, err) = check(
+        "[rules.max_credential_age]\nenabled = true\naction = \"deactivate\"\ntypes = [\"signing_certificate\"]\n\
+         [rules.long_term_service_credential]\nenabled = true\nservices = [\"bedrock.amazonaws.com\"]\n",
+    );
+    assert_eq!(code, 0, "{err}");
+}

@@ -93,6 +93,7 @@ fn row() -> impl Strategy<Value = Row> {
         .prop_map(|(user, path, s1, s2, password)| {
             let path = path.map_or("/".to_string(), |p| format!("/{p}/"));
             Row {
+                active_certificate: false,
                 arn: format!("arn:aws:iam::123456789012:user{path}{user}"),
                 user,
                 path,
@@ -379,6 +380,7 @@ mod report_vs_api {
             .prop_map(|(keys, swap)| {
                 (
                     User {
+                        credentials: vec![],
                         name: "u".into(),
                         path: "/".into(),
                         tags: vec![],
@@ -405,6 +407,7 @@ mod report_vs_api {
             slots.reverse();
         }
         Row {
+            active_certificate: false,
             user: u.name.clone(),
             arn: "arn:aws:iam::123456789012:user/u".into(),
             path: "/".into(),
@@ -429,6 +432,11 @@ mod report_vs_api {
                 multiple_active_keys: rule(Action::Deactivate, 0),
                 max_key_age: rule(Action::Report, 90),
                 unused_key: rule(Action::Deactivate, 45),
+                unused_password: rule(Action::Report, 45),
+                max_credential_age: rule(Action::Report, 90),
+                credential_types: vec![],
+                long_term_service_credential: rule(Action::Report, 90),
+                services: vec![],
             },
             exemptions: vec![],
             owners: Default::default(),
@@ -535,7 +543,7 @@ mod report_vs_api {
             use keywarden::aws::credential_report::name_from_record;
             use keywarden::core::history::State;
             let mut t = now() - TimeDelta::days(100);
-            let mut truth = User { name: "u".into(), path: "/".into(), tags: vec![], keys: vec![] };
+            let mut truth = User { name: "u".into(), path: "/".into(), tags: vec![], keys: vec![], credentials: vec![] };
             let mut next_id = 0;
             let mut state = State::default();
             for (changes, swap, wait) in steps {

@@ -10,11 +10,6 @@ use keywarden::core::credentials::{CredentialStatus, CredentialType};
 
 use crate::common::*;
 
-fn certificate(dir: &TempDir) -> String {
-    let (cert, _) = self_signed(dir, "signing", "/CN=signing", &[]);
-    std::fs::read_to_string(cert).expect("the certificate")
-}
-
 #[tokio::test]
 async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
     let moto = Moto::start();
@@ -24,53 +19,15 @@ async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
     // moto dates a login profile by its user's creation: both 100 days ago.
     moto.set_clock_days(-100.0);
     create_user(&iam, "dev", None).await;
-    iam.create_login_profile()
-        .user_name("dev")
-        .password("Correct-Horse-9!")
-        .send()
-        .await
-        .expect("login profile");
-    let ssh = iam
-        .upload_ssh_public_key()
-        .user_name("dev")
-        .ssh_public_key_body("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeywardenTestKeyOnly dev")
-        .send()
-        .await
-        .expect("ssh key")
-        .ssh_public_key
-        .expect("the key");
-    let git = iam
-        .create_service_specific_credential()
-        .user_name("dev")
-        .service_name("codecommit.amazonaws.com")
-        .send()
-        .await
-        .expect("git credential")
-        .service_specific_credential
-        .expect("the credential");
+    create_login_profile(&iam, "dev").await;
+    let ssh = upload_ssh_key(&iam, "dev").await;
+    let git = create_service_credential(&iam, "dev", "codecommit.amazonaws.com", None).await;
     moto.set_clock_days(0.0);
-    let bedrock = iam
-        .create_service_specific_credential()
-        .user_name("dev")
-        .service_name("bedrock.amazonaws.com")
-        .credential_age_days(30)
-        .send()
-        .await
-        .expect("bedrock key")
-        .service_specific_credential
-        .expect("the key");
-    let cert = iam
-        .upload_signing_certificate()
-        .user_name("dev")
-        .certificate_body(certificate(&dir))
-        .send()
-        .await
-        .expect("signing certificate")
-        .certificate
-        .expect("the certificate");
+    let bedrock = create_service_credential(&iam, "dev", "bedrock.amazonaws.com", Some(30)).await;
+    let cert = upload_signing_certificate(&iam, &dir, "dev").await;
     iam.update_ssh_public_key()
         .user_name("dev")
-        .ssh_public_key_id(&ssh.ssh_public_key_id)
+        .ssh_public_key_id(&ssh)
         .status(aws_sdk_iam::types::StatusType::Inactive)
         .send()
         .await
@@ -82,7 +39,7 @@ async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
     moto.take_stats();
     let arn = "arn:aws:iam::123456789012:user/dev";
     let read = client
-        .other_credentials("123456789012", "dev", arn, None)
+        .other_credentials("123456789012", "dev", arn, None, &CredentialType::ALL)
         .await
         .expect("every kind read");
     let stats = moto.take_stats();
@@ -116,7 +73,7 @@ async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
     assert_eq!(read[0].last_used, None, "never used");
     assert_eq!(
         (read[1].id.as_str(), read[1].status),
-        (ssh.ssh_public_key_id.as_str(), CredentialStatus::Inactive)
+        (ssh.as_str(), CredentialStatus::Inactive)
     );
     assert!((99..=100).contains(&age_days(1)));
     let git_read = &read[2];
@@ -130,18 +87,24 @@ async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
     assert_eq!(lifetime.num_days(), 30);
     assert_eq!(
         (read[4].id.as_str(), read[4].status),
-        (cert.certificate_id.as_str(), CredentialStatus::Active)
+        (cert.as_str(), CredentialStatus::Active)
     );
 
     let none = client
-        .other_credentials("123456789012", "app", "arn:aws:iam::123456789012:user/app", None)
+        .other_credentials(
+            "123456789012",
+            "app",
+            "arn:aws:iam::123456789012:user/app",
+            None,
+            &CredentialType::ALL,
+        )
         .await
         .expect("a user without any");
     assert!(none.is_empty(), "no login profile is no password: {none:?}");
 
     moto.set_faults(r#"{"ListSigningCertificates": ["dev"]}"#);
     let denied = client
-        .other_credentials("123456789012", "dev", arn, None)
+        .other_credentials("123456789012", "dev", arn, None, &CredentialType::ALL)
         .await
         .expect_err("a denied listing fails the user's read");
     assert_eq!(denied.operation, "ListSigningCertificates");

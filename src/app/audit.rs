@@ -54,6 +54,7 @@ pub fn inventory_options<'a>(
         auto_min_users: config.aws.credential_report_min_users,
         wants_key_ids,
         key_names,
+        credential_kinds: config.policy.rules.credential_kinds(),
     }
 }
 

@@ -57,6 +57,8 @@ pub fn features(config: &Config, ambient_account: &str) -> Features {
             .events
             .as_ref()
             .and_then(|e| access::queue_arn(&e.queue_url, e.region.as_deref().unwrap_or(&region))),
+        credentials: config.policy.rules.credential_kinds(),
+        credential_deactivations: config.policy.rules.credential_deactivations(),
     }
 }
 

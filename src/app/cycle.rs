@@ -575,6 +575,7 @@ mod tests {
 
     fn idle(name: &str) -> User {
         User {
+            credentials: vec![],
             name: name.into(),
             path: "/".into(),
             tags: vec![],
@@ -875,6 +876,7 @@ mod tests {
 
     fn intent_of(user: &str) -> JournalEntry {
         let c = crate::core::plan::Candidate {
+            credential_type: crate::core::model::CredentialType::AccessKey,
             account_id: "1".into(),
             user: user.into(),
             access_key_id: user.to_uppercase(),

@@ -33,7 +33,7 @@ use crate::app::internal_events::{EventHandled, EventReceiveFailed, EventsReceiv
 use crate::aws::sqs::{Message, Queue};
 use crate::config::{Config, EventsSettings};
 use crate::core::events::{self, Decision, Kind, Subject};
-use crate::core::model::{AccountInventory, ReadError, ServiceError, Timestamp, User};
+use crate::core::model::{AccountInventory, CredentialType, ReadError, ServiceError, Timestamp, User};
 use crate::core::plan::OutcomeKind;
 use crate::ports::{InventoryOptions, InventorySource, KeyActions};
 
@@ -190,7 +190,7 @@ impl<'a, F> Changed<'a, F> {
 }
 
 impl<F: KeyActions + Sync> InventorySource for Changed<'_, F> {
-    async fn inventory(&self, _: &InventoryOptions<'_>) -> Vec<AccountInventory> {
+    async fn inventory(&self, opts: &InventoryOptions<'_>) -> Vec<AccountInventory> {
         // The base holds no claim: cron runs read none, and `absorb` takes none over.
         let mut accounts = self.base.to_vec();
         for (account_id, users) in self.users {
@@ -198,7 +198,7 @@ impl<F: KeyActions + Sync> InventorySource for Changed<'_, F> {
                 continue;
             };
             for name in users.keys() {
-                let read = self.read(account, name).await;
+                let read = self.read(account, name, &opts.credential_kinds).await;
                 if read.is_err() {
                     self.fail(account_id, name);
                 }
@@ -243,15 +243,22 @@ impl<F: KeyActions + Sync> Changed<'_, F> {
     }
 
     /// A user whose keys changed and who is in the last inventory: only the keys are read
-    /// (ListAccessKeys, GetAccessKeyLastUsed per active key); anyone else whole.
-    async fn read(&self, account: &AccountInventory, name: &str) -> Result<Option<User>, ReadError> {
+    /// (ListAccessKeys, GetAccessKeyLastUsed per active key; its other credentials are the
+    /// last inventory's); anyone else whole, with the other credentials the rules need (a
+    /// user read without them would lose their findings' grace periods).
+    async fn read(
+        &self,
+        account: &AccountInventory,
+        name: &str,
+        kinds: &[CredentialType],
+    ) -> Result<Option<User>, ReadError> {
         let known = account.users.iter().find(|u| u.name == name);
         match known {
             Some(u) if !self.whole.contains(&(account.account_id.clone(), name.to_string())) => {
                 let keys = self.fleet.read_keys(&account.account_id, name).await?;
                 Ok(keys.map(|keys| User { keys, ..u.clone() }))
             }
-            _ => self.fleet.read_user(&account.account_id, name).await,
+            _ => self.fleet.read_user_with(&account.account_id, name, kinds).await,
         }
     }
 }
@@ -306,8 +313,29 @@ impl<F: KeyActions + Sync> KeyActions for Changed<'_, F> {
         self.fleet.read_user(account_id, user).await
     }
 
+    async fn read_user_with(
+        &self,
+        account_id: &str,
+        user: &str,
+        kinds: &[CredentialType],
+    ) -> Result<Option<User>, ReadError> {
+        self.fleet.read_user_with(account_id, user, kinds).await
+    }
+
     async fn deactivate(&self, account_id: &str, user: &str, access_key_id: &str) -> Result<(), ServiceError> {
         self.fleet.deactivate(account_id, user, access_key_id).await
+    }
+
+    async fn set_credential_status(
+        &self,
+        account_id: &str,
+        user: &str,
+        credential: (CredentialType, &str),
+        active: bool,
+    ) -> Result<(), ServiceError> {
+        self.fleet
+            .set_credential_status(account_id, user, credential, active)
+            .await
     }
 
     async fn revoke_sessions(&self, account_id: &str, user: &str, before: Timestamp) -> Result<(), ServiceError> {
@@ -551,6 +579,7 @@ mod tests {
 
     fn user(name: &str, key: &str) -> User {
         User {
+            credentials: vec![],
             name: name.into(),
             path: "/".into(),
             tags: vec![],

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::core::history::State;
 use crate::core::journal::{JournalEntry, RunInfo};
-use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
+use crate::core::model::{AccountInventory, CredentialType, Timestamp};
 use crate::core::plan::{is_due, Candidate, Outcome, OutcomeKind};
 use crate::core::policy::{Mode, Policy};
 use crate::core::rules;
@@ -174,8 +174,32 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
     if let Err(e) = ctx.intents.begin(&intent).await {
         return Err(format!("cannot record the deactivation before sending it: {e}"));
     }
-    let call = actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await.err();
-    Ok(done(read_back(c, actions, call).await))
+    let call = match c.credential_type {
+        CredentialType::AccessKey => actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await,
+        kind => {
+            let credential = (kind, c.access_key_id.as_str());
+            actions
+                .set_credential_status(&c.account_id, &c.user, credential, false)
+                .await
+        }
+    };
+    Ok(done(read_back(c, actions, call.err()).await))
+}
+
+/// The kinds beyond access keys a fresh read of `c`'s user needs.
+fn kinds_of(c: &Candidate) -> &'static [CredentialType] {
+    match c.credential_type {
+        CredentialType::AccessKey => &[],
+        CredentialType::Password => &[CredentialType::Password],
+        CredentialType::SshPublicKey => &[CredentialType::SshPublicKey],
+        CredentialType::ServiceSpecificCredential => &[CredentialType::ServiceSpecificCredential],
+        CredentialType::SigningCertificate => &[CredentialType::SigningCertificate],
+    }
+}
+
+/// Whether a fresh read shows `c`'s credential switched off (`None`: it no longer exists).
+fn status_of(c: &Candidate, u: &crate::core::model::User) -> Option<bool> {
+    u.is_active(c.credential_type, &c.access_key_id).map(|active| !active)
 }
 
 /// A fresh read of the candidate's user and the rules again: `Err` with the outcome when
@@ -185,7 +209,7 @@ async fn still_due(
     ctx: &Context<'_>,
     actions: &impl KeyActions,
 ) -> Result<(), (OutcomeKind, Option<String>)> {
-    let fresh = match actions.read_user(&c.account_id, &c.user).await {
+    let fresh = match actions.read_user_with(&c.account_id, &c.user, kinds_of(c)).await {
         Ok(Some(u)) => u,
         Ok(None) => return Err((OutcomeKind::NoLongerDue, Some("the user no longer exists".into()))),
         Err(e) => {
@@ -231,14 +255,18 @@ async fn read_back(
         Some(e) => format!("{e} ({what})"),
         None => what,
     };
-    match actions.read_user(&c.account_id, &c.user).await {
-        Ok(Some(u)) => match u.keys.iter().find(|k| k.id == c.access_key_id) {
-            Some(k) if k.status == KeyStatus::Inactive => (
+    match actions.read_user_with(&c.account_id, &c.user, kinds_of(c)).await {
+        Ok(Some(u)) => match status_of(c, &u) {
+            Some(true) => (
                 OutcomeKind::Success,
-                call.as_ref()
-                    .map(|e| format!("UpdateAccessKey reported an error but the key is inactive: {e}")),
+                call.as_ref().map(|e| match c.credential_type {
+                    CredentialType::AccessKey => {
+                        format!("UpdateAccessKey reported an error but the key is inactive: {e}")
+                    }
+                    kind => format!("the update reported an error but the {kind} is inactive: {e}"),
+                }),
             ),
-            Some(_) => (
+            Some(false) => (
                 OutcomeKind::Error,
                 Some(because("read-back shows the key still active".into())),
             ),
@@ -296,7 +324,7 @@ fn log(o: &Outcome, mode: Mode) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{AccessKey, ReadError, ServiceError, User};
+    use crate::core::model::{AccessKey, Credential, CredentialStatus, KeyStatus, ReadError, ServiceError, User};
     use crate::core::plan::record_outcomes;
     use crate::core::policy::{Action, Rule, RulePolicy, Rules};
     use chrono::{TimeDelta, TimeZone};
@@ -336,6 +364,43 @@ mod tests {
                 return Ok(Some(self.user.lock().unwrap().clone()));
             }
             Ok(self.users.lock().unwrap().iter().find(|u| u.name == name).cloned())
+        }
+        async fn read_user_with(
+            &self,
+            _: &str,
+            name: &str,
+            kinds: &[CredentialType],
+        ) -> Result<Option<User>, ReadError> {
+            let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("read {}", kinds.join(" ")).trim().to_string());
+            let user = match name {
+                "u" => Some(self.user.lock().unwrap().clone()),
+                _ => self.users.lock().unwrap().iter().find(|u| u.name == name).cloned(),
+            };
+            Ok(user.map(|mut u| {
+                u.credentials.retain(|c| kinds.contains(&c.kind.as_str()));
+                u
+            }))
+        }
+        async fn set_credential_status(
+            &self,
+            _: &str,
+            _: &str,
+            (kind, id): (CredentialType, &str),
+            active: bool,
+        ) -> Result<(), ServiceError> {
+            self.calls.lock().unwrap().push(format!("set {kind} {id} {active}"));
+            for c in self.user.lock().unwrap().credentials.iter_mut().filter(|c| c.id == id) {
+                c.status = if active {
+                    CredentialStatus::Active
+                } else {
+                    CredentialStatus::Inactive
+                };
+            }
+            Ok(())
         }
         async fn deactivate(&self, _: &str, name: &str, id: &str) -> Result<(), ServiceError> {
             self.calls.lock().unwrap().push(format!("deactivate {id}"));
@@ -378,6 +443,11 @@ mod tests {
                 multiple_active_keys: p(Action::Deactivate, 0),
                 max_key_age: p(Action::Report, 90),
                 unused_key: p(Action::Deactivate, 45),
+                unused_password: p(Action::Report, 45),
+                max_credential_age: p(Action::Deactivate, 90),
+                credential_types: vec![CredentialType::SshPublicKey],
+                long_term_service_credential: p(Action::Report, 90),
+                services: vec![],
             },
             exemptions: vec![],
             owners: Default::default(),
@@ -392,6 +462,7 @@ mod tests {
     fn fake(keys: Vec<AccessKey>, fail_update: bool) -> Fake {
         Fake {
             user: Mutex::new(User {
+                credentials: vec![],
                 name: "u".into(),
                 path: "/".into(),
                 tags: vec![],
@@ -416,6 +487,7 @@ mod tests {
 
     fn candidate_of(user: &str, id: &str) -> Candidate {
         Candidate {
+            credential_type: crate::core::model::CredentialType::AccessKey,
             account_id: "1".into(),
             user: user.into(),
             access_key_id: id.into(),
@@ -468,6 +540,7 @@ mod tests {
 
     fn idle_user(name: &str, key_id: &str) -> User {
         User {
+            credentials: vec![],
             name: name.into(),
             path: "/".into(),
             tags: vec![],
@@ -622,6 +695,42 @@ mod tests {
         assert_eq!(out[0].kind, OutcomeKind::Success);
         assert_eq!(*f.calls.lock().unwrap(), ["read", "deactivate IDLE", "read"]);
         assert_eq!(f.user.lock().unwrap().keys[0].status, KeyStatus::Inactive);
+    }
+
+    #[tokio::test]
+    async fn an_old_ssh_key_is_set_inactive_after_a_fresh_read_of_its_kind_and_confirmed() {
+        let f = fake(vec![], false);
+        let ssh = Credential {
+            kind: CredentialType::SshPublicKey,
+            id: "APKA1".into(),
+            status: CredentialStatus::Active,
+            created: t0() - TimeDelta::days(100),
+            last_used: None,
+            service: None,
+            expires: None,
+        };
+        f.user.lock().unwrap().credentials.push(ssh);
+        let mut due = candidate("APKA1");
+        due[0].credential_type = CredentialType::SshPublicKey;
+        due[0].rules = vec![Rule::MaxCredentialAge];
+        let out = run(&f, &due, Mode::Enforce).await;
+        assert_eq!((out[0].kind, &out[0].error), (OutcomeKind::Success, &None));
+        assert_eq!(
+            *f.calls.lock().unwrap(),
+            [
+                "read ssh_public_key",
+                "set ssh_public_key APKA1 false",
+                "read ssh_public_key"
+            ]
+        );
+        assert_eq!(f.user.lock().unwrap().credentials[0].status, CredentialStatus::Inactive);
+
+        // Deleted between the audit and the action: nothing is sent.
+        f.user.lock().unwrap().credentials.clear();
+        f.calls.lock().unwrap().clear();
+        let out = run(&f, &due, Mode::Enforce).await;
+        assert_eq!(out[0].kind, OutcomeKind::NoLongerDue);
+        assert_eq!(*f.calls.lock().unwrap(), ["read ssh_public_key"]);
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! `keywarden reactivate`: undo a deactivation keywarden made, and snooze the key so that the
-//! daemon leaves it alone for a while.
+//! daemon leaves it alone for a while. The same for an SSH key, a service-specific credential
+//! or a signing certificate keywarden set Inactive (the journal says which kind an id is).
 //!
 //! The order is the safety argument: the journal must show keywarden deactivated the key
 //! (else refuse, unless forced); a live read must show it Inactive (else refuse, unless
@@ -11,7 +12,7 @@ use chrono::TimeDelta;
 
 use crate::core::history::Snooze;
 use crate::core::journal::{JournalAction, JournalEntry, RunInfo};
-use crate::core::model::{KeyStatus, Timestamp};
+use crate::core::model::{CredentialType, Timestamp};
 use crate::core::policy::{Mode, Rule};
 use crate::ports::{ActionJournal, KeyActions, StateStore};
 
@@ -61,8 +62,14 @@ where
         .map_err(|e| ReactivateError::Failed(e.to_string()))?;
     let deactivation = journaled_deactivation(&read.entries, req)?;
     let (account_id, user) = (deactivation.account_id.clone(), deactivation.user.clone());
-    let status = current_status(actions, &account_id, &user, req.access_key_id).await?;
-    if status == KeyStatus::Active && !req.force {
+    let target = Target {
+        account_id: &account_id,
+        user: &user,
+        kind: deactivation.credential_type,
+        id: req.access_key_id,
+    };
+    let active = current_status(actions, &target).await?;
+    if active && !req.force {
         return Err(ReactivateError::Refused(format!(
             "{} of {user} is already Active; --force to snooze it anyway",
             req.access_key_id
@@ -71,10 +78,10 @@ where
 
     let until = req.now.checked_add_signed(req.snooze).unwrap_or(req.now);
     save_snooze(store, &account_id, &user, req, until).await?;
-    let changed = status == KeyStatus::Inactive;
+    let changed = !active;
     let mut entry = reactivation_entry(req, deactivation, until);
     if changed {
-        entry.error = activate(actions, &account_id, &user, req.access_key_id).await;
+        entry.error = activate(actions, &target).await;
         if entry.error.is_some() {
             entry.outcome = "error".into();
         }
@@ -136,6 +143,7 @@ fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Tim
         mode: Mode::Enforce.as_str().to_string(),
         account_id: deactivation.account_id.clone(),
         user: deactivation.user.clone(),
+        credential_type: deactivation.credential_type,
         access_key_id: req.access_key_id.to_string(),
         rules: deactivation.rules.clone(),
         first_seen: None,
@@ -190,37 +198,46 @@ async fn restore_sessions<A: KeyActions + Sync>(
     }
 }
 
-/// UpdateAccessKey (Active), then a read-back, which decides: `None` when the key is Active,
-/// else what went wrong.
-async fn activate<A: KeyActions + Sync>(
-    actions: &A,
-    account_id: &str,
-    user: &str,
-    access_key_id: &str,
-) -> Option<String> {
-    let call = actions.activate(account_id, user, access_key_id).await.err();
-    let after = current_status(actions, account_id, user, access_key_id).await;
-    match (call, after) {
-        (_, Ok(KeyStatus::Active)) => None,
+/// The credential a reactivation is about.
+struct Target<'a> {
+    account_id: &'a str,
+    user: &'a str,
+    kind: CredentialType,
+    id: &'a str,
+}
+
+/// UpdateAccessKey (or the kind's own update) to Active, then a read-back, which decides:
+/// `None` when the credential is Active, else what went wrong.
+async fn activate<A: KeyActions + Sync>(actions: &A, t: &Target<'_>) -> Option<String> {
+    let call = match t.kind {
+        CredentialType::AccessKey => actions.activate(t.account_id, t.user, t.id).await,
+        kind => {
+            let credential = (kind, t.id);
+            actions
+                .set_credential_status(t.account_id, t.user, credential, true)
+                .await
+        }
+    };
+    let after = current_status(actions, t).await;
+    match (call.err(), after) {
+        (_, Ok(true)) => None,
         (Some(e), _) => Some(e.to_string()),
         (None, Err(e)) => Some(e.to_string()),
-        (None, Ok(_)) => Some("the read-back shows the key still Inactive".into()),
+        (None, Ok(false)) => Some(format!("the read-back shows the {} still Inactive", t.kind)),
     }
 }
 
-async fn current_status<A: KeyActions + Sync>(
-    actions: &A,
-    account_id: &str,
-    user: &str,
-    access_key_id: &str,
-) -> Result<KeyStatus, ReactivateError> {
-    match actions.read_user(account_id, user).await {
-        Ok(Some(u)) => match u.keys.iter().find(|k| k.id == access_key_id) {
-            Some(k) => Ok(k.status),
-            None => Err(ReactivateError::Refused(format!(
-                "{access_key_id} no longer exists (user {user}, account {account_id})"
-            ))),
-        },
+/// Whether the credential is Active now, read live.
+async fn current_status<A: KeyActions + Sync>(actions: &A, t: &Target<'_>) -> Result<bool, ReactivateError> {
+    let (account_id, user, id) = (t.account_id, t.user, t.id);
+    let kinds: &[CredentialType] = match t.kind {
+        CredentialType::AccessKey => &[],
+        _ => std::slice::from_ref(&t.kind),
+    };
+    match actions.read_user_with(account_id, user, kinds).await {
+        Ok(Some(u)) => u.is_active(t.kind, id).ok_or_else(|| {
+            ReactivateError::Refused(format!("{id} no longer exists (user {user}, account {account_id})"))
+        }),
         Ok(None) => Err(ReactivateError::Refused(format!(
             "user {user} no longer exists in account {account_id}"
         ))),

@@ -102,6 +102,7 @@ pub async fn rotate(
         mode: req.mode.as_str().to_string(),
         account_id: req.account_id.to_string(),
         user: req.user.to_string(),
+        credential_type: crate::core::model::CredentialType::AccessKey,
         access_key_id: old.clone(),
         rules: Vec::new(),
         first_seen: None,
@@ -301,6 +302,7 @@ mod tests {
 
     fn user(name: &str, keys: &[&str], tagged: bool) -> User {
         User {
+            credentials: vec![],
             name: name.into(),
             path: "/".into(),
             tags: if tagged {

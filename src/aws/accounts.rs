@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::aws::{self, account_error, Member};
 use crate::config::{AccountTarget, AwsSettings, Organization};
-use crate::core::model::{AccessKey, AccountInventory, ReadError, ServiceError, Timestamp, User};
+use crate::core::model::{AccessKey, AccountInventory, CredentialType, ReadError, ServiceError, Timestamp, User};
 use crate::ports::{InventoryOptions, InventorySource, KeyActions, RequestObserver};
 
 /// One account to read.
@@ -438,8 +438,17 @@ fn merge(mut read: Vec<AccountInventory>, failed: Vec<AccountInventory>) -> Vec<
 
 impl KeyActions for Fleet {
     async fn read_user(&self, account_id: &str, user: &str) -> Result<Option<User>, ReadError> {
+        self.read_user_with(account_id, user, &[]).await
+    }
+
+    async fn read_user_with(
+        &self,
+        account_id: &str,
+        user: &str,
+        kinds: &[CredentialType],
+    ) -> Result<Option<User>, ReadError> {
         match self.client(account_id) {
-            Some(c) => c.read_user(account_id, user).await.map_err(|mut e| {
+            Some(c) => c.read_user_with(account_id, user, kinds).await.map_err(|mut e| {
                 if let Some(who) = self.principals.get(account_id) {
                     e.name_denied(who);
                 }
@@ -492,6 +501,26 @@ impl KeyActions for Fleet {
         self.acting_client(account_id)?
             .activate(account_id, user, access_key_id)
             .await
+    }
+
+    async fn set_credential_status(
+        &self,
+        account_id: &str,
+        user: &str,
+        credential: (CredentialType, &str),
+        active: bool,
+    ) -> Result<(), ServiceError> {
+        let done = self
+            .acting_client(account_id)?
+            .set_credential_status(account_id, user, credential, active)
+            .await;
+        done.map_err(|e| {
+            self.name_denied(
+                account_id,
+                crate::aws::user_credentials::update_operation(credential.0),
+                e,
+            )
+        })
     }
 
     async fn revoke_sessions(&self, account_id: &str, user: &str, before: Timestamp) -> Result<(), ServiceError> {

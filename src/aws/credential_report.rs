@@ -8,8 +8,8 @@
 use crate::core::credentials::{Credential, CredentialStatus, CredentialType};
 use crate::core::model::{AccessKey, KeyStatus, Timestamp};
 
-/// Columns keywarden reads; the report has more (MFA, certificates).
-const COLUMNS: [&str; 12] = [
+/// Columns keywarden reads; the report has more (MFA, the certificates' dates).
+const COLUMNS: [&str; 14] = [
     "user",
     "arn",
     "access_key_1_active",
@@ -22,6 +22,8 @@ const COLUMNS: [&str; 12] = [
     "password_enabled",
     "password_last_used",
     "password_last_changed",
+    "cert_1_active",
+    "cert_2_active",
 ];
 
 const ROOT: &str = "<root_account>";
@@ -85,6 +87,9 @@ pub struct Row {
     pub slots: Vec<Slot>,
     /// `None`: no console access (`password_enabled` false, or a placeholder).
     pub password: Option<Password>,
+    /// Whether a signing certificate of the user is active (`cert_1_active`, `cert_2_active`):
+    /// the report has no certificate ids, so only such users are listed.
+    pub active_certificate: bool,
 }
 
 impl Row {
@@ -193,6 +198,11 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
             }
         }
         let password = password(&cell, &bad)?;
+        let mut active_certificate = false;
+        for c in [12, 13] {
+            // `N/A` and `not_supported` (the root row's) are no certificate.
+            active_certificate |= !placeholder(cell(c)) && flag(cell(c)).map_err(|m| bad(c, m))?;
+        }
         let arn = cell(1).to_string();
         match arn_account(&arn) {
             Some(a) => {
@@ -213,6 +223,7 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
             arn,
             slots,
             password,
+            active_certificate,
         });
     }
     Ok(CredentialReport {
@@ -382,6 +393,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
     fn slots_are_named_by_creation_time() {
         let t = |s: &str| crate::sys::timefmt::parse(s).unwrap();
         let row = Row {
+            active_certificate: false,
             user: "alice".into(),
             arn: "arn:aws:iam::1:user/alice".into(),
             path: "/".into(),
@@ -442,6 +454,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
             last_used: None,
         };
         let row = Row {
+            active_certificate: false,
             user: "twins".into(),
             arn: "arn:aws:iam::1:user/twins".into(),
             path: "/".into(),
@@ -544,5 +557,38 @@ yesterday,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,
         let odd = report(&["dana,arn:aws:iam::1:user/dana,2025-01-01T00:00:00+00:00,maybe,N/A,\
 N/A,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"]);
         assert!(parse(&odd).unwrap_err().to_string().contains("password_enabled"));
+    }
+
+    #[test]
+    fn an_active_certificate_is_told_from_either_slot_and_placeholders_are_none() {
+        // The last four columns: cert_1_active, cert_1_last_rotated, cert_2_active, cert_2_last_rotated.
+        let row = |user: &str, certs: &str| {
+            format!(
+                "{user},arn:aws:iam::123456789012:user/{user},2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
+false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,{certs}"
+            )
+        };
+        let bytes = report(&[
+            ROOT_ROW,
+            &row("none", "false,N/A,false,N/A"),
+            &row("first", "true,N/A,false,N/A"),
+            &row("second", "false,N/A,true,2026-01-01T00:00:00+00:00"),
+            &row("placeholders", "N/A,N/A,not_supported,N/A"),
+        ]);
+        let r = parse(&bytes).unwrap();
+        let active: Vec<(&str, bool)> = r.rows.iter().map(|r| (r.user.as_str(), r.active_certificate)).collect();
+        assert_eq!(
+            active,
+            [
+                ("none", false),
+                ("first", true),
+                ("second", true),
+                ("placeholders", false)
+            ]
+        );
+        let e = parse(&report(&[&row("odd", "yes,N/A,false,N/A")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cert_1_active") && e.contains("yes"), "{e}");
     }
 }

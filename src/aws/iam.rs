@@ -24,7 +24,8 @@ use crate::aws::ratelimit::TokenBucket;
 use crate::aws::sdk::{endpoint_of, CountAttempts, DEFAULT_REGION};
 use crate::config::AwsSettings;
 use crate::core::model::{
-    AccessKey, AccountInventory, KeyStatus, ReadError, ServiceError, Timestamp, User, QUARANTINE_POLICIES,
+    AccessKey, AccountInventory, Credential, CredentialType, KeyStatus, ReadError, ServiceError, Timestamp, User,
+    QUARANTINE_POLICIES,
 };
 use crate::ports::{InventoryMode, InventoryOptions, KeyActions, RequestObserver};
 
@@ -172,7 +173,7 @@ impl Iam {
                 }
             };
             futures_util::stream::iter(users)
-                .map(|u| self.read_user(account_id, u, opts.needs_tags))
+                .map(|u| self.read_user(account_id, u, opts))
                 .buffer_unordered(self.concurrency)
                 .collect::<Vec<_>>()
                 .await
@@ -301,6 +302,7 @@ impl Iam {
             name: row.user.clone(),
             path: row.path.clone(),
             tags: Vec::new(),
+            credentials: Vec::new(),
             keys: row
                 .slots
                 .iter()
@@ -308,10 +310,16 @@ impl Iam {
                 .map(|(i, s)| s.key(AccessKey::placeholder_id(&row.user, i + 1), s.last_rotated))
                 .collect(),
         };
+        let credentials = self
+            .report_credentials(account_id, &row, &opts.credential_kinds)
+            .await?;
         // A quarantined user's keys are findings: they need their ids.
         let wanted = quarantined.contains_key(&row.user) || (opts.wants_key_ids)(account_id, &placeholder);
         if placeholder.keys.is_empty() || !wanted {
-            return Ok(placeholder);
+            return Ok(User {
+                credentials,
+                ..placeholder
+            });
         }
         let known = opts
             .key_names
@@ -340,7 +348,35 @@ impl Iam {
             path: row.path,
             tags,
             keys,
+            credentials,
         })
+    }
+
+    /// A report row's other credentials of `kinds`: the password from the row (no request);
+    /// signing certificates listed only where the row shows an active one (the report has no
+    /// ids); SSH keys and service-specific credentials, which the report lacks, listed.
+    async fn report_credentials(
+        &self,
+        account_id: &str,
+        row: &Row,
+        kinds: &[CredentialType],
+    ) -> Result<Vec<Credential>, ReadError> {
+        let listed: Vec<CredentialType> = kinds
+            .iter()
+            .copied()
+            .filter(|k| match k {
+                CredentialType::Password => false,
+                CredentialType::SigningCertificate => row.active_certificate,
+                _ => true,
+            })
+            .collect();
+        let mut out = self
+            .other_credentials(account_id, &row.user, &row.arn, None, &listed)
+            .await?;
+        if kinds.contains(&CredentialType::Password) {
+            out.extend(row.password_credential());
+        }
+        Ok(out)
     }
 
     async fn tags(&self, account_id: &str, name: &str) -> Result<Vec<(String, String)>, ReadError> {
@@ -355,11 +391,15 @@ impl Iam {
         &self,
         account_id: &str,
         u: aws_sdk_iam::types::User,
-        needs_tags: bool,
+        opts: &InventoryOptions<'_>,
     ) -> Result<User, ReadError> {
         let name = u.user_name;
         let keys = self.read_keys(account_id, &name).await?;
-        let tags = if needs_tags && !keys.is_empty() {
+        let last_used = u.password_last_used.and_then(to_chrono);
+        let credentials = self
+            .other_credentials(account_id, &name, &u.arn, last_used, &opts.credential_kinds)
+            .await?;
+        let tags = if opts.needs_tags && !(keys.is_empty() && credentials.is_empty()) {
             self.tags(account_id, &name).await?
         } else {
             Vec::new()
@@ -369,6 +409,7 @@ impl Iam {
             path: u.path,
             tags,
             keys,
+            credentials,
         })
     }
 
@@ -449,6 +490,16 @@ impl KeyActions for Iam {
     /// GetUser (path and tags, so exemptions decide exactly as in the audit), then the keys.
     /// NoSuchEntity: the user was deleted since the audit.
     async fn read_user(&self, account_id: &str, name: &str) -> Result<Option<User>, ReadError> {
+        self.read_user_with(account_id, name, &[]).await
+    }
+
+    /// [`KeyActions::read_user`], and the credentials of `kinds` (one request per kind).
+    async fn read_user_with(
+        &self,
+        account_id: &str,
+        name: &str,
+        kinds: &[CredentialType],
+    ) -> Result<Option<User>, ReadError> {
         let user = match self.gated(self.iam.get_user().user_name(name).send()).await {
             Ok(out) => out
                 .user
@@ -457,9 +508,14 @@ impl KeyActions for Iam {
             Err(e) => return Err(user_error(account_id, name, "GetUser", self.describe(&e))),
         };
         let keys = self.read_keys(account_id, name).await?;
+        let last_used = user.password_last_used.and_then(to_chrono);
+        let credentials = self
+            .other_credentials(account_id, name, &user.arn, last_used, kinds)
+            .await?;
         Ok(Some(User {
             name: name.to_string(),
             path: user.path,
+            credentials,
             tags: user
                 .tags
                 .unwrap_or_default()
@@ -468,6 +524,16 @@ impl KeyActions for Iam {
                 .collect(),
             keys,
         }))
+    }
+
+    async fn set_credential_status(
+        &self,
+        _account_id: &str,
+        user: &str,
+        credential: (CredentialType, &str),
+        active: bool,
+    ) -> Result<(), ServiceError> {
+        self.update_credential(user, credential, active).await
     }
 
     /// ListAccessKeys and GetAccessKeyLastUsed only (an event run's read of a known user).

@@ -1,8 +1,9 @@
 //! A user's long-lived credentials beyond its access keys, read live: the console password
 //! (GetLoginProfile; its last use comes with the user's ListUsers or GetUser record), SSH public
 //! keys (ListSSHPublicKeys), service-specific credentials (ListServiceSpecificCredentials) and
-//! signing certificates (ListSigningCertificates): four requests per user (more only past a
-//! page of 100 SSH keys or certificates, which IAM's quota of 5 and 2 never reaches).
+//! signing certificates (ListSigningCertificates): one request per user and kind asked for
+//! (more only past a page of 100 SSH keys or certificates, which IAM's quota of 5 and 2 never
+//! reaches).
 //!
 //! A status keywarden does not know is an error, never a harmless credential; so is a missing
 //! id or date (the SDK fills a missing required date with 0 and a missing id with "": both are
@@ -14,7 +15,7 @@ use aws_sdk_iam::types::StatusType;
 
 use crate::aws::iam::{every_item, to_chrono, user_error, Iam};
 use crate::core::credentials::{Credential, CredentialStatus, CredentialType};
-use crate::core::model::{ReadError, Timestamp};
+use crate::core::model::{ReadError, ServiceError, Timestamp};
 
 /// A date IAM sent: `None` for none, or the 0 the SDK puts in place of a missing one.
 fn sent(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
@@ -61,25 +62,32 @@ fn listed(
 }
 
 impl Iam {
-    /// Every credential of `user` but its access keys. `password_last_used` is the user
-    /// record's `PasswordLastUsed` (ListUsers, GetUser), which GetLoginProfile does not carry.
+    /// The credentials of `user` of the `kinds` asked for (access keys are read elsewhere):
+    /// one request per kind. `password_last_used` is the user record's `PasswordLastUsed`
+    /// (ListUsers, GetUser), which GetLoginProfile does not carry.
     pub async fn other_credentials(
         &self,
         account_id: &str,
         user: &str,
         user_arn: &str,
         password_last_used: Option<Timestamp>,
+        kinds: &[CredentialType],
     ) -> Result<Vec<Credential>, ReadError> {
         let mut out = Vec::new();
-        if let Some(password) = self
-            .login_profile(account_id, user, user_arn, password_last_used)
-            .await?
-        {
-            out.push(password);
+        for kind in kinds {
+            match kind {
+                CredentialType::AccessKey => {}
+                CredentialType::Password => out.extend(
+                    self.login_profile(account_id, user, user_arn, password_last_used)
+                        .await?,
+                ),
+                CredentialType::SshPublicKey => out.extend(self.ssh_public_keys(account_id, user).await?),
+                CredentialType::ServiceSpecificCredential => {
+                    out.extend(self.service_specific_credentials(account_id, user).await?)
+                }
+                CredentialType::SigningCertificate => out.extend(self.signing_certificates(account_id, user).await?),
+            }
         }
-        out.extend(self.ssh_public_keys(account_id, user).await?);
-        out.extend(self.service_specific_credentials(account_id, user).await?);
-        out.extend(self.signing_certificates(account_id, user).await?);
         Ok(out)
     }
 
@@ -173,6 +181,69 @@ impl Iam {
             .into_iter()
             .map(|c| listed(kind, c.certificate_id, &c.status, c.upload_date).map_err(fail))
             .collect()
+    }
+}
+
+/// The call that sets a credential's status (a password has none: it can only be deleted).
+pub fn update_operation(kind: CredentialType) -> &'static str {
+    match kind {
+        CredentialType::AccessKey => "UpdateAccessKey",
+        CredentialType::Password => "DeleteLoginProfile",
+        CredentialType::SshPublicKey => "UpdateSSHPublicKey",
+        CredentialType::ServiceSpecificCredential => "UpdateServiceSpecificCredential",
+        CredentialType::SigningCertificate => "UpdateSigningCertificate",
+    }
+}
+
+impl Iam {
+    /// Sets an SSH key, service-specific credential or signing certificate Inactive or Active:
+    /// reversible, as UpdateAccessKey is. Access keys have their own call; a password is refused.
+    pub async fn update_credential(
+        &self,
+        user: &str,
+        (kind, id): (CredentialType, &str),
+        active: bool,
+    ) -> Result<(), ServiceError> {
+        let status = if active {
+            StatusType::Active
+        } else {
+            StatusType::Inactive
+        };
+        let operation = update_operation(kind);
+        let sent = match kind {
+            CredentialType::SshPublicKey => {
+                let call = self.iam.update_ssh_public_key().user_name(user).ssh_public_key_id(id);
+                self.gated(call.status(status).send())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.describe(&e))
+            }
+            CredentialType::ServiceSpecificCredential => {
+                let call = self
+                    .iam
+                    .update_service_specific_credential()
+                    .user_name(user)
+                    .service_specific_credential_id(id);
+                self.gated(call.status(status).send())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.describe(&e))
+            }
+            CredentialType::SigningCertificate => {
+                let call = self.iam.update_signing_certificate().user_name(user).certificate_id(id);
+                self.gated(call.status(status).send())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.describe(&e))
+            }
+            CredentialType::AccessKey | CredentialType::Password => {
+                return Err(format!("{operation}: a {kind} has no status keywarden sets this way").into())
+            }
+        };
+        sent.map_err(|e| ServiceError {
+            message: format!("{operation}: {e}"),
+            code: e.code,
+        })
     }
 }
 

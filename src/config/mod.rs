@@ -13,17 +13,20 @@ use std::time::Duration;
 pub use crate::core::policy::Mode;
 use crate::core::policy::Policy;
 
+mod durations;
 mod load;
 mod locate;
 mod raw;
+mod rules;
 mod suggest;
 mod validate;
 mod warnings;
 
+pub use durations::MAX_DURATION;
 pub use load::{load, resolve_path};
 pub use locate::find_key_line;
 pub use raw::*;
-pub use validate::{validate_cron, MAX_DURATION};
+pub use validate::validate_cron;
 
 pub const DEFAULT_PATH: &str = "/etc/keywarden/keywarden.toml";
 pub const ENV_PREFIX: &str = "KEYWARDEN_";

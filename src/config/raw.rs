@@ -260,6 +260,9 @@ pub struct RawRules {
     pub multiple_active_keys: RawRule,
     pub max_key_age: RawRule,
     pub unused_key: RawRule,
+    pub unused_password: RawRule,
+    pub max_credential_age: RawRule,
+    pub long_term_service_credential: RawRule,
 }
 
 impl Default for RawRules {
@@ -269,6 +272,9 @@ impl Default for RawRules {
             multiple_active_keys: RawRule::default(),
             max_key_age: RawRule::default(),
             unused_key: RawRule::default(),
+            unused_password: RawRule::default(),
+            max_credential_age: RawRule::default(),
+            long_term_service_credential: RawRule::default(),
         };
         rules.fill_defaults();
         rules
@@ -278,14 +284,31 @@ impl Default for RawRules {
 impl RawRules {
     /// A rule table that sets only some keys keeps the rule's own defaults for the others.
     pub(super) fn fill_defaults(&mut self) {
-        let fill = |r: &mut RawRule, action: &str| {
-            r.enabled.get_or_insert(true);
+        let fill = |r: &mut RawRule, enabled: bool, action: &str| {
+            r.enabled.get_or_insert(enabled);
             r.action.get_or_insert_with(|| action.to_string());
         };
-        fill(&mut self.exposed_key, "deactivate");
-        fill(&mut self.multiple_active_keys, "deactivate");
-        fill(&mut self.max_key_age, "report");
-        fill(&mut self.unused_key, "deactivate");
+        fill(&mut self.exposed_key, true, "deactivate");
+        fill(&mut self.multiple_active_keys, true, "deactivate");
+        fill(&mut self.max_key_age, true, "report");
+        fill(&mut self.unused_key, true, "deactivate");
+        // The password columns come with the credential report at no cost; in api mode each
+        // user costs one GetLoginProfile. The other two rules list up to three kinds per user
+        // and run: off until asked for (docs/credentials.md).
+        fill(&mut self.unused_password, true, "report");
+        fill(&mut self.max_credential_age, false, "report");
+        fill(&mut self.long_term_service_credential, false, "report");
+        self.unused_password.max_unused.get_or_insert_with(|| "45d".into());
+        self.max_credential_age.max_age.get_or_insert_with(|| "90d".into());
+        self.max_credential_age.types.get_or_insert_with(|| {
+            ["ssh_public_key", "service_specific_credential", "signing_certificate"]
+                .map(String::from)
+                .to_vec()
+        });
+        self.long_term_service_credential
+            .max_lifetime
+            .get_or_insert_with(|| "90d".into());
+        self.long_term_service_credential.services.get_or_insert_with(Vec::new);
         self.multiple_active_keys.wait_for_kept_key.get_or_insert(true);
         self.max_key_age.max_age.get_or_insert_with(|| "90d".into());
         self.unused_key.max_unused.get_or_insert_with(|| "45d".into());
@@ -314,6 +337,15 @@ pub struct RawRule {
     /// `exposed_key` only: deny the sessions issued before the deactivation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoke_sessions: Option<bool>,
+    /// `long_term_service_credential` only: the longest lifetime allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<String>,
+    /// `max_credential_age` only: the credential kinds it checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    /// `long_term_service_credential` only: the services it checks (empty: every one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,32 +6,17 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
+use super::durations::{parse_duration, to_delta};
 use super::locate::Locator;
+use super::rules::rule_policy;
 use super::*;
 use crate::core::model::Timestamp;
 use crate::core::owners::{OwnerRule, Owners, TagExemptions};
-use crate::core::policy::{Action, Exemption, Policy, Rule, RulePolicy, Rules};
+use crate::core::policy::{Exemption, Policy, Rule, Rules};
 use crate::core::windows::{Window, Windows};
 
 // ---------------------------------------------------------------------------------------------
 // Validation: raw strings -> typed values. Collects every issue, not just the first.
-
-/// The longest duration any setting takes: 100 years (humantime's `100y`). Bounding every
-/// duration here is what keeps date arithmetic on them (first seen + grace, now - max age)
-/// far from chrono's limits.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
-
-/// A humantime duration within [`MAX_DURATION`], or the message saying why not.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. \"90d\", \"12h\", \"30s\")"))?;
-    if d > MAX_DURATION {
-        return Err(format!(
-            "duration {s:?} is longer than 100 years (the most any setting takes)"
-        ));
-    }
-    Ok(d)
-}
 
 /// Raw -> validated: each section checks its own keys (all problems at once), then the
 /// sections are assembled. Nothing downstream sees a raw string.
@@ -421,6 +406,16 @@ impl Checker<'_, '_> {
         let multiple = rule_policy(&rules.multiple_active_keys, Rule::MultipleActiveKeys, at, issues);
         let max_age = rule_policy(&rules.max_key_age, Rule::MaxKeyAge, at, issues);
         let unused = rule_policy(&rules.unused_key, Rule::UnusedKey, at, issues);
+        let password = rule_policy(&rules.unused_password, Rule::UnusedPassword, at, issues);
+        let credential_age = rule_policy(&rules.max_credential_age, Rule::MaxCredentialAge, at, issues);
+        let credential_types = super::rules::credential_types(&rules.max_credential_age, at, issues);
+        let long_term = rule_policy(
+            &rules.long_term_service_credential,
+            Rule::LongTermServiceCredential,
+            at,
+            issues,
+        );
+        let services = super::rules::services(&rules.long_term_service_credential, at, issues);
         // Collected into a Vec first so every entry is checked (collecting straight into an
         // Option would stop at the first bad one and hide the others' issues).
         let exemptions: Option<Vec<Exemption>> = raw
@@ -440,6 +435,11 @@ impl Checker<'_, '_> {
                 multiple_active_keys: multiple?,
                 max_key_age: max_age?,
                 unused_key: unused?,
+                unused_password: password?,
+                max_credential_age: credential_age?,
+                credential_types: credential_types?,
+                long_term_service_credential: long_term?,
+                services: services?,
             },
             exemptions: exemptions?,
             owners: owners?,
@@ -590,10 +590,6 @@ impl Checker<'_, '_> {
     }
 }
 
-fn to_delta(d: Duration) -> TimeDelta {
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
-}
-
 /// The scheduler (tokio-cron-scheduler) parses with croner, seconds required; use the same
 /// settings so a schedule accepted here is accepted there.
 /// Where each entry of the array `key` is (file and line, or variable), for later warnings.
@@ -652,96 +648,6 @@ const CRON_FIELDS: [(&str, &str); 6] = [
     ("month", "1-12 or JAN-DEC"),
     ("day of week", "0-6 or SUN-SAT"),
 ];
-
-fn rule_policy(raw: &RawRule, rule: Rule, at: &Locator<'_>, issues: &mut Vec<Issue>) -> Option<RulePolicy> {
-    let base = format!("rules.{rule}");
-    let action = match raw.action.as_deref().unwrap_or_default() {
-        "deactivate" => Some(Action::Deactivate),
-        "report" => Some(Action::Report),
-        other => {
-            issues.push(at.issue(
-                &format!("{base}.action"),
-                format!("{other:?} is not \"deactivate\" or \"report\""),
-            ));
-            None
-        }
-    };
-    let (wanted, unwanted, value) = match rule {
-        Rule::ExposedKey | Rule::MultipleActiveKeys => (None, [Some("max_age"), Some("max_unused")], None),
-        Rule::MaxKeyAge => (Some("max_age"), [Some("max_unused"), None], raw.max_age.as_deref()),
-        Rule::UnusedKey => (Some("max_unused"), [Some("max_age"), None], raw.max_unused.as_deref()),
-    };
-    for name in unwanted.into_iter().flatten() {
-        let set = if name == "max_age" {
-            &raw.max_age
-        } else {
-            &raw.max_unused
-        };
-        if set.is_some() {
-            issues.push(at.issue(&format!("{base}.{name}"), format!("unknown key for rule {rule}")));
-        }
-    }
-    let threshold = match (wanted, value) {
-        (None, _) => Some(TimeDelta::zero()),
-        (Some(name), None) => {
-            issues.push(at.issue(&format!("{base}.{name}"), "missing (a duration such as \"90d\")"));
-            None
-        }
-        (Some(name), Some(s)) => match parse_duration(s) {
-            Ok(d) => Some(to_delta(d)),
-            Err(e) => {
-                issues.push(at.issue(&format!("{base}.{name}"), e));
-                None
-            }
-        },
-    };
-    if rule != Rule::MultipleActiveKeys && raw.wait_for_kept_key.is_some() {
-        issues.push(at.issue(
-            &format!("{base}.wait_for_kept_key"),
-            format!("unknown key for rule {rule} (only multiple_active_keys has it)"),
-        ));
-    }
-    let grace_period = exposed_key_only(raw, rule, &base, at, issues)?;
-    Some(RulePolicy {
-        enabled: raw.enabled.unwrap_or(true),
-        action: action?,
-        threshold: threshold?,
-        grace_period,
-    })
-}
-
-/// `grace_period` and `revoke_sessions` belong to `exposed_key` alone. `Some(None)`: no own
-/// grace period; `None`: an issue was recorded.
-fn exposed_key_only(
-    raw: &RawRule,
-    rule: Rule,
-    base: &str,
-    at: &Locator<'_>,
-    issues: &mut Vec<Issue>,
-) -> Option<Option<TimeDelta>> {
-    if rule != Rule::ExposedKey {
-        for (name, set) in [
-            ("grace_period", raw.grace_period.is_some()),
-            ("revoke_sessions", raw.revoke_sessions.is_some()),
-        ] {
-            if set {
-                issues.push(at.issue(
-                    &format!("{base}.{name}"),
-                    format!("unknown key for rule {rule} (only exposed_key has it)"),
-                ));
-            }
-        }
-        return Some(None);
-    }
-    match raw.grace_period.as_deref().map(parse_duration) {
-        None => Some(None),
-        Some(Ok(d)) => Some(Some(to_delta(d))),
-        Some(Err(e)) => {
-            issues.push(at.issue(&format!("{base}.grace_period"), e));
-            None
-        }
-    }
-}
 
 fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())

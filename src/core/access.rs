@@ -5,6 +5,8 @@
 //! (`packaging/iam-policy*.json`, unit tests below), so a feature that starts calling a new
 //! action must add it here, and the policies follow.
 
+use crate::core::model::CredentialType;
+
 /// Whose credentials make the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
@@ -43,6 +45,11 @@ pub struct Features {
     pub security_hub_region: Option<String>,
     /// `[events]`: the queue's ARN.
     pub events_queue: Option<String>,
+    /// The kinds of credentials beyond access keys the enabled rules read
+    /// (`Rules::credential_kinds`).
+    pub credentials: Vec<CredentialType>,
+    /// The kinds a rule with `action = "deactivate"` sets Inactive (enforcing).
+    pub credential_deactivations: Vec<CredentialType>,
 }
 
 /// Where rotations hand keys over: Secrets Manager's region and the secrets' name prefix.
@@ -89,6 +96,28 @@ pub const SECURITY_HUB: [&str; 2] = ["securityhub:BatchImportFindings", "securit
 /// The events queue: DeleteMessageBatch is authorized as DeleteMessage.
 pub const EVENTS: [&str; 2] = ["sqs:ReceiveMessage", "sqs:DeleteMessage"];
 
+/// The read of each kind beyond access keys: a password's comes with the credential report,
+/// so GetLoginProfile is only needed where users are read through the API.
+pub fn credential_read(kind: CredentialType) -> Option<&'static str> {
+    match kind {
+        CredentialType::AccessKey => None,
+        CredentialType::Password => Some("iam:GetLoginProfile"),
+        CredentialType::SshPublicKey => Some("iam:ListSSHPublicKeys"),
+        CredentialType::ServiceSpecificCredential => Some("iam:ListServiceSpecificCredentials"),
+        CredentialType::SigningCertificate => Some("iam:ListSigningCertificates"),
+    }
+}
+
+/// The call that sets a kind Inactive (a password has none: it is only ever reported).
+pub fn credential_update(kind: CredentialType) -> Option<&'static str> {
+    match kind {
+        CredentialType::SshPublicKey => Some("iam:UpdateSSHPublicKey"),
+        CredentialType::ServiceSpecificCredential => Some("iam:UpdateServiceSpecificCredential"),
+        CredentialType::SigningCertificate => Some("iam:UpdateSigningCertificate"),
+        CredentialType::AccessKey | CredentialType::Password => None,
+    }
+}
+
 /// Every action `f` needs in `account_id` (of `partition`), in a stable order. Account-scoped
 /// needs are per audited account; ambient ones are listed once, whatever `account_id` is.
 pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
@@ -121,6 +150,12 @@ pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
     }
     if f.exposure {
         add(Scope::Account, &EXPOSURE, "*", "rules.exposed_key");
+    }
+    for kind in &f.credentials {
+        let api_only = *kind == CredentialType::Password;
+        if let Some(read) = credential_read(*kind).filter(|_| f.api_reads || !api_only) {
+            add(Scope::Account, &[read], "*", credential_rule(*kind));
+        }
     }
     if f.enforce {
         add(Scope::Account, &ENFORCE, &users, "enforcement.mode = \"enforce\"");
@@ -159,6 +194,11 @@ fn changes(f: &Features, account_id: &str, partition: &str, add: &mut impl FnMut
         let why = "rules.exposed_key.revoke_sessions (enforcing)";
         add(Scope::Account, &REVOKE_SESSIONS, &users, why);
     }
+    for kind in &f.credential_deactivations {
+        if let Some(update) = credential_update(*kind) {
+            add(Scope::Account, &[update], &users, credential_rule(*kind));
+        }
+    }
     if let Some(r) = &f.rotation {
         let why = "rotation.auto_before (enforcing)";
         add(Scope::Account, &ROTATION_KEYS, &users, why);
@@ -167,6 +207,15 @@ fn changes(f: &Features, account_id: &str, partition: &str, add: &mut impl FnMut
             r.region, r.secret_prefix
         );
         add(Scope::Account, &ROTATION_SECRETS, &secrets, why);
+    }
+}
+
+/// The rule that reads (or acts on) a kind, for the `why` of its needs.
+fn credential_rule(kind: CredentialType) -> &'static str {
+    match kind {
+        CredentialType::Password => "rules.unused_password",
+        CredentialType::ServiceSpecificCredential => "rules.max_credential_age / rules.long_term_service_credential",
+        _ => "rules.max_credential_age",
     }
 }
 
@@ -312,6 +361,8 @@ mod tests {
             state_table: Some("arn:aws:dynamodb:us-east-1:123456789012:table/keywarden".into()),
             security_hub_region: Some("us-east-1".into()),
             events_queue: Some("arn:aws:sqs:us-east-1:123456789012:keywarden-events".into()),
+            credentials: CredentialType::ALL.to_vec(),
+            credential_deactivations: CredentialType::ALL.to_vec(),
         }
     }
 
@@ -345,11 +396,13 @@ mod tests {
 
     #[test]
     fn the_packaged_policies_grant_exactly_what_check_access_checks() {
+        // The default rules read passwords, and nothing else beyond access keys.
         let audit = Features {
             api_reads: true,
             credential_report: true,
             tags: true,
             exposure: true,
+            credentials: vec![CredentialType::Password],
             ..Features::default()
         };
         let a = needs(&audit, "123456789012", "aws");
@@ -360,10 +413,21 @@ mod tests {
         let e = needs(&all(), "123456789012", "aws");
         let revoke: BTreeSet<String> = REVOKE_SESSIONS.iter().map(|a| a.to_string()).collect();
         let mut rotation: BTreeSet<String> = ROTATION_KEYS.iter().map(|a| a.to_string()).collect();
+        let credentials: BTreeSet<String> = CredentialType::ALL
+            .into_iter()
+            .filter(|k| *k != CredentialType::Password)
+            .flat_map(|k| [credential_read(k), credential_update(k)])
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            credentials,
+            policy(include_str!("../../packaging/iam-policy-credentials.json"), None)
+        );
         assert_eq!(
             actions(&e, Scope::Account, "iam:")
                 .difference(&revoke)
-                .filter(|a| !rotation.contains(*a))
+                .filter(|a| !rotation.contains(*a) && !credentials.contains(*a))
                 .cloned()
                 .collect::<BTreeSet<_>>(),
             policy(include_str!("../../packaging/iam-policy-enforce.json"), None)

@@ -1,8 +1,8 @@
-//! Every long-lived credential of an IAM user as one kind of thing: access keys, console
-//! passwords (login profiles), SSH public keys (CodeCommit), service-specific credentials
-//! (CodeCommit HTTPS Git, Amazon Keyspaces, Amazon Bedrock API keys) and X.509 signing
-//! certificates. Each has an id, a status, a creation time, and where AWS knows them its last
-//! use, its service and its expiry.
+//! The checks of a user's long-lived credentials other than access keys: console passwords
+//! (login profiles), SSH public keys (CodeCommit), service-specific credentials (CodeCommit
+//! HTTPS Git, Amazon Keyspaces, Amazon Bedrock API keys) and X.509 signing certificates. The
+//! credential itself (`model::Credential`, one type for every kind, access keys included) is
+//! inventory data and lives in the model.
 //!
 //! The checks here are the rules for the kinds other than access keys, as pure decisions over
 //! one credential and an instant: a console password unused for too long (never used counts
@@ -14,109 +14,8 @@
 
 use chrono::TimeDelta;
 
-use crate::core::model::{AccessKey, KeyStatus, Timestamp};
-
-/// The kinds, with the names findings, journal entries, exports and metrics use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CredentialType {
-    AccessKey,
-    Password,
-    SshPublicKey,
-    ServiceSpecificCredential,
-    SigningCertificate,
-}
-
-impl CredentialType {
-    pub const ALL: [CredentialType; 5] = [
-        CredentialType::AccessKey,
-        CredentialType::Password,
-        CredentialType::SshPublicKey,
-        CredentialType::ServiceSpecificCredential,
-        CredentialType::SigningCertificate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialType::AccessKey => "access_key",
-            CredentialType::Password => "password",
-            CredentialType::SshPublicKey => "ssh_public_key",
-            CredentialType::ServiceSpecificCredential => "service_specific_credential",
-            CredentialType::SigningCertificate => "signing_certificate",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CredentialType> {
-        CredentialType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for CredentialType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A credential's status as IAM reports it. A password has no status of its own: it exists
-/// (Active) or the user has no login profile (no credential at all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialStatus {
-    Active,
-    Inactive,
-    /// A service-specific credential past its expiry (IAM lists it so; it cannot be used).
-    Expired,
-}
-
-impl CredentialStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialStatus::Active => "Active",
-            CredentialStatus::Inactive => "Inactive",
-            CredentialStatus::Expired => "Expired",
-        }
-    }
-}
-
-/// One long-lived credential of a user, as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credential {
-    pub kind: CredentialType,
-    /// The access key id, the SSH key's `APKA...` id, the `ServiceSpecificCredentialId`, the
-    /// certificate's `CertificateId`; for a password, the user's ARN (a user has one at most).
-    pub id: String,
-    pub status: CredentialStatus,
-    /// For a password: the login profile's creation.
-    pub created: Timestamp,
-    /// Where AWS records it (access keys, passwords); `None`: never used, or not known.
-    pub last_used: Option<Timestamp>,
-    /// A service-specific credential's service, e.g. `bedrock.amazonaws.com`.
-    pub service: Option<String>,
-    /// A service-specific credential's expiry (Bedrock API keys created with an age limit).
-    pub expires: Option<Timestamp>,
-}
-
-impl From<&AccessKey> for Credential {
-    fn from(k: &AccessKey) -> Credential {
-        Credential {
-            kind: CredentialType::AccessKey,
-            id: k.id.clone(),
-            status: match k.status {
-                KeyStatus::Active => CredentialStatus::Active,
-                KeyStatus::Inactive => CredentialStatus::Inactive,
-            },
-            created: k.created,
-            last_used: k.last_used,
-            service: None,
-            expires: None,
-        }
-    }
-}
-
-impl Credential {
-    /// Active, and not past its expiry at `now` (IAM may not have listed it as Expired yet).
-    pub fn usable_at(&self, now: Timestamp) -> bool {
-        self.status == CredentialStatus::Active && self.expires.is_none_or(|e| e > now)
-    }
-}
+use crate::core::model::Timestamp;
+pub use crate::core::model::{Credential, CredentialStatus, CredentialType};
 
 /// `unused_password`: since when a console password counts as unused beyond `max_unused` at
 /// `now` (its last use, else the login profile's creation), or `None` when it does not.
@@ -155,6 +54,7 @@ pub fn long_term(c: &Credential, services: &[String], max_lifetime: TimeDelta, n
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::model::{AccessKey, KeyStatus};
     use chrono::TimeZone;
 
     fn day(n: i64) -> Timestamp {

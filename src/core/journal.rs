@@ -6,7 +6,7 @@
 
 use chrono::TimeDelta;
 
-use crate::core::model::{Mode, Rule, Timestamp};
+use crate::core::model::{CredentialType, Mode, Rule, Timestamp};
 
 /// The outcome of an intent (never in the journal itself).
 pub const PENDING: &str = "pending";
@@ -68,6 +68,9 @@ pub struct JournalEntry {
     pub mode: String,
     pub account_id: String,
     pub user: String,
+    /// The credential's kind (`access_key` for every entry written before there were others).
+    pub credential_type: CredentialType,
+    /// The credential's id (see `rules::Finding::access_key_id`).
     pub access_key_id: String,
     pub rules: Vec<Rule>,
     pub first_seen: Option<Timestamp>,
@@ -124,6 +127,7 @@ impl JournalEntry {
             mode: mode.as_str().to_string(),
             account_id: account_id.to_string(),
             user: claim.user.clone().unwrap_or_default(),
+            credential_type: CredentialType::AccessKey,
             access_key_id: claim.access_key_id.clone(),
             rules: vec![Rule::ExposedKey],
             first_seen: None,
@@ -194,6 +198,7 @@ impl RunInfo {
 #[cfg(test)]
 pub(crate) fn sample_entry(time: Timestamp, user: &str, key: &str) -> JournalEntry {
     JournalEntry {
+        credential_type: crate::core::model::CredentialType::AccessKey,
         time,
         action: JournalAction::Deactivate,
         mode: "enforce".into(),
@@ -228,6 +233,7 @@ mod tests {
     fn outcome(kind: OutcomeKind) -> Outcome {
         Outcome {
             candidate: Candidate {
+                credential_type: crate::core::model::CredentialType::AccessKey,
                 account_id: "1".into(),
                 user: "u".into(),
                 access_key_id: "AK".into(),

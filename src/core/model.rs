@@ -1,4 +1,5 @@
-//! The inventory model: what one account's IAM users and access keys look like, as read, and
+//! The inventory model: what one account's IAM users, their access keys and their other
+//! long-lived credentials look like, as read, and
 //! the names every layer shares (the rules, the enforcement mode).
 //!
 //! Plain data, no I/O. Every record is tied to an `account_id` so that nothing downstream
@@ -58,6 +59,126 @@ pub struct User {
     /// Only read when an exemption matches on tags; empty otherwise.
     pub tags: Vec<(String, String)>,
     pub keys: Vec<AccessKey>,
+    /// Its other credentials (password, SSH keys, service-specific credentials, signing
+    /// certificates), of the kinds an enabled rule needs: the others are not read.
+    pub credentials: Vec<Credential>,
+}
+
+/// The kinds, with the names findings, journal entries, exports and metrics use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CredentialType {
+    AccessKey,
+    Password,
+    SshPublicKey,
+    ServiceSpecificCredential,
+    SigningCertificate,
+}
+
+impl CredentialType {
+    pub const ALL: [CredentialType; 5] = [
+        CredentialType::AccessKey,
+        CredentialType::Password,
+        CredentialType::SshPublicKey,
+        CredentialType::ServiceSpecificCredential,
+        CredentialType::SigningCertificate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialType::AccessKey => "access_key",
+            CredentialType::Password => "password",
+            CredentialType::SshPublicKey => "ssh_public_key",
+            CredentialType::ServiceSpecificCredential => "service_specific_credential",
+            CredentialType::SigningCertificate => "signing_certificate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CredentialType> {
+        CredentialType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CredentialType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A credential's status as IAM reports it. A password has no status of its own: it exists
+/// (Active) or the user has no login profile (no credential at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialStatus {
+    Active,
+    Inactive,
+    /// A service-specific credential past its expiry (IAM lists it so; it cannot be used).
+    Expired,
+}
+
+impl CredentialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialStatus::Active => "Active",
+            CredentialStatus::Inactive => "Inactive",
+            CredentialStatus::Expired => "Expired",
+        }
+    }
+}
+
+/// One long-lived credential of a user, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub kind: CredentialType,
+    /// The access key id, the SSH key's `APKA...` id, the `ServiceSpecificCredentialId`, the
+    /// certificate's `CertificateId`; for a password, the user's ARN (a user has one at most).
+    pub id: String,
+    pub status: CredentialStatus,
+    /// For a password: the login profile's creation.
+    pub created: Timestamp,
+    /// Where AWS records it (access keys, passwords); `None`: never used, or not known.
+    pub last_used: Option<Timestamp>,
+    /// A service-specific credential's service, e.g. `bedrock.amazonaws.com`.
+    pub service: Option<String>,
+    /// A service-specific credential's expiry (Bedrock API keys created with an age limit).
+    pub expires: Option<Timestamp>,
+}
+
+impl From<&AccessKey> for Credential {
+    fn from(k: &AccessKey) -> Credential {
+        Credential {
+            kind: CredentialType::AccessKey,
+            id: k.id.clone(),
+            status: match k.status {
+                KeyStatus::Active => CredentialStatus::Active,
+                KeyStatus::Inactive => CredentialStatus::Inactive,
+            },
+            created: k.created,
+            last_used: k.last_used,
+            service: None,
+            expires: None,
+        }
+    }
+}
+
+impl Credential {
+    /// Active, and not past its expiry at `now` (IAM may not have listed it as Expired yet).
+    pub fn usable_at(&self, now: Timestamp) -> bool {
+        self.status == CredentialStatus::Active && self.expires.is_none_or(|e| e > now)
+    }
+}
+
+impl User {
+    /// Whether the user's credential `id` of `kind` is Active (`None`: not among what was read).
+    /// An expired service-specific credential is not.
+    pub fn is_active(&self, kind: CredentialType, id: &str) -> Option<bool> {
+        match kind {
+            CredentialType::AccessKey => self.keys.iter().find(|k| k.id == id).map(AccessKey::is_active),
+            _ => self
+                .credentials
+                .iter()
+                .find(|c| c.kind == kind && c.id == id)
+                .map(|c| c.status == CredentialStatus::Active),
+        }
+    }
 }
 
 /// A read that failed. A user with any failed read is left out of `AccountInventory::users`
@@ -238,15 +359,33 @@ pub enum Rule {
     MultipleActiveKeys,
     MaxKeyAge,
     UnusedKey,
+    /// A console password not used for too long (never used: since the login profile's
+    /// creation).
+    UnusedPassword,
+    /// An SSH public key, service-specific credential or signing certificate too old.
+    MaxCredentialAge,
+    /// A service-specific credential that never expires, or lives longer than allowed.
+    LongTermServiceCredential,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 4] = [
+    pub const ALL: [Rule; 7] = [
         Rule::ExposedKey,
         Rule::MultipleActiveKeys,
         Rule::MaxKeyAge,
         Rule::UnusedKey,
+        Rule::UnusedPassword,
+        Rule::MaxCredentialAge,
+        Rule::LongTermServiceCredential,
     ];
+
+    /// The rules about access keys (the others are about a user's other credentials).
+    pub fn is_about_keys(self) -> bool {
+        matches!(
+            self,
+            Rule::ExposedKey | Rule::MultipleActiveKeys | Rule::MaxKeyAge | Rule::UnusedKey
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -254,6 +393,9 @@ impl Rule {
             Rule::MultipleActiveKeys => "multiple_active_keys",
             Rule::MaxKeyAge => "max_key_age",
             Rule::UnusedKey => "unused_key",
+            Rule::UnusedPassword => "unused_password",
+            Rule::MaxCredentialAge => "max_credential_age",
+            Rule::LongTermServiceCredential => "long_term_service_credential",
         }
     }
 

@@ -195,6 +195,7 @@ mod tests {
     }
     fn user(name: &str, path: &str, tags: &[(&str, &str)]) -> User {
         User {
+            credentials: vec![],
             name: name.into(),
             path: path.into(),
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),

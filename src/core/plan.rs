@@ -15,7 +15,7 @@ use chrono::TimeDelta;
 
 use crate::core::history::{Entry, Failure, State};
 use crate::core::journal::{JournalAction, JournalEntry, RunInfo, PENDING};
-use crate::core::model::{AccountInventory, KeyStatus, Timestamp};
+use crate::core::model::{AccountInventory, CredentialType, Timestamp};
 use crate::core::policy::{Action, Mode, Rule};
 use crate::core::rules::Finding;
 
@@ -24,6 +24,8 @@ use crate::core::rules::Finding;
 pub struct Candidate {
     pub account_id: String,
     pub user: String,
+    pub credential_type: CredentialType,
+    /// The credential's id (see `rules::Finding::access_key_id`).
     pub access_key_id: String,
     pub rules: Vec<Rule>,
     pub first_seen: Timestamp,
@@ -52,6 +54,7 @@ pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
             .or_insert_with(|| Candidate {
                 account_id: f.account_id.clone(),
                 user: f.user.clone(),
+                credential_type: f.credential_type,
                 access_key_id: f.access_key_id.clone(),
                 rules: Vec::new(),
                 first_seen: f.first_seen,
@@ -106,15 +109,14 @@ pub fn reconcile(state: &mut State, accounts: &[AccountInventory], journal: &[Jo
         if recorded {
             continue;
         }
-        let status = account
+        let active = account
             .users
             .iter()
             .find(|u| u.name == intent.user)
-            .and_then(|u| u.keys.iter().find(|k| k.id == intent.access_key_id))
-            .map(|k| k.status);
-        let outcome = match status {
-            Some(KeyStatus::Active) => continue,
-            Some(KeyStatus::Inactive) => {
+            .and_then(|u| u.is_active(intent.credential_type, &intent.access_key_id));
+        let outcome = match active {
+            Some(true) => continue,
+            Some(false) => {
                 state.forget_key(&intent.account_id, &intent.access_key_id);
                 OutcomeKind::Success
             }
@@ -292,6 +294,7 @@ impl JournalEntry {
             mode: Mode::Enforce.as_str().to_string(),
             account_id: c.account_id.clone(),
             user: c.user.clone(),
+            credential_type: c.credential_type,
             access_key_id: c.access_key_id.clone(),
             rules: c.rules.clone(),
             first_seen: Some(c.first_seen),
@@ -321,6 +324,7 @@ mod tests {
 
     fn finding(key: &str, rule: Rule, deadline_days: i64, exempt: bool) -> Finding {
         Finding {
+            credential_type: crate::core::model::CredentialType::AccessKey,
             account_id: "1".into(),
             user: format!("u-{key}"),
             access_key_id: key.into(),
@@ -473,7 +477,7 @@ mod tests {
 mod reconcile_tests {
     use super::*;
     use crate::core::journal::{sample_entry, PENDING};
-    use crate::core::model::{AccessKey, ReadError, User};
+    use crate::core::model::{AccessKey, KeyStatus, ReadError, User};
     use chrono::TimeZone;
 
     fn t0() -> Timestamp {
@@ -510,6 +514,7 @@ mod reconcile_tests {
         vec![AccountInventory {
             account_id: "123456789012".into(),
             users: vec![User {
+                credentials: vec![],
                 name: "u".into(),
                 path: "/".into(),
                 tags: vec![],

@@ -4,7 +4,7 @@
 
 use chrono::TimeDelta;
 
-use crate::core::model::{AccessKey, Timestamp, User};
+use crate::core::model::{CredentialType, Timestamp, User};
 use crate::core::owners::{Owners, TagExemptions};
 use crate::core::windows::Windows;
 
@@ -31,7 +31,9 @@ impl Action {
 pub struct RulePolicy {
     pub enabled: bool,
     pub action: Action,
-    /// Threshold for `max_key_age` / `unused_key`; unused for the others.
+    /// The rule's duration: `max_age` (`max_key_age`, `max_credential_age`), `max_unused`
+    /// (`unused_key`, `unused_password`), `max_lifetime` (`long_term_service_credential`);
+    /// zero for the rules without one.
     pub threshold: TimeDelta,
     /// The rule's own grace period (`exposed_key`), else `enforcement.grace_period`.
     pub grace_period: Option<TimeDelta>,
@@ -43,6 +45,13 @@ pub struct Rules {
     pub multiple_active_keys: RulePolicy,
     pub max_key_age: RulePolicy,
     pub unused_key: RulePolicy,
+    pub unused_password: RulePolicy,
+    pub max_credential_age: RulePolicy,
+    /// `rules.max_credential_age.types`: the kinds it applies to.
+    pub credential_types: Vec<CredentialType>,
+    pub long_term_service_credential: RulePolicy,
+    /// `rules.long_term_service_credential.services`: empty, every service.
+    pub services: Vec<String>,
 }
 
 impl Rules {
@@ -52,7 +61,42 @@ impl Rules {
             Rule::MultipleActiveKeys => &self.multiple_active_keys,
             Rule::MaxKeyAge => &self.max_key_age,
             Rule::UnusedKey => &self.unused_key,
+            Rule::UnusedPassword => &self.unused_password,
+            Rule::MaxCredentialAge => &self.max_credential_age,
+            Rule::LongTermServiceCredential => &self.long_term_service_credential,
         }
+    }
+
+    /// The kinds of credentials beyond access keys that an enabled rule needs read.
+    pub fn credential_kinds(&self) -> Vec<CredentialType> {
+        let mut kinds = Vec::new();
+        if self.unused_password.enabled {
+            kinds.push(CredentialType::Password);
+        }
+        if self.max_credential_age.enabled {
+            kinds.extend(self.credential_types.iter().copied());
+        }
+        if self.long_term_service_credential.enabled {
+            kinds.push(CredentialType::ServiceSpecificCredential);
+        }
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
+    /// The kinds an enabled rule with `action = "deactivate"` sets Inactive.
+    pub fn credential_deactivations(&self) -> Vec<CredentialType> {
+        let acts = |r: &RulePolicy| r.enabled && r.action == Action::Deactivate;
+        let mut kinds = Vec::new();
+        if acts(&self.max_credential_age) {
+            kinds.extend(self.credential_types.iter().copied());
+        }
+        if acts(&self.long_term_service_credential) {
+            kinds.push(CredentialType::ServiceSpecificCredential);
+        }
+        kinds.sort();
+        kinds.dedup();
+        kinds
     }
 }
 
@@ -72,7 +116,9 @@ pub struct Exemption {
 }
 
 impl Exemption {
-    pub fn applies(&self, user: &User, key: &AccessKey, rule: Rule, now: Timestamp) -> bool {
+    /// Whether it exempts credential `id` of `user` from `rule` at `now` (`access_key_id`
+    /// matches any kind's id).
+    pub fn applies(&self, user: &User, id: &str, rule: Rule, now: Timestamp) -> bool {
         if self.expires.is_some_and(|e| now >= e) {
             return false;
         }
@@ -85,7 +131,7 @@ impl Exemption {
         if self.user.as_ref().is_some_and(|p| !p.matches(&user.name)) {
             return false;
         }
-        if self.access_key_id.as_ref().is_some_and(|id| *id != key.id) {
+        if self.access_key_id.as_ref().is_some_and(|named| named != id) {
             return false;
         }
         if let Some((k, v)) = &self.user_tag {

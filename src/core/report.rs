@@ -293,6 +293,7 @@ mod tests {
 
     fn finding(user: &str, key: &str, rule: Rule, exempt: bool, action: Action) -> Finding {
         Finding {
+            credential_type: crate::core::model::CredentialType::AccessKey,
             account_id: "123456789012".into(),
             user: user.into(),
             access_key_id: key.into(),
@@ -325,6 +326,7 @@ mod tests {
         AccountInventory {
             account_id: "123456789012".into(),
             users: vec![User {
+                credentials: vec![],
                 name: "alice".into(),
                 path: "/".into(),
                 tags: vec![],

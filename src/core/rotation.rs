@@ -183,6 +183,7 @@ mod tests {
 
     fn user(name: &str, keys: Vec<AccessKey>, tagged: bool) -> User {
         User {
+            credentials: vec![],
             name: name.into(),
             path: "/".into(),
             tags: if tagged {

@@ -2,7 +2,7 @@
 //!
 //! No I/O and no clock: the caller passes `now` (the real time, or `--at`) and a
 //! [`FirstSeen`] lookup (the state file, or nothing). Semantics (the README's rules table):
-//! - only active keys are ever findings;
+//! - only active keys (and active, unexpired other credentials) are ever findings;
 //! - a key exactly at a threshold is compliant, one second past it is not;
 //! - a never-used key counts as unused from its creation;
 //! - of several active keys, the one a person would keep is kept (see [`kept_key`]);
@@ -13,11 +13,15 @@
 //!   used as recently (the application has switched), unless `wait_for_kept_key` is off;
 //! - a key AWS found exposed (`exposed_key`) is never held that way, has its own grace period
 //!   (default none), ignores enforcement windows, and is exempted only by a config exemption
-//!   that names the rule (never by a user's tags).
+//!   that names the rule (never by a user's tags);
+//! - a user's other credentials (password, SSH keys, service-specific credentials, signing
+//!   certificates) are checked by `core::credentials` and then decided exactly like a key:
+//!   the same exemptions, grace period, snooze and windows.
 
 use chrono::TimeDelta;
 
-use crate::core::model::{AccessKey, AccountInventory, Exposure, Timestamp, User};
+use crate::core::credentials;
+use crate::core::model::{AccessKey, AccountInventory, Credential, CredentialType, Exposure, Timestamp, User};
 use crate::core::owners::TagExemption;
 pub use crate::core::policy::{Action, Exemption, ExemptionSource, Policy, Rule, RulePolicy, Rules};
 
@@ -60,6 +64,11 @@ impl Hold {
 pub struct Finding {
     pub account_id: String,
     pub user: String,
+    /// The credential's kind: `access_key` for the four key rules.
+    pub credential_type: CredentialType,
+    /// The credential's id: an access key's id (named so since keys were the only kind), an
+    /// SSH key's `APKA...` id, a service-specific credential's or a certificate's id; for a
+    /// password, the user's ARN.
     pub access_key_id: String,
     pub rule: Rule,
     pub created: Timestamp,
@@ -184,9 +193,33 @@ fn evaluate_user(ctx: &Ctx<'_>, user: &User, out: &mut Vec<Finding>) {
         for rule in broken {
             let kept = kept.filter(|_| rule == Rule::MultipleActiveKeys);
             let facts = facts.get_or_insert_with(|| UserFacts::of(ctx, user));
-            out.push(finding(ctx, user, facts, key, rule, kept));
+            out.push(finding(ctx, user, facts, &Credential::from(key), rule, kept));
         }
     }
+    for cred in &user.credentials {
+        for rule in credential_rules_broken(cred, rules, ctx.now) {
+            let facts = facts.get_or_insert_with(|| UserFacts::of(ctx, user));
+            out.push(finding(ctx, user, facts, cred, rule, None));
+        }
+    }
+}
+
+/// The rules a credential other than an access key breaks at `now`, in rule order.
+fn credential_rules_broken(c: &Credential, rules: &Rules, now: Timestamp) -> Vec<Rule> {
+    let mut broken = Vec::new();
+    let r = &rules.unused_password;
+    if r.enabled && credentials::unused_password(c, r.threshold, now).is_some() {
+        broken.push(Rule::UnusedPassword);
+    }
+    let r = &rules.max_credential_age;
+    if r.enabled && credentials::too_old(c, &rules.credential_types, r.threshold, now) {
+        broken.push(Rule::MaxCredentialAge);
+    }
+    let r = &rules.long_term_service_credential;
+    if r.enabled && credentials::long_term(c, &rules.services, r.threshold, now) {
+        broken.push(Rule::LongTermServiceCredential);
+    }
+    broken
 }
 
 /// What is decided once per user with findings: the owner and the tag exemption.
@@ -204,12 +237,12 @@ impl UserFacts {
     }
 
     /// The exemption that decides `rule` for `key`, if any: the config's always wins.
-    fn exemption(&self, ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule) -> Option<(ExemptionSource, String)> {
+    fn exemption(&self, ctx: &Ctx<'_>, user: &User, id: &str, rule: Rule) -> Option<(ExemptionSource, String)> {
         if let Some(e) = ctx
             .policy
             .exemptions
             .iter()
-            .find(|e| e.applies(user, key, rule, ctx.now))
+            .find(|e| e.applies(user, id, rule, ctx.now))
         {
             return Some((ExemptionSource::Config, e.reason.clone()));
         }
@@ -230,11 +263,11 @@ impl UserFacts {
 
 /// The config exemption that would cover `key` for `rule` had it not expired: its reason and
 /// when it expired, so that the finding says why it is no longer exempt.
-fn expired_exemption(ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule) -> Option<String> {
+fn expired_exemption(ctx: &Ctx<'_>, user: &User, id: &str, rule: Rule) -> Option<String> {
     ctx.policy.exemptions.iter().find_map(|e| {
         let expired = e.expires.filter(|t| ctx.now >= *t)?;
         let before = expired.checked_sub_signed(chrono::TimeDelta::seconds(1))?;
-        e.applies(user, key, rule, before)
+        e.applies(user, id, rule, before)
             .then(|| format!("{} (expired {})", e.reason, expired.format("%Y-%m-%dT%H:%M:%SZ")))
     })
 }
@@ -242,7 +275,7 @@ fn expired_exemption(ctx: &Ctx<'_>, user: &User, key: &AccessKey, rule: Rule) ->
 /// A key that was used is only safe to deactivate for `multiple_active_keys` once the kept
 /// key has been used at or after that last use: only then has every caller evidently moved
 /// to the kept key. A key never used breaks nothing when it goes, so it never waits.
-fn waits_for_kept_key(key: &AccessKey, kept: &AccessKey) -> bool {
+fn waits_for_kept_key(key: &Credential, kept: &AccessKey) -> bool {
     match (key.last_used, kept.last_used) {
         (None, _) => false,
         (Some(_), None) => true,
@@ -256,15 +289,15 @@ fn finding(
     ctx: &Ctx<'_>,
     user: &User,
     facts: &UserFacts,
-    key: &AccessKey,
+    key: &Credential,
     rule: Rule,
     kept: Option<&AccessKey>,
 ) -> Finding {
     let (policy, now, account_id) = (ctx.policy, ctx.now, ctx.account_id);
-    let exemption = facts.exemption(ctx, user, key, rule);
+    let exemption = facts.exemption(ctx, user, &key.id, rule);
     let expired_exemption = exemption
         .is_none()
-        .then(|| expired_exemption(ctx, user, key, rule))
+        .then(|| expired_exemption(ctx, user, &key.id, rule))
         .flatten();
     let first_seen = ctx.history.first_seen(account_id, &key.id, rule).unwrap_or(now);
     let own_credentials = ctx.own == Some(key.id.as_str());
@@ -308,6 +341,7 @@ fn finding(
     Finding {
         account_id: account_id.to_string(),
         user: user.name.clone(),
+        credential_type: key.kind,
         access_key_id: key.id.clone(),
         rule,
         created: key.created,
@@ -362,6 +396,7 @@ mod tests {
             path: "/".to_string(),
             tags: vec![],
             keys,
+            credentials: vec![],
         }
     }
     fn policy() -> Policy {
@@ -391,6 +426,30 @@ mod tests {
                     threshold: days(45),
                     grace_period: None,
                 },
+                unused_password: RulePolicy {
+                    enabled: true,
+                    action: Action::Report,
+                    threshold: days(45),
+                    grace_period: None,
+                },
+                max_credential_age: RulePolicy {
+                    enabled: true,
+                    action: Action::Deactivate,
+                    threshold: days(90),
+                    grace_period: None,
+                },
+                credential_types: vec![
+                    CredentialType::SshPublicKey,
+                    CredentialType::ServiceSpecificCredential,
+                    CredentialType::SigningCertificate,
+                ],
+                long_term_service_credential: RulePolicy {
+                    enabled: true,
+                    action: Action::Report,
+                    threshold: days(90),
+                    grace_period: None,
+                },
+                services: vec![],
             },
             exemptions: vec![],
             owners: Default::default(),
@@ -1062,5 +1121,142 @@ mod tests {
         i.own_access_key_id = Some("A".into());
         let f = evaluate(&i, &p, &NoHistory, t0());
         assert!(f[0].own_credentials && f[0].action == Action::Report && f[0].rule == Rule::ExposedKey);
+    }
+
+    fn cred(kind: CredentialType, id: &str, created_days_ago: i64, used_days_ago: Option<i64>) -> Credential {
+        Credential {
+            kind,
+            id: id.to_string(),
+            status: crate::core::model::CredentialStatus::Active,
+            created: t0() - days(created_days_ago),
+            last_used: used_days_ago.map(|d| t0() - days(d)),
+            service: None,
+            expires: None,
+        }
+    }
+
+    fn holder(credentials: Vec<Credential>) -> User {
+        User {
+            credentials,
+            ..user("dana", vec![key("K1", true, 10, Some(1))])
+        }
+    }
+
+    const ARN: &str = "arn:aws:iam::123456789012:user/dana";
+
+    #[test]
+    fn other_credentials_are_findings_of_their_own_rules_named_by_kind_and_id() {
+        use CredentialType::*;
+        let bedrock = Credential {
+            service: Some("bedrock.amazonaws.com".into()),
+            ..cred(ServiceSpecificCredential, "ACCA1", 1, None)
+        };
+        let u = holder(vec![
+            cred(Password, ARN, 400, Some(46)),
+            cred(SshPublicKey, "APKA1", 91, None),
+            bedrock,
+            cred(SigningCertificate, "CERT1", 90, None),
+        ]);
+        let f = evaluate(&inv(vec![u]), &policy(), &NoHistory, t0());
+        let got: Vec<_> = f
+            .iter()
+            .map(|f| (f.credential_type, f.access_key_id.as_str(), f.rule, f.action))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Password, ARN, Rule::UnusedPassword, Action::Report),
+                (SshPublicKey, "APKA1", Rule::MaxCredentialAge, Action::Deactivate),
+                (
+                    ServiceSpecificCredential,
+                    "ACCA1",
+                    Rule::LongTermServiceCredential,
+                    Action::Report
+                ),
+            ],
+            "a certificate exactly at max_age is compliant; the key K1 breaks nothing"
+        );
+        assert_eq!(
+            f[1].deactivate_after,
+            Some(t0() + days(7)),
+            "the grace period, as for keys"
+        );
+        assert_eq!(f[0].last_used, Some(t0() - days(46)));
+    }
+
+    #[test]
+    fn inactive_or_expired_credentials_and_disabled_rules_are_never_findings() {
+        use crate::core::model::CredentialStatus;
+        use CredentialType::*;
+        let inactive = Credential {
+            status: CredentialStatus::Inactive,
+            ..cred(SshPublicKey, "APKA1", 400, None)
+        };
+        let expired = Credential {
+            expires: Some(t0() - days(1)),
+            ..cred(ServiceSpecificCredential, "ACCA1", 400, None)
+        };
+        let listed_expired = Credential {
+            status: CredentialStatus::Expired,
+            ..cred(ServiceSpecificCredential, "ACCA2", 400, None)
+        };
+        assert!(eval(vec![holder(vec![inactive, expired, listed_expired])], &policy()).is_empty());
+        let old = || {
+            holder(vec![
+                cred(Password, ARN, 400, None),
+                cred(SshPublicKey, "APKA1", 400, None),
+            ])
+        };
+        assert_eq!(eval(vec![old()], &policy()).len(), 2);
+        let mut p = policy();
+        p.rules.unused_password.enabled = false;
+        p.rules.max_credential_age.enabled = false;
+        p.rules.long_term_service_credential.enabled = false;
+        assert!(eval(vec![old()], &p).is_empty());
+        assert!(p.rules.credential_kinds().is_empty(), "nothing more is read");
+        p.rules.max_credential_age.enabled = true;
+        p.rules.credential_types = vec![SigningCertificate];
+        assert!(eval(vec![old()], &p).is_empty(), "SSH keys are not among the types");
+        assert_eq!(p.rules.credential_kinds(), [SigningCertificate]);
+    }
+
+    #[test]
+    fn exemptions_and_snoozes_decide_other_credentials_as_they_decide_keys() {
+        use CredentialType::*;
+        let u = || {
+            holder(vec![
+                cred(SshPublicKey, "APKA1", 100, None),
+                cred(SshPublicKey, "APKA2", 100, None),
+            ])
+        };
+        let p = with_exemption(Exemption {
+            access_key_id: Some("APKA2".into()),
+            rules: Some(vec![Rule::MaxCredentialAge]),
+            ..exemption()
+        });
+        let f = evaluate(&inv(vec![u()]), &p, &NoHistory, t0());
+        let exempt: Vec<_> = f.iter().map(|f| (f.access_key_id.as_str(), f.exempt)).collect();
+        assert_eq!(exempt, [("APKA1", false), ("APKA2", true)]);
+        assert_eq!((f[1].action, f[1].deactivate_after), (Action::Report, None));
+        struct Snoozed;
+        impl FirstSeen for Snoozed {
+            fn first_seen(&self, _: &str, _: &str, _: Rule) -> Option<Timestamp> {
+                Some(t0() - days(30))
+            }
+            fn snoozed(&self, _: &str, id: &str, _: Timestamp) -> Option<(Timestamp, String)> {
+                (id == "APKA1").then(|| (t0() + days(3), "reactivated".to_string()))
+            }
+        }
+        let f = evaluate(&inv(vec![u()]), &policy(), &Snoozed, t0());
+        assert_eq!(
+            f[0].deactivate_after,
+            Some(t0() + days(3)),
+            "the snooze moves the deadline"
+        );
+        assert_eq!(
+            f[1].deactivate_after,
+            Some(t0() - days(23)),
+            "first seen 30 days ago + 7"
+        );
     }
 }

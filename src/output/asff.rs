@@ -13,10 +13,11 @@
 use serde_json::{json, Map, Value};
 
 use crate::core::arn::partition;
+use crate::core::model::CredentialType;
 use crate::core::model::Timestamp;
 use crate::core::report::Report;
 use crate::core::rules::{Finding, Rule};
-use crate::output::ocsf::{remediation, title};
+use crate::output::ocsf::{remediation, resource_type, title};
 
 pub const SCHEMA_VERSION: &str = "2018-10-08";
 /// `GeneratorId` of every keywarden finding: what the archive step lists.
@@ -29,6 +30,31 @@ pub fn product_arn(region: &str, account: &str) -> String {
         "arn:{}:securityhub:{region}:{account}:product/{account}/default",
         partition(region)
     )
+}
+
+/// The noun a description names a credential with.
+fn noun(kind: CredentialType) -> &'static str {
+    match kind {
+        CredentialType::AccessKey => "access key",
+        CredentialType::Password => "console password",
+        CredentialType::SshPublicKey => "SSH public key",
+        CredentialType::ServiceSpecificCredential => "service-specific credential",
+        CredentialType::SigningCertificate => "signing certificate",
+    }
+}
+
+/// The finding's resource: an access key with its ASFF details; a password on its user
+/// (`AwsIamUser`, by ARN); any other kind as `Other`, its kind and user in `Details.Other`.
+fn resource(f: &Finding, partition: &str, region: &str, key_details: Value) -> Value {
+    let kind = resource_type(f.credential_type);
+    let details = match f.credential_type {
+        CredentialType::AccessKey => json!({"AwsIamAccessKey": key_details}),
+        CredentialType::Password => json!({"AwsIamUser": {"UserName": f.user, "CreateDate": time(&f.created)}}),
+        other => {
+            json!({"Other": {"CredentialType": other.as_str(), "UserName": f.user, "CreatedAt": time(&f.created)}})
+        }
+    };
+    json!({"Type": kind, "Id": f.access_key_id, "Partition": partition, "Region": region, "Details": details})
 }
 
 pub fn finding_id(f: &Finding) -> String {
@@ -102,9 +128,10 @@ pub fn finding(r: &Report, f: &Finding, region: &str) -> Value {
         "Severity": {"Label": severity(f.rule)},
         "Title": title(f.rule),
         "Description": format!(
-            "{} ({}): access key {} of IAM user {} in account {}. {}",
+            "{} ({}): {} {} of IAM user {} in account {}. {}",
             title(f.rule),
             controls.join(", "),
+            noun(f.credential_type),
             f.access_key_id,
             f.user,
             f.account_id,
@@ -112,13 +139,7 @@ pub fn finding(r: &Report, f: &Finding, region: &str) -> Value {
         ),
         "Remediation": {"Recommendation": {"Text": remediation(f.rule)}},
         "ProductFields": fields,
-        "Resources": [{
-            "Type": "AwsIamAccessKey",
-            "Id": f.access_key_id,
-            "Partition": partition,
-            "Region": region,
-            "Details": {"AwsIamAccessKey": details},
-        }],
+        "Resources": [resource(f, partition, region, details)],
         "Compliance": {"Status": "FAILED", "RelatedRequirements": controls},
         "RecordState": "ACTIVE",
     })

@@ -6,9 +6,11 @@
 use crate::core::report::Report;
 
 /// The JSON finding's fields, in its order (a unit test keeps the two the same).
-pub const FIELDS: [&str; 22] = [
+pub const FIELDS: [&str; 24] = [
     "account_id",
     "user",
+    "credential_type",
+    "credential_id",
     "access_key_id",
     "rule",
     "controls",

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::core::model::{ReadError, Timestamp};
+use crate::core::model::{CredentialType, ReadError, Timestamp};
 use crate::core::report::{AccountSummary, Report, Summary};
 use crate::core::rules::Finding;
 
@@ -53,7 +53,12 @@ struct AccountDoc<'a> {
 struct FindingDoc<'a> {
     account_id: &'a str,
     user: &'a str,
-    access_key_id: &'a str,
+    /// `access_key`, `password`, `ssh_public_key`, `service_specific_credential`,
+    /// `signing_certificate`.
+    credential_type: &'static str,
+    credential_id: &'a str,
+    /// Access keys only (null for the other kinds).
+    access_key_id: Option<&'a str>,
     rule: &'static str,
     /// The benchmark and Security Hub controls the rule checks (`core::controls`).
     controls: &'static [&'static str],
@@ -118,7 +123,9 @@ fn finding(f: &Finding) -> FindingDoc<'_> {
     FindingDoc {
         account_id: &f.account_id,
         user: &f.user,
-        access_key_id: &f.access_key_id,
+        credential_type: f.credential_type.as_str(),
+        credential_id: &f.access_key_id,
+        access_key_id: (f.credential_type == CredentialType::AccessKey).then_some(f.access_key_id.as_str()),
         rule: f.rule.as_str(),
         controls: crate::core::controls::of(f.rule),
         created: f.created,

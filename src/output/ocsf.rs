@@ -10,6 +10,7 @@
 
 use serde_json::{json, Value};
 
+use crate::core::model::CredentialType;
 use crate::core::policy::Rule;
 use crate::core::report::Report;
 use crate::core::rules::Finding;
@@ -23,6 +24,20 @@ pub fn title(rule: Rule) -> &'static str {
         Rule::UnusedKey => "Access key unused for 45 days or more",
         Rule::MultipleActiveKeys => "More than one active access key for one IAM user",
         Rule::MaxKeyAge => "Access key not rotated for 90 days or more",
+        Rule::UnusedPassword => "Console password unused for 45 days or more",
+        Rule::MaxCredentialAge => "IAM user credential older than its maximum age",
+        Rule::LongTermServiceCredential => "Service-specific credential without a short expiry",
+    }
+}
+
+/// The resource a finding is on, in the names ASFF and OCSF share: an access key is
+/// `AwsIamAccessKey`; a password is its user's (`AwsIamUser`, named by the user's ARN); the
+/// other kinds have no type of their own (`Other`, named by their id).
+pub fn resource_type(kind: CredentialType) -> &'static str {
+    match kind {
+        CredentialType::AccessKey => "AwsIamAccessKey",
+        CredentialType::Password => "AwsIamUser",
+        _ => "Other",
     }
 }
 
@@ -36,9 +51,17 @@ AWSCompromisedKeyQuarantine policy from the user once done.";
 pub fn remediation(rule: Rule) -> &'static str {
     match rule {
         Rule::ExposedKey => EXPOSED_REMEDIATION,
+        Rule::UnusedPassword => PASSWORD_REMEDIATION,
+        Rule::MaxCredentialAge | Rule::LongTermServiceCredential => CREDENTIAL_REMEDIATION,
         _ => REMEDIATION,
     }
 }
+
+/// What to do about an unused console password.
+pub const PASSWORD_REMEDIATION: &str = "Remove console access the user does not use: in the IAM console open the user's Security credentials and choose Manage console access > Disable (or `aws iam delete-login-profile`); if the person still needs the console, give them access through IAM Identity Center instead.";
+
+/// What to do about an old or long-lived credential other than an access key.
+pub const CREDENTIAL_REMEDIATION: &str = "Replace the credential: create a new one (an SSH key, a service-specific credential with an expiry, a certificate), switch its users over, then make the old one inactive in the user's Security credentials (or `aws iam update-ssh-public-key`, `update-service-specific-credential`, `update-signing-certificate` with `--status Inactive`).";
 
 /// The remediation of the CIS procedure (IAM > Users > Security credentials > Make inactive).
 pub const REMEDIATION: &str = "Deactivate the non-operational keys, keep one key less than 90 days old: \
@@ -73,7 +96,7 @@ fn event(r: &Report, f: &Finding) -> Value {
         "severity": severity,
         "status_id": status_id,
         "status": status,
-        "message": format!("{} ({}) of IAM user {} in account {}", title(f.rule), f.access_key_id, f.user, f.account_id),
+        "message": format!("{} ({} {}) of IAM user {} in account {}", title(f.rule), f.credential_type, f.access_key_id, f.user, f.account_id),
         "metadata": {
             "version": SCHEMA_VERSION,
             "product": {
@@ -99,10 +122,11 @@ fn event(r: &Report, f: &Finding) -> Value {
         "resources": [{
             "uid": f.access_key_id,
             "name": f.access_key_id,
-            "type": "AwsIamAccessKey",
+            "type": resource_type(f.credential_type),
             "cloud_partition": "aws",
             "owner": {"name": f.user, "account": {"uid": f.account_id, "type": "AWS Account", "type_id": 10}},
             "data": {
+                "credential_type": f.credential_type.as_str(),
                 "user": f.user,
                 "created": time(&f.created),
                 "last_used": f.last_used.as_ref().map(time),

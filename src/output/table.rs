@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::core::model::Timestamp;
+use crate::core::model::{CredentialType, Timestamp};
 use crate::core::policy::{Action, Rule};
 use crate::core::report::Report;
 use crate::core::rules::Finding;
@@ -63,12 +63,24 @@ fn findings(out: &mut String, r: &Report) {
         let _ = writeln!(
             out,
             "  {:<20} {:<20} {:>5} {:>5}  {}",
-            f.access_key_id,
-            f.rule.as_str(),
+            truncate(&credential(f), 20),
+            truncate(f.rule.as_str(), 20),
             short_age(now, f.created),
             used,
             truncate(&action(f, now), 23)
         );
+    }
+}
+
+/// The credential a row is about: a key's id; the other kinds' with a word in front (a
+/// password is named by the user, who heads the group).
+fn credential(f: &Finding) -> String {
+    match f.credential_type {
+        CredentialType::AccessKey => f.access_key_id.clone(),
+        CredentialType::Password => "password".into(),
+        CredentialType::SshPublicKey => format!("ssh {}", f.access_key_id),
+        CredentialType::ServiceSpecificCredential => format!("service {}", f.access_key_id),
+        CredentialType::SigningCertificate => format!("cert {}", f.access_key_id),
     }
 }
 
@@ -103,9 +115,13 @@ fn summary(out: &mut String, r: &Report) {
         s.active_access_keys,
         r.accounts.len()
     );
+    // The key rules always (a zero is news), the others when they found something: the
+    // line stays within 80 columns.
     let by_rule: Vec<String> = Rule::ALL
         .iter()
-        .map(|r| format!("{} {}", r, s.violations_by_rule.get(r).copied().unwrap_or(0)))
+        .map(|r| (r, s.violations_by_rule.get(r).copied().unwrap_or(0)))
+        .filter(|(r, n)| r.is_about_keys() || *n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
         .collect();
     if r.complete {
         let _ = writeln!(out, "Violations {}: {}", s.violations, by_rule.join(", "));

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
 
 use crate::config::PerKey;
-use crate::core::model::{AccessKey, AccountInventory, Timestamp};
+use crate::core::model::{AccessKey, AccountInventory, CredentialType, KeyStatus, Timestamp};
 use crate::core::owners::Owners;
 use crate::core::policy::Rule;
 use crate::core::report::{AccountSummary, Report};
@@ -81,6 +81,7 @@ pub(crate) fn write(accounts: &[AccountInventory], report: &Report, owners: &Own
         .map(|a| a.users.iter().map(|u| owners.owner_of(u)).collect())
         .collect();
     user_family(&mut out, accounts, &owned);
+    credential_count_family(&mut out, report, accounts);
     // Only "findings" needs the set; every key and no key need nothing built per audit.
     let with_findings: HashSet<(&str, &str)> = match per_key {
         PerKey::Findings => report
@@ -97,6 +98,7 @@ pub(crate) fn write(accounts: &[AccountInventory], report: &Report, owners: &Own
     };
     if per_key != PerKey::Off {
         key_families(&mut out, accounts, &owned, report.evaluated_at, &selected);
+        credential_age_family(&mut out, accounts, report.evaluated_at, &selected);
         deadline_family(&mut out, report);
     }
     out
@@ -287,6 +289,70 @@ fn user_family(out: &mut String, accounts: &[AccountInventory], owned: &[Vec<&st
     }
 }
 
+/// Credentials by kind and status: access keys always, the other kinds where read (a kind
+/// no enabled rule needs is not read, so it has no series rather than a false zero).
+fn credential_count_family(out: &mut String, report: &Report, accounts: &[AccountInventory]) {
+    let name = "keywarden_credentials";
+    let mut fam = Family::start(out, name, "Long-lived credentials of IAM users by kind and status");
+    let readable: HashSet<&str> = report
+        .accounts
+        .iter()
+        .filter(|a| !a.read_nothing())
+        .map(|a| a.account_id.as_str())
+        .collect();
+    for a in accounts.iter().filter(|a| readable.contains(a.account_id.as_str())) {
+        let mut counts: BTreeMap<(CredentialType, &str), usize> = BTreeMap::new();
+        for status in [KeyStatus::Active, KeyStatus::Inactive] {
+            counts.insert((CredentialType::AccessKey, status.as_str()), 0);
+        }
+        for u in &a.users {
+            for k in &u.keys {
+                *counts
+                    .entry((CredentialType::AccessKey, k.status.as_str()))
+                    .or_default() += 1;
+            }
+            for c in &u.credentials {
+                *counts.entry((c.kind, c.status.as_str())).or_default() += 1;
+            }
+        }
+        for ((kind, status), n) in counts {
+            let labels = [
+                ("account_id", a.account_id.as_str()),
+                ("credential_type", kind.as_str()),
+                ("status", status),
+            ];
+            fam.sample(name, &labels, n as f64);
+        }
+    }
+}
+
+/// The age of each credential other than an access key (those have their own families), for
+/// the ones `selected` names (`metrics.per_key`).
+fn credential_age_family(
+    out: &mut String,
+    accounts: &[AccountInventory],
+    now: Timestamp,
+    selected: &dyn Fn(&str, &str) -> bool,
+) {
+    let name = "keywarden_credential_age_seconds";
+    let help = "Age of a password (since its login profile's creation), SSH public key, service-specific credential or signing certificate at the last audit";
+    let mut fam = Family::start(out, name, help);
+    for a in accounts {
+        for u in &a.users {
+            for c in u.credentials.iter().filter(|c| selected(&a.account_id, &c.id)) {
+                let labels = [
+                    ("account_id", a.account_id.as_str()),
+                    ("user", u.name.as_str()),
+                    ("credential_type", c.kind.as_str()),
+                    ("credential_id", c.id.as_str()),
+                    ("status", c.status.as_str()),
+                ];
+                fam.sample(name, &labels, (now - c.created).num_seconds().max(0) as f64);
+            }
+        }
+    }
+}
+
 /// One gauge per key: (name, help, value, whether the `status` label is on it).
 type KeyFamily<'a> = (&'a str, &'a str, &'a dyn Fn(&AccessKey) -> Option<f64>, bool);
 
@@ -372,5 +438,68 @@ mod tests {
         let mut out = String::new();
         Family::start(&mut out, "m", "help").sample("m", &[("user", "a\"b\\c\nd")], 1.5);
         assert_eq!(out, "# HELP m help\n# TYPE m gauge\nm{user=\"a\\\"b\\\\c\\nd\"} 1.5\n");
+    }
+
+    #[test]
+    fn credentials_are_counted_by_kind_and_status_and_aged_per_credential_when_selected() {
+        use crate::core::model::{Credential, CredentialStatus, User};
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let cred = |kind, id: &str, status| Credential {
+            kind,
+            id: id.into(),
+            status,
+            created: now - chrono::TimeDelta::days(10),
+            last_used: None,
+            service: None,
+            expires: None,
+        };
+        let dana = User {
+            name: "dana".into(),
+            path: "/".into(),
+            keys: vec![AccessKey {
+                id: "AKIA1".into(),
+                status: KeyStatus::Inactive,
+                created: now,
+                last_used: None,
+            }],
+            credentials: vec![
+                cred(CredentialType::SshPublicKey, "APKA1", CredentialStatus::Active),
+                cred(CredentialType::SshPublicKey, "APKA2", CredentialStatus::Inactive),
+                cred(
+                    CredentialType::ServiceSpecificCredential,
+                    "ACCA1",
+                    CredentialStatus::Expired,
+                ),
+            ],
+            ..Default::default()
+        };
+        let accounts = vec![AccountInventory {
+            account_id: "123456789012".into(),
+            users: vec![dana],
+            ..Default::default()
+        }];
+        let report = Report::build(now, crate::core::policy::Mode::DryRun, &accounts, vec![]);
+        let page = write(&accounts, &report, &Owners::default(), PerKey::All);
+        for line in [
+            "keywarden_credentials{account_id=\"123456789012\",credential_type=\"access_key\",status=\"Active\"} 0",
+            "keywarden_credentials{account_id=\"123456789012\",credential_type=\"access_key\",status=\"Inactive\"} 1",
+            "keywarden_credentials{account_id=\"123456789012\",credential_type=\"ssh_public_key\",status=\"Active\"} 1",
+            "keywarden_credentials{account_id=\"123456789012\",credential_type=\"ssh_public_key\",status=\"Inactive\"} 1",
+            "keywarden_credentials{account_id=\"123456789012\",credential_type=\"service_specific_credential\",status=\"Expired\"} 1",
+            "keywarden_credential_age_seconds{account_id=\"123456789012\",user=\"dana\",credential_type=\"ssh_public_key\",credential_id=\"APKA1\",status=\"Active\"} 864000",
+        ] {
+            assert!(page.contains(line), "{line} in\n{page}");
+        }
+        assert!(
+            !page.contains("credential_type=\"password\""),
+            "passwords were not read"
+        );
+        let findings_only = write(&accounts, &report, &Owners::default(), PerKey::Findings);
+        assert!(
+            !findings_only.contains("keywarden_credential_age_seconds{"),
+            "no finding, no series"
+        );
+        assert!(findings_only.contains("keywarden_credentials{"), "counts stay");
     }
 }

@@ -58,7 +58,7 @@ pub fn to_items(state: &State) -> Items {
         items.insert(format!("dryrun#{}#{}", d.account_id, d.access_key_id), json(d));
     }
     for d in &doc.pending_deactivations {
-        items.insert(format!("intent#{}#{}", d.account_id, d.access_key_id), json(d));
+        items.insert(format!("intent#{}#{}", d.account_id, d.id()), json(d));
     }
     for d in &doc.key_names {
         // A user name has no `#` (IAM allows letters, digits and +=,.@_-).

@@ -19,7 +19,7 @@ use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 
 use crate::core::journal::{JournalAction, JournalEntry, RunInfo};
-use crate::core::model::Timestamp;
+use crate::core::model::{CredentialType, Timestamp};
 use crate::core::policy::Rule;
 use crate::ports::{ActionJournal, BoxFuture, JournalRead, StoreError};
 
@@ -32,7 +32,14 @@ pub struct JournalDoc {
     pub mode: String,
     pub account_id: String,
     pub user: String,
-    pub access_key_id: String,
+    /// Absent in lines written before there were other kinds: `access_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    /// Access keys only (every line of older versions has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
     pub rules: Vec<String>,
     #[serde(default, with = "crate::sys::timefmt::option")]
     pub first_seen: Option<Timestamp>,
@@ -54,6 +61,16 @@ pub struct JournalDoc {
     pub version: String,
 }
 
+impl JournalDoc {
+    /// The credential's id, whichever field carries it.
+    pub fn id(&self) -> &str {
+        self.credential_id
+            .as_deref()
+            .or(self.access_key_id.as_deref())
+            .unwrap_or_default()
+    }
+}
+
 impl From<&JournalEntry> for JournalDoc {
     fn from(e: &JournalEntry) -> JournalDoc {
         JournalDoc {
@@ -62,7 +79,9 @@ impl From<&JournalEntry> for JournalDoc {
             mode: e.mode.clone(),
             account_id: e.account_id.clone(),
             user: e.user.clone(),
-            access_key_id: e.access_key_id.clone(),
+            credential_type: Some(e.credential_type.as_str().to_string()),
+            credential_id: Some(e.access_key_id.clone()),
+            access_key_id: (e.credential_type == CredentialType::AccessKey).then(|| e.access_key_id.clone()),
             rules: e.rules.iter().map(|r| r.as_str().to_string()).collect(),
             first_seen: e.first_seen,
             deadline: e.deadline,
@@ -89,13 +108,22 @@ impl TryFrom<JournalDoc> for JournalEntry {
             .iter()
             .map(|r| Rule::parse(r).ok_or_else(|| format!("unknown rule {r:?}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let credential_type = match d.credential_type.as_deref() {
+            None => CredentialType::AccessKey,
+            Some(t) => CredentialType::parse(t).ok_or_else(|| format!("unknown credential_type {t:?}"))?,
+        };
+        let id = d
+            .credential_id
+            .or(d.access_key_id)
+            .ok_or("neither credential_id nor access_key_id")?;
         Ok(JournalEntry {
             time: d.time,
             action,
             mode: d.mode,
             account_id: d.account_id,
             user: d.user,
-            access_key_id: d.access_key_id,
+            credential_type,
+            access_key_id: id,
             rules,
             first_seen: d.first_seen,
             deadline: d.deadline,

@@ -591,3 +591,61 @@ pub fn self_signed(dir: &TempDir, name: &str, subject: &str, extra: &[&str]) -> 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (cert, key)
 }
+
+/// Console access for `user` (a login profile; moto dates it by the user's creation).
+pub async fn create_login_profile(iam: &aws_sdk_iam::Client, user: &str) {
+    iam.create_login_profile()
+        .user_name(user)
+        .password("Correct-Horse-9!")
+        .send()
+        .await
+        .expect("CreateLoginProfile");
+}
+
+/// An SSH public key for `user`, dated by moto's clock; its `APKA...` id.
+pub async fn upload_ssh_key(iam: &aws_sdk_iam::Client, user: &str) -> String {
+    iam.upload_ssh_public_key()
+        .user_name(user)
+        .ssh_public_key_body(format!(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeywardenTestKeyOnly {user}"
+        ))
+        .send()
+        .await
+        .expect("UploadSSHPublicKey")
+        .ssh_public_key
+        .expect("the key")
+        .ssh_public_key_id
+}
+
+/// A service-specific credential of `user` for `service` (the launcher's), expiring after
+/// `age_days` when given; as created.
+pub async fn create_service_credential(
+    iam: &aws_sdk_iam::Client,
+    user: &str,
+    service: &str,
+    age_days: Option<i32>,
+) -> aws_sdk_iam::types::ServiceSpecificCredential {
+    iam.create_service_specific_credential()
+        .user_name(user)
+        .service_name(service)
+        .set_credential_age_days(age_days)
+        .send()
+        .await
+        .expect("CreateServiceSpecificCredential")
+        .service_specific_credential
+        .expect("the credential")
+}
+
+/// A signing certificate of `user` (a fresh self-signed one in `dir`); its `CertificateId`.
+pub async fn upload_signing_certificate(iam: &aws_sdk_iam::Client, dir: &TempDir, user: &str) -> String {
+    let (cert, _) = self_signed(dir, &format!("signing-{user}"), "/CN=signing", &[]);
+    iam.upload_signing_certificate()
+        .user_name(user)
+        .certificate_body(std::fs::read_to_string(cert).expect("the certificate"))
+        .send()
+        .await
+        .expect("UploadSigningCertificate")
+        .certificate
+        .expect("the certificate")
+        .certificate_id
+}
