@@ -68,6 +68,9 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   as `Expired`. Without `UserName` a call acts for the user whose key signed it (List:
   `AllUsers=true` for every user). `CreateDate` follows the clock offset, so a test can make an
   old one.
+- Login profiles as IAM keeps them: `CreateLoginProfile` honours `PasswordResetRequired`
+  (stock moto drops it), and a profile's `CreateDate` is its own creation, on the clock offset
+  (stock moto gives its user's).
 - DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
   item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
@@ -157,6 +160,26 @@ def _list_users(self):
 
 
 IamResponse.list_users = _list_users
+
+
+def _login_profile(user):
+    created = getattr(user, "login_profile_created", None) or user.create_date
+    return {"UserName": user.name, "CreateDate": created, "PasswordResetRequired": user.password_reset_required}
+
+
+def _create_login_profile(self):
+    user = self.backend.create_login_profile(self._get_param("UserName"), self._get_param("Password"))
+    user.password_reset_required = self._get_bool_param("PasswordResetRequired", False)
+    user.login_profile_created = iam_models.utcnow()
+    return ActionResult({"LoginProfile": _login_profile(user)})
+
+
+def _get_login_profile(self):
+    return ActionResult({"LoginProfile": _login_profile(self.backend.get_login_profile(self._get_param("UserName")))})
+
+
+IamResponse.create_login_profile = _create_login_profile
+IamResponse.get_login_profile = _get_login_profile
 
 _faults = {}
 _rng = random.Random(1)
