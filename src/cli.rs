@@ -154,8 +154,9 @@ pub enum Command {
     /// changed).
     #[command(after_long_help = REACTIVATE_HELP)]
     Reactivate {
-        /// The access key to reactivate (found in the action journal), or the id of an SSH key,
-        /// service-specific credential or signing certificate keywarden set Inactive.
+        /// The access key to reactivate (found in the action journal), the id of an SSH key,
+        /// service-specific credential or signing certificate keywarden set Inactive, or with
+        /// --password a user name.
         #[arg(value_name = "ID")]
         access_key_id: String,
         /// Why (kept in the action journal with who ran the command).
@@ -168,6 +169,11 @@ pub enum Command {
         /// snooze a key that is already Active.
         #[arg(long)]
         force: bool,
+        /// ID is a user whose console password keywarden deleted: give it a new login profile
+        /// with a temporary password, handed over in Secrets Manager
+        /// (rotation.secret_prefix + ACCOUNT/USER/password) and to be changed at first sign-in.
+        #[arg(long)]
+        password: bool,
     },
     /// Rotate USER's access key: make a new key, store it in Secrets Manager (JSON AccessKeyId,
     /// SecretAccessKey) and journal it; the old key is deactivated by multiple_active_keys once

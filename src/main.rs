@@ -83,7 +83,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             reason,
             snooze,
             force,
-        } => reactivate(&setup(stderr)?, &access_key_id, &reason, snooze, force),
+            password,
+        } => {
+            let ask = Reactivation {
+                id: &access_key_id,
+                reason: &reason,
+                snooze,
+                force,
+                password,
+            };
+            reactivate(&setup(stderr)?, &ask)
+        }
         Command::Rotate {
             user,
             reason,
@@ -291,15 +301,23 @@ fn history(
     Ok(0)
 }
 
-fn reactivate(
-    setup: &Setup,
-    access_key_id: &str,
-    reason: &str,
+/// `keywarden reactivate`'s arguments.
+struct Reactivation<'a> {
+    id: &'a str,
+    reason: &'a str,
     snooze: Option<chrono::TimeDelta>,
     force: bool,
-) -> Result<u8, Failure> {
+    password: bool,
+}
+
+fn reactivate(setup: &Setup, ask: &Reactivation<'_>) -> Result<u8, Failure> {
     use keywarden::app::reactivate::{self, ReactivateError, Request};
+    let (access_key_id, reason, force) = (ask.id, ask.reason, ask.force);
+    if ask.password {
+        keywarden::sys::host::no_core_dumps();
+    }
     let cfg = &setup.cfg;
+    let snooze = ask.snooze;
     let snooze = snooze.unwrap_or(cfg.policy.grace_period);
     if snooze <= chrono::TimeDelta::zero() {
         return Err(Failure::Usage(format!(
@@ -326,17 +344,33 @@ fn reactivate(
             )));
         }
         let fleet = setup.fleet().await;
-        reactivate::reactivate(&req, &fleet, &store, &store).await
-    });
-    match result {
-        Ok(done) => emit(&sentences::reactivated(
+        if ask.password {
+            let rotator = FleetRotator {
+                fleet: &fleet,
+                settings: &cfg.rotation,
+            };
+            let prefix = &cfg.rotation.secret_prefix;
+            let done =
+                keywarden::app::reactivate_password::reactivate(&req, prefix, &fleet, &rotator, &store, &store).await?;
+            let secret = done.secret_arn.as_deref().map(|arn| (done.secret_name.as_str(), arn));
+            return Ok(sentences::password_restored(
+                access_key_id,
+                &done.account_id,
+                secret,
+                &done.until,
+            ));
+        }
+        let done = reactivate::reactivate(&req, &fleet, &store, &store).await?;
+        Ok(sentences::reactivated(
             access_key_id,
             &done.user,
             &done.account_id,
             done.changed,
             &done.until,
         ))
-        .map(|()| 0),
+    });
+    match result {
+        Ok(answer) => emit(&answer).map(|()| 0),
         Err(e @ ReactivateError::Refused(_)) => Err(Failure::Refused(e.to_string())),
         Err(e) => Err(Failure::Runtime(e.to_string())),
     }

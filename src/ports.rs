@@ -106,6 +106,25 @@ pub trait KeyActions {
             ))
         }
     }
+    /// DeleteLoginProfile (`rules.unused_password` with `action = "delete_login_profile"`),
+    /// after a GetLoginProfile whose settings are returned for the journal.
+    fn delete_login_profile(
+        &self,
+        _account_id: &str,
+        _user: &str,
+    ) -> impl Future<Output = Result<crate::core::model::LoginProfile, ServiceError>> + Send {
+        async { Err(ServiceError::from("deleting login profiles is not supported here")) }
+    }
+    /// CreateLoginProfile with `password`, to be changed at first sign-in (`keywarden
+    /// reactivate USER --password`).
+    fn create_login_profile(
+        &self,
+        _account_id: &str,
+        _user: &str,
+        _password: &str,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        async { Err(ServiceError::from("creating login profiles is not supported here")) }
+    }
     /// Only the keys of a user whose other facts (path, tags) are known: cheaper where the
     /// edge can (no GetUser). `Ok(None)`: the user does not exist (any more).
     fn read_keys(
@@ -177,7 +196,8 @@ impl std::fmt::Debug for NewKey {
 }
 
 /// The edge a rotation acts through (`keywarden rotate`, the daemon's automatic rotation):
-/// IAM's CreateAccessKey and the hand-over to Secrets Manager.
+/// IAM's CreateAccessKey and the hand-over to Secrets Manager (also of a reactivated
+/// password's temporary value).
 pub trait Rotator: Sync {
     fn create_key<'a>(&'a self, account_id: &'a str, user: &'a str) -> BoxFuture<'a, Result<NewKey, ServiceError>>;
     /// DeleteAccessKey, only ever of a key this rotation made and could not hand over (it was
@@ -195,6 +215,15 @@ pub trait Rotator: Sync {
         account_id: &'a str,
         name: &'a str,
         key: &'a NewKey,
+    ) -> BoxFuture<'a, Result<String, ServiceError>>;
+    /// Stores `{"UserName", "Password"}` (a temporary console password, `reactivate
+    /// --password`) the same way; returns the secret's ARN.
+    fn store_password<'a>(
+        &'a self,
+        account_id: &'a str,
+        name: &'a str,
+        user: &'a str,
+        password: &'a zeroize::Zeroizing<String>,
     ) -> BoxFuture<'a, Result<String, ServiceError>>;
 }
 

@@ -458,7 +458,7 @@ fn the_credential_rules_take_their_own_keys_and_say_which_rule_takes_another() {
     );
     assert_eq!(code, 2);
     for needle in [
-        "k.toml:2: key `rules.unused_password.action`: \"deactivate\" is not \"report\"",
+        "k.toml:2: key `rules.unused_password.action`: a console password cannot be deactivated, only deleted: \"delete_login_profile\"",
         "k.toml:3: key `rules.unused_password.max_age`: unknown key for rule unused_password (only max_key_age and max_credential_age have it)",
         "`rules.max_credential_age.types.0`: password has rules of its own",
         "`rules.max_credential_age.types.2`: ssh_public_key is listed twice",
@@ -469,11 +469,15 @@ fn the_credential_rules_take_their_own_keys_and_say_which_rule_takes_another() {
     ] {
         assert!(err.contains(needle), "{needle} in {err}");
     }
-    let (code, _, err) = check("[rules.unused_password]\naction = \"delete_login_profile\"\n");
+    let (code, _, err) = check("[rules.max_key_age]\naction = \"delete_login_profile\"\n");
     assert_eq!(code, 2);
-    assert!(err.contains("not available in this version"), "{err}");
+    assert!(
+        err.contains("\"delete_login_profile\" is not \"deactivate\" or \"report\""),
+        "{err}"
+    );
     let (code, _, err) = check(
-        "[rules.max_credential_age]\nenabled = true\naction = \"deactivate\"\ntypes = [\"signing_certificate\"]\n\
+        "[rules.unused_password]\naction = \"delete_login_profile\"\n\
+         [rules.max_credential_age]\nenabled = true\naction = \"deactivate\"\ntypes = [\"signing_certificate\"]\n\
          [rules.long_term_service_credential]\nenabled = true\nservices = [\"bedrock.amazonaws.com\"]\n",
     );
     assert_eq!(code, 0, "{err}");

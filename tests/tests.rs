@@ -30,6 +30,7 @@ mod journald;
 mod lease_moto;
 mod owners_moto;
 mod packaging;
+mod password_moto;
 mod properties;
 mod reactivate_moto;
 mod rotate_moto;

@@ -383,7 +383,7 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__reactivate)
-            opts="-h --reason --snooze --force --config --help"
+            opts="-h --reason --snooze --force --password --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

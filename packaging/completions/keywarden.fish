@@ -56,6 +56,7 @@ complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l reaso
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l snooze -d 'How long the daemon leaves the key alone (default: enforcement.grace_period)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l config -d 'Config file (default: $KEYWARDEN_CONFIG, else /etc/keywarden/keywarden.toml)' -r -F
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l force -d 'Reactivate even if the journal\'s last entry is not a deactivation by keywarden, or snooze a key that is already Active'
+complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -l password -d 'ID is a user whose console password keywarden deleted: give it a new login profile with a temporary password, handed over in Secrets Manager (rotation.secret_prefix + ACCOUNT/USER/password) and to be changed at first sign-in'
 complete -c keywarden -n "__fish_keywarden_using_subcommand reactivate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l reason -d 'Why (kept in the action journal with who ran the command)' -r
 complete -c keywarden -n "__fish_keywarden_using_subcommand rotate" -l account -d 'The user\'s account (default: the one account the config reads)' -r

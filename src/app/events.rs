@@ -338,6 +338,14 @@ impl<F: KeyActions + Sync> KeyActions for Changed<'_, F> {
             .await
     }
 
+    async fn delete_login_profile(
+        &self,
+        account_id: &str,
+        user: &str,
+    ) -> Result<crate::core::model::LoginProfile, ServiceError> {
+        self.fleet.delete_login_profile(account_id, user).await
+    }
+
     async fn revoke_sessions(&self, account_id: &str, user: &str, before: Timestamp) -> Result<(), ServiceError> {
         self.fleet.revoke_sessions(account_id, user, before).await
     }

@@ -74,6 +74,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
                     f.last_error,
                     crate::sys::timefmt::format(&f.next_attempt)
                 )),
+                login_profile: None,
             },
             _ => match decide_and_act(c, ctx, actions).await {
                 Ok(o) => o,
@@ -148,6 +149,7 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         candidate: c.clone(),
         kind,
         error,
+        login_profile: None,
     };
 
     // The rules already never plan it; this is the one place every action passes.
@@ -174,8 +176,16 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
     if let Err(e) = ctx.intents.begin(&intent).await {
         return Err(format!("cannot record the deactivation before sending it: {e}"));
     }
+    let mut login_profile = None;
     let call = match c.credential_type {
         CredentialType::AccessKey => actions.deactivate(&c.account_id, &c.user, &c.access_key_id).await,
+        CredentialType::Password => match actions.delete_login_profile(&c.account_id, &c.user).await {
+            Ok(settings) => {
+                login_profile = Some(settings);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         kind => {
             let credential = (kind, c.access_key_id.as_str());
             actions
@@ -183,7 +193,19 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
                 .await
         }
     };
-    Ok(done(read_back(c, actions, call.err()).await))
+    if let Err(e) = &call {
+        // Deleted meanwhile, by someone else: not keywarden's deletion to journal as one.
+        if c.credential_type == CredentialType::Password && e.is("NoSuchEntity") {
+            return Ok(done((
+                OutcomeKind::NoLongerDue,
+                Some(format!("the login profile no longer exists: {e}")),
+            )));
+        }
+    }
+    Ok(Outcome {
+        login_profile,
+        ..done(read_back(c, actions, call.err()).await)
+    })
 }
 
 /// The kinds beyond access keys a fresh read of `c`'s user needs.
@@ -198,8 +220,13 @@ fn kinds_of(c: &Candidate) -> &'static [CredentialType] {
 }
 
 /// Whether a fresh read shows `c`'s credential switched off (`None`: it no longer exists).
+/// A password is deleted, not switched off: gone is done, present is not.
 fn status_of(c: &Candidate, u: &crate::core::model::User) -> Option<bool> {
-    u.is_active(c.credential_type, &c.access_key_id).map(|active| !active)
+    let found = u.is_active(c.credential_type, &c.access_key_id);
+    match c.credential_type {
+        CredentialType::Password => Some(found.is_none()),
+        _ => found.map(|active| !active),
+    }
 }
 
 /// A fresh read of the candidate's user and the rules again: `Err` with the outcome when
@@ -263,12 +290,19 @@ async fn read_back(
                     CredentialType::AccessKey => {
                         format!("UpdateAccessKey reported an error but the key is inactive: {e}")
                     }
+                    CredentialType::Password => {
+                        format!("DeleteLoginProfile reported an error but the login profile is gone: {e}")
+                    }
                     kind => format!("the update reported an error but the {kind} is inactive: {e}"),
                 }),
             ),
             Some(false) => (
                 OutcomeKind::Error,
-                Some(because("read-back shows the key still active".into())),
+                Some(because(match c.credential_type {
+                    CredentialType::AccessKey => "read-back shows the key still active".into(),
+                    CredentialType::Password => "read-back shows the login profile still there".into(),
+                    kind => format!("read-back shows the {kind} still active"),
+                })),
             ),
             // Deleted meanwhile (by its owner, or another tool): nothing left to do.
             None => (
@@ -301,6 +335,7 @@ fn log(o: &Outcome, mode: Mode) {
                 account_id = %c.account_id,
                 user = %c.user,
                 access_key_id = %c.access_key_id,
+                credential_type = c.credential_type.as_str(),
                 owner = %c.owner,
                 rule = %rules,
                 first_seen = %first_seen,
@@ -402,6 +437,25 @@ mod tests {
             }
             Ok(())
         }
+        async fn delete_login_profile(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<crate::core::model::LoginProfile, ServiceError> {
+            self.calls.lock().unwrap().push("delete_login_profile".into());
+            let mut u = self.user.lock().unwrap();
+            let Some(i) = u.credentials.iter().position(|c| c.kind == CredentialType::Password) else {
+                return Err(ServiceError {
+                    code: Some("NoSuchEntity".into()),
+                    message: "NoSuchEntity: the user has no login profile".into(),
+                });
+            };
+            let gone = u.credentials.remove(i);
+            Ok(crate::core::model::LoginProfile {
+                created: gone.created,
+                password_reset_required: false,
+            })
+        }
         async fn deactivate(&self, _: &str, name: &str, id: &str) -> Result<(), ServiceError> {
             self.calls.lock().unwrap().push(format!("deactivate {id}"));
             if self.denied.iter().any(|d| d == id) {
@@ -443,7 +497,7 @@ mod tests {
                 multiple_active_keys: p(Action::Deactivate, 0),
                 max_key_age: p(Action::Report, 90),
                 unused_key: p(Action::Deactivate, 45),
-                unused_password: p(Action::Report, 45),
+                unused_password: p(Action::DeleteLoginProfile, 45),
                 max_credential_age: p(Action::Deactivate, 90),
                 credential_types: vec![CredentialType::SshPublicKey],
                 long_term_service_credential: p(Action::Report, 90),
@@ -731,6 +785,56 @@ mod tests {
         let out = run(&f, &due, Mode::Enforce).await;
         assert_eq!(out[0].kind, OutcomeKind::NoLongerDue);
         assert_eq!(*f.calls.lock().unwrap(), ["read ssh_public_key"]);
+    }
+
+    #[tokio::test]
+    async fn an_unused_password_is_deleted_after_a_fresh_read_and_its_settings_journaled() {
+        let f = fake(vec![], false);
+        let arn = "arn:aws:iam::1:user/u";
+        let password = |used_days: i64| Credential {
+            kind: CredentialType::Password,
+            id: arn.into(),
+            status: CredentialStatus::Active,
+            created: t0() - TimeDelta::days(200),
+            last_used: Some(t0() - TimeDelta::days(used_days)),
+            service: None,
+            expires: None,
+        };
+        let mut due = candidate(arn);
+        due[0].credential_type = CredentialType::Password;
+        due[0].rules = vec![Rule::UnusedPassword];
+
+        // Signed in yesterday (after the audit read): left alone, nothing sent.
+        f.user.lock().unwrap().credentials.push(password(1));
+        let out = run(&f, &due, Mode::Enforce).await;
+        assert_eq!(out[0].kind, OutcomeKind::NoLongerDue);
+        assert_eq!(*f.calls.lock().unwrap(), ["read password"]);
+
+        f.user.lock().unwrap().credentials = vec![password(100)];
+        f.calls.lock().unwrap().clear();
+        let journal = crate::ports::MemoryJournal::default();
+        let done = run_journaled(&f, &due, Mode::Enforce, 10, &State::default(), &journal).await;
+        assert_eq!(
+            done.outcomes[0].kind,
+            OutcomeKind::Success,
+            "{:?}",
+            done.outcomes[0].error
+        );
+        assert_eq!(
+            *f.calls.lock().unwrap(),
+            ["read password", "delete_login_profile", "read password"]
+        );
+        assert!(f.user.lock().unwrap().credentials.is_empty());
+        let entries = journal.read().await.unwrap().entries;
+        assert_eq!(
+            entries[0].action,
+            crate::core::journal::JournalAction::DeleteLoginProfile
+        );
+        assert!(entries[0].is_confirmed_deactivation());
+        assert_eq!(
+            entries[0].login_profile.map(|p| p.created),
+            Some(t0() - TimeDelta::days(200))
+        );
     }
 
     #[tokio::test]

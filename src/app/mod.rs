@@ -6,7 +6,8 @@
 //! - `internal_events`: what happened in the daemon, each with its log line and metrics;
 //! - `daemon`: the loop around them (start, listener, schedule, reload, signals, lease, stop);
 //! - `events`: event runs from the events queue;
-//! - `reactivate`: undoing a deactivation; `rotate`: guided and automatic rotation;
+//! - `reactivate`: undoing a deactivation; `reactivate_password`: giving a console password
+//!   back after its deletion; `rotate`: guided and automatic rotation;
 //! - `export`: the findings' export to Security Hub;
 //! - `check_access`: the permissions a config needs, put to the policy simulator;
 //! - `state_admin`: `state init` and `state import`.
@@ -21,5 +22,6 @@ pub mod export;
 pub mod harness;
 pub mod internal_events;
 pub mod reactivate;
+pub mod reactivate_password;
 pub mod rotate;
 pub mod state_admin;

@@ -7,6 +7,8 @@
 //! forced); the snooze is saved in the state before the key is touched (a key reactivated
 //! without its snooze could be deactivated again by the next run); then UpdateAccessKey
 //! (Active), a read-back, and a journal entry with the reason and the operator.
+//!
+//! A console password keywarden deleted comes back differently (`reactivate_password`).
 
 use chrono::TimeDelta;
 
@@ -77,7 +79,7 @@ where
     }
 
     let until = req.now.checked_add_signed(req.snooze).unwrap_or(req.now);
-    save_snooze(store, &account_id, &user, req, until).await?;
+    save_snooze(store, (&account_id, &user, req.access_key_id), req.reason, until).await?;
     let changed = !active;
     let mut entry = reactivation_entry(req, deactivation, until);
     if changed {
@@ -116,27 +118,46 @@ fn journaled_deactivation<'e>(
         .rev()
         .find(|e| e.access_key_id == req.access_key_id && e.action == JournalAction::Deactivate)
     else {
+        let deleted_password = entries
+            .iter()
+            .any(|e| e.action == JournalAction::DeleteLoginProfile && e.user == req.access_key_id);
+        let hint = if deleted_password {
+            " (keywarden deleted the console password of a user of that name: reactivate it with --password)"
+        } else {
+            ""
+        };
         return Err(ReactivateError::Refused(format!(
-            "{} is not in the action journal: keywarden never acted on it, and it cannot tell which account and user it belongs to",
+            "{} is not in the action journal: keywarden never acted on it, and it cannot tell which account and user it belongs to{hint}",
             req.access_key_id
         )));
     };
-    let latest = crate::core::journal::latest_for(entries, req.access_key_id).unwrap_or(deactivation);
-    if !latest.is_confirmed_deactivation() && !req.force {
+    confirmed(entries, deactivation, req.force)?;
+    Ok(deactivation)
+}
+
+/// Refused (unless forced) when the credential's newest entry is not a deactivation (or a
+/// login profile's deletion) keywarden made: someone may have acted on it since.
+pub(super) fn confirmed(
+    entries: &[JournalEntry],
+    deactivation: &JournalEntry,
+    force: bool,
+) -> Result<(), ReactivateError> {
+    let id = deactivation.access_key_id.as_str();
+    let latest = crate::core::journal::latest_for(entries, id).unwrap_or(deactivation);
+    if !latest.is_confirmed_deactivation() && !force {
         return Err(ReactivateError::Refused(format!(
-            "the journal's last entry for {} is \"{} {} ({})\" at {}, not a deactivation keywarden made; --force to reactivate anyway",
-            req.access_key_id,
+            "the journal's last entry for {id} is \"{} {} ({})\" at {}, not a deactivation keywarden made; --force to reactivate anyway",
             latest.action.as_str(),
             latest.outcome,
             latest.mode,
             crate::sys::timefmt::format(&latest.time)
         )));
     }
-    Ok(deactivation)
+    Ok(())
 }
 
 /// The journal entry of this reactivation, as a success; the caller fills in a failure.
-fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Timestamp) -> JournalEntry {
+pub(super) fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Timestamp) -> JournalEntry {
     JournalEntry {
         time: req.now,
         action: JournalAction::Reactivate,
@@ -144,7 +165,7 @@ fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Tim
         account_id: deactivation.account_id.clone(),
         user: deactivation.user.clone(),
         credential_type: deactivation.credential_type,
-        access_key_id: req.access_key_id.to_string(),
+        access_key_id: deactivation.access_key_id.clone(),
         rules: deactivation.rules.clone(),
         first_seen: None,
         deadline: Some(until),
@@ -154,6 +175,7 @@ fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Tim
         operator: Some(req.operator.to_string()),
         new_access_key_id: None,
         secret_arn: None,
+        login_profile: None,
         run: req.run.clone(),
     }
 }
@@ -248,24 +270,23 @@ async fn current_status<A: KeyActions + Sync>(actions: &A, t: &Target<'_>) -> Re
     }
 }
 
-/// The snooze, saved under the state lock (the daemon may be running).
-async fn save_snooze<S: StateStore + Sync>(
+/// The snooze of credential `id`, saved under the state lock (the daemon may be running).
+pub(super) async fn save_snooze<S: StateStore + Sync>(
     store: &S,
-    account_id: &str,
-    user: &str,
-    req: &Request<'_>,
+    (account_id, user, id): (&str, &str, &str),
+    reason: &str,
     until: Timestamp,
 ) -> Result<(), ReactivateError> {
     let failed = |e: crate::ports::StoreError| ReactivateError::Failed(format!("{e}; nothing was changed"));
     let _guard = store.lock().await.map_err(failed)?;
     let mut state = store.load().await.map_err(failed)?.unwrap_or_default();
-    state.clear_failure(account_id, req.access_key_id);
+    state.clear_failure(account_id, id);
     state.set_snooze(Snooze {
         account_id: account_id.to_string(),
         user: user.to_string(),
-        access_key_id: req.access_key_id.to_string(),
+        access_key_id: id.to_string(),
         until,
-        reason: req.reason.to_string(),
+        reason: reason.to_string(),
     });
     store.save(&state).await.map_err(failed)
 }

@@ -113,6 +113,7 @@ pub async fn rotate(
         operator: Some(req.operator.to_string()),
         new_access_key_id: None,
         secret_arn: None,
+        login_profile: None,
         run: req.run.clone(),
     };
     let done = Rotated {
@@ -370,6 +371,15 @@ mod tests {
                 Ok(format!("arn:aws:secretsmanager:us-east-1:1:secret:{name}-AbCdEf"))
             };
             Box::pin(std::future::ready(answer))
+        }
+        fn store_password<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+            _: &'a zeroize::Zeroizing<String>,
+        ) -> BoxFuture<'a, Result<String, ServiceError>> {
+            unreachable!("a rotation hands over keys only")
         }
     }
 

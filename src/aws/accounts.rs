@@ -535,6 +535,23 @@ impl KeyActions for Fleet {
         let done = self.acting_client(account_id)?.restore_sessions(account_id, user).await;
         done.map_err(|e| self.name_denied(account_id, "DeleteUserPolicy", e))
     }
+
+    async fn delete_login_profile(
+        &self,
+        account_id: &str,
+        user: &str,
+    ) -> Result<crate::core::model::LoginProfile, ServiceError> {
+        let done = self.acting_client(account_id)?.delete_login_profile(user).await;
+        done.map_err(|e| self.name_denied(account_id, "DeleteLoginProfile", e))
+    }
+
+    async fn create_login_profile(&self, account_id: &str, user: &str, password: &str) -> Result<(), ServiceError> {
+        let done = self
+            .acting_client(account_id)?
+            .create_login_profile(user, password)
+            .await;
+        done.map_err(|e| self.name_denied(account_id, "CreateLoginProfile", e))
+    }
 }
 
 /// The fleet as rotations see it: keys made and (when the hand-over failed) deleted by each
@@ -589,24 +606,46 @@ impl crate::ports::Rotator for FleetRotator<'_> {
         key: &'a crate::ports::NewKey,
     ) -> crate::ports::BoxFuture<'a, Result<String, ServiceError>> {
         Box::pin(async move {
-            let sdk = self
-                .fleet
-                .sdk(account_id)
-                .ok_or_else(|| ServiceError::from(format!("account {account_id} is not connected in this run")))?;
-            let store = crate::aws::secrets::SecretStore::new(
-                sdk,
-                self.settings.region.as_deref(),
-                self.settings.endpoint_url.as_deref(),
-            )?;
             let value = SecretValue {
                 access_key_id: &key.access_key_id,
                 secret_access_key: &key.secret_access_key,
             };
             let value =
                 zeroize::Zeroizing::new(serde_json::to_string(&value).map_err(|e| ServiceError::from(e.to_string()))?);
-            // AWS's AccessDeniedException names the secretsmanager action itself.
-            store.put(name, &value).await
+            let description = "An IAM access key made by keywarden rotate (JSON: AccessKeyId, SecretAccessKey)";
+            self.secret_store(account_id)?.put(name, description, &value).await
         })
+    }
+
+    fn store_password<'a>(
+        &'a self,
+        account_id: &'a str,
+        name: &'a str,
+        user: &'a str,
+        password: &'a zeroize::Zeroizing<String>,
+    ) -> crate::ports::BoxFuture<'a, Result<String, ServiceError>> {
+        Box::pin(async move {
+            let value = serde_json::json!({"UserName": user, "Password": password.as_str()});
+            let value = zeroize::Zeroizing::new(value.to_string());
+            let description = "A temporary IAM console password set by keywarden reactivate --password, to be changed at first sign-in (JSON: UserName, Password)";
+            self.secret_store(account_id)?.put(name, description, &value).await
+        })
+    }
+}
+
+impl FleetRotator<'_> {
+    /// `account_id`'s Secrets Manager, with that account's credentials. AWS's
+    /// AccessDeniedException names the secretsmanager action itself.
+    fn secret_store(&self, account_id: &str) -> Result<crate::aws::secrets::SecretStore, ServiceError> {
+        let sdk = self
+            .fleet
+            .sdk(account_id)
+            .ok_or_else(|| ServiceError::from(format!("account {account_id} is not connected in this run")))?;
+        crate::aws::secrets::SecretStore::new(
+            sdk,
+            self.settings.region.as_deref(),
+            self.settings.endpoint_url.as_deref(),
+        )
     }
 }
 

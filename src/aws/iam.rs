@@ -536,6 +536,18 @@ impl KeyActions for Iam {
         self.update_credential(user, credential, active).await
     }
 
+    async fn delete_login_profile(
+        &self,
+        _account_id: &str,
+        user: &str,
+    ) -> Result<crate::core::model::LoginProfile, ServiceError> {
+        Iam::delete_login_profile(self, user).await
+    }
+
+    async fn create_login_profile(&self, _account_id: &str, user: &str, password: &str) -> Result<(), ServiceError> {
+        Iam::create_login_profile(self, user, password).await
+    }
+
     /// ListAccessKeys and GetAccessKeyLastUsed only (an event run's read of a known user).
     async fn read_keys(&self, account_id: &str, name: &str) -> Result<Option<Vec<AccessKey>>, ReadError> {
         match Iam::read_keys(self, account_id, name).await {

@@ -1,4 +1,5 @@
-//! Secrets Manager, for handing a rotated key over (`keywarden rotate`): CreateSecret, or
+//! Secrets Manager, for handing a rotated key over (`keywarden rotate`) or a reactivated
+//! password's temporary value (`keywarden reactivate --password`): CreateSecret, or
 //! PutSecretValue when the secret exists, in Secrets Manager's JSON protocol, signed here
 //! (`aws::sigv4`) and sent by the SDK's connector, as SQS and Security Hub are: two calls do
 //! not warrant another SDK crate.
@@ -42,10 +43,10 @@ impl SecretStore {
 
     /// Stores `value` as the current version of the secret `name`: creates the secret, or adds
     /// a version when it exists (the old value stays as AWSPREVIOUS). Returns the secret's ARN.
-    pub async fn put(&self, name: &str, value: &Zeroizing<String>) -> Result<String, ServiceError> {
+    pub async fn put(&self, name: &str, description: &str, value: &Zeroizing<String>) -> Result<String, ServiceError> {
         let create = json!({
             "Name": name,
-            "Description": "An IAM access key made by keywarden rotate (JSON: AccessKeyId, SecretAccessKey)",
+            "Description": description,
             "SecretString": value.as_str(),
         });
         let body = Zeroizing::new(create.to_string().into_bytes());

@@ -9,13 +9,17 @@
 //! id or date (the SDK fills a missing required date with 0 and a missing id with "": both are
 //! refused here, or a credential would look 56 years old). A user without a login profile has
 //! no password (NoSuchEntity is an answer here).
+//!
+//! The changes: Update...Status for the three kinds that have one, and for a password, which
+//! has none, DeleteLoginProfile (after reading the settings it had) and CreateLoginProfile
+//! (`keywarden reactivate USER --password`).
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_iam::types::StatusType;
 
 use crate::aws::iam::{every_item, to_chrono, user_error, Iam};
 use crate::core::credentials::{Credential, CredentialStatus, CredentialType};
-use crate::core::model::{ReadError, ServiceError, Timestamp};
+use crate::core::model::{LoginProfile, ReadError, ServiceError, Timestamp};
 
 /// A date IAM sent: `None` for none, or the 0 the SDK puts in place of a missing one.
 fn sent(t: aws_sdk_iam::primitives::DateTime) -> Option<Timestamp> {
@@ -243,6 +247,50 @@ impl Iam {
         sent.map_err(|e| ServiceError {
             message: format!("{operation}: {e}"),
             code: e.code,
+        })
+    }
+}
+
+impl Iam {
+    /// GetLoginProfile (its settings, for the journal), then DeleteLoginProfile. A password
+    /// cannot be switched off; this is the one credential keywarden deletes, and only when
+    /// `rules.unused_password.action = "delete_login_profile"` says so.
+    pub async fn delete_login_profile(&self, user: &str) -> Result<LoginProfile, ServiceError> {
+        let named = |operation: &str, e: ServiceError| ServiceError {
+            message: format!("{operation}: {e}"),
+            code: e.code,
+        };
+        let read = self.gated(self.iam.get_login_profile().user_name(user).send()).await;
+        let profile = read
+            .map_err(|e| named("GetLoginProfile", self.describe(&e)))?
+            .login_profile
+            .ok_or_else(|| ServiceError::from("GetLoginProfile: an answer without LoginProfile"))?;
+        let settings = LoginProfile {
+            created: sent(profile.create_date)
+                .ok_or_else(|| ServiceError::from("GetLoginProfile: a login profile without a valid CreateDate"))?,
+            password_reset_required: profile.password_reset_required,
+        };
+        let deleted = self.gated(self.iam.delete_login_profile().user_name(user).send()).await;
+        deleted.map_err(|e| named("DeleteLoginProfile", self.describe(&e)))?;
+        Ok(settings)
+    }
+
+    /// CreateLoginProfile with a temporary password that must be changed at first sign-in.
+    /// The password is in the request only: never in an error or a log line.
+    pub async fn create_login_profile(&self, user: &str, password: &str) -> Result<(), ServiceError> {
+        let call = self
+            .iam
+            .create_login_profile()
+            .user_name(user)
+            .password(password)
+            .password_reset_required(true);
+        let made = self.gated(call.send()).await;
+        made.map(|_| ()).map_err(|e| {
+            let e = self.describe(&e);
+            ServiceError {
+                message: format!("CreateLoginProfile: {e}"),
+                code: e.code,
+            }
         })
     }
 }

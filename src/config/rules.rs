@@ -47,15 +47,16 @@ fn threshold(raw: &RawRule, rule: Rule) -> Option<(&'static str, Option<&str>)> 
 }
 
 /// The actions a rule takes. A console password cannot be switched off, only deleted, so
-/// `unused_password` never offers `deactivate`.
+/// `unused_password` offers `delete_login_profile` instead of `deactivate`.
 fn action(raw: &RawRule, rule: Rule) -> Result<Action, String> {
     let value = raw.action.as_deref().unwrap_or_default();
     match (rule, value) {
         (_, "report") => Ok(Action::Report),
-        (Rule::UnusedPassword, "delete_login_profile") => {
-            Err("\"delete_login_profile\" is not available in this version: unused passwords are reported".into())
-        }
-        (Rule::UnusedPassword, other) => Err(format!("{other:?} is not \"report\"")),
+        (Rule::UnusedPassword, "delete_login_profile") => Ok(Action::DeleteLoginProfile),
+        (Rule::UnusedPassword, "deactivate") => Err(
+            "a console password cannot be deactivated, only deleted: \"delete_login_profile\" (undone by keywarden reactivate USER --password) or \"report\"".into(),
+        ),
+        (Rule::UnusedPassword, other) => Err(format!("{other:?} is not \"delete_login_profile\" or \"report\"")),
         (_, "deactivate") => Ok(Action::Deactivate),
         (_, other) => Err(format!("{other:?} is not \"deactivate\" or \"report\"")),
     }

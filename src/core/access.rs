@@ -108,15 +108,22 @@ pub fn credential_read(kind: CredentialType) -> Option<&'static str> {
     }
 }
 
-/// The call that sets a kind Inactive (a password has none: it is only ever reported).
+/// The call that acts on a kind: sets it Inactive, or for a password (which has no status)
+/// deletes its login profile. Access keys are in [`ENFORCE`].
 pub fn credential_update(kind: CredentialType) -> Option<&'static str> {
     match kind {
+        CredentialType::Password => Some("iam:DeleteLoginProfile"),
         CredentialType::SshPublicKey => Some("iam:UpdateSSHPublicKey"),
         CredentialType::ServiceSpecificCredential => Some("iam:UpdateServiceSpecificCredential"),
         CredentialType::SigningCertificate => Some("iam:UpdateSigningCertificate"),
-        CredentialType::AccessKey | CredentialType::Password => None,
+        CredentialType::AccessKey => None,
     }
 }
+
+/// `keywarden reactivate USER --password`: a new login profile, its temporary password
+/// handed over in Secrets Manager as `rotate` hands over a key (not a daemon's need: the
+/// packaged password policy grants it for the operator who runs the command).
+pub const PASSWORD_RESTORE: [&str; 1] = ["iam:CreateLoginProfile"];
 
 /// Every action `f` needs in `account_id` (of `partition`), in a stable order. Account-scoped
 /// needs are per audited account; ambient ones are listed once, whatever `account_id` is.
@@ -424,10 +431,22 @@ mod tests {
             credentials,
             policy(include_str!("../../packaging/iam-policy-credentials.json"), None)
         );
+        let passwords: BTreeSet<String> = credential_update(CredentialType::Password)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let text = include_str!("../../packaging/iam-policy-passwords.json");
+        assert_eq!(passwords, policy(text, Some("KeywardenPasswordsDelete")));
+        let restore: BTreeSet<String> = PASSWORD_RESTORE
+            .iter()
+            .chain(&ROTATION_SECRETS)
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(restore, policy(text, Some("KeywardenPasswordsRestore")));
         assert_eq!(
             actions(&e, Scope::Account, "iam:")
                 .difference(&revoke)
-                .filter(|a| !rotation.contains(*a) && !credentials.contains(*a))
+                .filter(|a| !rotation.contains(*a) && !credentials.contains(*a) && !passwords.contains(*a))
                 .cloned()
                 .collect::<BTreeSet<_>>(),
             policy(include_str!("../../packaging/iam-policy-enforce.json"), None)

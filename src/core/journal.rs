@@ -14,6 +14,9 @@ pub const PENDING: &str = "pending";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalAction {
     Deactivate,
+    /// `rules.unused_password` with `action = "delete_login_profile"`: the user's console
+    /// password deleted (a password cannot be switched off). Undone by `reactivate --password`.
+    DeleteLoginProfile,
     Reactivate,
     /// `keywarden rotate` or the daemon's automatic rotation: a new key handed over.
     Rotate,
@@ -30,6 +33,7 @@ impl JournalAction {
     pub fn as_str(self) -> &'static str {
         match self {
             JournalAction::Deactivate => "deactivate",
+            JournalAction::DeleteLoginProfile => "delete_login_profile",
             JournalAction::Reactivate => "reactivate",
             JournalAction::Rotate => "rotate",
             JournalAction::RevokeSessions => "revoke_sessions",
@@ -41,6 +45,7 @@ impl JournalAction {
     pub fn parse(s: &str) -> Option<JournalAction> {
         [
             JournalAction::Deactivate,
+            JournalAction::DeleteLoginProfile,
             JournalAction::Reactivate,
             JournalAction::Rotate,
             JournalAction::RevokeSessions,
@@ -84,8 +89,11 @@ pub struct JournalEntry {
     pub operator: Option<String>,
     /// Rotations: the key made to replace `access_key_id`.
     pub new_access_key_id: Option<String>,
-    /// Rotations: the Secrets Manager secret the new key was handed over in.
+    /// Rotations: the Secrets Manager secret the new key was handed over in; a password's
+    /// reactivation: the secret its temporary password was handed over in.
     pub secret_arn: Option<String>,
+    /// A login profile's deletion: the settings it had.
+    pub login_profile: Option<crate::core::model::LoginProfile>,
     pub run: RunInfo,
 }
 
@@ -140,23 +148,32 @@ impl JournalEntry {
             operator: None,
             new_access_key_id: None,
             secret_arn: None,
+            login_profile: None,
             run: run.clone(),
         }
     }
 
-    /// Whether this entry records keywarden itself deactivating the key (what `reactivate`
-    /// requires before it undoes anything).
+    /// Whether this entry records keywarden itself deactivating the credential (or deleting
+    /// a login profile): what `reactivate` requires before it undoes anything.
     pub fn is_confirmed_deactivation(&self) -> bool {
-        self.action == JournalAction::Deactivate && self.mode == Mode::Enforce.as_str() && self.outcome == "success"
+        self.action.removes() && self.mode == Mode::Enforce.as_str() && self.outcome == "success"
+    }
+}
+
+impl JournalAction {
+    /// A deactivation, or a login profile's deletion: what `reactivate` undoes.
+    pub fn removes(self) -> bool {
+        matches!(self, JournalAction::Deactivate | JournalAction::DeleteLoginProfile)
     }
 }
 
 /// The newest deactivation or reactivation of `access_key_id`, entries being in file (time)
 /// order (what was done to the key itself, not to its user's sessions).
 pub fn latest_for<'a>(entries: &'a [JournalEntry], access_key_id: &str) -> Option<&'a JournalEntry> {
-    entries.iter().rev().find(|e| {
-        e.access_key_id == access_key_id && matches!(e.action, JournalAction::Deactivate | JournalAction::Reactivate)
-    })
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.access_key_id == access_key_id && (e.action.removes() || e.action == JournalAction::Reactivate))
 }
 
 /// What `history` and `/api/v1/actions` select from the journal.
@@ -214,6 +231,7 @@ pub(crate) fn sample_entry(time: Timestamp, user: &str, key: &str) -> JournalEnt
         operator: None,
         new_access_key_id: None,
         secret_arn: None,
+        login_profile: None,
         run: RunInfo::for_tests(),
     }
 }
@@ -244,6 +262,7 @@ mod tests {
             },
             kind,
             error: None,
+            login_profile: None,
         }
     }
 

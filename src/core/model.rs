@@ -124,6 +124,14 @@ impl CredentialStatus {
     }
 }
 
+/// A console password's settings, journaled when keywarden deletes its login profile (a
+/// password itself is never read: AWS does not give it out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginProfile {
+    pub created: Timestamp,
+    pub password_reset_required: bool,
+}
+
 /// One long-lived credential of a user, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {

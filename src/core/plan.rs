@@ -16,7 +16,7 @@ use chrono::TimeDelta;
 use crate::core::history::{Entry, Failure, State};
 use crate::core::journal::{JournalAction, JournalEntry, RunInfo, PENDING};
 use crate::core::model::{AccountInventory, CredentialType, Timestamp};
-use crate::core::policy::{Action, Mode, Rule};
+use crate::core::policy::{Mode, Rule};
 use crate::core::rules::Finding;
 
 /// A key due for deactivation: every due rule, earliest deadline first.
@@ -39,7 +39,7 @@ pub fn is_due(f: &Finding, now: Timestamp) -> bool {
     !f.exempt
         && !f.own_credentials
         && f.held.is_none()
-        && f.action == Action::Deactivate
+        && f.action.acts()
         && f.deactivate_after.is_some_and(|d| d <= now)
 }
 
@@ -114,9 +114,16 @@ pub fn reconcile(state: &mut State, accounts: &[AccountInventory], journal: &[Jo
             .iter()
             .find(|u| u.name == intent.user)
             .and_then(|u| u.is_active(intent.credential_type, &intent.access_key_id));
+        // A password is deleted, not switched off: gone is the deletion's success.
+        let deleted = intent.credential_type == crate::core::model::CredentialType::Password;
         let outcome = match active {
-            Some(true) => continue,
+            Some(true) if !deleted => continue,
             Some(false) => {
+                state.forget_key(&intent.account_id, &intent.access_key_id);
+                OutcomeKind::Success
+            }
+            Some(_) => continue,
+            None if deleted => {
                 state.forget_key(&intent.account_id, &intent.access_key_id);
                 OutcomeKind::Success
             }
@@ -150,16 +157,13 @@ pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventor
         unreadable_accounts.contains(e.account_id.as_str())
             || unreadable_users.contains(&(e.account_id.as_str(), e.user.as_str()))
     });
-    let current = findings
-        .iter()
-        .filter(|f| !f.exempt && f.action == Action::Deactivate)
-        .map(|f| Entry {
-            account_id: f.account_id.clone(),
-            user: f.user.clone(),
-            access_key_id: f.access_key_id.clone(),
-            rule: f.rule,
-            first_seen: f.first_seen,
-        });
+    let current = findings.iter().filter(|f| !f.exempt && f.action.acts()).map(|f| Entry {
+        account_id: f.account_id.clone(),
+        user: f.user.clone(),
+        access_key_id: f.access_key_id.clone(),
+        rule: f.rule,
+        first_seen: f.first_seen,
+    });
     let mut next = State::from_entries(kept.cloned().chain(current));
     let tracked: HashSet<(String, String)> = next
         .entries()
@@ -266,6 +270,8 @@ pub struct Outcome {
     pub candidate: Candidate,
     pub kind: OutcomeKind,
     pub error: Option<String>,
+    /// A login profile's deletion: the settings it had (for the journal).
+    pub login_profile: Option<crate::core::model::LoginProfile>,
 }
 
 /// A plan's journal entries are built here, beside the plan's types, so that the journal's
@@ -281,6 +287,7 @@ impl JournalEntry {
             mode: mode.as_str().to_string(),
             outcome: o.kind.as_str().to_string(),
             error: o.error.clone(),
+            login_profile: o.login_profile,
             ..JournalEntry::intent(&o.candidate, run, time)
         })
     }
@@ -288,9 +295,13 @@ impl JournalEntry {
     /// The write-ahead record of a deactivation about to be sent (`State::begin_action`);
     /// its outcome is decided later, by the run itself or by `plan::reconcile`.
     pub fn intent(c: &Candidate, run: &RunInfo, time: Timestamp) -> JournalEntry {
+        let action = match c.credential_type {
+            crate::core::model::CredentialType::Password => JournalAction::DeleteLoginProfile,
+            _ => JournalAction::Deactivate,
+        };
         JournalEntry {
             time,
-            action: JournalAction::Deactivate,
+            action,
             mode: Mode::Enforce.as_str().to_string(),
             account_id: c.account_id.clone(),
             user: c.user.clone(),
@@ -305,6 +316,7 @@ impl JournalEntry {
             operator: None,
             new_access_key_id: None,
             secret_arn: None,
+            login_profile: None,
             run: run.clone(),
         }
     }
@@ -314,6 +326,7 @@ impl JournalEntry {
 mod tests {
     use super::*;
     use crate::core::model::ReadError;
+    use crate::core::policy::Action;
     use crate::core::rules::FirstSeen;
     use crate::core::rules::Hold;
     use chrono::TimeZone;

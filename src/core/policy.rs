@@ -15,6 +15,8 @@ pub use crate::core::model::{Mode, Rule};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Deactivate,
+    /// A console password cannot be switched off, only deleted (`unused_password` only).
+    DeleteLoginProfile,
     Report,
 }
 
@@ -22,8 +24,14 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Deactivate => "deactivate",
+            Action::DeleteLoginProfile => "delete_login_profile",
             Action::Report => "report",
         }
+    }
+
+    /// Whether a due finding is acted on (set Inactive, or for a password deleted).
+    pub fn acts(self) -> bool {
+        self != Action::Report
     }
 }
 
@@ -84,10 +92,14 @@ impl Rules {
         kinds
     }
 
-    /// The kinds an enabled rule with `action = "deactivate"` sets Inactive.
+    /// The kinds an enabled rule acts on: sets Inactive (`deactivate`), or for passwords
+    /// deletes (`delete_login_profile`).
     pub fn credential_deactivations(&self) -> Vec<CredentialType> {
-        let acts = |r: &RulePolicy| r.enabled && r.action == Action::Deactivate;
+        let acts = |r: &RulePolicy| r.enabled && r.action.acts();
         let mut kinds = Vec::new();
+        if acts(&self.unused_password) {
+            kinds.push(CredentialType::Password);
+        }
         if acts(&self.max_credential_age) {
             kinds.extend(self.credential_types.iter().copied());
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::core::model::{AccountInventory, ReadError, Timestamp};
 use crate::core::owners::{TagExemption, TagExemptions};
-use crate::core::policy::{Action, Mode, Rule};
+use crate::core::policy::{Mode, Rule};
 use crate::core::rules::Finding;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +134,7 @@ fn count_findings(per_account: &mut [AccountSummary], findings: &[Finding]) {
         }
         *a.violations_by_rule.entry(f.rule).or_default() += 1;
         a.own_key_findings += usize::from(f.own_credentials);
-        if f.action == Action::Deactivate {
+        if f.action.acts() {
             planned[i].insert(&f.access_key_id);
             if f.held.is_none() {
                 scheduled[i].insert(&f.access_key_id);
@@ -285,6 +285,7 @@ impl Report {
 mod tests {
     use super::*;
     use crate::core::model::{AccessKey, KeyStatus, User};
+    use crate::core::policy::Action;
     use chrono::{TimeDelta, TimeZone};
 
     fn t0() -> Timestamp {

@@ -307,7 +307,7 @@ fn finding(
         None => policy.rules.get(rule).action,
     };
     let held = match kept {
-        Some(k) if action == Action::Deactivate && policy.wait_for_kept_key && waits_for_kept_key(key, k) => {
+        Some(k) if action.acts() && policy.wait_for_kept_key && waits_for_kept_key(key, k) => {
             Some(Hold::WaitingForKeptKeyUse)
         }
         _ => None,
@@ -318,7 +318,7 @@ fn finding(
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     // A reactivated key is not deactivated again before its snooze ends: the deadline moves.
     let snooze = match (&exemption, action) {
-        (None, Action::Deactivate) => ctx.history.snoozed(account_id, &key.id, now),
+        (None, a) if a.acts() => ctx.history.snoozed(account_id, &key.id, now),
         _ => None,
     };
     if let Some((until, _)) = &snooze {
@@ -361,11 +361,11 @@ fn finding(
         owner: facts.owner.clone(),
         action,
         first_seen,
-        deactivate_after: (action == Action::Deactivate && held.is_none()).then_some(deadline),
+        deactivate_after: (action.acts() && held.is_none()).then_some(deadline),
         own_credentials,
         held,
         kept_access_key_id: kept.map(|k| k.id.clone()),
-        waiting_for_window: waiting_for_window && action == Action::Deactivate && held.is_none(),
+        waiting_for_window: waiting_for_window && action.acts() && held.is_none(),
     }
 }
 

@@ -79,6 +79,12 @@ fn outlook(r: &Report, f: &Finding) -> String {
         (Some(t), "deactivate") if r.mode == "enforce" => format!("keywarden deactivates it after {}.", time(t)),
         (Some(t), "deactivate") => format!("keywarden would deactivate it after {} (dry-run).", time(t)),
         (None, "deactivate") => "Its deactivation is held back.".into(),
+        (Some(t), "delete_login_profile") if r.mode == "enforce" => {
+            format!("keywarden deletes the login profile after {}.", time(t))
+        }
+        (Some(t), "delete_login_profile") => {
+            format!("keywarden would delete the login profile after {} (dry-run).", time(t))
+        }
         _ => "keywarden reports it; it does not deactivate it.".into(),
     }
 }

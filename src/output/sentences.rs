@@ -24,6 +24,21 @@ pub fn reactivated(access_key_id: &str, user: &str, account_id: &str, changed: b
     )
 }
 
+/// `reactivate --password`'s answer: where the temporary password is (never the password).
+/// `secret`: the secret's name and ARN, `None` when nothing was handed over (`--force` on a
+/// user that has a password again).
+pub fn password_restored(user: &str, account_id: &str, secret: Option<(&str, &str)>, until: &Timestamp) -> String {
+    let until = timefmt::format(until);
+    match secret {
+        Some((name, arn)) => format!(
+            "{user} (account {account_id}) has a console password again: a temporary one, stored in secret {name} ({arn}), to be changed at first sign-in; snoozed until {until}\n"
+        ),
+        None => format!(
+            "{user} (account {account_id}) already has a console password (not keywarden's); snoozed until {until}\n"
+        ),
+    }
+}
+
 /// `rotate`'s answer: where the new key is (never the secret itself) and what happens to the
 /// old one.
 pub fn rotated(

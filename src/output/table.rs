@@ -84,16 +84,24 @@ fn credential(f: &Finding) -> String {
     }
 }
 
+/// What acting does, in the table's words.
+fn verb(a: Action) -> &'static str {
+    match a {
+        Action::DeleteLoginProfile => "delete password",
+        _ => "deactivate",
+    }
+}
+
 fn action(f: &Finding, now: Timestamp) -> String {
     match (f.exempt, f.action, f.deactivate_after) {
         (true, _, _) => format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or("")),
         _ if f.own_credentials => "report: own key".to_string(),
         _ if f.held.is_some() => "held: kept key unused".to_string(),
-        (false, Action::Deactivate, Some(d)) if f.waiting_for_window => {
+        (false, a, Some(d)) if a.acts() && f.waiting_for_window => {
             format!("in window {}", d.format("%m-%d %H:%M"))
         }
-        (false, Action::Deactivate, Some(d)) if d <= now => "deactivate now".to_string(),
-        (false, Action::Deactivate, Some(d)) => format!("deactivate {}", d.format("%Y-%m-%d")),
+        (false, a, Some(d)) if a.acts() && d <= now => format!("{} now", verb(a)),
+        (false, a, Some(d)) if a.acts() => format!("{} {}", verb(a), d.format("%Y-%m-%d")),
         _ => "report".to_string(),
     }
 }

@@ -56,9 +56,20 @@ pub struct JournalDoc {
     pub new_access_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_arn: Option<String>,
+    /// A login profile's deletion: the settings it had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_profile: Option<LoginProfileDoc>,
     pub run_id: String,
     pub host: String,
     pub version: String,
+}
+
+/// A deleted login profile's settings, as journaled.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginProfileDoc {
+    #[serde(with = "crate::sys::timefmt")]
+    pub created: Timestamp,
+    pub password_reset_required: bool,
 }
 
 impl JournalDoc {
@@ -91,6 +102,10 @@ impl From<&JournalEntry> for JournalDoc {
             operator: e.operator.clone(),
             new_access_key_id: e.new_access_key_id.clone(),
             secret_arn: e.secret_arn.clone(),
+            login_profile: e.login_profile.map(|p| LoginProfileDoc {
+                created: p.created,
+                password_reset_required: p.password_reset_required,
+            }),
             run_id: e.run.run_id.clone(),
             host: e.run.host.clone(),
             version: e.run.version.clone(),
@@ -133,6 +148,10 @@ impl TryFrom<JournalDoc> for JournalEntry {
             operator: d.operator,
             new_access_key_id: d.new_access_key_id,
             secret_arn: d.secret_arn,
+            login_profile: d.login_profile.map(|p| crate::core::model::LoginProfile {
+                created: p.created,
+                password_reset_required: p.password_reset_required,
+            }),
             run: RunInfo {
                 run_id: d.run_id,
                 host: d.host,
