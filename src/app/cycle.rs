@@ -176,7 +176,9 @@ where
         if !leading {
             return Err(Skipped::NotLeader);
         }
-        enforce(config, &ports, history, audit.full_read, now, stop, &mut cycle).await
+        // An event run reads only its events' users: never a full refresh.
+        let full_read = audit.full_read && ports.event().is_none();
+        enforce(config, &ports, history, full_read, now, stop, &mut cycle).await
     };
     if let Err(skipped) = enforced.await {
         cycle.skipped = Some(skipped);
@@ -988,6 +990,23 @@ mod tests {
         let mut acted: Vec<&str> = c.executed.outcomes.iter().map(|o| o.candidate.user.as_str()).collect();
         acted.sort_unstable();
         assert_eq!(acted, ["a", "b"], "c is due too, but no event named c: the cron run's");
+    }
+
+    #[tokio::test]
+    async fn an_event_run_never_counts_as_a_full_refresh() {
+        // An event run reads only the users its events name: were it to restart the count,
+        // a steady stream of events would put every full refresh off.
+        let log = Log::default();
+        let f = fleet(&["a"], &log);
+        let store = Store::default();
+        let every = config(25).aws.full_refresh_every;
+        let mut earlier = State::default();
+        earlier.last_run = Some(t0() - TimeDelta::hours(1));
+        earlier.runs_since_full_read = every - 1;
+        *store.state.lock().unwrap() = Some(earlier);
+        event_cycle(&f, &store, &|_: &str, _: &str| None, usize::MAX).await;
+        let saved = store.state.lock().unwrap().clone().expect("saved");
+        assert_eq!(saved.runs_since_full_read, every, "still due at the next cron run");
     }
 
     #[tokio::test]
