@@ -45,6 +45,10 @@ pub struct InventoryOptions<'a> {
     pub key_names: Option<&'a State>,
     /// The kinds of credentials beyond access keys to read (`Rules::credential_kinds`).
     pub credential_kinds: Vec<CredentialType>,
+    /// A daemon run between full refreshes: each user's other credentials as last read
+    /// (`State::listing`), taken instead of listing them. `None`: read every kind live (a
+    /// full refresh, `keywarden audit`).
+    pub listings: Option<&'a State>,
 }
 
 /// Told about every HTTP attempt (retries included): operation name and outcome

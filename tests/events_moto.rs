@@ -729,3 +729,74 @@ async fn only_the_leader_consumes_and_its_successor_takes_over_the_queue() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A user's SSH keys are listed on full refreshes only: runs in between take them from the
+/// state, and a CloudTrail event for an SSH key call reads the user again at once (renewing
+/// what is remembered), so a key uploaded by a person shows within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ssh_key_event_reads_its_user_and_runs_between_full_refreshes_list_nothing() {
+    let moto = Moto::start();
+    let url = queue_with_rule(&moto);
+    let iam = moto.iam();
+    moto.set_clock_days(-100.0);
+    create_user(&iam, "dev", None).await;
+    let first = upload_ssh_key(&iam, "dev").await;
+    moto.set_clock_days(0.0);
+    let dir = TempDir::new("events-ssh");
+    let port = free_port();
+    // Acting (dry-run): the state keeps a first-seen time per finding.
+    let rules = "[rules.max_credential_age]\nenabled = true\naction = \"deactivate\"\ntypes = [\"ssh_public_key\"]\n";
+    let mut d = daemon_with_events(&moto, &dir, &url, port, rules);
+    let ssh = |n: f64| {
+        move |m: &str| {
+            metric(
+                m,
+                "keywarden_credentials",
+                &[("credential_type", "ssh_public_key"), ("status", "Active")],
+            ) == Some(n)
+                && metric(m, "keywarden_state_ok", &[]) == Some(1.0)
+        }
+    };
+    d.wait_metrics(30, "the first run, settled", ssh(1.0)).await;
+
+    // A person uploads another old-enough key; CloudTrail's event names the user.
+    moto.set_clock_days(-100.0);
+    let second = iam
+        .upload_ssh_public_key()
+        .user_name("dev")
+        .ssh_public_key_body("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISecondKeywardenKey dev")
+        .send()
+        .await
+        .expect("UploadSSHPublicKey")
+        .ssh_public_key
+        .expect("the key")
+        .ssh_public_key_id;
+    moto.set_clock_days(0.0);
+    send(&moto, &url, &trail_event("UploadSSHPublicKey", "dev", &now_text()));
+    let page = d
+        .wait_metrics(20, "the event's re-read", |m| {
+            ssh(2.0)(m) && metric(m, "keywarden_events_received_total", &[("kind", "credential")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(handled_users(&page), 1.0, "{page}");
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(30).0, Some(0), "{}", d.logs());
+
+    // The next run is not a full refresh: it lists no SSH key and still finds both.
+    moto.take_stats();
+    let config = dir.0.join("keywarden.toml");
+    let out = run(&mut keywarden(&["run", "--once", "--config", config.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats = moto.take_stats();
+    assert_eq!(stats.get("ListSSHPublicKeys"), None, "{stats}");
+    assert!(stats["ListUsers"].as_u64() >= Some(1), "a run took place: {stats}");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(dir.0.join("state.json")).unwrap()).unwrap();
+    let pending: BTreeSet<&str> = state["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "max_credential_age")
+        .filter_map(|f| f["access_key_id"].as_str())
+        .collect();
+    assert_eq!(pending, [first.as_str(), second.as_str()].into(), "{state:#}");
+}

@@ -93,7 +93,7 @@ fn row() -> impl Strategy<Value = Row> {
         .prop_map(|(user, path, s1, s2, password)| {
             let path = path.map_or("/".to_string(), |p| format!("/{p}/"));
             Row {
-                active_certificate: false,
+                active_certificates: 0,
                 arn: format!("arn:aws:iam::123456789012:user{path}{user}"),
                 user,
                 path,
@@ -407,7 +407,7 @@ mod report_vs_api {
             slots.reverse();
         }
         Row {
-            active_certificate: false,
+            active_certificates: 0,
             user: u.name.clone(),
             arn: "arn:aws:iam::123456789012:user/u".into(),
             path: "/".into(),

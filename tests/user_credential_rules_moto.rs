@@ -216,3 +216,70 @@ async fn every_kind_is_audited_alike_in_both_modes_enforced_journaled_and_undone
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(statuses(&moto).await[&held.ssh], "Active", "snoozed");
 }
+
+/// (GetLoginProfile, ListSSHPublicKeys, ListSigningCertificates) requests since the last call.
+fn credential_reads(moto: &Moto) -> (u64, u64, u64) {
+    let s = moto.take_stats();
+    let n = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
+    (
+        n("GetLoginProfile"),
+        n("ListSSHPublicKeys"),
+        n("ListSigningCertificates"),
+    )
+}
+
+/// Between full refreshes a daemon run takes a user's other credentials from the state: no
+/// request per user and kind in either mode. In credential-report mode a changed count of
+/// active certificates lists them again at once; `keywarden audit` always reads live.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_between_full_refreshes_list_no_credential_and_a_changed_certificate_count_does() {
+    let moto = Moto::start();
+    let dir = TempDir::new("credential-memory");
+    let iam = moto.iam();
+    moto.set_clock_days(-100.0);
+    create_user(&iam, "dev", None).await;
+    create_login_profile(&iam, "dev").await;
+    upload_ssh_key(&iam, "dev").await;
+    upload_signing_certificate(&iam, &dir, "dev").await;
+    moto.set_clock_days(0.0);
+    let rules = "[rules.max_credential_age]\nenabled = true\n";
+    let run_once = |config: &std::path::Path| {
+        let out = run(&mut keywarden(&["run", "--once", "--config", config.to_str().unwrap()]));
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+
+    let api = moto_config_aws(&dir, &moto, "inventory = \"api\"\n", rules);
+    credential_reads(&moto);
+    run_once(&api);
+    assert_eq!(credential_reads(&moto), (1, 1, 1), "no state yet: a full refresh");
+    run_once(&api);
+    assert_eq!(credential_reads(&moto), (0, 0, 0), "remembered");
+    let (code, report, err) = audit_json(&api, &[]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(report["summary"]["violations_by_rule"]["max_credential_age"], 2);
+    assert_eq!(credential_reads(&moto), (1, 1, 1), "audit reads IAM as it is now");
+
+    std::fs::remove_file(dir.0.join("state.json")).expect("a state to forget");
+    let report_mode = moto_config_aws(&dir, &moto, "inventory = \"credential-report\"\n", rules);
+    run_once(&report_mode);
+    assert_eq!(credential_reads(&moto), (0, 1, 1), "the report has the password");
+    run_once(&report_mode);
+    assert_eq!(credential_reads(&moto), (0, 0, 0), "remembered");
+    moto.set_clock_days(-100.0);
+    upload_signing_certificate(&iam, &dir, "dev").await;
+    moto.set_clock_days(0.0);
+    run_once(&report_mode);
+    assert_eq!(
+        credential_reads(&moto),
+        (0, 0, 1),
+        "two active certificates in the report, one remembered"
+    );
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(dir.0.join("state.json")).unwrap()).unwrap();
+    let certs = state["listings"][0]["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["credential_type"] == "signing_certificate")
+        .count();
+    assert_eq!(certs, 2, "{state:#}");
+}

@@ -39,7 +39,7 @@ async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
     moto.take_stats();
     let arn = "arn:aws:iam::123456789012:user/dev";
     let read = client
-        .other_credentials("123456789012", "dev", arn, None, &CredentialType::ALL)
+        .other_credentials(("123456789012", "dev", arn), None, &CredentialType::ALL, None)
         .await
         .expect("every kind read");
     let stats = moto.take_stats();
@@ -92,11 +92,10 @@ async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
 
     let none = client
         .other_credentials(
-            "123456789012",
-            "app",
-            "arn:aws:iam::123456789012:user/app",
+            ("123456789012", "app", "arn:aws:iam::123456789012:user/app"),
             None,
             &CredentialType::ALL,
+            None,
         )
         .await
         .expect("a user without any");
@@ -104,7 +103,7 @@ async fn every_kind_is_read_with_its_status_dates_service_and_expiry() {
 
     moto.set_faults(r#"{"ListSigningCertificates": ["dev"]}"#);
     let denied = client
-        .other_credentials("123456789012", "dev", arn, None, &CredentialType::ALL)
+        .other_credentials(("123456789012", "dev", arn), None, &CredentialType::ALL, None)
         .await
         .expect_err("a denied listing fails the user's read");
     assert_eq!(denied.operation, "ListSigningCertificates");

@@ -32,7 +32,7 @@ pub async fn audit(
     let history = store.load().await?;
     let wants = |account_id: &str, user: &User| has_findings(config, account_id, user, now);
     let accounts = source
-        .inventory(&inventory_options(config, &wants, history.as_ref()))
+        .inventory(&inventory_options(config, &wants, history.as_ref(), None))
         .await;
     let first_seen: &dyn FirstSeen = match &history {
         Some(s) => s,
@@ -42,10 +42,14 @@ pub async fn audit(
     Ok(AuditRun { accounts, report })
 }
 
+/// `key_names`: the state whose key ids may name report slots; `listings`: the state whose
+/// remembered credentials stand in for listing them (a daemon run between full refreshes;
+/// never `keywarden audit`, which a person runs to see IAM as it is now).
 pub fn inventory_options<'a>(
     config: &Config,
     wants_key_ids: &'a (dyn Fn(&str, &User) -> bool + Sync),
     key_names: Option<&'a State>,
+    listings: Option<&'a State>,
 ) -> InventoryOptions<'a> {
     InventoryOptions {
         needs_tags: config.needs_tags(),
@@ -55,6 +59,7 @@ pub fn inventory_options<'a>(
         wants_key_ids,
         key_names,
         credential_kinds: config.policy.rules.credential_kinds(),
+        listings,
     }
 }
 

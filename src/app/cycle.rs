@@ -236,12 +236,13 @@ async fn audit_accounts<F: InventorySource>(
     // Key ids of users without findings are needed only for series of every key.
     let per_key = config.metrics_per_key == crate::config::PerKey::All;
     let wants = |account_id: &str, user: &User| per_key || audit::has_findings(config, account_id, user, now);
-    // Key ids known from earlier listings spare a ListAccessKeys per unchanged user, except
-    // every `aws.full_refresh_every` runs (and without a readable state).
+    // Key ids known from earlier listings spare a ListAccessKeys per unchanged user, and the
+    // other credentials known from them a List call per user and kind, except every
+    // `aws.full_refresh_every` runs (and without a readable state).
     let full_read = history.is_none_or(|h| h.runs_since_full_read.saturating_add(1) >= config.aws.full_refresh_every);
     let key_names = if full_read { None } else { history };
     let accounts = fleet
-        .inventory(&audit::inventory_options(config, &wants, key_names))
+        .inventory(&audit::inventory_options(config, &wants, key_names, key_names))
         .await;
     let empty = State::default();
     let report = audit::evaluate(config, &accounts, history.unwrap_or(&empty), now);
@@ -273,6 +274,10 @@ where
     journal_unconfirmed(config, ports, &cycle.unconfirmed, now).await?;
     let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
     next.remember_key_names(&history, &cycle.accounts, full_read, now);
+    let kinds = config.policy.rules.credential_kinds();
+    next.remember_listings(&history, &cycle.accounts, |a| {
+        crate::core::history::remembered_kinds(&kinds, a.credential_report_generated.is_some())
+    });
     ports.store.save(&next).await.map_err(Skipped::Save)?;
     let (executed, mut next) = act(config, ports, next, &cycle.report, &cycle.accounts, now, stop).await;
     cycle.executed = executed;
@@ -895,7 +900,7 @@ mod tests {
         let log = Log::default();
         let f = fleet(&["a"], &log);
         let accounts = f
-            .inventory(&audit::inventory_options(&config(25), &|_, _| true, None))
+            .inventory(&audit::inventory_options(&config(25), &|_, _| true, None, None))
             .await;
         let failing = crate::ports::MemoryJournal {
             fail: Some("journal x: read-only file system".into()),
@@ -913,7 +918,7 @@ mod tests {
         let journal = crate::ports::MemoryJournal::default();
         f.deactivate("1", "a", "A").await.unwrap();
         let accounts = f
-            .inventory(&audit::inventory_options(&config(25), &|_, _| true, None))
+            .inventory(&audit::inventory_options(&config(25), &|_, _| true, None, None))
             .await;
         assert_eq!(settle_intents(&mut history, &accounts, &journal).await, Ok(()));
         let entries = journal.entries.lock().unwrap().clone();

@@ -42,7 +42,8 @@ use crate::ports::{InventoryOptions, InventorySource, KeyActions};
 pub struct Sorted {
     /// Per account, the changed users and the latest event time of each.
     pub users: BTreeMap<String, BTreeMap<String, Timestamp>>,
-    /// (account, user) whose user itself changed (created, deleted, tagged): read whole
+    /// (account, user) whose user itself changed (created, deleted, tagged) or whose other
+    /// credentials did (a password, SSH key, service-specific credential, certificate): read whole
     /// (GetUser too); the others only had keys change (their path and tags are known).
     pub whole: BTreeSet<(String, String)>,
     /// Per account, the key ids AWS Health claimed exposed (`rules.exposed_key`): claims that
@@ -124,7 +125,7 @@ pub fn sort(messages: &[Message], trusted: &events::Trusted<'_>, base: &[Account
 fn named(out: &mut Sorted, base: &[AccountInventory], c: &events::Change) -> Vec<(String, String)> {
     let account = c.account_id.clone();
     match (c.kind, &c.subject) {
-        (Kind::User, Subject::User(u)) => {
+        (Kind::User | Kind::Credential, Subject::User(u)) => {
             out.whole.insert((account.clone(), u.clone()));
             vec![(account, u.clone())]
         }

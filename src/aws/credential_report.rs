@@ -87,12 +87,24 @@ pub struct Row {
     pub slots: Vec<Slot>,
     /// `None`: no console access (`password_enabled` false, or a placeholder).
     pub password: Option<Password>,
-    /// Whether a signing certificate of the user is active (`cert_1_active`, `cert_2_active`):
-    /// the report has no certificate ids, so only such users are listed.
-    pub active_certificate: bool,
+    /// How many signing certificates of the user are active (`cert_1_active`,
+    /// `cert_2_active`): the report has no certificate ids, so only such users are listed, and
+    /// a remembered listing is used only while its count of active ones is this.
+    pub active_certificates: usize,
 }
 
 impl Row {
+    /// Whether a remembered listing's signing certificates can stand for a listing now: it
+    /// has as many active ones as the row shows (or did not list certificates at all). A
+    /// certificate uploaded, deleted or switched since changes the count, except one swapped
+    /// for another within a full refresh, which the next full refresh or its CloudTrail event
+    /// catches.
+    pub fn agrees_on_certificates(&self, l: &crate::core::history::Listing) -> bool {
+        l.of(CredentialType::SigningCertificate).is_none_or(|certs| {
+            certs.filter(|c| c.status == CredentialStatus::Active).count() == self.active_certificates
+        })
+    }
+
     /// The console password as a credential, named by the user's ARN.
     pub fn password_credential(&self) -> Option<Credential> {
         self.password.as_ref().map(|p| Credential {
@@ -198,10 +210,11 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
             }
         }
         let password = password(&cell, &bad)?;
-        let mut active_certificate = false;
+        let mut active_certificates = 0;
         for c in [12, 13] {
             // `N/A` and `not_supported` (the root row's) are no certificate.
-            active_certificate |= !placeholder(cell(c)) && flag(cell(c)).map_err(|m| bad(c, m))?;
+            let active = !placeholder(cell(c)) && flag(cell(c)).map_err(|m| bad(c, m))?;
+            active_certificates += usize::from(active);
         }
         let arn = cell(1).to_string();
         match arn_account(&arn) {
@@ -223,7 +236,7 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
             arn,
             slots,
             password,
-            active_certificate,
+            active_certificates,
         });
     }
     Ok(CredentialReport {
@@ -393,7 +406,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
     fn slots_are_named_by_creation_time() {
         let t = |s: &str| crate::sys::timefmt::parse(s).unwrap();
         let row = Row {
-            active_certificate: false,
+            active_certificates: 0,
             user: "alice".into(),
             arn: "arn:aws:iam::1:user/alice".into(),
             path: "/".into(),
@@ -454,7 +467,7 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
             last_used: None,
         };
         let row = Row {
-            active_certificate: false,
+            active_certificates: 0,
             user: "twins".into(),
             arn: "arn:aws:iam::1:user/twins".into(),
             path: "/".into(),
@@ -574,16 +587,22 @@ false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,{certs}"
             &row("first", "true,N/A,false,N/A"),
             &row("second", "false,N/A,true,2026-01-01T00:00:00+00:00"),
             &row("placeholders", "N/A,N/A,not_supported,N/A"),
+            &row("both", "true,2026-01-01T00:00:00+00:00,true,2026-02-01T00:00:00+00:00"),
         ]);
         let r = parse(&bytes).unwrap();
-        let active: Vec<(&str, bool)> = r.rows.iter().map(|r| (r.user.as_str(), r.active_certificate)).collect();
+        let active: Vec<(&str, usize)> = r
+            .rows
+            .iter()
+            .map(|r| (r.user.as_str(), r.active_certificates))
+            .collect();
         assert_eq!(
             active,
             [
-                ("none", false),
-                ("first", true),
-                ("second", true),
-                ("placeholders", false)
+                ("none", 0),
+                ("first", 1),
+                ("second", 1),
+                ("placeholders", 0),
+                ("both", 2)
             ]
         );
         let e = parse(&report(&[&row("odd", "yes,N/A,false,N/A")]))

@@ -23,6 +23,7 @@ use crate::aws::errors::{describe_at, NoRetryOnRefusal};
 use crate::aws::ratelimit::TokenBucket;
 use crate::aws::sdk::{endpoint_of, CountAttempts, DEFAULT_REGION};
 use crate::config::AwsSettings;
+use crate::core::history::Listing;
 use crate::core::model::{
     AccessKey, AccountInventory, Credential, CredentialType, KeyStatus, ReadError, ServiceError, Timestamp, User,
     QUARANTINE_POLICIES,
@@ -310,8 +311,9 @@ impl Iam {
                 .map(|(i, s)| s.key(AccessKey::placeholder_id(&row.user, i + 1), s.last_rotated))
                 .collect(),
         };
+        let remembered = opts.listings.and_then(|state| state.listing(account_id, &row.user));
         let credentials = self
-            .report_credentials(account_id, &row, &opts.credential_kinds)
+            .report_credentials(account_id, &row, &opts.credential_kinds, remembered)
             .await?;
         // A quarantined user's keys are findings: they need their ids.
         let wanted = quarantined.contains_key(&row.user) || (opts.wants_key_ids)(account_id, &placeholder);
@@ -354,24 +356,46 @@ impl Iam {
 
     /// A report row's other credentials of `kinds`: the password from the row (no request);
     /// signing certificates listed only where the row shows an active one (the report has no
-    /// ids); SSH keys and service-specific credentials, which the report lacks, listed.
+    /// ids); SSH keys and service-specific credentials, which the report lacks, listed; each
+    /// taken from `remembered` instead where it has the kind (certificates only while it
+    /// has as many active ones as the row).
     async fn report_credentials(
         &self,
         account_id: &str,
         row: &Row,
         kinds: &[CredentialType],
+        remembered: Option<&Listing>,
     ) -> Result<Vec<Credential>, ReadError> {
+        // Certificates changed since they were remembered: list them again.
+        let without_certificates;
+        let remembered = match remembered {
+            Some(l) if !row.agrees_on_certificates(l) => {
+                without_certificates = Listing {
+                    kinds: l
+                        .kinds
+                        .iter()
+                        .copied()
+                        .filter(|k| *k != CredentialType::SigningCertificate)
+                        .collect(),
+                    ..l.clone()
+                };
+                Some(&without_certificates)
+            }
+            other => other,
+        };
         let listed: Vec<CredentialType> = kinds
             .iter()
             .copied()
             .filter(|k| match k {
                 CredentialType::Password => false,
-                CredentialType::SigningCertificate => row.active_certificate,
+                CredentialType::SigningCertificate => {
+                    row.active_certificates > 0 || remembered.is_some_and(|l| l.kinds.contains(k))
+                }
                 _ => true,
             })
             .collect();
         let mut out = self
-            .other_credentials(account_id, &row.user, &row.arn, None, &listed)
+            .other_credentials((account_id, &row.user, &row.arn), None, &listed, remembered)
             .await?;
         if kinds.contains(&CredentialType::Password) {
             out.extend(row.password_credential());
@@ -396,8 +420,14 @@ impl Iam {
         let name = u.user_name;
         let keys = self.read_keys(account_id, &name).await?;
         let last_used = u.password_last_used.and_then(to_chrono);
+        let remembered = opts.listings.and_then(|state| state.listing(account_id, &name));
         let credentials = self
-            .other_credentials(account_id, &name, &u.arn, last_used, &opts.credential_kinds)
+            .other_credentials(
+                (account_id, &name, &u.arn),
+                last_used,
+                &opts.credential_kinds,
+                remembered,
+            )
             .await?;
         let tags = if opts.needs_tags && !(keys.is_empty() && credentials.is_empty()) {
             self.tags(account_id, &name).await?
@@ -510,7 +540,7 @@ impl KeyActions for Iam {
         let keys = self.read_keys(account_id, name).await?;
         let last_used = user.password_last_used.and_then(to_chrono);
         let credentials = self
-            .other_credentials(account_id, name, &user.arn, last_used, kinds)
+            .other_credentials((account_id, name, &user.arn), last_used, kinds, None)
             .await?;
         Ok(Some(User {
             name: name.to_string(),

@@ -19,6 +19,7 @@ use aws_sdk_iam::types::StatusType;
 
 use crate::aws::iam::{every_item, to_chrono, user_error, Iam};
 use crate::core::credentials::{Credential, CredentialStatus, CredentialType};
+use crate::core::history::Listing;
 use crate::core::model::{LoginProfile, ReadError, ServiceError, Timestamp};
 
 /// A date IAM sent: `None` for none, or the 0 the SDK puts in place of a missing one.
@@ -67,18 +68,25 @@ fn listed(
 
 impl Iam {
     /// The credentials of `user` of the `kinds` asked for (access keys are read elsewhere):
-    /// one request per kind. `password_last_used` is the user record's `PasswordLastUsed`
-    /// (ListUsers, GetUser), which GetLoginProfile does not carry.
+    /// one request per kind, except a kind `remembered` has (a run between full refreshes).
+    /// `password_last_used` is the user record's `PasswordLastUsed` (ListUsers, GetUser),
+    /// which GetLoginProfile does not carry: it is always this run's.
     pub async fn other_credentials(
         &self,
-        account_id: &str,
-        user: &str,
-        user_arn: &str,
+        (account_id, user, user_arn): (&str, &str, &str),
         password_last_used: Option<Timestamp>,
         kinds: &[CredentialType],
+        remembered: Option<&Listing>,
     ) -> Result<Vec<Credential>, ReadError> {
         let mut out = Vec::new();
         for kind in kinds {
+            if let Some(known) = remembered.and_then(|l| l.of(*kind)) {
+                out.extend(known.cloned().map(|c| Credential {
+                    last_used: password_last_used.filter(|_| c.kind == CredentialType::Password),
+                    ..c
+                }));
+                continue;
+            }
             match kind {
                 CredentialType::AccessKey => {}
                 CredentialType::Password => out.extend(

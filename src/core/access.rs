@@ -574,6 +574,7 @@ mod tests {
         let read: BTreeSet<&str> = crate::core::events::ACCESS_KEY_EVENTS
             .iter()
             .chain(crate::core::events::USER_EVENTS.iter())
+            .chain(crate::core::events::CREDENTIAL_EVENTS.iter())
             .copied()
             .collect();
         assert_eq!(listed, read);

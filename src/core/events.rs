@@ -70,6 +70,9 @@ pub enum Kind {
     AccessKey,
     /// CreateUser, DeleteUser, TagUser, UntagUser.
     User,
+    /// A call that changes a user's other credentials ([`CREDENTIAL_EVENTS`]): the user is
+    /// read whole, which also renews what a run between full refreshes remembers of them.
+    Credential,
     /// AWS Health: a key AWS found exposed.
     Health,
 }
@@ -79,6 +82,7 @@ impl Kind {
         match self {
             Kind::AccessKey => "access_key",
             Kind::User => "user",
+            Kind::Credential => "credential",
             Kind::Health => "health",
         }
     }
@@ -86,9 +90,10 @@ impl Kind {
 
 /// Every `kind` label value of `keywarden_events_received_total`, so that each series
 /// exists from the start.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 6] = [
     Kind::AccessKey.as_str(),
     Kind::User.as_str(),
+    Kind::Credential.as_str(),
     Kind::Health.as_str(),
     "ignored",
     "malformed",
@@ -124,6 +129,23 @@ pub enum Decision {
 
 pub const ACCESS_KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"];
 pub const USER_EVENTS: [&str; 4] = ["CreateUser", "DeleteUser", "TagUser", "UntagUser"];
+/// The calls that change a user's console password, SSH keys, service-specific credentials
+/// or signing certificates.
+pub const CREDENTIAL_EVENTS: [&str; 13] = [
+    "CreateLoginProfile",
+    "UpdateLoginProfile",
+    "DeleteLoginProfile",
+    "UploadSSHPublicKey",
+    "UpdateSSHPublicKey",
+    "DeleteSSHPublicKey",
+    "CreateServiceSpecificCredential",
+    "UpdateServiceSpecificCredential",
+    "ResetServiceSpecificCredential",
+    "DeleteServiceSpecificCredential",
+    "UploadSigningCertificate",
+    "UpdateSigningCertificate",
+    "DeleteSigningCertificate",
+];
 pub const EXPOSED: &str = "AWS_RISK_CREDENTIALS_EXPOSED";
 
 /// Decides one parsed message.
@@ -167,8 +189,10 @@ fn cloudtrail(e: &Envelope, time: Timestamp, managed: &BTreeSet<String>) -> Deci
         Kind::AccessKey
     } else if USER_EVENTS.contains(&name) {
         Kind::User
+    } else if CREDENTIAL_EVENTS.contains(&name) {
+        Kind::Credential
     } else {
-        return Decision::Ignored(format!("{name} changes no access key"));
+        return Decision::Ignored(format!("{name} changes no credential"));
     };
     if let Some(code) = &e.error_code {
         return Decision::Ignored(format!("{name} failed ({code}) and changed nothing"));
@@ -177,9 +201,9 @@ fn cloudtrail(e: &Envelope, time: Timestamp, managed: &BTreeSet<String>) -> Deci
         Ok(a) => a,
         Err(d) => return d,
     };
-    // Access key calls without a user name act on the caller's own user.
+    // Credential calls without a user name act on the caller's own user.
     let user = e.request_user.clone().or_else(|| match kind {
-        Kind::AccessKey => e.identity_user.clone(),
+        Kind::AccessKey | Kind::Credential => e.identity_user.clone(),
         _ => None,
     });
     let subject = match (user, &e.access_key_id) {
@@ -293,7 +317,10 @@ mod tests {
             ("DeleteUser", Kind::User),
             ("TagUser", Kind::User),
             ("UntagUser", Kind::User),
-        ] {
+        ]
+        .into_iter()
+        .chain(CREDENTIAL_EVENTS.map(|name| (name, Kind::Credential)))
+        {
             let c = change(&trail(name, Some("alice")));
             assert_eq!(c.kind, kind, "{name}");
             assert_eq!(c.subject, Subject::User("alice".into()));
@@ -314,6 +341,15 @@ mod tests {
             "a role's call: by key"
         );
         assert!(matches!(here(&trail("DeleteAccessKey", None)), Decision::Malformed(_)));
+        // SSH keys, service-specific credentials and certificates: the same.
+        let mut e = trail("UploadSSHPublicKey", None);
+        e.identity_user = Some("bob".into());
+        assert_eq!(change(&e).subject, Subject::User("bob".into()));
+        let tag = trail("TagUser", None);
+        assert!(
+            matches!(here(&tag), Decision::Malformed(_)),
+            "a user call names its user"
+        );
     }
 
     #[test]

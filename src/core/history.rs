@@ -1,15 +1,16 @@
 //! What keywarden remembers between runs, in memory: when each pending finding was first seen
 //! (grace periods), which deactivations failed and when to try again (backoff), which keys an
 //! operator reactivated and snoozed (`keywarden reactivate`), and the time of the last run (a
-//! clock that went backwards), and each user's key ids as a ListAccessKeys named them (so a
-//! credential-report run lists only users whose keys changed). Stored by a state store
-//! (`state::file`, `state::items`).
+//! clock that went backwards), each user's key ids as a ListAccessKeys named them (so a
+//! credential-report run lists only users whose keys changed), and each user's other
+//! credentials as last listed (so a run between full refreshes lists none). Stored by a state
+//! store (`state::file`, `state::items`).
 
 use std::collections::{HashMap, HashSet};
 
 use crate::core::journal::JournalEntry;
 use crate::core::model::Rule;
-use crate::core::model::{AccountInventory, Timestamp};
+use crate::core::model::{AccountInventory, Credential, CredentialType, Timestamp};
 use crate::core::rules::FirstSeen;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +54,40 @@ pub struct KeyNames {
     pub keys: Vec<(String, Timestamp)>,
 }
 
+/// One user's credentials of `kinds` beyond access keys, as last read. SSH keys and
+/// service-specific credentials have no column in the credential report and a login profile's
+/// existence none in ListUsers, so listing them every run would cost a request per user and
+/// kind; between full refreshes (`aws.full_refresh_every`) a run takes them from here, and a
+/// CloudTrail event for one of their calls has the user read live (`core::events`). Only
+/// findings come from it: every action re-reads the user live first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    pub account_id: String,
+    pub user: String,
+    /// The kinds that were read (a kind not here is listed live, whatever `credentials` says).
+    pub kinds: Vec<CredentialType>,
+    pub credentials: Vec<Credential>,
+}
+
+impl Listing {
+    /// The remembered credentials of `kind`, if that kind was read.
+    pub fn of(&self, kind: CredentialType) -> Option<impl Iterator<Item = &Credential>> {
+        self.kinds
+            .contains(&kind)
+            .then(|| self.credentials.iter().filter(move |c| c.kind == kind))
+    }
+}
+
+/// The kinds a run remembers for the users of an account: every kind the rules read, except a
+/// password where the credential report was read (its row gives the password at no request).
+pub fn remembered_kinds(kinds: &[CredentialType], from_report: bool) -> Vec<CredentialType> {
+    kinds
+        .iter()
+        .copied()
+        .filter(|k| !(from_report && *k == CredentialType::Password))
+        .collect()
+}
+
 type Key = (String, String, Rule);
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,6 +105,8 @@ pub struct State {
     intents: HashMap<(String, String), JournalEntry>,
     /// Key ids by (account, user), from the last ListAccessKeys of each user.
     key_names: HashMap<(String, String), KeyNames>,
+    /// Other credentials by (account, user), as last read.
+    listings: HashMap<(String, String), Listing>,
     /// Runs since key ids were last read in full (`aws.full_refresh_every`).
     pub runs_since_full_read: u32,
     /// The local time of the last run that saved this state: a clock now earlier than this
@@ -99,6 +136,64 @@ impl State {
 
     pub fn set_key_names(&mut self, k: KeyNames) {
         self.key_names.insert((k.account_id.clone(), k.user.clone()), k);
+    }
+
+    /// `user`'s other credentials as last read, if known.
+    pub fn listing(&self, account_id: &str, user: &str) -> Option<&Listing> {
+        self.listings.get(&(account_id.to_string(), user.to_string()))
+    }
+
+    pub fn all_listings(&self) -> impl Iterator<Item = &Listing> {
+        self.listings.values()
+    }
+
+    pub fn set_listing(&mut self, l: Listing) {
+        self.listings.insert((l.account_id.clone(), l.user.clone()), l);
+    }
+
+    /// The listings after a run: every user read this run is recorded with the kinds
+    /// `kinds_of` its account gives (none: no record); a user gone from an account read
+    /// completely is dropped; the rest (unreadable this run) keep their record.
+    pub fn remember_listings(
+        &mut self,
+        old: &State,
+        accounts: &[AccountInventory],
+        kinds_of: impl Fn(&AccountInventory) -> Vec<CredentialType>,
+    ) {
+        let mut listings = old.listings.clone();
+        let present: HashMap<&str, HashSet<&str>> = accounts
+            .iter()
+            .filter(|a| !a.errors.iter().any(|e| e.user.is_none()))
+            .map(|a| (a.account_id.as_str(), a.users.iter().map(|u| u.name.as_str()).collect()))
+            .collect();
+        listings.retain(|(acc, user), _| present.get(acc.as_str()).is_none_or(|p| p.contains(user.as_str())));
+        for a in accounts {
+            let kinds = kinds_of(a);
+            let unreadable: HashSet<&str> = a.errors.iter().filter_map(|e| e.user.as_deref()).collect();
+            for u in a.users.iter().filter(|u| !unreadable.contains(u.name.as_str())) {
+                let slot = (a.account_id.clone(), u.name.clone());
+                if kinds.is_empty() {
+                    listings.remove(&slot);
+                    continue;
+                }
+                let credentials = u
+                    .credentials
+                    .iter()
+                    .filter(|c| kinds.contains(&c.kind))
+                    .cloned()
+                    .collect();
+                listings.insert(
+                    slot,
+                    Listing {
+                        account_id: a.account_id.clone(),
+                        user: u.name.clone(),
+                        kinds: kinds.clone(),
+                        credentials,
+                    },
+                );
+            }
+        }
+        self.listings = listings;
     }
 
     /// The key ids after a run: every user whose keys the run named (read through the API or
@@ -353,5 +448,102 @@ mod tests {
         let mut third = State::default();
         third.remember_key_names(&first, &[account(vec![], vec![error(None)])], false, now());
         assert_eq!(names(&third), names(&first));
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+    use crate::core::model::{CredentialStatus, ReadError, User};
+    use chrono::TimeZone;
+
+    fn ssh(id: &str) -> Credential {
+        Credential {
+            kind: CredentialType::SshPublicKey,
+            id: id.into(),
+            status: CredentialStatus::Active,
+            created: chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            last_used: None,
+            service: None,
+            expires: None,
+        }
+    }
+
+    fn user(name: &str, credentials: Vec<Credential>) -> User {
+        User {
+            name: name.into(),
+            credentials,
+            ..User::default()
+        }
+    }
+
+    fn account(users: Vec<User>, errors: Vec<ReadError>) -> AccountInventory {
+        AccountInventory {
+            account_id: "1".into(),
+            users,
+            errors,
+            ..Default::default()
+        }
+    }
+
+    fn unreadable(user: Option<&str>) -> ReadError {
+        ReadError {
+            account_id: "1".into(),
+            user: user.map(str::to_string),
+            operation: "ListSSHPublicKeys".into(),
+            message: "denied".into(),
+            code: None,
+        }
+    }
+
+    fn remembered(s: &State, user: &str) -> Option<Vec<String>> {
+        let l = s.listing("1", user)?;
+        Some(l.of(CredentialType::SshPublicKey)?.map(|c| c.id.clone()).collect())
+    }
+
+    #[test]
+    fn every_read_user_is_remembered_with_its_kinds_and_the_rest_as_it_was() {
+        let ssh_only = |_: &AccountInventory| vec![CredentialType::SshPublicKey];
+        let first = account(
+            vec![user("a", vec![ssh("APKA1")]), user("b", vec![]), user("c", vec![])],
+            vec![],
+        );
+        let mut one = State::default();
+        one.remember_listings(&State::default(), &[first], ssh_only);
+        assert_eq!(remembered(&one, "a"), Some(vec!["APKA1".to_string()]));
+        assert_eq!(remembered(&one, "b"), Some(vec![]), "no SSH key is something known too");
+        let l = one.listing("1", "a").unwrap();
+        assert!(
+            l.of(CredentialType::ServiceSpecificCredential).is_none(),
+            "a kind not read"
+        );
+
+        // a unreadable now: its record stays; b read again; c gone from a complete read.
+        let second = account(
+            vec![user("a", vec![]), user("b", vec![ssh("APKA2")])],
+            vec![unreadable(Some("a"))],
+        );
+        let mut two = State::default();
+        two.remember_listings(&one, &[second], ssh_only);
+        assert_eq!(remembered(&two, "a"), Some(vec!["APKA1".to_string()]));
+        assert_eq!(remembered(&two, "b"), Some(vec!["APKA2".to_string()]));
+        assert_eq!(remembered(&two, "c"), None);
+
+        // An account that could not be listed keeps every record; no kind to read keeps none.
+        let mut three = State::default();
+        three.remember_listings(&two, &[account(vec![], vec![unreadable(None)])], ssh_only);
+        assert_eq!(remembered(&three, "b"), Some(vec!["APKA2".to_string()]));
+        let mut four = State::default();
+        four.remember_listings(&two, &[account(vec![user("b", vec![])], vec![])], |_| vec![]);
+        assert!(four.listing("1", "b").is_none());
+    }
+
+    #[test]
+    fn a_password_is_remembered_only_where_the_report_does_not_give_it() {
+        let all = CredentialType::ALL;
+        assert!(remembered_kinds(&all, false).contains(&CredentialType::Password));
+        let report = remembered_kinds(&all, true);
+        assert!(!report.contains(&CredentialType::Password));
+        assert!(report.contains(&CredentialType::SigningCertificate));
     }
 }

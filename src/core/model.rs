@@ -122,6 +122,15 @@ impl CredentialStatus {
             CredentialStatus::Expired => "Expired",
         }
     }
+    pub fn parse(s: &str) -> Option<CredentialStatus> {
+        [
+            CredentialStatus::Active,
+            CredentialStatus::Inactive,
+            CredentialStatus::Expired,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
 }
 
 /// A console password's settings, journaled when keywarden deletes its login profile (a

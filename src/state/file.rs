@@ -160,6 +160,87 @@ pub(crate) struct NamedKeyDoc {
     pub(crate) created: Timestamp,
 }
 
+/// A user's other credentials as last read (`core::history::Listing`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ListingDoc {
+    pub(crate) account_id: String,
+    pub(crate) user: String,
+    pub(crate) kinds: Vec<String>,
+    pub(crate) credentials: Vec<CredentialDoc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CredentialDoc {
+    pub(crate) credential_type: String,
+    pub(crate) credential_id: String,
+    pub(crate) status: String,
+    #[serde(with = "crate::sys::timefmt")]
+    pub(crate) created: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) service: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::sys::timefmt::option"
+    )]
+    pub(crate) expires: Option<Timestamp>,
+}
+
+impl From<&crate::core::history::Listing> for ListingDoc {
+    fn from(l: &crate::core::history::Listing) -> ListingDoc {
+        ListingDoc {
+            account_id: l.account_id.clone(),
+            user: l.user.clone(),
+            kinds: l.kinds.iter().map(|k| k.as_str().to_string()).collect(),
+            credentials: l
+                .credentials
+                .iter()
+                .map(|c| CredentialDoc {
+                    credential_type: c.kind.as_str().to_string(),
+                    credential_id: c.id.clone(),
+                    status: c.status.as_str().to_string(),
+                    created: c.created,
+                    service: c.service.clone(),
+                    expires: c.expires,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<ListingDoc> for crate::core::history::Listing {
+    type Error = String;
+
+    /// A name this version does not know is an error naming it, never a credential dropped.
+    fn try_from(d: ListingDoc) -> Result<Self, String> {
+        use crate::core::model::{CredentialStatus, CredentialType};
+        let kind = |t: &str| CredentialType::parse(t).ok_or_else(|| format!("unknown credential_type {t:?}"));
+        let kinds = d.kinds.iter().map(|k| kind(k)).collect::<Result<Vec<_>, _>>()?;
+        let credentials = d
+            .credentials
+            .into_iter()
+            .map(|c| {
+                Ok(crate::core::model::Credential {
+                    kind: kind(&c.credential_type)?,
+                    status: CredentialStatus::parse(&c.status)
+                        .ok_or_else(|| format!("unknown status {:?}", c.status))?,
+                    id: c.credential_id,
+                    created: c.created,
+                    last_used: None,
+                    service: c.service,
+                    expires: c.expires,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(crate::core::history::Listing {
+            account_id: d.account_id,
+            user: d.user,
+            kinds,
+            credentials,
+        })
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct File {
     pub(crate) schema_version: u32,
@@ -183,6 +264,9 @@ pub(crate) struct File {
     /// files have none: the next run lists every user once, as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) key_names: Vec<KeyNamesDoc>,
+    /// Other credentials by user, as last read. Older files have none: they are read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) listings: Vec<ListingDoc>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) runs_since_full_read: u32,
 }
@@ -258,6 +342,9 @@ pub(crate) fn from_doc(file: File) -> Result<State, String> {
             keys: d.keys.into_iter().map(|k| (k.access_key_id, k.created)).collect(),
         });
     }
+    for d in file.listings {
+        state.set_listing(d.try_into()?);
+    }
     state.runs_since_full_read = file.runs_since_full_read;
     state.last_run = file.last_run;
     Ok(state)
@@ -319,6 +406,8 @@ pub(crate) fn to_doc(state: &State) -> File {
         })
         .collect();
     key_names.sort_by(|a, b| (&a.account_id, &a.user).cmp(&(&b.account_id, &b.user)));
+    let mut listings: Vec<ListingDoc> = state.all_listings().map(ListingDoc::from).collect();
+    listings.sort_by(|a, b| (&a.account_id, &a.user).cmp(&(&b.account_id, &b.user)));
     File {
         schema_version: SCHEMA_VERSION,
         last_run: state.last_run,
@@ -328,6 +417,7 @@ pub(crate) fn to_doc(state: &State) -> File {
         dry_run_journaled,
         pending_deactivations,
         key_names,
+        listings,
         runs_since_full_read: state.runs_since_full_read,
     }
 }

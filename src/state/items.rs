@@ -64,6 +64,9 @@ pub fn to_items(state: &State) -> Items {
         // A user name has no `#` (IAM allows letters, digits and +=,.@_-).
         items.insert(format!("keys#{}#{}", d.account_id, d.user), json(d));
     }
+    for d in &doc.listings {
+        items.insert(format!("listing#{}#{}", d.account_id, d.user), json(d));
+    }
     if let Some(t) = doc.last_run {
         items.insert(
             LAST_RUN.into(),
@@ -88,6 +91,7 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
         dry_run_journaled: Vec::new(),
         pending_deactivations: Vec::new(),
         key_names: Vec::new(),
+        listings: Vec::new(),
         runs_since_full_read: 0,
     };
     for (key, body) in items {
@@ -99,6 +103,7 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
             Some("dryrun") => doc.dry_run_journaled.push(serde_json::from_str(body).map_err(bad)?),
             Some("intent") => doc.pending_deactivations.push(serde_json::from_str(body).map_err(bad)?),
             Some("keys") => doc.key_names.push(serde_json::from_str(body).map_err(bad)?),
+            Some("listing") => doc.listings.push(serde_json::from_str(body).map_err(bad)?),
             Some("meta") if key == LAST_RUN => {
                 let meta = serde_json::from_str::<LastRun>(body).map_err(bad)?;
                 doc.last_run = Some(meta.last_run);
@@ -172,6 +177,23 @@ mod tests {
         });
         s.note_dry_run("111", "AK1", t(1));
         s.begin_action(crate::core::journal::sample_entry(t(5), "carol", "AK3"));
+        s.set_listing(crate::core::history::Listing {
+            account_id: "111".into(),
+            user: "dave".into(),
+            kinds: vec![
+                crate::core::model::CredentialType::ServiceSpecificCredential,
+                crate::core::model::CredentialType::SshPublicKey,
+            ],
+            credentials: vec![crate::core::model::Credential {
+                kind: crate::core::model::CredentialType::ServiceSpecificCredential,
+                id: "ACCA1".into(),
+                status: crate::core::model::CredentialStatus::Expired,
+                created: t(1),
+                last_used: None,
+                service: Some("bedrock.amazonaws.com".into()),
+                expires: Some(t(2)),
+            }],
+        });
         s.last_run = Some(t(5));
         s
     }
@@ -179,7 +201,7 @@ mod tests {
     #[test]
     fn a_state_round_trips_through_items() {
         let items = to_items(&sample());
-        assert_eq!(items.len(), 7, "{items:?}");
+        assert_eq!(items.len(), 8, "{items:?}");
         let back = from_items(items.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, sample());
     }
