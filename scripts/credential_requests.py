@@ -1,7 +1,6 @@
-"""scripts/credential-requests: IAM requests of one audit, by inventory mode and credential rules."""
+"""scripts/credential-requests: IAM requests of a full and a steady daemon run, by inventory mode and credential rules."""
 
 import concurrent.futures
-import json
 import os
 import subprocess
 import sys
@@ -64,25 +63,31 @@ def main():
             seed(moto, n, certificate(d))
             print(f"{n} users: each 1 access key; 1 in 2 console access, 1 in 10 an SSH key, "
                   "1 in 20 a CodeCommit credential and a signing certificate, 1 in 50 a Bedrock API key\n")
-            print(f"{'mode':18} {'rules':26} {'requests':>9} {'per user':>9}  credential calls")
+            print(f"{'mode':18} {'rules':26} {'full':>6} {'/user':>6} {'steady':>7} {'/user':>6}  credential calls (full)")
             for mode in ("api", "credential-report"):
                 for label, rules in RULES.items():
                     config = os.path.join(d, "k.toml")
+                    state = os.path.join(d, "s.json")
                     with open(config, "w") as f:
                         f.write(f'[aws]\nregion = "us-east-1"\nendpoint_url = "{moto.endpoint}"\n'
-                                f'inventory = "{mode}"\n[state]\npath = "{d}/s.json"\n{rules}')
-                    moto.take_stats()
-                    proc = subprocess.run([binary, "audit", "--config", config, "--format", "json"],
-                                          env=moto.env(), capture_output=True)
-                    if proc.returncode not in (0, 3):
-                        sys.exit(f"keywarden audit failed ({proc.returncode}): {proc.stderr.decode()}")
-                    stats = moto.take_stats()
-                    total = sum(stats.values())
-                    extra = {k: v for k, v in sorted(stats.items())
+                                f'inventory = "{mode}"\n[state]\npath = "{state}"\n{rules}')
+                    if os.path.exists(state):
+                        os.remove(state)
+                    counts = []
+                    # The first daemon run (no state) is a full refresh; the second, with the
+                    # state the first saved, is a steady run between full refreshes.
+                    for _ in range(2):
+                        moto.take_stats()
+                        proc = subprocess.run([binary, "run", "--once", "--config", config],
+                                              env=moto.env(), capture_output=True)
+                        if proc.returncode != 0:
+                            sys.exit(f"keywarden run --once failed ({proc.returncode}): {proc.stderr.decode()}")
+                        counts.append(moto.take_stats())
+                    full, steady = (sum(c.values()) for c in counts)
+                    extra = {k: v for k, v in sorted(counts[0].items())
                              if k in ("GetLoginProfile", "ListSSHPublicKeys", "ListServiceSpecificCredentials",
                                       "ListSigningCertificates")}
-                    findings = json.loads(proc.stdout)["summary"]["violations_by_rule"]
-                    print(f"{mode:18} {label:26} {total:9d} {total / n:9.2f}  {extra or '-'}  {findings}")
+                    print(f"{mode:18} {label:26} {full:6d} {full / n:6.2f} {steady:7d} {steady / n:6.2f}  {extra or '-'}")
     finally:
         moto.stop()
 
