@@ -113,6 +113,7 @@ async fn every_finding_names_its_controls_in_each_benchmark_version() {
             "CIS-v1.4.0:1.12",
             "CIS-v3.0.0:1.12",
             "CIS-v5.0.0:1.11",
+            "CIS-v7.0.0:2.11",
             "SecurityHub:IAM.22"
         ]
     );
