@@ -413,7 +413,7 @@ fn deadline_family(out: &mut String, report: &Report) {
     let mut fam = Family::start(
         out,
         name,
-        "Unix time after which the key is deactivated for this finding",
+        "Unix time after which the credential is deactivated (a password: deleted) for this finding",
     );
     for f in report.findings.iter().filter(|f| !f.exempt) {
         if let Some(deadline) = f.deactivate_after {
@@ -421,6 +421,7 @@ fn deadline_family(out: &mut String, report: &Report) {
                 ("account_id", f.account_id.as_str()),
                 ("user", f.user.as_str()),
                 ("access_key_id", f.access_key_id.as_str()),
+                ("credential_type", f.credential_type.as_str()),
                 ("rule", f.rule.as_str()),
                 ("owner", f.owner.as_str()),
             ];
