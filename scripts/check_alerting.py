@@ -101,7 +101,8 @@ class Webhooks:
 
 
 def seed(moto):
-    """One idle key (unused 60 days: unused_key) per user; owners by tag, map and default."""
+    """One idle key (unused 60 days: unused_key) per user; owners by tag, map and default; a
+    console password (made today) for legacy."""
     iam = moto.iam()
     users = {"pay-app": "/", "etl": "/data/", "etl-nightly": "/data/", "legacy": "/", "legacy-2": "/",
              "exempt-job": "/"}
@@ -110,6 +111,8 @@ def seed(moto):
     moto.clock_days(-60)
     keys = {name: iam.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"] for name in users}
     moto.clock_days(0)
+    # Console access for one user: the dashboard's panels of other credentials have a series.
+    iam.create_login_profile(UserName="legacy", Password="Correct-Horse-9!")
     iam.tag_user(UserName="pay-app", Tags=[{"Key": "owner", "Value": "team-payments"}])
     until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%d")
     iam.tag_user(UserName="exempt-job", Tags=[

@@ -63,6 +63,8 @@ async fn seed(moto: &Moto) {
     }
     moto.set_clock_days(0.0);
     tag_user(&iam, "exempt-tagged", "keywarden", "exempt").await;
+    // Console access for one user: the series of credentials other than keys exist too.
+    create_login_profile(&iam, "b").await;
 }
 
 const EXTRA: &str = "[[exemptions]]\nuser_tag = \"keywarden=exempt\"\nreason = \"t\"\n";
