@@ -39,7 +39,7 @@ fn findings(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "{:<23}{:<21}{:>5} {:>5}  ACTION",
-        "USER / ACCESS KEY", "RULE", "AGE", "IDLE"
+        "USER / CREDENTIAL", "RULE", "AGE", "IDLE"
     );
     let mut last_user: Option<(&str, &str)> = None;
     for f in &r.findings {
@@ -87,9 +87,37 @@ fn credential(f: &Finding) -> String {
 /// What acting does, in the table's words.
 fn verb(a: Action) -> &'static str {
     match a {
-        Action::DeleteLoginProfile => "delete password",
+        // The credential column already says "password".
+        Action::DeleteLoginProfile => "delete",
         _ => "deactivate",
     }
+}
+
+/// `head` and the comma-separated `items`, in lines of at most `width` characters (an item
+/// longer than a line stays whole); continuation lines are indented by two spaces.
+fn wrapped(head: &str, items: &[String], width: usize) -> String {
+    let mut out = String::new();
+    let mut line = head.to_string();
+    let mut fresh = true;
+    for (i, item) in items.iter().enumerate() {
+        let piece = if i + 1 < items.len() {
+            format!("{item},")
+        } else {
+            item.clone()
+        };
+        if !fresh && line.chars().count() + 1 + piece.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = format!("  {piece}");
+        } else {
+            line.push(' ');
+            line.push_str(&piece);
+        }
+        fresh = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
 fn action(f: &Finding, now: Timestamp) -> String {
@@ -123,24 +151,23 @@ fn summary(out: &mut String, r: &Report) {
         s.active_access_keys,
         r.accounts.len()
     );
-    // The key rules always (a zero is news), the others when they found something: the
-    // line stays within 80 columns.
+    // The key rules always (a zero is news), the others when they found something, wrapped
+    // to stay within 80 columns.
     let by_rule: Vec<String> = Rule::ALL
         .iter()
         .map(|r| (r, s.violations_by_rule.get(r).copied().unwrap_or(0)))
         .filter(|(r, n)| r.is_about_keys() || *n > 0)
         .map(|(r, n)| format!("{r} {n}"))
         .collect();
-    if r.complete {
-        let _ = writeln!(out, "Violations {}: {}", s.violations, by_rule.join(", "));
+    let head = if r.complete {
+        format!("Violations {}:", s.violations)
     } else {
-        let _ = writeln!(
-            out,
-            "Violations not known (incomplete); among what was read {}: {}",
-            s.violations,
-            by_rule.join(", ")
-        );
-    }
+        format!(
+            "Violations not known (incomplete); among what was read {}:",
+            s.violations
+        )
+    };
+    out.push_str(&wrapped(&head, &by_rule, 80));
     let _ = writeln!(
         out,
         "Exempt {}, planned deactivations {}",
@@ -215,5 +242,25 @@ fn truncate(s: &str, max: usize) -> String {
         let mut t: String = s.chars().take(max - 1).collect();
         t.push('…');
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_violations_by_rule_wrap_within_80_columns() {
+        let every: Vec<String> = Rule::ALL.iter().map(|r| format!("{r} 12")).collect();
+        let text = wrapped("Violations 84:", &every, 80);
+        assert!(text.lines().count() > 1, "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        assert_eq!(
+            text.split_whitespace().collect::<Vec<_>>().join(" "),
+            format!("Violations 84: {}", every.join(", ")),
+            "nothing lost or reordered"
+        );
+        let short = wrapped("Violations 1:", &["unused_key 1".to_string()], 80);
+        assert_eq!(short, "Violations 1: unused_key 1\n");
     }
 }
