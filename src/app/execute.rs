@@ -835,6 +835,12 @@ mod tests {
             entries[0].login_profile.map(|p| p.created),
             Some(t0() - TimeDelta::days(200))
         );
+
+        // Deleted by someone else before keywarden came to it: nothing is sent.
+        f.calls.lock().unwrap().clear();
+        let out = run(&f, &due, Mode::Enforce).await;
+        assert_eq!(out[0].kind, OutcomeKind::NoLongerDue);
+        assert_eq!(*f.calls.lock().unwrap(), ["read password"]);
     }
 
     #[tokio::test]
