@@ -6,7 +6,7 @@
 //! (`access`), the benchmark controls of each rule (`controls`), the partition of a region
 //! (`arn`), whether the clock can be trusted (`clock`), when enforcement may act (`windows`)
 //! and every long-lived credential kind of a user with the checks of the non-key kinds
-//! (`credentials`).
+//! (`credentials`), and what uses each access key and what should replace it (`usage`).
 //! No I/O, no clock, no async runtime, no AWS types, no wire format; it imports nothing outside
 //! `core` (`tests/architecture.rs` checks).
 
@@ -26,4 +26,5 @@ pub mod policy;
 pub mod report;
 pub mod rotation;
 pub mod rules;
+pub mod usage;
 pub mod windows;
