@@ -71,6 +71,8 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
 - Login profiles as IAM keeps them: `CreateLoginProfile` honours `PasswordResetRequired`
   (stock moto drops it), and a profile's `CreateDate` is its own creation, on the clock offset
   (stock moto gives its user's).
+- CloudTrail `LookupEvents`, which moto lacks, over records a test stores with
+  `POST /_keywarden/cloudtrail` (tests/moto/cloudtrail.py says how, and what it answers).
 - DynamoDB requests are served one at a time, as DynamoDB applies conditional writes to an
   item (moto's threaded server does not); Security Hub's REST paths are counted by operation.
 
@@ -90,6 +92,7 @@ import threading
 import time
 import urllib.parse
 
+import cloudtrail
 import moto.iam.models as iam_models
 from moto.core.responses import ActionResult
 from moto.iam.responses import IamResponse
@@ -545,6 +548,10 @@ def make_app():
             _sso_tokens.clear()
             _sso_tokens.update(json.loads(body or b"{}"))
             return _json(start_response, "200 OK", _sso_tokens)
+        if path == "/_keywarden/cloudtrail":
+            if environ["REQUEST_METHOD"] == "POST":
+                return _json(start_response, "200 OK", cloudtrail.store(body))
+            return _json(start_response, "200 OK", cloudtrail.store(b"{}"))
         if path == "/federation/credentials":
             return _sso_role_credentials(environ, start_response)
         if path == "/_keywarden/container-credentials" or path.startswith("/latest/"):
@@ -605,6 +612,16 @@ def make_app():
             return _error(start_response, "404 Not Found", "NoSuchEntity")
         if action == "SimulatePrincipalPolicy":
             return _simulate(environ, start_response, params, caller.group(1) if caller else None)
+        if action == "LookupEvents":
+            scope = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+            status, answer = cloudtrail.lookup_events(body, scope.group(1) if scope else "", _utcnow())
+            if status != 200:
+                with _stats_lock:
+                    _stats[f"LookupEvents:{answer['__type']}"] = _stats.get(f"LookupEvents:{answer['__type']}", 0) + 1
+            data = json.dumps(answer).encode()
+            start_response("200 OK" if status == 200 else "400 Bad Request",
+                           [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
+            return [data]
         if action.endswith("ServiceSpecificCredential") or action == "ListServiceSpecificCredentials":
             return _service_specific(start_response, action, params, caller.group(1) if caller else None)
         environ["wsgi.input"] = io.BytesIO(body)
