@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_http_client::Connector;
 use aws_smithy_runtime_api::http::Request as SmithyRequest;
 use serde_json::{json, Value};
@@ -83,11 +82,7 @@ impl std::fmt::Debug for SecurityHub {
 impl SecurityHub {
     /// The HTTP connector (connection pool, TLS): one per export, shared by its accounts.
     pub fn connector() -> Arc<Connector> {
-        Arc::new(
-            Connector::builder()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build(),
-        )
+        crate::aws::sigv4::connector()
     }
 
     /// `sdk` carries the account's credentials (the ambient ones, or an assumed role's).

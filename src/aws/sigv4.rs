@@ -1,5 +1,5 @@
 //! A POST signed with SigV4 (`aws-sigv4`), for the services keywarden calls without their SDK
-//! crate (Security Hub, SQS): the request is built here, sent by the SDK's own connector, and
+//! crate (Security Hub, SQS, and through [`JsonService`] Secrets Manager and CloudTrail): the request is built here, sent by the SDK's own connector, and
 //! its JSON answer read with the error code where AWS's JSON protocols put it.
 
 use std::time::SystemTime;
@@ -24,6 +24,16 @@ pub struct Post<'a> {
     /// `X-Amz-Target`, for the JSON protocols that name the operation in it.
     pub target: Option<&'a str>,
     pub body: &'a [u8],
+}
+
+/// An HTTP connector (connection pool, rustls) for requests signed by hand.
+pub fn connector() -> std::sync::Arc<Connector> {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    std::sync::Arc::new(
+        Connector::builder()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build(),
+    )
 }
 
 /// Where a service signed by hand is reached: its region (`region`, else the SDK's, else
@@ -149,6 +159,87 @@ pub async fn exchange(connector: &Connector, request: SmithyRequest) -> Result<A
         error_type,
         body,
     })
+}
+
+/// One account's service in a JSON protocol (`application/x-amz-json-1.1`, the operation in
+/// `X-Amz-Target`), signed here with that account's credentials: Secrets Manager, CloudTrail.
+pub struct JsonService {
+    connector: std::sync::Arc<Connector>,
+    credentials: crate::aws::credentials::Cached,
+    region: String,
+    endpoint: String,
+    signing_name: &'static str,
+    /// The service's name for people (`Secrets Manager`), the first words of every error.
+    label: &'static str,
+}
+
+impl JsonService {
+    /// `region`: default the SDK's; `endpoint_url`: default the service's regional one.
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        signing_name: &'static str,
+        label: &'static str,
+        region: Option<&str>,
+        endpoint_url: Option<&str>,
+    ) -> Result<JsonService, crate::core::model::ServiceError> {
+        let credentials = sdk.credentials_provider().ok_or_else(|| {
+            crate::core::model::ServiceError::from(format!("{label}: no credentials provider is configured").as_str())
+        })?;
+        let (region, endpoint) = locate(sdk, signing_name, region, endpoint_url);
+        Ok(JsonService {
+            connector: connector(),
+            credentials: crate::aws::credentials::Cached::new(credentials),
+            region,
+            endpoint,
+            signing_name,
+            label,
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// One call (`target`: the `X-Amz-Target` value, `operation`: its name for people) within
+    /// 30 s; its JSON answer, or the service's code and message.
+    pub async fn call(
+        &self,
+        operation: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Result<Value, crate::core::model::ServiceError> {
+        use crate::core::model::ServiceError;
+        let label = self.label;
+        let failed = |message: String| ServiceError {
+            code: None,
+            message: format!("{label} {operation}: {message}"),
+        };
+        let creds = self.credentials.get().await.map_err(|e| {
+            failed(crate::aws::credentials::explain(&e).unwrap_or_else(|| crate::aws::credentials::chain_text(&e)))
+        })?;
+        let post = Post {
+            uri: &format!("{}/", self.endpoint),
+            region: &self.region,
+            service: self.signing_name,
+            content_type: "application/x-amz-json-1.1",
+            target: Some(target),
+            body,
+        };
+        let request = signed_post(creds, &post).map_err(failed)?;
+        let timeout = std::time::Duration::from_secs(30);
+        let answer = tokio::time::timeout(timeout, exchange(&self.connector, request))
+            .await
+            .map_err(|_| failed(format!("no answer within {} s", timeout.as_secs())))?
+            .map_err(failed)?;
+        if !answer.ok() {
+            let code = answer.code();
+            return Err(ServiceError {
+                message: format!("{label} {operation}: {code}: {}", answer.message()),
+                code: Some(code),
+            });
+        }
+        Ok(answer.json)
+    }
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl Queue {
         })?;
         let (region, endpoint) = crate::aws::sigv4::locate(sdk, "sqs", region, endpoint_url);
         Ok(Queue {
-            connector: crate::aws::securityhub::SecurityHub::connector(),
+            connector: crate::aws::sigv4::connector(),
             credentials: Cached::new(credentials),
             region,
             endpoint,
