@@ -62,6 +62,16 @@ Examples:
   keywarden history --since 7d
   keywarden history --user 'svc-*' --format json";
 
+const USAGE_HELP: &str = "\
+Exit codes: 0, 1 a read failed (the keys it could read are shown; a backfill stopped early \
+resumes where it stopped), 2 usage.
+
+Examples:
+  keywarden usage
+  keywarden usage alice --backfill
+  keywarden usage AKIAIOSFODNN7EXAMPLE --format json
+  keywarden usage alice --policy";
+
 const REACTIVATE_HELP: &str = "\
 Exit codes: 0 reactivated and snoozed, 1 error (the message says what was already done), 2 \
 usage (including a snooze of 0s: the next run would deactivate the key again), 4 refused \
@@ -192,6 +202,24 @@ pub enum Command {
         /// The secret to store the new key in (default: rotation.secret_prefix + ACCOUNT/USER).
         #[arg(long, value_name = "NAME")]
         secret_id: Option<String>,
+    },
+    /// What uses each active access key (from where, calling what), what kind of workload that
+    /// is, and what should replace the key; --policy prints a least-privilege policy of the
+    /// actions seen.
+    #[command(after_long_help = USAGE_HELP)]
+    Usage {
+        /// Only this user's keys, or only this access key.
+        #[arg(value_name = "USER|ACCESS_KEY_ID")]
+        target: Option<String>,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+        format: HistoryFormat,
+        /// Print an IAM policy allowing the actions the selected keys were seen calling.
+        #[arg(long)]
+        policy: bool,
+        /// Read CloudTrail's LookupEvents first (last 90 days, 2 requests per second) for every
+        /// selected key whose backfill is not finished.
+        #[arg(long)]
+        backfill: bool,
     },
     /// Set up the DynamoDB state table (state.backend = "dynamodb"), or move a file state into it.
     State {

@@ -108,6 +108,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         ),
         Command::State { command } => state_command(&setup(stderr)?, command),
         Command::CheckAccess { format } => check_access(&setup(stderr)?, format),
+        Command::Usage {
+            target,
+            format,
+            policy,
+            backfill,
+        } => usage(&setup(stderr)?, target.as_deref(), format, policy, backfill),
     }
 }
 
@@ -272,6 +278,53 @@ fn state_command(setup: &Setup, cmd: StateCommand) -> Result<u8, Failure> {
         Err(e @ AdminError::NotATable) => Err(Failure::Usage(e.to_string())),
         Err(e) => Err(Failure::Runtime(e.to_string())),
     }
+}
+
+/// `keywarden usage`: the report, or with `--policy` the policy of the selected keys.
+fn usage(
+    setup: &Setup,
+    target: Option<&str>,
+    format: HistoryFormat,
+    policy: bool,
+    backfill: bool,
+) -> Result<u8, Failure> {
+    use keywarden::output::usage as out;
+    let cfg = &setup.cfg;
+    let store = keywarden::state::usage::FileUsage::beside(&cfg.state_path);
+    let run = setup.rt.block_on(async {
+        let fleet = setup.fleet().await;
+        keywarden::app::usage::usage(cfg, &fleet, &store, target, backfill, chrono::Utc::now()).await
+    });
+    if backfill {
+        let t = &run.tally;
+        eprintln!(
+            "keywarden: {}",
+            sentences::backfilled(
+                t.requests,
+                t.throttled,
+                t.recorded,
+                t.duplicates,
+                t.malformed + t.unknown_key
+            )
+        );
+    }
+    if policy {
+        let profiles: Vec<_> = run.keys.iter().map(|(_, u)| &u.profile).collect();
+        let draft = keywarden::core::usage::least_privilege::draft(&profiles);
+        for note in &draft.notes {
+            eprintln!("keywarden: note: {note}");
+        }
+        emit(&format!("{}\n", out::policy_json(&draft)))?;
+    } else {
+        emit(&match format {
+            HistoryFormat::Json => format!("{}\n", out::to_json(&run.keys)),
+            HistoryFormat::Table => out::to_table(&run.keys),
+        })?;
+    }
+    for e in &run.errors {
+        eprintln!("keywarden: {e}");
+    }
+    Ok(if run.errors.is_empty() { 0 } else { 1 })
 }
 
 fn history(

@@ -249,6 +249,28 @@ pub trait StateStore {
     fn save(&self, state: &State) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Where the usage profiles of access keys live between runs (`state::usage`).
+pub trait UsageStore {
+    /// Every profile kept. A store that cannot be read is an error, never "no profiles".
+    fn profiles(&self) -> impl Future<Output = Result<Vec<crate::core::usage::profile::Profile>, StoreError>> + Send;
+    /// Saves one key's profile, leaving every other key's as it is.
+    fn save(
+        &self,
+        profile: &crate::core::usage::profile::Profile,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// CloudTrail's LookupEvents in one account and region (`aws::cloudtrail`): one page of the
+/// events `access_key_id` signed, newest first, up to `end` (`None`: now).
+pub trait EventLookup {
+    fn lookup(
+        &self,
+        access_key_id: &str,
+        end: Option<Timestamp>,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<crate::core::usage::event::LookupPage, ServiceError>> + Send;
+}
+
 /// What was read from the action journal.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JournalRead {

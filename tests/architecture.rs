@@ -97,6 +97,39 @@ fn the_core_imports_nothing_outside_the_core() {
     );
 }
 
+/// The files under `dir` (or the file `dir`) whose production code names `needle`.
+fn naming(dir: &Path, needle: &str) -> Vec<String> {
+    let files = if dir.is_file() {
+        vec![dir.to_path_buf()]
+    } else {
+        rust_files(dir)
+    };
+    files
+        .into_iter()
+        .filter(|f| production_lines(f).iter().any(|(_, l)| l.contains(needle)))
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+#[test]
+fn usage_evidence_reaches_no_decision() {
+    // ARCHITECTURE.md invariant 34: the rules, the plans and the acting code never read a
+    // usage profile, so a forged event can change no decision.
+    let src = repo().join("src");
+    let mut deciders = naming(&src.join("core"), "usage::");
+    deciders.retain(|f| f.ends_with("rules.rs") || f.ends_with("plan.rs") || f.ends_with("windows.rs"));
+    for file in ["app/execute.rs", "app/cycle.rs", "app/events.rs"] {
+        deciders.extend(naming(&src.join(file), "usage::"));
+    }
+    assert!(deciders.is_empty(), "usage profiles reach a decision: {deciders:?}");
+    let usage = naming(&src.join("core/usage"), "core::rules");
+    assert!(usage.is_empty(), "{usage:?}");
+    assert!(
+        !naming(&src.join("app/usage.rs"), "usage::").is_empty(),
+        "the check looks where usage is used"
+    );
+}
+
 #[test]
 fn the_ports_import_only_the_core() {
     let found = violations(&repo().join("src/ports.rs"), &["core"], &EDGE_CRATES);

@@ -37,6 +37,7 @@ mod rotate_moto;
 mod safety_moto;
 mod securityhub_moto;
 mod service_credentials_moto;
+mod usage_moto;
 mod user_credential_rules_moto;
 mod user_credentials_moto;
 mod web_tls;

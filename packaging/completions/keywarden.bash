@@ -43,6 +43,9 @@ _keywarden() {
             keywarden,state)
                 cmd="keywarden__subcmd__state"
                 ;;
+            keywarden,usage)
+                cmd="keywarden__subcmd__usage"
+                ;;
             keywarden__subcmd__help,audit)
                 cmd="keywarden__subcmd__help__subcmd__audit"
                 ;;
@@ -69,6 +72,9 @@ _keywarden() {
                 ;;
             keywarden__subcmd__help,state)
                 cmd="keywarden__subcmd__help__subcmd__state"
+                ;;
+            keywarden__subcmd__help,usage)
+                cmd="keywarden__subcmd__help__subcmd__usage"
                 ;;
             keywarden__subcmd__help__subcmd__state,import)
                 cmd="keywarden__subcmd__help__subcmd__state__subcmd__import"
@@ -101,7 +107,7 @@ _keywarden() {
 
     case "${cmd}" in
         keywarden)
-            opts="-h -V --config --help --version run audit history reactivate rotate state check-access check-config help"
+            opts="-h -V --config --help --version run audit history reactivate rotate usage state check-access check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,7 +191,7 @@ _keywarden() {
             return 0
             ;;
         keywarden__subcmd__help)
-            opts="run audit history reactivate rotate state check-access check-config help"
+            opts="run audit history reactivate rotate usage state check-access check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,6 +347,20 @@ _keywarden() {
         keywarden__subcmd__help__subcmd__state__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__help__subcmd__usage)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -555,6 +575,28 @@ _keywarden() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        keywarden__subcmd__usage)
+            opts="-h --format --policy --backfill --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -13,6 +13,7 @@
 //! - `state_admin`: `state init` and `state import`.
 
 pub mod audit;
+pub mod backfill;
 pub mod check_access;
 pub mod cycle;
 pub mod daemon;
@@ -25,3 +26,4 @@ pub mod reactivate;
 pub mod reactivate_password;
 pub mod rotate;
 pub mod state_admin;
+pub mod usage;

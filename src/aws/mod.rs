@@ -6,9 +6,11 @@
 //! the credentials cannot be had (`credentials`), errors in the service's words and the retry of
 //! refused connections (`errors`), the policy simulator (`simulate`), and the services signed by
 //! hand over the SDK's connector (`sigv4`): the events queue (`sqs`, with `eventbridge` for its
-//! envelopes), Secrets Manager (`secrets`) and Security Hub (`securityhub`).
+//! envelopes), Secrets Manager (`secrets`), Security Hub (`securityhub`) and CloudTrail's
+//! LookupEvents for the usage backfill (`cloudtrail`).
 
 pub mod accounts;
+pub mod cloudtrail;
 pub mod credential_report;
 pub mod credentials;
 pub mod errors;

@@ -144,6 +144,22 @@ pub struct EventsSettings {
     pub sns_topic_arns: Vec<String>,
 }
 
+/// `[usage]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageSettings {
+    pub enabled: bool,
+    /// `None`: no usage queue.
+    pub queue_url: Option<String>,
+    /// Where the usage queue and LookupEvents are (`usage.region`, else `events.region`);
+    /// `None`: the region of the AWS settings.
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub backfill: bool,
+    pub cloudtrail_endpoint_url: Option<String>,
+    pub live_window: chrono::TimeDelta,
+    pub hold_live_keys: bool,
+}
+
 /// `[rotation]`, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RotationSettings {
@@ -185,6 +201,7 @@ pub struct Config {
     /// `[events]`, when a queue is set.
     pub events: Option<EventsSettings>,
     pub rotation: RotationSettings,
+    pub usage: UsageSettings,
     pub metrics_listen: SocketAddr,
     pub metrics_per_key: PerKey,
     /// TLS and basic auth of the listener; swapped in on reload.

@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub export: RawExport,
     pub events: RawEvents,
     pub rotation: RawRotation,
+    pub usage: RawUsage,
 }
 
 /// `[rotation]`: where `keywarden rotate` (and the daemon, for tagged users) hands new keys
@@ -52,6 +53,46 @@ impl Default for RawRotation {
             auto_before: "0s".into(),
             region: None,
             endpoint_url: None,
+        }
+    }
+}
+
+/// `[usage]`: usage profiles of access keys, from CloudTrail events signed by a long-term key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsage {
+    /// Keep usage profiles (the daemon consumes `queue_url`).
+    pub enabled: bool,
+    /// The queue EventBridge feeds with events signed by long-term keys; empty: none.
+    pub queue_url: String,
+    /// Default: `events.region`, else `aws.region`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Default: SQS's regional endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// The leader backfills keys without a profile from CloudTrail's LookupEvents.
+    pub backfill: bool,
+    /// Default: CloudTrail's regional endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloudtrail_endpoint_url: Option<String>,
+    /// A key called within this window is in live use.
+    pub live_window: String,
+    /// Hold a due deactivation of a key in live use (bounded, journaled).
+    pub hold_live_keys: bool,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        RawUsage {
+            enabled: false,
+            queue_url: String::new(),
+            region: None,
+            endpoint_url: None,
+            backfill: false,
+            cloudtrail_endpoint_url: None,
+            live_window: "24h".into(),
+            hold_live_keys: false,
         }
     }
 }

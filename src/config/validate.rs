@@ -47,6 +47,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
     let backend = c.backend(&raw.state);
     let security_hub = c.security_hub(&raw.export.security_hub);
     let events = c.events(&raw.events);
+    let usage = c.usage(&raw.usage, raw.events.region.as_deref());
     let max_age = policy.as_ref().map(|p| p.rules.max_key_age.threshold);
     let rotation = c.rotation(&raw.rotation, max_age, raw.aws.endpoint_url.as_deref());
     let per_key = match &raw.metrics.per_key {
@@ -89,6 +90,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         security_hub: security_hub.ok_or_else(missing)?,
         events: events.ok_or_else(missing)?,
         rotation: rotation.ok_or_else(missing)?,
+        usage: usage.ok_or_else(missing)?,
         metrics_listen,
         metrics_per_key: per_key.ok_or_else(missing)?,
         metrics_web,
@@ -290,6 +292,36 @@ impl Checker<'_, '_> {
             poll_wait: wait,
             sns_topic_arns: raw.sns_topic_arns.clone(),
         }))
+    }
+
+    /// `[usage]`; `events_region`: its region's default.
+    fn usage(&mut self, raw: &RawUsage, events_region: Option<&str>) -> Option<UsageSettings> {
+        let endpoint_ok = self.endpoint_url("usage.endpoint_url", raw.endpoint_url.as_deref());
+        let trail_ok = self.endpoint_url("usage.cloudtrail_endpoint_url", raw.cloudtrail_endpoint_url.as_deref());
+        let region_ok = self.region("usage.region", raw.region.as_deref());
+        let window = self.duration("usage.live_window", &raw.live_window).map(to_delta);
+        let url = raw.queue_url.trim();
+        let url_ok = url.is_empty() || url.starts_with("https://") || url.starts_with("http://");
+        if !url_ok {
+            self.push(
+                "usage.queue_url",
+                "must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+            );
+        }
+        let window = window?;
+        if !(endpoint_ok && trail_ok && region_ok && url_ok) {
+            return None;
+        }
+        Some(UsageSettings {
+            enabled: raw.enabled,
+            queue_url: (!url.is_empty()).then(|| url.to_string()),
+            region: raw.region.clone().or_else(|| events_region.map(str::to_string)),
+            endpoint_url: raw.endpoint_url.clone().filter(|u| !u.is_empty()),
+            backfill: raw.backfill,
+            cloudtrail_endpoint_url: raw.cloudtrail_endpoint_url.clone().filter(|u| !u.is_empty()),
+            live_window: window,
+            hold_live_keys: raw.hold_live_keys,
+        })
     }
 
     /// An AWS region name, when given.

@@ -57,6 +57,16 @@ pub fn rotated(
 }
 
 /// `state import`'s answer.
+/// What `keywarden usage --backfill` did.
+pub fn backfilled(requests: u32, throttled: u32, recorded: u64, duplicates: u64, rejected: u64) -> String {
+    format!(
+        "backfill: {requests} LookupEvents request{} ({throttled} throttled and waited out), \
+         {recorded} event{} counted, {duplicates} already counted, {rejected} rejected",
+        if requests == 1 { "" } else { "s" },
+        if recorded == 1 { "" } else { "s" }
+    )
+}
+
 pub fn imported(
     findings: usize,
     failures: usize,

@@ -5,7 +5,8 @@
 //! - `dynamodb`: one table (`table`) holding the state item by item (`items`), the journal and
 //!   the leader lease (`dynamodb`, `lease`); any number of instances, one of which enforces.
 //!
-//! `atomic` replaces a file whole (the state file, the journal's rewrite). [`Store`] is a
+//! `atomic` replaces a file whole (the state file, the journal's rewrite, the usage file).
+//! `usage` keeps the usage profiles of access keys (`usage.json` beside the state file). [`Store`] is a
 //! command's choice of backend; [`Memory`] the daemon's, made once at start.
 
 mod atomic;
@@ -16,6 +17,7 @@ pub mod journal;
 pub mod lease;
 mod memory;
 pub mod table;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;

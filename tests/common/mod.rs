@@ -136,6 +136,12 @@ impl Moto {
         self.control("POST", "/_keywarden/sso", json);
     }
 
+    /// Stores CloudTrail records for the launcher's LookupEvents (tests/moto/cloudtrail.py).
+    pub fn store_cloudtrail(&self, records: &[serde_json::Value]) {
+        let body = serde_json::json!({ "records": records }).to_string();
+        self.control("POST", "/_keywarden/cloudtrail", &body);
+    }
+
     pub fn set_faults(&self, json: &str) {
         self.control("POST", "/_keywarden/faults", json);
     }

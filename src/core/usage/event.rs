@@ -52,6 +52,16 @@ pub struct RawEvent {
     pub user_agent: Option<String>,
 }
 
+/// One page of CloudTrail's LookupEvents, as the edge read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupPage {
+    /// The records (each admitted or rejected by [`admit`]).
+    pub events: Vec<RawEvent>,
+    /// Records whose `CloudTrailEvent` was not a JSON object: malformed.
+    pub unreadable: usize,
+    pub next_token: Option<String>,
+}
+
 /// An admitted event: every field present and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageEvent {

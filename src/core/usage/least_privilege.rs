@@ -8,7 +8,7 @@
 //! management events, which is what a profile holds; calls that need no permission
 //! (`sts:GetCallerIdentity`) are left out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::usage::profile::Profile;
 
@@ -31,33 +31,33 @@ pub struct Draft {
     pub notes: Vec<String>,
 }
 
-/// The draft for `p`.
-pub fn draft(p: &Profile) -> Draft {
-    let mut by_service: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for action in &p.actions {
+/// The draft for the keys of `profiles` together (a user's keys: one policy for the user).
+pub fn draft(profiles: &[&Profile]) -> Draft {
+    let mut by_service: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for action in profiles.iter().flat_map(|p| &p.actions) {
         if NEED_NO_PERMISSION.contains(&action.as_str()) {
             continue;
         }
         let service = action.split(':').next().unwrap_or(action);
-        by_service.entry(service).or_default().push(action.clone());
+        by_service.entry(service).or_default().insert(action.clone());
     }
     let statements = by_service
         .into_iter()
         .map(|(service, actions)| Statement {
             sid: sid(service),
-            actions,
+            actions: actions.into_iter().collect(),
         })
         .collect();
     let mut notes = vec![
         "Resource is \"*\": narrow it to the resources the workload uses before attaching the policy.".to_string(),
     ];
-    if !p.actions_complete {
+    if profiles.iter().any(|p| !p.actions_complete) {
         notes.push(format!(
             "More actions were called than a profile keeps ({}): the policy lacks some of them.",
-            p.actions.len()
+            crate::core::usage::profile::ACTIONS
         ));
     }
-    if p.events == 0 {
+    if profiles.iter().all(|p| p.events == 0) {
         notes.push("No call was seen: the policy allows nothing.".to_string());
     }
     Draft { statements, notes }
@@ -92,13 +92,10 @@ mod tests {
     }
 
     #[test]
-    fn one_statement_per_service_with_the_actions_seen() {
-        let d = draft(&profile(&[
-            "s3:PutObject",
-            "s3:GetObject",
-            "execute-api:Invoke",
-            "sts:GetCallerIdentity",
-        ]));
+    fn one_statement_per_service_with_the_actions_seen_by_every_key() {
+        let a = profile(&["s3:PutObject", "execute-api:Invoke", "sts:GetCallerIdentity"]);
+        let b = profile(&["s3:GetObject", "s3:PutObject"]);
+        let d = draft(&[&a, &b]);
         assert_eq!(
             d.statements,
             [
@@ -119,8 +116,8 @@ mod tests {
     fn an_incomplete_or_empty_profile_says_so() {
         let mut p = profile(&["s3:GetObject"]);
         p.actions_complete = false;
-        assert!(draft(&p).notes.iter().any(|n| n.contains("lacks some")));
-        let d = draft(&profile(&[]));
+        assert!(draft(&[&p]).notes.iter().any(|n| n.contains("lacks some")));
+        let d = draft(&[&profile(&[])]);
         assert!(d.statements.is_empty());
         assert!(d.notes.iter().any(|n| n.contains("allows nothing")));
     }

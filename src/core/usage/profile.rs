@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use chrono::{NaiveDate, TimeDelta};
 
 use crate::core::model::Timestamp;
+use crate::core::usage::backfill::Cursor;
 use crate::core::usage::event::UsageEvent;
 
 pub const SOURCES: usize = 16;
@@ -30,6 +31,11 @@ pub const REGIONS: usize = 32;
 pub const ACTIONS: usize = 256;
 pub const DAYS: usize = 30;
 pub const REMEMBERED_IDS: usize = 64;
+
+/// FNV-1a of an event id, as [`Profile::recent_ids`] keeps it.
+pub fn id_hash(event_id: &str) -> u64 {
+    fnv1a(event_id.as_bytes())
+}
 
 /// A value and how often it was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +90,8 @@ pub struct Profile {
     pub live_since: Option<Timestamp>,
     /// Hashes of the last event ids counted (FNV-1a, stable across processes).
     pub recent_ids: VecDeque<u64>,
+    /// Where the backfill from LookupEvents stands.
+    pub backfill: Cursor,
 }
 
 impl Profile {

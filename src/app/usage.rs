@@ -1,0 +1,171 @@
+//! `keywarden usage [USER | ACCESS_KEY_ID] [--backfill]`: what uses each active access key and
+//! what should replace it. Reads the accounts' active keys (every key named, in any inventory
+//! mode), the profiles kept (`ports::UsageStore`) and, with `--backfill`, CloudTrail's
+//! LookupEvents first (`app::backfill`), in `usage.region` of each account.
+//!
+//! A failed read is said and makes the command fail: a key left out, or a backfill that
+//! stopped early, never looks like a complete answer.
+
+use std::collections::BTreeMap;
+
+use crate::app::backfill::{Backfill, Tally, LOOKUPS_PER_SECOND, MAX_REQUESTS_PER_RUN};
+use crate::aws::accounts::Fleet;
+use crate::aws::cloudtrail::Trail;
+use crate::aws::ratelimit::TokenBucket;
+use crate::config::Config;
+use crate::core::model::Timestamp;
+use crate::core::usage::profile::Profile;
+use crate::core::usage::summary::{summarize, KeyUsage};
+use crate::ports::{InventorySource, UsageStore};
+
+/// What `keywarden usage` found.
+#[derive(Debug, Default)]
+pub struct UsageRun {
+    /// One per active key selected, by account, user and key id.
+    pub keys: Vec<(String, KeyUsage)>,
+    /// What the backfill did (all zero without `--backfill`).
+    pub tally: Tally,
+    /// Reads that failed, in the service's words.
+    pub errors: Vec<String>,
+}
+
+/// Whether a key of `user` is selected by `target` (a user name or an access key id).
+fn selected(target: Option<&str>, user: &str, key_id: &str) -> bool {
+    target.is_none_or(|t| t == user || t == key_id)
+}
+
+/// The usage of the active keys `target` selects, backfilled first when asked.
+pub async fn usage(
+    config: &Config,
+    fleet: &Fleet,
+    store: &impl UsageStore,
+    target: Option<&str>,
+    backfill: bool,
+    now: Timestamp,
+) -> UsageRun {
+    let mut run = UsageRun::default();
+    let every = |_: &str, _: &crate::core::model::User| true;
+    let mut opts = crate::app::audit::inventory_options(config, &every, None, None);
+    opts.credential_kinds = Vec::new();
+    opts.exposure = false;
+    let accounts = fleet.inventory(&opts).await;
+    let mut kept: BTreeMap<(String, String), Profile> = match store.profiles().await {
+        Ok(all) => all
+            .into_iter()
+            .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
+            .collect(),
+        Err(e) => {
+            run.errors.push(e.0);
+            BTreeMap::new()
+        }
+    };
+    let mut remaining = MAX_REQUESTS_PER_RUN;
+    for account in &accounts {
+        run.errors.extend(account.errors.iter().map(|e| {
+            let user = e.user.as_deref().map(|u| format!(", user {u}")).unwrap_or_default();
+            format!("account {}{user}: {}: {}", e.account_id, e.operation, e.message)
+        }));
+        let keys: Vec<(&str, &str)> = account
+            .users
+            .iter()
+            .flat_map(|u| {
+                u.keys
+                    .iter()
+                    .filter(|k| k.is_active())
+                    .map(move |k| (u.name.as_str(), k.id.as_str()))
+            })
+            .filter(|(user, key)| selected(target, user, key))
+            .collect();
+        if backfill && !keys.is_empty() {
+            let ids: Vec<&str> = keys.iter().map(|(_, k)| *k).collect();
+            remaining = backfill_account(
+                config,
+                fleet,
+                store,
+                &account.account_id,
+                &ids,
+                &mut kept,
+                remaining,
+                now,
+                &mut run,
+            )
+            .await;
+        }
+        for (user, key) in keys {
+            let profile = kept.get(&(account.account_id.clone(), key.to_string()));
+            run.keys.push((
+                account.account_id.clone(),
+                summarize(&account.account_id, user, key, profile, now),
+            ));
+        }
+    }
+    run
+}
+
+/// Backfills `keys` of one account; returns the requests the run may still send.
+#[allow(clippy::too_many_arguments)] // one account's share of one run: every part is the run's
+async fn backfill_account(
+    config: &Config,
+    fleet: &Fleet,
+    store: &impl UsageStore,
+    account_id: &str,
+    keys: &[&str],
+    kept: &mut BTreeMap<(String, String), Profile>,
+    budget: u32,
+    now: Timestamp,
+    run: &mut UsageRun,
+) -> u32 {
+    let Some(sdk) = fleet
+        .sdks()
+        .into_iter()
+        .find(|(id, _)| *id == account_id)
+        .map(|(_, sdk)| sdk)
+    else {
+        run.errors
+            .push(format!("account {account_id}: no client to read CloudTrail with"));
+        return budget;
+    };
+    let trail = match Trail::new(
+        sdk,
+        config.usage.region.as_deref(),
+        config.usage.cloudtrail_endpoint_url.as_deref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            run.errors.push(format!("account {account_id}: {e}"));
+            return budget;
+        }
+    };
+    let pace = TokenBucket::new(LOOKUPS_PER_SECOND, 1.0);
+    let mut b = Backfill {
+        lookup: &trail,
+        store,
+        pace: &pace,
+        budget,
+        now,
+        tally: std::mem::take(&mut run.tally),
+    };
+    for key in keys {
+        let slot = (account_id.to_string(), key.to_string());
+        let profile = kept.entry(slot).or_insert_with(|| Profile::new(account_id, key));
+        if let Err(e) = b.key(profile).await {
+            run.errors
+                .push(format!("account {account_id}, CloudTrail in {}: {e}", trail.region()));
+        }
+    }
+    run.tally = b.tally;
+    b.budget
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_a_user_name_or_a_key_id() {
+        assert!(selected(None, "alice", "AKIA1"));
+        assert!(selected(Some("alice"), "alice", "AKIA1"));
+        assert!(selected(Some("AKIA1"), "alice", "AKIA1"));
+        assert!(!selected(Some("bob"), "alice", "AKIA1"));
+    }
+}

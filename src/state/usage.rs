@@ -1,0 +1,256 @@
+//! Usage profiles kept between runs: `usage.json` next to the state file (the file backend,
+//! one host), written atomically after every change, as aggregates only (never raw events).
+//! The document ([`UsageDoc`]) is the same in every backend.
+//!
+//! One writer: a process serializes its own saves; the daemon and `keywarden usage
+//! --backfill` on one host each save a profile by reading the file again and replacing only
+//! that profile, so neither loses the other's keys (the last save of one key wins).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::core::model::Timestamp;
+use crate::core::usage::backfill::{Cursor, Progress};
+use crate::core::usage::profile::{Counted, Profile};
+use crate::ports::{StoreError, UsageStore};
+
+const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
+    schema_version: u32,
+    profiles: Vec<UsageDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CountedDoc {
+    value: String,
+    count: u64,
+}
+
+/// One profile as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UsageDoc {
+    account_id: String,
+    access_key_id: String,
+    events: u64,
+    first_event: Option<Timestamp>,
+    last_event: Option<Timestamp>,
+    last_source: Option<String>,
+    last_user_agent: Option<String>,
+    sources: Vec<CountedDoc>,
+    user_agents: Vec<CountedDoc>,
+    services: BTreeSet<String>,
+    regions: BTreeSet<String>,
+    actions: BTreeSet<String>,
+    actions_complete: bool,
+    days: BTreeMap<NaiveDate, u64>,
+    live_since: Option<Timestamp>,
+    recent_ids: Vec<u64>,
+    backfill_end: Option<Timestamp>,
+    backfill_pages: u32,
+    backfill: String,
+}
+
+fn counted(list: &[Counted]) -> Vec<CountedDoc> {
+    list.iter()
+        .map(|c| CountedDoc {
+            value: c.value.clone(),
+            count: c.count,
+        })
+        .collect()
+}
+
+fn from_counted(list: Vec<CountedDoc>) -> Vec<Counted> {
+    list.into_iter()
+        .map(|c| Counted {
+            value: c.value,
+            count: c.count,
+        })
+        .collect()
+}
+
+impl From<&Profile> for UsageDoc {
+    fn from(p: &Profile) -> UsageDoc {
+        UsageDoc {
+            account_id: p.account_id.clone(),
+            access_key_id: p.access_key_id.clone(),
+            events: p.events,
+            first_event: p.first_event,
+            last_event: p.last_event,
+            last_source: p.last_source.clone(),
+            last_user_agent: p.last_user_agent.clone(),
+            sources: counted(&p.sources),
+            user_agents: counted(&p.user_agents),
+            services: p.services.clone(),
+            regions: p.regions.clone(),
+            actions: p.actions.clone(),
+            actions_complete: p.actions_complete,
+            days: p.days.clone(),
+            live_since: p.live_since,
+            recent_ids: p.recent_ids.iter().copied().collect(),
+            backfill_end: p.backfill.end,
+            backfill_pages: p.backfill.pages,
+            backfill: p.backfill.state.as_str().to_string(),
+        }
+    }
+}
+
+impl TryFrom<UsageDoc> for Profile {
+    type Error = String;
+
+    fn try_from(d: UsageDoc) -> Result<Profile, String> {
+        let state = Progress::parse(&d.backfill).ok_or_else(|| {
+            format!(
+                "profile of {}: unknown backfill state {:?}",
+                d.access_key_id, d.backfill
+            )
+        })?;
+        Ok(Profile {
+            account_id: d.account_id,
+            access_key_id: d.access_key_id,
+            events: d.events,
+            first_event: d.first_event,
+            last_event: d.last_event,
+            last_source: d.last_source,
+            last_user_agent: d.last_user_agent,
+            sources: from_counted(d.sources),
+            user_agents: from_counted(d.user_agents),
+            services: d.services,
+            regions: d.regions,
+            actions: d.actions,
+            actions_complete: d.actions_complete,
+            days: d.days,
+            live_since: d.live_since,
+            recent_ids: VecDeque::from(d.recent_ids),
+            backfill: Cursor {
+                end: d.backfill_end,
+                pages: d.backfill_pages,
+                state,
+            },
+        })
+    }
+}
+
+/// The usage file of the file backend.
+pub struct FileUsage {
+    path: PathBuf,
+    saves: tokio::sync::Mutex<()>,
+}
+
+impl FileUsage {
+    /// `usage.json` next to `state_path`.
+    pub fn beside(state_path: &Path) -> FileUsage {
+        FileUsage {
+            path: state_path.with_file_name("usage.json"),
+            saves: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read(&self) -> Result<Vec<Profile>, StoreError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError(format!("cannot read {}: {e}", self.path.display()))),
+        };
+        let corrupt = |m: String| {
+            StoreError(format!(
+                "{} is not a usage file keywarden can read: {m}",
+                self.path.display()
+            ))
+        };
+        let file: File = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if file.schema_version != SCHEMA_VERSION {
+            return Err(corrupt(format!(
+                "schema_version {} (this keywarden reads {SCHEMA_VERSION})",
+                file.schema_version
+            )));
+        }
+        file.profiles
+            .into_iter()
+            .map(Profile::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)
+    }
+
+    fn write(&self, profiles: &[Profile]) -> Result<(), StoreError> {
+        let file = File {
+            schema_version: SCHEMA_VERSION,
+            profiles: profiles.iter().map(UsageDoc::from).collect(),
+        };
+        let body = serde_json::to_vec_pretty(&file).map_err(|e| StoreError(e.to_string()))?;
+        crate::state::atomic::write_atomically(&self.path, &body)
+            .map_err(|e| StoreError(format!("cannot write {}: {e}", self.path.display())))
+    }
+}
+
+impl UsageStore for FileUsage {
+    async fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        self.read()
+    }
+
+    async fn save(&self, profile: &Profile) -> Result<(), StoreError> {
+        let _one = self.saves.lock().await;
+        let mut all = self.read()?;
+        let same = |p: &Profile| p.account_id == profile.account_id && p.access_key_id == profile.access_key_id;
+        match all.iter_mut().find(|p| same(p)) {
+            Some(p) => *p = profile.clone(),
+            None => all.push(profile.clone()),
+        }
+        all.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
+        self.write(&all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::usage::event::UsageEvent;
+    use crate::core::usage::profile::Feed;
+
+    #[tokio::test]
+    async fn a_profile_survives_the_file_and_another_keys_save_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("kw-usage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = FileUsage::beside(&dir.join("state.json"));
+        let mut p = Profile::new("123456789012", "AKIAIOSFODNN7EXAMPLE");
+        let e = UsageEvent {
+            event_id: "e1".into(),
+            time: chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
+                .unwrap()
+                .into(),
+            account_id: "123456789012".into(),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            service: "s3".into(),
+            action: "ListBuckets".into(),
+            region: "us-east-1".into(),
+            source: "198.51.100.7".into(),
+            user_agent: "aws-cli/2.15.30".into(),
+        };
+        p.record(&e, Feed::Backfill);
+        p.backfill.page_read(Some(e.time), false);
+        store.save(&p).await.unwrap();
+        store
+            .save(&Profile::new("123456789012", "AKIAOTHER0000000000X"))
+            .await
+            .unwrap();
+        let back = store.profiles().await.unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0], p, "every field round-trips");
+        std::fs::write(store.path(), b"{\"schema_version\": 9, \"profiles\": []}").unwrap();
+        let err = store.profiles().await.unwrap_err();
+        assert!(
+            err.0.contains("usage.json") && err.0.contains("schema_version 9"),
+            "{}",
+            err.0
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,251 @@
+//! `keywarden usage --backfill` end to end, through the real binary against moto and the
+//! launcher's CloudTrail LookupEvents: four workloads told apart by their calls, every page
+//! read at CloudTrail's pace, a second backfill that sends nothing and counts nothing twice,
+//! a rejected record counted and left out, and the least-privilege policy of one user.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A CloudTrail record as a trail writes it, `hours` ago.
+fn record(id: &str, key: &str, user: &str, agent: &str, address: &str, call: (&str, &str), hours: i64) -> Value {
+    let time = chrono::Utc::now() - chrono::TimeDelta::hours(hours);
+    json!({
+        "eventVersion": "1.09",
+        "eventID": id,
+        "eventTime": time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "eventSource": call.0,
+        "eventName": call.1,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": address,
+        "userAgent": agent,
+        "readOnly": true,
+        "recipientAccountId": "123456789012",
+        "userIdentity": {"type": "IAMUser", "userName": user, "accessKeyId": key,
+                         "arn": format!("arn:aws:iam::123456789012:user/{user}")}
+    })
+}
+
+const CLI: &str = "aws-cli/2.17.46 md/awscrt#0.21.2 ua/2.0 os/macos#24.1.0 md/arch#arm64 lang/python#3.11.10 md/pyimpl#CPython cfg/retry-mode#standard md/installer#source md/prompt#off md/command#s3.ls";
+const TERRAFORM: &str = "APN/1.0 HashiCorp/1.0 Terraform/1.11.4 (+https://www.terraform.io) terraform-provider-aws/5.98.0 (+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go-v2/1.36.3 ua/2.1 os/linux lang/go#1.23.8 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.79.3 m/Z,g";
+const LAMBDA: &str = "Boto3/1.34.145 md/Botocore#1.34.145 ua/2.0 os/linux#5.10.233-244.887.amzn2.x86_64 md/arch#x86_64 lang/python#3.11.10 md/pyimpl#CPython exec-env/AWS_Lambda_python3.11 cfg/retry-mode#legacy Botocore/1.34.145";
+const GITHUB: &str = "configure-aws-credentials-for-github-actions";
+
+fn by_user<'a>(report: &'a Value, user: &str) -> &'a Value {
+    report
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|k| k["user"] == user)
+        .unwrap_or_else(|| panic!("{user} in {report:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_profiles_from_a_backfill_name_the_workload_and_what_should_replace_each_key() {
+    let moto = Moto::start();
+    let dir = TempDir::new("usage");
+    let iam = moto.iam();
+    let mut keys = std::collections::BTreeMap::new();
+    for user in ["alice", "deploy", "orders-fn", "release"] {
+        create_user(&iam, user, None).await;
+        keys.insert(user, create_key(&iam, user).await.id);
+    }
+    let mut records = Vec::new();
+    // alice, by hand with the AWS CLI: 120 calls, three pages.
+    for i in 0..120 {
+        let call = if i % 2 == 0 {
+            ("s3.amazonaws.com", "ListBuckets")
+        } else {
+            ("ec2.amazonaws.com", "DescribeInstances")
+        };
+        records.push(record(
+            &format!("a-{i}"),
+            &keys["alice"],
+            "alice",
+            CLI,
+            "198.51.100.7",
+            call,
+            i,
+        ));
+    }
+    for i in 0..5 {
+        let tf = ("ec2.amazonaws.com", "DescribeVpcs");
+        records.push(record(
+            &format!("t-{i}"),
+            &keys["deploy"],
+            "deploy",
+            TERRAFORM,
+            &format!("203.0.113.{i}"),
+            tf,
+            i,
+        ));
+        let put = ("dynamodb.amazonaws.com", "PutItem");
+        records.push(record(
+            &format!("l-{i}"),
+            &keys["orders-fn"],
+            "orders-fn",
+            LAMBDA,
+            "3.80.1.2",
+            put,
+            i,
+        ));
+    }
+    records.push(record(
+        "g-0",
+        &keys["release"],
+        "release",
+        GITHUB,
+        "20.1.2.3",
+        ("sts.amazonaws.com", "GetCallerIdentity"),
+        2,
+    ));
+    records.push(record(
+        "g-1",
+        &keys["release"],
+        "release",
+        CLI,
+        "20.1.2.3",
+        ("s3.amazonaws.com", "PutObject"),
+        1,
+    ));
+    // A record whose event name is no IAM action: rejected, counted, left out.
+    records.push(record(
+        "bad",
+        &keys["alice"],
+        "alice",
+        CLI,
+        "198.51.100.7",
+        ("s3.amazonaws.com", "Put Object!"),
+        3,
+    ));
+    moto.store_cloudtrail(&records);
+    let usage = format!("[usage]\ncloudtrail_endpoint_url = \"{}\"\n", moto.endpoint());
+    let config = moto_config(&dir, &moto, &usage);
+    let cfg = config.to_str().unwrap();
+    moto.take_stats();
+
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "usage",
+        "--backfill",
+        "--format",
+        "json",
+        "--config",
+        cfg,
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let stats = moto.take_stats();
+    assert_eq!(
+        stats["LookupEvents"],
+        3 + 1 + 1 + 1,
+        "alice 3 pages, one each for the others: {stats}"
+    );
+    assert!(
+        stats.get("LookupEvents:ThrottlingException").is_none(),
+        "paced under 2/s: {stats}"
+    );
+    assert!(
+        err.contains("6 LookupEvents requests") && err.contains("132 events counted") && err.contains("1 rejected"),
+        "{err}"
+    );
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    let alice = by_user(&report, "alice");
+    assert_eq!(
+        (alice["workload"].as_str(), alice["replacement"]["kind"].as_str()),
+        (Some("person"), Some("identity_center"))
+    );
+    assert_eq!(alice["events_total"], 120);
+    assert_eq!(alice["events"], 120, "all within 30 days (120 hours)");
+    assert_eq!(alice["sources"], json!([{"address": "198.51.100.7", "count": 120}]));
+    assert_eq!(alice["actions"], json!(["ec2:DescribeInstances", "s3:ListBuckets"]));
+    assert_eq!(alice["backfill"], "done");
+    let deploy = by_user(&report, "deploy");
+    assert_eq!(deploy["workload"], "terraform", "{deploy:#}");
+    let lambda = by_user(&report, "orders-fn");
+    assert_eq!(
+        (lambda["workload"].as_str(), lambda["replacement"]["kind"].as_str()),
+        (Some("aws_lambda"), Some("execution_role"))
+    );
+    let release = by_user(&report, "release");
+    assert_eq!(release["workload"], "github_actions");
+    let trust = &release["replacement"]["trust_policy"]["Statement"][0];
+    assert_eq!(
+        trust["Principal"]["Federated"],
+        "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    );
+    assert_eq!(
+        trust["Condition"]["StringLike"]["token.actions.githubusercontent.com:sub"],
+        "repo:OWNER/REPO:*"
+    );
+
+    // Finished: a second backfill sends nothing and counts nothing twice.
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "usage",
+        "alice",
+        "--backfill",
+        "--format",
+        "json",
+        "--config",
+        cfg,
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(moto.take_stats().get("LookupEvents").is_none(), "nothing read again");
+    let again: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(again.as_array().unwrap().len(), 1, "one user's keys");
+    assert_eq!(again[0]["events_total"], 120);
+
+    // The table a person reads, and the policy of what alice called.
+    let (code, table, err) = outputs(&mut keywarden(&["usage", "orders-fn", "--config", cfg]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("aws_lambda") && table.contains("exec-env/AWS_Lambda_python3.11"),
+        "{table}"
+    );
+    assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
+    let (code, policy, err) = outputs(&mut keywarden(&["usage", "alice", "--policy", "--config", cfg]));
+    assert_eq!(code, 0, "{err}");
+    let policy: Value = serde_json::from_str(&policy).expect("a policy document");
+    let actions: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, ["ec2:DescribeInstances", "s3:ListBuckets"]);
+    assert!(err.contains("Resource is \"*\""), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_lookup_fails_the_command_and_keeps_nothing_that_looks_finished() {
+    let moto = Moto::start();
+    let dir = TempDir::new("usage-denied");
+    let iam = moto.iam();
+    create_user(&iam, "alice", None).await;
+    let key = create_key(&iam, "alice").await.id;
+    moto.store_cloudtrail(&[record(
+        "a-0",
+        &key,
+        "alice",
+        CLI,
+        "198.51.100.7",
+        ("s3.amazonaws.com", "ListBuckets"),
+        1,
+    )]);
+    // Nothing answers CloudTrail there: the read fails in the transport's words.
+    let config = moto_config(
+        &dir,
+        &moto,
+        "[usage]\ncloudtrail_endpoint_url = \"http://127.0.0.1:9\"\n",
+    );
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "usage",
+        "--backfill",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("CloudTrail") && err.contains(&key), "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report[0]["backfill"], "not_started", "{report:#}");
+}
