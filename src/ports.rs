@@ -258,6 +258,13 @@ pub trait UsageStore {
         &self,
         profile: &crate::core::usage::profile::Profile,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Saves several keys' profiles at once (a batch from the usage queue), and forgets the
+    /// keys of `forget` (account, key id): keys that are gone.
+    fn save_all(
+        &self,
+        profiles: &[crate::core::usage::profile::Profile],
+        forget: &[(String, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// CloudTrail's LookupEvents in one account and region (`aws::cloudtrail`): one page of the

@@ -11,13 +11,13 @@ use keywarden::core::events::{decide, Decision, Kind, Subject};
 use serde_json::{json, Value};
 
 /// A JSON-protocol call that must succeed.
-fn call(moto: &Moto, service: &str, target: &str, content_type: &str, body: &Value) -> Value {
+pub(crate) fn call(moto: &Moto, service: &str, target: &str, content_type: &str, body: &Value) -> Value {
     let (status, answer) = moto.json_call(service, target, content_type, body);
     assert!(status.contains(" 200"), "{target}: {status} {answer}");
     answer
 }
 
-fn sqs(moto: &Moto, op: &str, body: Value) -> Value {
+pub(crate) fn sqs(moto: &Moto, op: &str, body: Value) -> Value {
     call(
         moto,
         "sqs",
@@ -27,7 +27,7 @@ fn sqs(moto: &Moto, op: &str, body: Value) -> Value {
     )
 }
 
-fn events(moto: &Moto, op: &str, body: Value) -> Value {
+pub(crate) fn events(moto: &Moto, op: &str, body: Value) -> Value {
     call(
         moto,
         "events",
@@ -69,7 +69,7 @@ fn queue_with_rule(moto: &Moto) -> String {
     url
 }
 
-fn put_event(moto: &Moto, source: &str, detail_type: &str, detail: Value) {
+pub(crate) fn put_event(moto: &Moto, source: &str, detail_type: &str, detail: Value) {
     let r = events(
         moto,
         "PutEvents",

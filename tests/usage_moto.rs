@@ -1,7 +1,9 @@
-//! `keywarden usage --backfill` end to end, through the real binary against moto and the
-//! launcher's CloudTrail LookupEvents: four workloads told apart by their calls, every page
-//! read at CloudTrail's pace, a second backfill that sends nothing and counts nothing twice,
-//! a rejected record counted and left out, and the least-privilege policy of one user.
+//! Usage profiles end to end, through the real binary against moto: `keywarden usage
+//! --backfill` over the launcher's CloudTrail LookupEvents (four workloads told apart by their
+//! calls, every page read at CloudTrail's pace, a second backfill that sends nothing and
+//! counts nothing twice, a rejected record counted and left out, the least-privilege policy of
+//! one user), and the daemon consuming the usage queue through moto's EventBridge and SQS
+//! (each event counted once, each bad one with its outcome, no re-audit).
 
 use serde_json::{json, Value};
 
@@ -248,4 +250,113 @@ async fn a_failed_lookup_fails_the_command_and_keeps_nothing_that_looks_finished
     assert!(err.contains("CloudTrail") && err.contains(&key), "{err}");
     let report: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(report[0]["backfill"], "not_started", "{report:#}");
+}
+
+/// The usage queue as the packaged rule feeds it: CloudTrail events signed by a long-term key.
+fn usage_queue(moto: &Moto) -> String {
+    use crate::events_moto::{events, sqs};
+    let url = sqs(moto, "CreateQueue", json!({"QueueName": "keywarden-usage"}))["QueueUrl"]
+        .as_str()
+        .expect("queue url")
+        .to_string();
+    let arn = sqs(
+        moto,
+        "GetQueueAttributes",
+        json!({"QueueUrl": url, "AttributeNames": ["QueueArn"]}),
+    )["Attributes"]["QueueArn"]
+        .as_str()
+        .expect("queue arn")
+        .to_string();
+    let pattern = json!({
+        "detail-type": ["AWS API Call via CloudTrail"],
+        "detail": {"userIdentity": {"accessKeyId": [{"prefix": "AKIA"}]}}
+    });
+    events(
+        moto,
+        "PutRule",
+        json!({"Name": "keywarden-usage", "EventPattern": pattern.to_string(), "State": "ENABLED"}),
+    );
+    events(
+        moto,
+        "PutTargets",
+        json!({"Rule": "keywarden-usage", "Targets": [{"Id": "queue", "Arn": arn}]}),
+    );
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcomes() {
+    use crate::events_moto::put_event;
+    let moto = Moto::start();
+    let url = usage_queue(&moto);
+    let iam = moto.iam();
+    create_user(&iam, "alice", None).await;
+    let key = create_key(&iam, "alice").await.id;
+    let dir = TempDir::new("usage-queue");
+    let port = free_port();
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!(
+            "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+             [usage]\nenabled = true\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    );
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    d.wait_metrics(30, "the first run", |m| {
+        metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(1.0)
+    })
+    .await;
+
+    let detail =
+        |id: &str, key: &str, name: &str| record(id, key, "alice", CLI, "198.51.100.7", ("s3.amazonaws.com", name), 0);
+    for (id, k, name) in [
+        ("u-1", key.as_str(), "ListBuckets"),
+        ("u-2", key.as_str(), "GetObject"),
+        ("u-3", key.as_str(), "PutObject"),
+        ("u-1", key.as_str(), "ListBuckets"),           // delivered twice
+        ("u-4", "AKIAUNKNOWN000000000", "ListBuckets"), // a key no run read
+        ("u-5", key.as_str(), "Get Object!"),           // not an action name
+        ("u-6", "ASIATEMPORARY0000000", "ListBuckets"), // temporary credentials: the rule drops it
+    ] {
+        put_event(&moto, "aws.s3", "AWS API Call via CloudTrail", detail(id, k, name));
+    }
+    let page = d
+        .wait_metrics(30, "every usage event counted", |m| {
+            let n = |o: &str| metric(m, "keywarden_usage_events_total", &[("outcome", o)]).unwrap_or(0.0);
+            n("recorded") + n("duplicate") + n("unknown_key") + n("malformed") >= 6.0
+        })
+        .await;
+    let n = |o: &str| metric(&page, "keywarden_usage_events_total", &[("outcome", o)]);
+    assert_eq!(
+        (n("recorded"), n("duplicate"), n("unknown_key"), n("malformed")),
+        (Some(3.0), Some(1.0), Some(1.0), Some(1.0)),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "keywarden_audit_runs_total", &[("outcome", "success")]),
+        Some(1.0),
+        "a usage event never triggers a re-audit"
+    );
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "usage",
+        "alice",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report[0]["events_total"], 3, "{report:#}");
+    assert_eq!(report[0]["workload"], "person");
+    assert_eq!(
+        report[0]["actions"],
+        json!(["s3:GetObject", "s3:ListBuckets", "s3:PutObject"])
+    );
 }

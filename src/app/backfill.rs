@@ -219,6 +219,10 @@ mod tests {
             self.0.lock().unwrap().push(p.clone());
             Ok(())
         }
+        async fn save_all(&self, all: &[Profile], _: &[(String, String)]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().extend(all.iter().cloned());
+            Ok(())
+        }
     }
 
     fn trail(n: usize, per_page: usize) -> Trail {

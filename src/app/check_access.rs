@@ -57,6 +57,13 @@ pub fn features(config: &Config, ambient_account: &str) -> Features {
             .events
             .as_ref()
             .and_then(|e| access::queue_arn(&e.queue_url, e.region.as_deref().unwrap_or(&region))),
+        usage_queue: config
+            .usage
+            .queue_url
+            .as_deref()
+            .filter(|_| config.usage.enabled)
+            .and_then(|url| access::queue_arn(url, config.usage.region.as_deref().unwrap_or(&region))),
+        usage_backfill: config.usage.enabled,
         credentials: config.policy.rules.credential_kinds(),
         credential_deactivations: config.policy.rules.credential_deactivations(),
     }

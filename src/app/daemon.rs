@@ -269,9 +269,15 @@ pub async fn run(config: Config, opts: Options) -> Result<i32, DaemonError> {
     let (mut d, tick_rx) = Daemon::start(opts, config, harness.clone()).await?;
     // The events queue's consumer (idle without `[events]`, and on followers).
     let events_task = tokio::spawn(crate::app::events::consume(d.config_tx.subscribe(), harness.clone()));
+    // The usage queue's consumer (idle without [usage]; on every instance).
+    let usage_task = tokio::spawn(crate::app::usage_events::consume(
+        d.config_tx.subscribe(),
+        harness.clone(),
+    ));
     let inflight = d.serve(signals, tick_rx).await;
     d.shut_down(inflight).await;
     events_task.abort();
+    usage_task.abort();
     if let Some(task) = lease_task {
         task.abort();
     }

@@ -315,6 +315,48 @@ impl EventsReceived<'_> {
     }
 }
 
+/// One batch from the usage queue, counted by outcome.
+pub struct UsageEventsReceived {
+    /// Messages by outcome (`recorded`, `duplicate`, `unknown_key`, `malformed`).
+    pub counts: [(&'static str, u64); 4],
+    /// Profiles of keys gone from IAM, forgotten with this batch.
+    pub forgotten: usize,
+}
+
+impl UsageEventsReceived {
+    pub fn emit(self, metrics: &Metrics) {
+        for (outcome, n) in self.counts {
+            metrics.usage_events(outcome, n);
+        }
+        let n = |name: &str| self.counts.iter().find(|(o, _)| *o == name).map_or(0, |(_, n)| *n);
+        tracing::debug!(
+            recorded = n("recorded"),
+            duplicate = n("duplicate"),
+            unknown_key = n("unknown_key"),
+            malformed = n("malformed"),
+            forgotten = self.forgotten,
+            "usage events counted"
+        );
+    }
+}
+
+/// The usage queue could not be set up, read or saved from; its messages come back.
+pub struct UsageReceiveFailed<'a> {
+    pub error: &'a dyn std::fmt::Display,
+    pub setup: bool,
+}
+
+impl UsageReceiveFailed<'_> {
+    pub fn emit(self, metrics: &Metrics) {
+        metrics.usage_receive_failed();
+        if self.setup {
+            tracing::error!(error = %self.error, "cannot use the usage queue");
+        } else {
+            tracing::warn!(error = %self.error, "cannot receive or keep usage events; they come back");
+        }
+    }
+}
+
 /// The events queue could not be set up or read; the cron run is the safety net.
 pub struct EventReceiveFailed<'a> {
     pub error: &'a dyn std::fmt::Display,

@@ -10,7 +10,9 @@
 //!   back after its deletion; `rotate`: guided and automatic rotation;
 //! - `export`: the findings' export to Security Hub;
 //! - `check_access`: the permissions a config needs, put to the policy simulator;
-//! - `state_admin`: `state init` and `state import`.
+//! - `state_admin`: `state init` and `state import`;
+//! - `usage`: `keywarden usage`; `backfill`: usage profiles from CloudTrail's LookupEvents;
+//!   `usage_events`: the usage queue's consumer (every instance).
 
 pub mod audit;
 pub mod backfill;
@@ -27,3 +29,4 @@ pub mod reactivate_password;
 pub mod rotate;
 pub mod state_admin;
 pub mod usage;
+pub mod usage_events;

@@ -1,11 +1,13 @@
 //! EventBridge envelopes as they reach the events queue, read into [`Envelope`] (what
 //! `core::events` decides on): CloudTrail's "AWS API Call via CloudTrail" and AWS Health
 //! events, delivered to SQS straight from an EventBridge rule, or wrapped in SNS's
-//! Notification (a topic in between without raw delivery).
+//! Notification (a topic in between without raw delivery); and the CloudTrail records of the
+//! usage queue ([`usage_event`]).
 
 use serde_json::Value;
 
 use crate::core::events::Envelope;
+use crate::core::usage::event::RawEvent;
 
 /// The envelope in a message body, or why it is not one.
 pub fn parse(body: &str) -> Result<Envelope, String> {
@@ -54,9 +56,47 @@ pub fn parse(body: &str) -> Result<Envelope, String> {
     })
 }
 
+/// The CloudTrail record of a message on the usage queue (an "AWS API Call via CloudTrail"
+/// envelope, plain or SNS-wrapped), as the core's [`RawEvent`], or why it is not one.
+pub fn usage_event(body: &str) -> Result<RawEvent, String> {
+    let mut v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    if v["Type"] == "Notification" {
+        let inner = v["Message"].as_str().ok_or("an SNS notification without a Message")?;
+        v = serde_json::from_str(inner).map_err(|e| format!("the SNS Message is not JSON: {e}"))?;
+    }
+    if v["detail-type"] != "AWS API Call via CloudTrail" {
+        return Err("not an \"AWS API Call via CloudTrail\" event".into());
+    }
+    if !v["detail"].is_object() {
+        return Err("no detail object".into());
+    }
+    Ok(crate::aws::cloudtrail::raw_event(&v["detail"], v["account"].as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_usage_event_is_its_cloudtrail_record_and_anything_else_says_why() {
+        let body = serde_json::json!({
+            "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": "123456789012",
+            "detail": {"eventID": "e1", "eventName": "ListBuckets", "eventSource": "s3.amazonaws.com",
+                       "userIdentity": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE"}}
+        });
+        let e = usage_event(&body.to_string()).expect("a usage event");
+        assert_eq!(e.account_id.as_deref(), Some("123456789012"), "the envelope's account");
+        assert_eq!(e.access_key_id.as_deref(), Some("AKIAIOSFODNN7EXAMPLE"));
+        let wrapped = serde_json::json!({"Type": "Notification", "Message": body.to_string()}).to_string();
+        assert_eq!(usage_event(&wrapped), Ok(e));
+        for (bad, why) in [
+            ("[", "not JSON"),
+            ("{}", "not an"),
+            (r#"{"detail-type": "AWS API Call via CloudTrail"}"#, "no detail"),
+        ] {
+            assert!(usage_event(bad).unwrap_err().contains(why), "{bad}");
+        }
+    }
 
     const CREATE: &str = r#"{
       "version": "0", "id": "6f3a", "detail-type": "AWS API Call via CloudTrail",

@@ -45,6 +45,11 @@ pub struct Features {
     pub security_hub_region: Option<String>,
     /// `[events]`: the queue's ARN.
     pub events_queue: Option<String>,
+    /// `[usage]` enabled with a queue: the usage queue's ARN.
+    pub usage_queue: Option<String>,
+    /// `[usage]` enabled: CloudTrail's LookupEvents in each account (`keywarden usage
+    /// --backfill`, and the leader with `usage.backfill`).
+    pub usage_backfill: bool,
     /// The kinds of credentials beyond access keys the enabled rules read
     /// (`Rules::credential_kinds`).
     pub credentials: Vec<CredentialType>,
@@ -95,6 +100,8 @@ pub const STATE_TABLE: [&str; 6] = [
 pub const SECURITY_HUB: [&str; 2] = ["securityhub:BatchImportFindings", "securityhub:GetFindings"];
 /// The events queue: DeleteMessageBatch is authorized as DeleteMessage.
 pub const EVENTS: [&str; 2] = ["sqs:ReceiveMessage", "sqs:DeleteMessage"];
+/// The usage backfill (LookupEvents has no resource-level permission: `*`).
+pub const USAGE_BACKFILL: [&str; 1] = ["cloudtrail:LookupEvents"];
 
 /// The read of each kind beyond access keys: a password's comes with the credential report,
 /// so GetLoginProfile is only needed where users are read through the API.
@@ -190,6 +197,17 @@ pub fn needs(f: &Features, account_id: &str, partition: &str) -> Vec<Need> {
     }
     if let Some(queue) = &f.events_queue {
         add(Scope::Ambient, &EVENTS, queue, "[events] queue_url");
+    }
+    if let Some(queue) = &f.usage_queue {
+        add(Scope::Ambient, &EVENTS, queue, "[usage] queue_url");
+    }
+    if f.usage_backfill {
+        add(
+            Scope::Account,
+            &USAGE_BACKFILL,
+            "*",
+            "[usage] (keywarden usage --backfill)",
+        );
     }
     out
 }
@@ -368,6 +386,8 @@ mod tests {
             state_table: Some("arn:aws:dynamodb:us-east-1:123456789012:table/keywarden".into()),
             security_hub_region: Some("us-east-1".into()),
             events_queue: Some("arn:aws:sqs:us-east-1:123456789012:keywarden-events".into()),
+            usage_queue: Some("arn:aws:sqs:us-east-1:123456789012:keywarden-usage".into()),
+            usage_backfill: true,
             credentials: CredentialType::ALL.to_vec(),
             credential_deactivations: CredentialType::ALL.to_vec(),
         }
@@ -480,6 +500,15 @@ mod tests {
         assert_eq!(
             actions(&e, Scope::Ambient, "sqs:"),
             policy(include_str!("../../packaging/iam-policy-events.json"), None)
+        );
+        let usage = include_str!("../../packaging/iam-policy-usage.json");
+        assert_eq!(
+            actions(&e, Scope::Ambient, "sqs:"),
+            policy(usage, Some("KeywardenReadsItsUsageQueue"))
+        );
+        assert_eq!(
+            actions(&e, Scope::Account, "cloudtrail:"),
+            policy(usage, Some("KeywardenBackfillsUsage"))
         );
     }
 

@@ -43,6 +43,8 @@ pub struct Metrics {
     export_errors: IntCounterVec,
     export_success: IntGaugeVec,
     events_received: IntCounterVec,
+    usage_events: IntCounterVec,
+    usage_receive_errors: IntCounter,
     event_lag: Histogram,
     event_receive_errors: IntCounter,
     unconfirmed_exposures: IntCounter,
@@ -273,6 +275,23 @@ impl Metrics {
                     &["kind"],
                 )?,
             )?,
+            usage_events: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_usage_events_total",
+                        "Messages read from the usage queue, by outcome (recorded, duplicate, unknown_key, malformed)",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
+            usage_receive_errors: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_usage_receive_errors_total",
+                    "Usage queue batches that could not be received or kept (they come back)",
+                ))?,
+            )?,
             event_lag: reg(
                 &registry,
                 Histogram::with_opts(
@@ -355,6 +374,9 @@ impl Metrics {
         m.clock_ok.set(1);
         for kind in crate::core::events::KINDS {
             m.events_received.with_label_values(&[kind]);
+        }
+        for outcome in ["recorded", "duplicate", "unknown_key", "malformed"] {
+            m.usage_events.with_label_values(&[outcome]);
         }
         for outcome in ["success", "dry_run", "error", "refused"] {
             m.rotations.with_label_values(&[outcome]);
@@ -496,6 +518,16 @@ impl Metrics {
     /// Messages of one batch of the events queue, by kind (`core::events::KINDS`).
     pub fn events_received(&self, kind: &str, n: u64) {
         self.events_received.with_label_values(&[kind]).inc_by(n);
+    }
+
+    /// Messages of one batch of the usage queue, by outcome.
+    pub fn usage_events(&self, outcome: &str, n: u64) {
+        self.usage_events.with_label_values(&[outcome]).inc_by(n);
+    }
+
+    /// A usage batch could not be received or kept.
+    pub fn usage_receive_failed(&self) {
+        self.usage_receive_errors.inc();
     }
 
     /// The events queue could not be reached or read.

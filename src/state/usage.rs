@@ -2,9 +2,9 @@
 //! one host), written atomically after every change, as aggregates only (never raw events).
 //! The document ([`UsageDoc`]) is the same in every backend.
 //!
-//! One writer: a process serializes its own saves; the daemon and `keywarden usage
-//! --backfill` on one host each save a profile by reading the file again and replacing only
-//! that profile, so neither loses the other's keys (the last save of one key wins).
+//! Every save reads the file again and replaces only its own keys' profiles, under the lock
+//! file `usage.json.lock`: the daemon and `keywarden usage --backfill` on one host never lose
+//! each other's keys (the last save of one key wins).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -138,7 +138,6 @@ impl TryFrom<UsageDoc> for Profile {
 /// The usage file of the file backend.
 pub struct FileUsage {
     path: PathBuf,
-    saves: tokio::sync::Mutex<()>,
 }
 
 impl FileUsage {
@@ -146,7 +145,6 @@ impl FileUsage {
     pub fn beside(state_path: &Path) -> FileUsage {
         FileUsage {
             path: state_path.with_file_name("usage.json"),
-            saves: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -197,15 +195,24 @@ impl UsageStore for FileUsage {
     }
 
     async fn save(&self, profile: &Profile) -> Result<(), StoreError> {
-        let _one = self.saves.lock().await;
-        let mut all = self.read()?;
-        let same = |p: &Profile| p.account_id == profile.account_id && p.access_key_id == profile.access_key_id;
-        match all.iter_mut().find(|p| same(p)) {
-            Some(p) => *p = profile.clone(),
-            None => all.push(profile.clone()),
+        self.save_all(std::slice::from_ref(profile), &[]).await
+    }
+
+    async fn save_all(&self, profiles: &[Profile], forget: &[(String, String)]) -> Result<(), StoreError> {
+        // Read, change, write under `usage.json.lock`: the daemon and `keywarden usage
+        // --backfill` may save at once, and neither may lose the other's keys.
+        let _one = crate::state::file::Lock::acquire(&self.path, std::time::Duration::from_secs(10))
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        let slot = |p: &Profile| (p.account_id.clone(), p.access_key_id.clone());
+        let mut all: BTreeMap<(String, String), Profile> = self.read()?.into_iter().map(|p| (slot(&p), p)).collect();
+        for p in profiles {
+            all.insert(slot(p), p.clone());
         }
-        all.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
-        self.write(&all)
+        for gone in forget {
+            all.remove(gone);
+        }
+        self.write(&all.into_values().collect::<Vec<_>>())
     }
 }
 
