@@ -223,7 +223,10 @@ fn run_audit(setup: &Setup, format: Format, at: Option<keywarden::core::model::T
     }
     let report = run.report;
     emit(&match format {
-        Format::Json => format!("{}\n", report.to_json()),
+        Format::Json => {
+            let usage = keywarden::app::usage::published(cfg, &run.accounts, now);
+            format!("{}\n", report.to_json_with_usage(&usage))
+        }
         Format::Table => report.to_table(),
         Format::Csv => report.to_csv(),
         Format::Ocsf => format!("{}\n", report.to_ocsf()),

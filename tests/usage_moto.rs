@@ -292,6 +292,7 @@ async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcom
     let iam = moto.iam();
     create_user(&iam, "alice", None).await;
     let key = create_key(&iam, "alice").await.id;
+    let second = create_key(&iam, "alice").await.id;
     let dir = TempDir::new("usage-queue");
     let port = free_port();
     let config = moto_config(
@@ -308,10 +309,21 @@ async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcom
         port,
         dir.0.join("log"),
     );
-    d.wait_metrics(30, "the first run", |m| {
-        metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(1.0)
-    })
-    .await;
+    let first = d
+        .wait_metrics(30, "the first run", |m| {
+            metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(2.0)
+        })
+        .await;
+    // No profile yet: both keys are published, as unknown.
+    assert_eq!(
+        metric(&first, "keywarden_access_keys_by_workload", &[("workload", "unknown")]),
+        Some(2.0),
+        "{first}"
+    );
+    let (status, api) = d.get("/api/v1/usage").await.expect("/api/v1/usage");
+    assert_eq!(status, 200, "{api}");
+    let api: Value = serde_json::from_str(&api).expect("JSON");
+    assert_eq!(api.as_array().map(Vec::len), Some(2), "{api:#}");
 
     let detail =
         |id: &str, key: &str, name: &str| record(id, key, "alice", CLI, "198.51.100.7", ("s3.amazonaws.com", name), 0);
@@ -323,19 +335,20 @@ async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcom
         ("u-4", "AKIAUNKNOWN000000000", "ListBuckets"), // a key no run read
         ("u-5", key.as_str(), "Get Object!"),           // not an action name
         ("u-6", "ASIATEMPORARY0000000", "ListBuckets"), // temporary credentials: the rule drops it
+        ("u-7", second.as_str(), "DescribeInstances"),
     ] {
         put_event(&moto, "aws.s3", "AWS API Call via CloudTrail", detail(id, k, name));
     }
     let page = d
         .wait_metrics(30, "every usage event counted", |m| {
             let n = |o: &str| metric(m, "keywarden_usage_events_total", &[("outcome", o)]).unwrap_or(0.0);
-            n("recorded") + n("duplicate") + n("unknown_key") + n("malformed") >= 6.0
+            n("recorded") + n("duplicate") + n("unknown_key") + n("malformed") >= 7.0
         })
         .await;
     let n = |o: &str| metric(&page, "keywarden_usage_events_total", &[("outcome", o)]);
     assert_eq!(
         (n("recorded"), n("duplicate"), n("unknown_key"), n("malformed")),
-        (Some(3.0), Some(1.0), Some(1.0), Some(1.0)),
+        (Some(4.0), Some(1.0), Some(1.0), Some(1.0)),
         "{page}"
     );
     assert_eq!(
@@ -345,7 +358,7 @@ async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcom
     );
     let (code, out, err) = outputs(&mut keywarden(&[
         "usage",
-        "alice",
+        &key,
         "--format",
         "json",
         "--config",
@@ -359,4 +372,22 @@ async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcom
         report[0]["actions"],
         json!(["s3:GetObject", "s3:ListBuckets", "s3:PutObject"])
     );
+
+    // The audit's multiple_active_keys finding names what uses each of the two keys.
+    let (code, audit, err) = audit_json(&config, &[]);
+    assert_eq!(code, 3, "{err}");
+    let multiple = audit["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "multiple_active_keys")
+        .unwrap_or_else(|| panic!("{audit:#}"));
+    assert_eq!(multiple["usage"]["workload"], "person", "{multiple:#}");
+    assert_eq!(multiple["kept_key_usage"]["workload"], "person", "{multiple:#}");
+    assert_eq!(multiple["usage"]["last_source"], "198.51.100.7");
+    let events: u64 = [&multiple["usage"]["events"], &multiple["kept_key_usage"]["events"]]
+        .iter()
+        .map(|v| v.as_u64().expect("a count"))
+        .sum();
+    assert_eq!(events, 4, "3 calls of one key, 1 of the other: {multiple:#}");
 }

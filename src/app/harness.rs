@@ -203,8 +203,15 @@ impl Harness {
         shared
             .metrics
             .publish_audit(accounts, report, &config.policy.owners, config.metrics_per_key);
+        // What uses each key: in the report's findings, on /api/v1/usage, by workload in the
+        // metrics. Read from the profiles kept (a small file), never from AWS.
+        let usage = crate::app::usage::published(config, accounts, report.evaluated_at);
+        shared.metrics.publish_workloads(&usage);
+        if let Ok(mut slot) = shared.usage_json.write() {
+            *slot = Some(crate::output::usage::to_json(&usage).into());
+        }
         if let Ok(mut slot) = shared.report_json.write() {
-            *slot = Some(report.to_json().into());
+            *slot = Some(report.to_json_with_usage(&usage).into());
         }
         AuditFinished {
             report,

@@ -13,7 +13,7 @@ use crate::aws::accounts::Fleet;
 use crate::aws::cloudtrail::Trail;
 use crate::aws::ratelimit::TokenBucket;
 use crate::config::Config;
-use crate::core::model::Timestamp;
+use crate::core::model::{AccountInventory, Timestamp};
 use crate::core::usage::profile::Profile;
 use crate::core::usage::summary::{summarize, KeyUsage};
 use crate::ports::{InventorySource, UsageStore};
@@ -91,15 +91,53 @@ pub async fn usage(
             )
             .await;
         }
-        for (user, key) in keys {
-            let profile = kept.get(&(account.account_id.clone(), key.to_string()));
-            run.keys.push((
-                account.account_id.clone(),
-                summarize(&account.account_id, user, key, profile, now),
-            ));
+    }
+    run.keys = view(&accounts, &kept, target, now);
+    run
+}
+
+/// The usage of every active key of `accounts` that `target` selects, from the profiles kept.
+pub fn view(
+    accounts: &[AccountInventory],
+    kept: &BTreeMap<(String, String), Profile>,
+    target: Option<&str>,
+    now: Timestamp,
+) -> Vec<(String, KeyUsage)> {
+    let mut out = Vec::new();
+    for account in accounts {
+        for user in &account.users {
+            for key in user
+                .keys
+                .iter()
+                .filter(|k| k.is_active() && selected(target, &user.name, &k.id))
+            {
+                let profile = kept.get(&(account.account_id.clone(), key.id.clone()));
+                out.push((
+                    account.account_id.clone(),
+                    summarize(&account.account_id, &user.name, &key.id, profile, now),
+                ));
+            }
         }
     }
-    run
+    out
+}
+
+/// The usage of every active key of the last audit, for the daemon to publish; the profiles
+/// kept beside the state file (none when that file cannot be read: said in the log, and every
+/// key then shows `unknown`, never a verdict made up).
+pub fn published(config: &Config, accounts: &[AccountInventory], now: Timestamp) -> Vec<(String, KeyUsage)> {
+    let store = crate::state::usage::FileUsage::beside(&config.state_path);
+    let kept: BTreeMap<(String, String), Profile> = match store.read_all() {
+        Ok(all) => all
+            .into_iter()
+            .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e.0, "usage profiles cannot be read; every key's workload shows as unknown");
+            BTreeMap::new()
+        }
+    };
+    view(accounts, &kept, None, now)
 }
 
 /// Backfills `keys` of one account; returns the requests the run may still send.

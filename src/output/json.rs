@@ -82,6 +82,35 @@ struct FindingDoc<'a> {
     held: Option<&'static str>,
     kept_access_key_id: Option<&'a str>,
     waiting_for_window: bool,
+    /// What uses the key (its usage profile), when one exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageDoc<'a>>,
+    /// `multiple_active_keys`: what uses the key kept, when its profile exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept_key_usage: Option<UsageDoc<'a>>,
+}
+
+/// A finding's `usage`: the workload, the last source and the calls in 30 days.
+#[derive(Serialize)]
+struct UsageDoc<'a> {
+    workload: &'static str,
+    last_source: Option<&'a str>,
+    #[serde(with = "crate::sys::timefmt::option")]
+    last_event: Option<Timestamp>,
+    events: u64,
+}
+
+/// Usage by (account, key id): what `usage` and `kept_key_usage` are taken from.
+pub type UsageByKey<'a> = BTreeMap<(&'a str, &'a str), &'a crate::core::usage::summary::KeyUsage>;
+
+fn usage_doc<'a>(usage: &UsageByKey<'a>, account_id: &str, key: Option<&str>) -> Option<UsageDoc<'a>> {
+    let u = *usage.get(&(account_id, key?))?;
+    (u.profile.events > 0).then(|| UsageDoc {
+        workload: u.verdict.workload.as_str(),
+        last_source: u.profile.last_source.as_deref(),
+        last_event: u.profile.last_event,
+        events: u.recent_events,
+    })
 }
 
 #[derive(Serialize)]
@@ -143,6 +172,8 @@ fn finding(f: &Finding) -> FindingDoc<'_> {
         held: f.held.map(|h| h.as_str()),
         kept_access_key_id: f.kept_access_key_id.as_deref(),
         waiting_for_window: f.waiting_for_window,
+        usage: None,
+        kept_key_usage: None,
     }
 }
 
@@ -166,6 +197,21 @@ pub fn finding_values(r: &Report) -> Vec<serde_json::Value> {
 impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&document(self)).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The report with each access-key finding's `usage` (and a `multiple_active_keys`
+    /// finding's `kept_key_usage`) from `usage`.
+    pub fn to_json_with_usage(&self, usage: &[(String, crate::core::usage::summary::KeyUsage)]) -> String {
+        let by_key: UsageByKey<'_> = usage
+            .iter()
+            .map(|(account, u)| ((account.as_str(), u.profile.access_key_id.as_str()), u))
+            .collect();
+        let mut doc = document(self);
+        for (d, f) in doc.findings.iter_mut().zip(&self.findings) {
+            d.usage = usage_doc(&by_key, &f.account_id, d.access_key_id);
+            d.kept_key_usage = usage_doc(&by_key, &f.account_id, f.kept_access_key_id.as_deref());
+        }
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
 

@@ -12,6 +12,8 @@
 //!   (503 before the first audit)
 //! - `GET /api/v1/actions` the action journal as `history --format json` prints it
 //!   (`?since=24h`; 400 for a bad duration)
+//! - `GET /api/v1/usage`   what uses each active access key, the same JSON as `keywarden usage
+//!   --format json`, as of the last audit (503 before the first audit)
 //!
 //! Anything else is 404; other methods on these paths are 405. Header reads (and TLS
 //! handshakes) time out and header size is bounded, so slow or malformed clients cannot pile
@@ -120,6 +122,8 @@ pub struct Shared {
     pub liveness: Liveness,
     /// The last report, already serialized.
     pub report_json: RwLock<Option<Bytes>>,
+    /// The usage of each active key as of the last audit, already serialized.
+    pub usage_json: RwLock<Option<Bytes>>,
     /// TLS and basic auth; read at each new connection, replaced on reload.
     web: RwLock<Arc<Web>>,
     /// The action journal `/api/v1/actions` reads (replaced on reload).
@@ -133,6 +137,7 @@ impl Shared {
             ready: Readiness::default(),
             liveness: Liveness::new(Duration::MAX),
             report_json: RwLock::new(None),
+            usage_json: RwLock::new(None),
             web: RwLock::new(web),
             journal: RwLock::new(None),
         }
@@ -170,7 +175,7 @@ impl Shared {
 const LANDING: &str = "<!doctype html><html><head><title>keywarden</title></head><body>\
 <h1>keywarden</h1><p>IAM access key compliance (CIS 1.12-1.14)</p><ul>\
 <li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/-/healthy\">/-/healthy</a></li>\
-<li><a href=\"/-/ready\">/-/ready</a></li><li><a href=\"/api/v1/report\">/api/v1/report</a></li>\
+<li><a href=\"/-/ready\">/-/ready</a></li><li><a href=\"/api/v1/report\">/api/v1/report</a></li><li><a href=\"/api/v1/usage\">/api/v1/usage</a></li>\
 </ul></body></html>\n";
 
 /// Every response is a list of chunks, so the large `/metrics` page and report are served
@@ -220,7 +225,7 @@ pub async fn route(shared: &Shared, method: &Method, path: &str, query: Option<&
     const TEXT: &str = "text/plain; charset=utf-8";
     let known = matches!(
         path,
-        "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report" | "/api/v1/actions"
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" | "/api/v1/report" | "/api/v1/actions" | "/api/v1/usage"
     );
     if !known {
         return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
@@ -251,6 +256,14 @@ pub async fn route(shared: &Shared, method: &Method, path: &str, query: Option<&
             Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, Bytes::from(format!("{why}\n"))),
         },
         "/api/v1/actions" => actions(shared, query).await,
+        "/api/v1/usage" => match shared.usage_json.read().ok().and_then(|r| r.clone()) {
+            Some(json) => respond(StatusCode::OK, "application/json", json),
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                "{\"error\": \"no audit has completed yet\"}\n",
+            ),
+        },
         _ => match shared.report_json.read().ok().and_then(|r| r.clone()) {
             Some(json) => respond(StatusCode::OK, "application/json", json),
             None => respond(

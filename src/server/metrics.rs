@@ -44,6 +44,7 @@ pub struct Metrics {
     export_success: IntGaugeVec,
     events_received: IntCounterVec,
     usage_events: IntCounterVec,
+    keys_by_workload: IntGaugeVec,
     usage_receive_errors: IntCounter,
     event_lag: Histogram,
     event_receive_errors: IntCounter,
@@ -285,6 +286,16 @@ impl Metrics {
                     &["outcome"],
                 )?,
             )?,
+            keys_by_workload: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "keywarden_access_keys_by_workload",
+                        "Active access keys by what their usage profile says uses them (unknown: no profile yet)",
+                    ),
+                    &["account_id", "workload"],
+                )?,
+            )?,
             usage_receive_errors: reg(
                 &registry,
                 IntCounter::with_opts(opts(
@@ -523,6 +534,20 @@ impl Metrics {
     /// Messages of one batch of the usage queue, by outcome.
     pub fn usage_events(&self, outcome: &str, n: u64) {
         self.usage_events.with_label_values(&[outcome]).inc_by(n);
+    }
+
+    /// Active keys by workload, as of the last audit (replaces the last audit's series).
+    pub fn publish_workloads(&self, usage: &[(String, crate::core::usage::summary::KeyUsage)]) {
+        let mut counts: std::collections::BTreeMap<(&str, &str), i64> = std::collections::BTreeMap::new();
+        for (account, u) in usage {
+            *counts
+                .entry((account.as_str(), u.verdict.workload.as_str()))
+                .or_insert(0) += 1;
+        }
+        self.keys_by_workload.reset();
+        for ((account, workload), n) in counts {
+            self.keys_by_workload.with_label_values(&[account, workload]).set(n);
+        }
     }
 
     /// A usage batch could not be received or kept.

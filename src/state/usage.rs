@@ -152,7 +152,8 @@ impl FileUsage {
         &self.path
     }
 
-    fn read(&self) -> Result<Vec<Profile>, StoreError> {
+    /// Every profile, read now (the daemon's publishing is not async).
+    pub fn read_all(&self) -> Result<Vec<Profile>, StoreError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -191,7 +192,7 @@ impl FileUsage {
 
 impl UsageStore for FileUsage {
     async fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
-        self.read()
+        self.read_all()
     }
 
     async fn save(&self, profile: &Profile) -> Result<(), StoreError> {
@@ -205,7 +206,8 @@ impl UsageStore for FileUsage {
             .await
             .map_err(|e| StoreError(e.to_string()))?;
         let slot = |p: &Profile| (p.account_id.clone(), p.access_key_id.clone());
-        let mut all: BTreeMap<(String, String), Profile> = self.read()?.into_iter().map(|p| (slot(&p), p)).collect();
+        let mut all: BTreeMap<(String, String), Profile> =
+            self.read_all()?.into_iter().map(|p| (slot(&p), p)).collect();
         for p in profiles {
             all.insert(slot(p), p.clone());
         }
