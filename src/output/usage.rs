@@ -56,9 +56,9 @@ pub fn key_json(account_id: &str, u: &KeyUsage) -> Value {
         "last_source": p.last_source,
         "sources": p.sources.iter().map(|c| json!({"address": c.value, "count": c.count})).collect::<Vec<_>>(),
         "user_agents": p.user_agents.iter().map(|c| json!({"value": c.value, "count": c.count})).collect::<Vec<_>>(),
-        "services": p.services,
-        "regions": p.regions,
-        "actions": p.actions,
+        "services": p.services(),
+        "regions": p.regions.iter().collect::<Vec<_>>(),
+        "actions": p.actions.iter().collect::<Vec<_>>(),
         "actions_complete": p.actions_complete,
         "backfill": p.backfill.state.as_str(),
         "replacement": replacement,
@@ -106,7 +106,7 @@ pub fn to_table(keys: &[(String, KeyUsage)]) -> String {
                 last.format("%Y-%m-%d %H:%M"),
                 cut(p.last_source.as_deref().unwrap_or("?"), 24)
             );
-            let services: Vec<&str> = p.services.iter().map(String::as_str).collect();
+            let services: Vec<&str> = p.services().into_iter().collect();
             let _ = writeln!(
                 out,
                 "  calling:  {} ({} action{})",

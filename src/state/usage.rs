@@ -6,7 +6,7 @@
 //! file `usage.json.lock`: the daemon and `keywarden usage --backfill` on one host never lose
 //! each other's keys (the last save of one key wins).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -40,16 +40,14 @@ pub(crate) struct UsageDoc {
     first_event: Option<Timestamp>,
     last_event: Option<Timestamp>,
     last_source: Option<String>,
-    last_user_agent: Option<String>,
     sources: Vec<CountedDoc>,
     user_agents: Vec<CountedDoc>,
-    services: BTreeSet<String>,
-    regions: BTreeSet<String>,
-    actions: BTreeSet<String>,
+    regions: Vec<String>,
+    actions: Vec<String>,
     actions_complete: bool,
-    days: BTreeMap<NaiveDate, u64>,
+    days: BTreeMap<NaiveDate, u32>,
     live_since: Option<Timestamp>,
-    recent_ids: Vec<u64>,
+    recent_ids: Vec<u32>,
     backfill_end: Option<Timestamp>,
     backfill_pages: u32,
     backfill: String,
@@ -82,14 +80,12 @@ impl From<&Profile> for UsageDoc {
             first_event: p.first_event,
             last_event: p.last_event,
             last_source: p.last_source.clone(),
-            last_user_agent: p.last_user_agent.clone(),
             sources: counted(&p.sources),
             user_agents: counted(&p.user_agents),
-            services: p.services.clone(),
-            regions: p.regions.clone(),
-            actions: p.actions.clone(),
+            regions: p.regions.iter().map(str::to_string).collect(),
+            actions: p.actions.iter().map(str::to_string).collect(),
             actions_complete: p.actions_complete,
-            days: p.days.clone(),
+            days: p.days.iter().copied().collect(),
             live_since: p.live_since,
             recent_ids: p.recent_ids.iter().copied().collect(),
             backfill_end: p.backfill.end,
@@ -116,14 +112,12 @@ impl TryFrom<UsageDoc> for Profile {
             first_event: d.first_event,
             last_event: d.last_event,
             last_source: d.last_source,
-            last_user_agent: d.last_user_agent,
             sources: from_counted(d.sources),
             user_agents: from_counted(d.user_agents),
-            services: d.services,
-            regions: d.regions,
-            actions: d.actions,
+            regions: d.regions.iter().collect(),
+            actions: d.actions.iter().collect(),
             actions_complete: d.actions_complete,
-            days: d.days,
+            days: d.days.into_iter().collect(),
             live_since: d.live_since,
             recent_ids: VecDeque::from(d.recent_ids),
             backfill: Cursor {

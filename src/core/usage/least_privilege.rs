@@ -34,12 +34,12 @@ pub struct Draft {
 /// The draft for the keys of `profiles` together (a user's keys: one policy for the user).
 pub fn draft(profiles: &[&Profile]) -> Draft {
     let mut by_service: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for action in profiles.iter().flat_map(|p| &p.actions) {
-        if NEED_NO_PERMISSION.contains(&action.as_str()) {
+    for action in profiles.iter().flat_map(|p| p.actions.iter()) {
+        if NEED_NO_PERMISSION.contains(&action) {
             continue;
         }
         let service = action.split(':').next().unwrap_or(action);
-        by_service.entry(service).or_default().insert(action.clone());
+        by_service.entry(service).or_default().insert(action.to_string());
     }
     let statements = by_service
         .into_iter()

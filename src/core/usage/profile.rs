@@ -16,13 +16,14 @@
 //! value takes the place of the least counted one and inherits its count (an overestimate,
 //! never an underestimate, of a value that stays).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use chrono::{NaiveDate, TimeDelta};
 
 use crate::core::model::Timestamp;
 use crate::core::usage::backfill::Cursor;
 use crate::core::usage::event::UsageEvent;
+use crate::core::usage::names::NameSet;
 
 pub const SOURCES: usize = 16;
 pub const USER_AGENTS: usize = 8;
@@ -32,9 +33,11 @@ pub const ACTIONS: usize = 256;
 pub const DAYS: usize = 30;
 pub const REMEMBERED_IDS: usize = 64;
 
-/// FNV-1a of an event id, as [`Profile::recent_ids`] keeps it.
-pub fn id_hash(event_id: &str) -> u64 {
-    fnv1a(event_id.as_bytes())
+/// An event id as [`Profile::recent_ids`] keeps it: FNV-1a folded to 32 bits (a false
+/// "seen" needs a collision with one of 64 ids: about one event in 67 million).
+pub fn id_hash(event_id: &str) -> u32 {
+    let h = fnv1a(event_id.as_bytes());
+    (h ^ (h >> 32)) as u32
 }
 
 /// A value and how often it was seen.
@@ -71,25 +74,23 @@ pub struct Profile {
     pub events: u64,
     pub first_event: Option<Timestamp>,
     pub last_event: Option<Timestamp>,
-    /// The address and user agent of the newest event.
+    /// The address of the newest event.
     pub last_source: Option<String>,
-    pub last_user_agent: Option<String>,
     /// Most counted first.
     pub sources: Vec<Counted>,
     pub user_agents: Vec<Counted>,
-    pub services: BTreeSet<String>,
-    pub regions: BTreeSet<String>,
-    /// `service:Action`.
-    pub actions: BTreeSet<String>,
+    pub regions: NameSet,
+    /// `service:Action` (the services are their prefixes: [`Profile::services`]).
+    pub actions: NameSet,
     /// False once an action was left out at the bound: a policy of these actions is then
     /// incomplete and says so.
     pub actions_complete: bool,
-    /// Events per UTC day, the [`DAYS`] newest days that saw events.
-    pub days: BTreeMap<NaiveDate, u64>,
+    /// Events per UTC day, the [`DAYS`] newest days that saw events, oldest first.
+    pub days: Vec<(NaiveDate, u32)>,
     /// When the live feed began: backfill reads only before it.
     pub live_since: Option<Timestamp>,
-    /// Hashes of the last event ids counted (FNV-1a, stable across processes).
-    pub recent_ids: VecDeque<u64>,
+    /// Hashes of the last event ids counted ([`id_hash`], stable across processes).
+    pub recent_ids: VecDeque<u32>,
     /// Where the backfill from LookupEvents stands.
     pub backfill: Cursor,
 }
@@ -106,7 +107,7 @@ impl Profile {
 
     /// Counts `e` into the profile unless it was counted before.
     pub fn record(&mut self, e: &UsageEvent, feed: Feed) -> Recorded {
-        let id = fnv1a(e.event_id.as_bytes());
+        let id = id_hash(&e.event_id);
         let covered = feed == Feed::Backfill && self.live_since.is_some_and(|since| e.time >= since);
         if covered || self.recent_ids.contains(&id) {
             return Recorded::Duplicate;
@@ -122,16 +123,14 @@ impl Profile {
         self.first_event = Some(self.first_event.map_or(e.time, |t| t.min(e.time)));
         if self.last_event.is_none_or(|t| e.time >= t) {
             self.last_event = Some(e.time);
-            self.last_source = Some(e.source.clone());
-            self.last_user_agent = Some(e.user_agent.clone());
+            if self.last_source.as_deref() != Some(e.source.as_str()) {
+                self.last_source = Some(e.source.clone());
+            }
         }
         top(&mut self.sources, &e.source, SOURCES);
         top(&mut self.user_agents, &e.user_agent, USER_AGENTS);
-        bounded_insert(&mut self.services, &e.service, SERVICES);
-        bounded_insert(&mut self.regions, &e.region, REGIONS);
-        if !bounded_insert(&mut self.actions, &format!("{}:{}", e.service, e.action), ACTIONS) {
-            self.actions_complete = false;
-        }
+        self.regions.insert(&e.region, REGIONS);
+        self.count_action(&e.service, &e.action);
         self.count_day(e.time.date_naive());
         Recorded::New
     }
@@ -139,7 +138,16 @@ impl Profile {
     /// Events in the `window` up to `now` (by whole UTC days, today included).
     pub fn events_within(&self, window: TimeDelta, now: Timestamp) -> u64 {
         let from = (now - window).date_naive();
-        self.days.range(from..).map(|(_, n)| n).sum()
+        self.days
+            .iter()
+            .filter(|(d, _)| *d >= from)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+
+    /// The services called (the actions' prefixes).
+    pub fn services(&self) -> BTreeSet<&str> {
+        self.actions.iter().filter_map(|a| a.split(':').next()).collect()
     }
 
     /// The most counted user agent (ties: the first seen of the most counted).
@@ -147,15 +155,40 @@ impl Profile {
         self.user_agents.first().map(|c| c.value.as_str())
     }
 
-    fn count_day(&mut self, day: NaiveDate) {
-        if self.days.len() == DAYS && !self.days.contains_key(&day) {
-            let oldest = *self.days.keys().next().expect("DAYS > 0");
-            if day < oldest {
-                return; // older than every day kept: counted in `events`, not by day
+    /// Adds `service:action` unless it is there (the common case, found without allocating),
+    /// within the bounds on actions and services; a call left out makes the actions incomplete.
+    fn count_action(&mut self, service: &str, action: &str) {
+        let mut service_seen = false;
+        for a in self.actions.iter() {
+            let Some((s, act)) = a.split_once(':') else { continue };
+            if s == service {
+                if act == action {
+                    return;
+                }
+                service_seen = true;
             }
-            self.days.remove(&oldest);
         }
-        *self.days.entry(day).or_insert(0) += 1;
+        let room = service_seen || self.services().len() < SERVICES;
+        if !(room && self.actions.insert(&format!("{service}:{action}"), ACTIONS)) {
+            self.actions_complete = false;
+        }
+    }
+
+    fn count_day(&mut self, day: NaiveDate) {
+        match self.days.binary_search_by_key(&day, |(d, _)| *d) {
+            Ok(i) => self.days[i].1 = self.days[i].1.saturating_add(1),
+            Err(i) => {
+                if self.days.len() == DAYS {
+                    if i == 0 {
+                        return; // older than every day kept: counted in `events`, not by day
+                    }
+                    self.days.remove(0);
+                    self.days.insert(i - 1, (day, 1));
+                } else {
+                    self.days.insert(i, (day, 1));
+                }
+            }
+        }
     }
 }
 
@@ -189,18 +222,6 @@ fn top(list: &mut Vec<Counted>, value: &str, bound: usize) {
         list.swap(i - 1, i);
         i -= 1;
     }
-}
-
-/// Inserts `value` unless the set is full; whether the value is in the set afterwards.
-fn bounded_insert(set: &mut BTreeSet<String>, value: &str, bound: usize) -> bool {
-    if set.contains(value) {
-        return true;
-    }
-    if set.len() >= bound {
-        return false;
-    }
-    set.insert(value.to_string());
-    true
 }
 
 /// FNV-1a, 64 bits: a stable hash (the state outlives the process, so no random seed).
@@ -268,10 +289,7 @@ mod tests {
         assert_eq!(p.events, 2);
         assert_eq!((p.first_event, p.last_event), (Some(t(9, 23)), Some(t(10, 0))));
         assert_eq!(p.last_source.as_deref(), Some("198.51.100.7"));
-        assert_eq!(
-            p.actions.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["s3:GetObject", "s3:PutObject"]
-        );
+        assert_eq!(p.actions.iter().collect::<Vec<_>>(), ["s3:GetObject", "s3:PutObject"]);
     }
 
     #[test]
@@ -306,7 +324,7 @@ mod tests {
             (
                 p.sources.len(),
                 p.user_agents.len(),
-                p.services.len(),
+                p.services().len(),
                 p.regions.len(),
                 p.actions.len()
             ),
