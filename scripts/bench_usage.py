@@ -114,14 +114,6 @@ def ingest(binary, n):
             port = free_port()
             cfg = config(d, moto, f'[schedule]\ncron = "0 0 0 1 1 *"\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
                                   f'[usage]\nenabled = true\nqueue_url = "{url}"\nendpoint_url = "{moto.endpoint}"\n')
-            daemon = subprocess.Popen([binary, "run", "--config", cfg], env=moto.env(),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60
-            while b"keywarden_audit_runs_total" not in (urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/metrics").read() if _up(port) else b""):
-                if time.monotonic() > deadline:
-                    sys.exit("the daemon did not finish its first run")
-                time.sleep(0.2)
             now = datetime.datetime.now(datetime.timezone.utc)
             entries = [{"Source": "aws.s3", "DetailType": "AWS API Call via CloudTrail",
                         "Detail": json.dumps(record(i, keys[i % len(keys)], now))} for i in range(n)]
@@ -130,16 +122,27 @@ def ingest(binary, n):
             for chunk in range(0, n, 10):
                 events.put_events(Entries=entries[chunk:chunk + 10])
             sent = time.monotonic() - started
-            while counted(port) < n:
-                if time.monotonic() - started > 600:
-                    sys.exit(f"only {counted(port)} of {n} counted in 600 s")
+            # The queue is full before keywarden starts: what follows its first run is its
+            # own draining (SQS through moto), not moto's EventBridge.
+            daemon = subprocess.Popen([binary, "run", "--config", cfg], env=moto.env(),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while b'keywarden_audit_runs_total{outcome="success"} 1' not in (urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/metrics").read() if _up(port) else b""):
+                if time.monotonic() > deadline:
+                    sys.exit("the daemon did not finish its first run")
                 time.sleep(0.2)
-            wall = time.monotonic() - started
+            drained = time.monotonic()
+            while counted(port) < n:
+                if time.monotonic() - drained > 600:
+                    sys.exit(f"only {counted(port)} of {n} counted in 600 s")
+                time.sleep(0.05)
+            wall = time.monotonic() - drained
             # One usage.json write per batch, then one DeleteMessageBatch: the deletes count the writes.
             writes = moto.take_stats().get("DeleteMessageBatch", 0)
-            print(f"ingestion of {n} usage events through EventBridge and SQS (10 keys): sent in {sent:.1f} s, "
-                  f"all counted after {wall:.1f} s: {n / wall:.0f} events/s end to end "
-                  f"(moto's SQS and EventBridge bound it; the core: cargo bench --bench usage_profile)")
+            print(f"ingestion of {n} usage events (10 keys): sent through moto's EventBridge in {sent:.1f} s "
+                  f"({n / sent:.0f}/s), drained by keywarden from SQS in {wall:.1f} s after its first run: "
+                  f"{n / wall:.0f} events/s (moto's SQS bounds it; the core alone: cargo bench --bench usage_profile)")
             print(f"  usage.json writes: {writes} ({writes / n:.2f} per event)")
     finally:
         if daemon:
