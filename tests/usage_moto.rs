@@ -136,17 +136,17 @@ async fn usage_profiles_from_a_backfill_name_the_workload_and_what_should_replac
     ]));
     assert_eq!(code, 0, "{err}");
     let stats = moto.take_stats();
+    // A request throttled anyway (the network can bring two closer than the pace) is waited
+    // out and sent again: count the answered ones.
+    let throttled = stats["LookupEvents:ThrottlingException"].as_u64().unwrap_or(0);
     assert_eq!(
-        stats["LookupEvents"],
+        stats["LookupEvents"].as_u64().unwrap_or(0) - throttled,
         3 + 1 + 1 + 1,
         "alice 3 pages, one each for the others: {stats}"
     );
+    let said = format!("{} LookupEvents requests ({throttled} throttled", 6 + throttled);
     assert!(
-        stats.get("LookupEvents:ThrottlingException").is_none(),
-        "paced under 2/s: {stats}"
-    );
-    assert!(
-        err.contains("6 LookupEvents requests") && err.contains("132 events counted") && err.contains("1 rejected"),
+        err.contains(&said) && err.contains("132 events counted") && err.contains("1 rejected"),
         "{err}"
     );
     let report: Value = serde_json::from_str(&out).expect("JSON");

@@ -1,8 +1,8 @@
 //! The backfill of usage profiles from CloudTrail's LookupEvents (`keywarden usage
 //! --backfill`): every key whose backfill is not finished is read back, newest first.
 //!
-//! It keeps CloudTrail's limit: at most 2 LookupEvents requests per second per
-//! account and region (paced here; a `ThrottlingException` anyway is waited out and counted,
+//! It keeps CloudTrail's limit of 2 LookupEvents requests per second per account and region
+//! (paced here at 1.8; a `ThrottlingException` anyway is waited out and counted,
 //! never an error), at most [`MAX_REQUESTS_PER_RUN`] requests per run and
 //! `core::usage::backfill::MAX_PAGES_PER_KEY` pages per key. Its place is saved after every
 //! page, so an interrupted backfill resumes where it stopped. A failed request stops that
@@ -17,8 +17,9 @@ use crate::core::usage::event::admit;
 use crate::core::usage::profile::{Feed, Profile, Recorded};
 use crate::ports::{EventLookup, StoreError, UsageStore};
 
-/// LookupEvents requests per second, per account and region (CloudTrail's documented limit).
-pub const LOOKUPS_PER_SECOND: f64 = 2.0;
+/// LookupEvents requests per second, per account and region: under CloudTrail's documented
+/// limit of 2, so that two requests the network brings closer together do not cross it.
+pub const LOOKUPS_PER_SECOND: f64 = 1.8;
 /// Requests of one backfill run (10 minutes at the limit), throttled ones included.
 pub const MAX_REQUESTS_PER_RUN: u32 = 1_200;
 /// How long a throttled request waits before it is sent again.

@@ -80,6 +80,26 @@ fn cut(s: &str, n: usize) -> String {
     out
 }
 
+/// `text` in lines of at most `width` characters, broken at spaces (a word longer than that
+/// is cut).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines.into_iter().map(|l| cut(&l, width)).collect()
+}
+
 /// A block per key, at most 80 columns wide.
 pub fn to_table(keys: &[(String, KeyUsage)]) -> String {
     if keys.is_empty() {
@@ -96,7 +116,9 @@ pub fn to_table(keys: &[(String, KeyUsage)]) -> String {
             u.verdict.workload.as_str()
         );
         for reason in &u.verdict.reasons {
-            let _ = writeln!(out, "  why:      {}", cut(reason, 68));
+            for (i, line) in wrap(reason, 68).iter().enumerate() {
+                let _ = writeln!(out, "  {:<10}{line}", if i == 0 { "why:" } else { "" });
+            }
         }
         if let Some(last) = p.last_event {
             let _ = writeln!(
@@ -119,22 +141,49 @@ pub fn to_table(keys: &[(String, KeyUsage)]) -> String {
             let _ = writeln!(out, "  agent:    {}", cut(&agent.value, 68));
         }
         let _ = writeln!(out, "  replace:  {}", u.replacement.kind.as_str());
-        let _ = writeln!(out, "            {}", cut(&u.replacement.detail, 68));
+        for line in wrap(&u.replacement.detail, 68) {
+            let _ = writeln!(out, "            {line}");
+        }
         let _ = writeln!(out, "  backfill: {}", p.backfill.state.as_str());
         out.push('\n');
     }
     out
 }
 
-/// The draft as an IAM policy document, its notes as the document's description for a
-/// person (printed apart: a policy document has no field for them).
+/// An IAM policy document, its members in the order IAM's own documents use.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PolicyDoc<'a> {
+    version: &'static str,
+    statement: Vec<StatementDoc<'a>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StatementDoc<'a> {
+    sid: &'a str,
+    effect: &'static str,
+    action: &'a [String],
+    resource: &'static str,
+}
+
+/// The draft as an IAM policy document (its notes are printed apart: a policy document has no
+/// field for them).
 pub fn policy_json(d: &Draft) -> String {
-    let statements: Vec<Value> = d
-        .statements
-        .iter()
-        .map(|s| json!({"Sid": s.sid, "Effect": "Allow", "Action": s.actions, "Resource": "*"}))
-        .collect();
-    serde_json::to_string_pretty(&json!({"Version": "2012-10-17", "Statement": statements})).unwrap_or_default()
+    let doc = PolicyDoc {
+        version: "2012-10-17",
+        statement: d
+            .statements
+            .iter()
+            .map(|s| StatementDoc {
+                sid: &s.sid,
+                effect: "Allow",
+                action: &s.actions,
+                resource: "*",
+            })
+            .collect(),
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -151,10 +200,27 @@ mod tests {
             }],
             notes: vec![],
         };
-        let v: Value = serde_json::from_str(&policy_json(&d)).unwrap();
+        let text = policy_json(&d);
+        assert!(
+            text.find("\"Version\"") < text.find("\"Statement\""),
+            "IAM's order: {text}"
+        );
+        assert!(text.find("\"Sid\"") < text.find("\"Effect\""), "IAM's order: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["Version"], "2012-10-17");
         assert_eq!(v["Statement"][0]["Action"][0], "s3:GetObject");
         assert_eq!(v["Statement"][0]["Resource"], "*");
+    }
+
+    #[test]
+    fn long_sentences_wrap_at_spaces() {
+        let text = "sign in through IAM Identity Center (aws configure sso): short sessions, no key to keep";
+        let lines = wrap(text, 30);
+        assert!(
+            lines.len() > 1 && lines.iter().all(|l| l.chars().count() <= 30),
+            "{lines:?}"
+        );
+        assert_eq!(lines.join(" "), text);
     }
 
     #[test]

@@ -148,12 +148,22 @@ pub fn classify(p: &Profile) -> Verdict {
         .find_map(|r| (r.test)(&e).map(|why| (r.workload, why)))
         .unwrap_or((Workload::Unknown, String::new()));
     let mut reasons = vec![reason];
+    // A full list kept only the most frequent addresses: there were at least that many.
+    let at_least = if e.addresses >= crate::core::usage::profile::SOURCES {
+        " or more"
+    } else {
+        ""
+    };
     reasons.push(format!(
-        "{} call{} from {} address{}",
+        "{} call{} from {}{at_least} address{}",
         p.events,
         if p.events == 1 { "" } else { "s" },
         e.addresses,
-        if e.addresses == 1 { "" } else { "es" }
+        if e.addresses == 1 && at_least.is_empty() {
+            ""
+        } else {
+            "es"
+        }
     ));
     Verdict { workload, reasons }
 }
@@ -360,6 +370,13 @@ mod tests {
             verdict(&[(CLI_V2, 8)], &addresses[..8]).workload,
             Workload::Person,
             "8 is not many"
+        );
+        let full: Vec<String> = (0..16).map(|i| format!("20.1.3.{i}")).collect();
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let v = verdict(&[(CLI_V2, 30)], &full);
+        assert_eq!(
+            v.reasons[1], "30 calls from 16 or more addresses",
+            "a full list is a lower bound"
         );
     }
 
