@@ -391,3 +391,55 @@ async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcom
         .sum();
     assert_eq!(events, 4, "3 calls of one key, 1 of the other: {multiple:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leader_backfills_keys_without_a_profile_after_its_run() {
+    let moto = Moto::start();
+    let iam = moto.iam();
+    create_user(&iam, "orders-fn", None).await;
+    let key = create_key(&iam, "orders-fn").await.id;
+    let call = ("dynamodb.amazonaws.com", "PutItem");
+    let records: Vec<Value> = (0..60)
+        .map(|i| record(&format!("b-{i}"), &key, "orders-fn", LAMBDA, "3.80.1.2", call, i))
+        .collect();
+    moto.store_cloudtrail(&records);
+    let dir = TempDir::new("usage-background");
+    let port = free_port();
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!(
+            "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+             [usage]\nenabled = true\nbackfill = true\ncloudtrail_endpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    );
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    let page = d
+        .wait_metrics(30, "the backfill after the first run", |m| {
+            metric(m, "keywarden_usage_backfill_requests_total", &[("outcome", "answered")]).unwrap_or(0.0) >= 2.0
+        })
+        .await;
+    assert_eq!(
+        metric(&page, "keywarden_usage_backfill_errors_total", &[]),
+        Some(0.0),
+        "{page}"
+    );
+    let (code, out, err) = outputs(&mut keywarden(&[
+        "usage",
+        &key,
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report[0]["events_total"], 60, "{report:#}");
+    assert_eq!(report[0]["backfill"], "done");
+    assert_eq!(report[0]["workload"], "aws_lambda");
+}

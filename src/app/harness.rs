@@ -14,7 +14,9 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use crate::app::cycle::{Cycle, Ports, Skipped, Trigger};
-use crate::app::internal_events::{AuditFinished, Enforced, EnforcementSkipped, ExportFinished, Rotated, RunPanicked};
+use crate::app::internal_events::{
+    AuditFinished, Enforced, EnforcementSkipped, ExportFinished, Rotated, RunPanicked, UsageBackfilled,
+};
 use crate::aws::accounts::{Fleet, FleetRotator};
 use crate::config::Config;
 use crate::core::model::AccountInventory;
@@ -154,12 +156,27 @@ impl Harness {
             }
         }
         let ok = ran && c.ok();
+        let backfill = (ran && c.skipped.is_none() && config.usage.enabled && config.usage.backfill)
+            .then(|| (Arc::clone(&fleet), c.accounts.clone()));
         *last = Some(Last {
             fleet,
             observer,
             accounts: c.accounts,
             event_acted: 0,
         });
+        // The leader's usage backfill, bounded, after the run and outside its lock: event
+        // runs do not wait for it.
+        drop(last);
+        if let Some((fleet, accounts)) = backfill {
+            let done = crate::app::usage::background(&config, &fleet, &accounts, chrono::Utc::now()).await;
+            UsageBackfilled {
+                requests: done.tally.requests,
+                throttled: done.tally.throttled,
+                recorded: done.tally.recorded,
+                errors: &done.errors,
+            }
+            .emit(self.metrics());
+        }
         ok
     }
 

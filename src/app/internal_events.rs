@@ -340,6 +340,30 @@ impl UsageEventsReceived {
     }
 }
 
+/// The leader's background backfill of usage profiles after a cron run (`usage.backfill`).
+pub struct UsageBackfilled<'a> {
+    pub requests: u32,
+    pub throttled: u32,
+    pub recorded: u64,
+    /// Reads that failed, in the service's words (the backfill resumes at the next run).
+    pub errors: &'a [String],
+}
+
+impl UsageBackfilled<'_> {
+    pub fn emit(self, metrics: &Metrics) {
+        metrics.usage_backfilled(self.requests, self.throttled, !self.errors.is_empty());
+        for e in self.errors {
+            tracing::warn!(error = %e, "usage backfill stopped for now; it resumes after the next run");
+        }
+        tracing::info!(
+            requests = self.requests,
+            throttled = self.throttled,
+            recorded = self.recorded,
+            "usage backfill"
+        );
+    }
+}
+
 /// The usage queue could not be set up, read or saved from; its messages come back.
 pub struct UsageReceiveFailed<'a> {
     pub error: &'a dyn std::fmt::Display,

@@ -140,6 +140,56 @@ pub fn published(config: &Config, accounts: &[AccountInventory], now: Timestamp)
     view(accounts, &kept, None, now)
 }
 
+/// LookupEvents requests of the leader's background backfill after one cron run (about a
+/// minute at the pace): the rest waits for the next run, where the backfill resumes.
+pub const BACKGROUND_REQUESTS: u32 = 100;
+
+/// The leader's background backfill (`usage.backfill`), after a cron run: the active keys of
+/// `accounts` whose backfill is not finished, within [`BACKGROUND_REQUESTS`].
+pub async fn background(config: &Config, fleet: &Fleet, accounts: &[AccountInventory], now: Timestamp) -> UsageRun {
+    let store = crate::state::usage::FileUsage::beside(&config.state_path);
+    let mut run = UsageRun::default();
+    let mut kept: BTreeMap<(String, String), Profile> = match store.profiles().await {
+        Ok(all) => all
+            .into_iter()
+            .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
+            .collect(),
+        Err(e) => {
+            run.errors.push(e.0);
+            return run;
+        }
+    };
+    let mut remaining = BACKGROUND_REQUESTS;
+    for account in accounts {
+        let unfinished = |id: &str| {
+            kept.get(&(account.account_id.clone(), id.to_string()))
+                .is_none_or(|p| !p.backfill.state.finished())
+        };
+        let ids: Vec<&str> = account
+            .users
+            .iter()
+            .flat_map(|u| u.keys.iter().filter(|k| k.is_active()).map(|k| k.id.as_str()))
+            .filter(|id| unfinished(id))
+            .collect();
+        if ids.is_empty() || remaining == 0 {
+            continue;
+        }
+        remaining = backfill_account(
+            config,
+            fleet,
+            &store,
+            &account.account_id,
+            &ids,
+            &mut kept,
+            remaining,
+            now,
+            &mut run,
+        )
+        .await;
+    }
+    run
+}
+
 /// Backfills `keys` of one account; returns the requests the run may still send.
 #[allow(clippy::too_many_arguments)] // one account's share of one run: every part is the run's
 async fn backfill_account(

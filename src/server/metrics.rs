@@ -45,7 +45,9 @@ pub struct Metrics {
     events_received: IntCounterVec,
     usage_events: IntCounterVec,
     keys_by_workload: IntGaugeVec,
+    usage_backfill_requests: IntCounterVec,
     usage_receive_errors: IntCounter,
+    usage_backfill_errors: IntCounter,
     event_lag: Histogram,
     event_receive_errors: IntCounter,
     unconfirmed_exposures: IntCounter,
@@ -296,6 +298,23 @@ impl Metrics {
                     &["account_id", "workload"],
                 )?,
             )?,
+            usage_backfill_requests: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "keywarden_usage_backfill_requests_total",
+                        "LookupEvents requests of the leader's usage backfill, by outcome (answered, throttled)",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
+            usage_backfill_errors: reg(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "keywarden_usage_backfill_errors_total",
+                    "Background usage backfills that stopped on a failed read (they resume after the next run)",
+                ))?,
+            )?,
             usage_receive_errors: reg(
                 &registry,
                 IntCounter::with_opts(opts(
@@ -388,6 +407,9 @@ impl Metrics {
         }
         for outcome in ["recorded", "duplicate", "unknown_key", "malformed"] {
             m.usage_events.with_label_values(&[outcome]);
+        }
+        for outcome in ["answered", "throttled"] {
+            m.usage_backfill_requests.with_label_values(&[outcome]);
         }
         for outcome in ["success", "dry_run", "error", "refused"] {
             m.rotations.with_label_values(&[outcome]);
@@ -547,6 +569,20 @@ impl Metrics {
         self.keys_by_workload.reset();
         for ((account, workload), n) in counts {
             self.keys_by_workload.with_label_values(&[account, workload]).set(n);
+        }
+    }
+
+    /// One background backfill: its requests (throttled ones included) and whether it failed.
+    pub fn usage_backfilled(&self, requests: u32, throttled: u32, failed: bool) {
+        let answered = requests.saturating_sub(throttled);
+        self.usage_backfill_requests
+            .with_label_values(&["answered"])
+            .inc_by(u64::from(answered));
+        self.usage_backfill_requests
+            .with_label_values(&["throttled"])
+            .inc_by(u64::from(throttled));
+        if failed {
+            self.usage_backfill_errors.inc();
         }
     }
 
