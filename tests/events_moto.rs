@@ -37,10 +37,9 @@ pub(crate) fn events(moto: &Moto, op: &str, body: Value) -> Value {
     )
 }
 
-/// A queue fed by a rule on IAM's CloudTrail events and on Health's exposed keys, as the
-/// packaged template makes it.
-fn queue_with_rule(moto: &Moto) -> String {
-    let url = sqs(moto, "CreateQueue", json!({"QueueName": "keywarden-events"}))["QueueUrl"]
+/// A queue `name` fed by an EventBridge rule of the same name on `pattern`.
+pub(crate) fn queue_with_pattern(moto: &Moto, name: &str, pattern: Value) -> String {
+    let url = sqs(moto, "CreateQueue", json!({"QueueName": name}))["QueueUrl"]
         .as_str()
         .expect("queue url")
         .to_string();
@@ -52,21 +51,27 @@ fn queue_with_rule(moto: &Moto) -> String {
         .as_str()
         .expect("queue arn")
         .to_string();
-    let pattern = json!({
-        "source": ["aws.iam", "aws.health"],
-        "detail-type": ["AWS API Call via CloudTrail", "AWS Health Event"]
-    });
     events(
         moto,
         "PutRule",
-        json!({"Name": "keywarden-iam-keys", "EventPattern": pattern.to_string(), "State": "ENABLED"}),
+        json!({"Name": name, "EventPattern": pattern.to_string(), "State": "ENABLED"}),
     );
     events(
         moto,
         "PutTargets",
-        json!({"Rule": "keywarden-iam-keys", "Targets": [{"Id": "queue", "Arn": arn}]}),
+        json!({"Rule": name, "Targets": [{"Id": "queue", "Arn": arn}]}),
     );
     url
+}
+
+/// A queue fed by a rule on IAM's CloudTrail events and on Health's exposed keys, as the
+/// packaged template makes it.
+fn queue_with_rule(moto: &Moto) -> String {
+    let pattern = json!({
+        "source": ["aws.iam", "aws.health"],
+        "detail-type": ["AWS API Call via CloudTrail", "AWS Health Event"]
+    });
+    queue_with_pattern(moto, "keywarden-events", pattern)
 }
 
 pub(crate) fn put_event(moto: &Moto, source: &str, detail_type: &str, detail: Value) {

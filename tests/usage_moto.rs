@@ -254,34 +254,28 @@ async fn a_failed_lookup_fails_the_command_and_keeps_nothing_that_looks_finished
 
 /// The usage queue as the packaged rule feeds it: CloudTrail events signed by a long-term key.
 fn usage_queue(moto: &Moto) -> String {
-    use crate::events_moto::{events, sqs};
-    let url = sqs(moto, "CreateQueue", json!({"QueueName": "keywarden-usage"}))["QueueUrl"]
-        .as_str()
-        .expect("queue url")
-        .to_string();
-    let arn = sqs(
-        moto,
-        "GetQueueAttributes",
-        json!({"QueueUrl": url, "AttributeNames": ["QueueArn"]}),
-    )["Attributes"]["QueueArn"]
-        .as_str()
-        .expect("queue arn")
-        .to_string();
     let pattern = json!({
         "detail-type": ["AWS API Call via CloudTrail"],
         "detail": {"userIdentity": {"accessKeyId": [{"prefix": "AKIA"}]}}
     });
-    events(
+    crate::events_moto::queue_with_pattern(moto, "keywarden-usage", pattern)
+}
+
+/// The daemon with this `[usage]` table (and a cron that never comes: the first run only), and
+/// its config file.
+fn usage_daemon(moto: &Moto, dir: &TempDir, usage: &str) -> (DaemonProcess, std::path::PathBuf) {
+    let port = free_port();
+    let config = moto_config(
+        dir,
         moto,
-        "PutRule",
-        json!({"Name": "keywarden-usage", "EventPattern": pattern.to_string(), "State": "ENABLED"}),
+        &format!("[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[usage]\n{usage}"),
     );
-    events(
-        moto,
-        "PutTargets",
-        json!({"Rule": "keywarden-usage", "Targets": [{"Id": "queue", "Arn": arn}]}),
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", config.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
     );
-    url
+    (d, config)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -294,21 +288,11 @@ async fn usage_events_from_the_queue_count_once_and_bad_ones_have_defined_outcom
     let key = create_key(&iam, "alice").await.id;
     let second = create_key(&iam, "alice").await.id;
     let dir = TempDir::new("usage-queue");
-    let port = free_port();
-    let config = moto_config(
-        &dir,
-        &moto,
-        &format!(
-            "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [usage]\nenabled = true\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\n",
-            moto.endpoint()
-        ),
+    let usage = format!(
+        "enabled = true\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\n",
+        moto.endpoint()
     );
-    let d = DaemonProcess::spawn(
-        keywarden(&["run", "--config", config.to_str().unwrap()]),
-        port,
-        dir.0.join("log"),
-    );
+    let (d, config) = usage_daemon(&moto, &dir, &usage);
     let first = d
         .wait_metrics(30, "the first run", |m| {
             metric(m, "keywarden_user_active_access_keys", &[("user", "alice")]) == Some(2.0)
@@ -404,21 +388,11 @@ async fn the_leader_backfills_keys_without_a_profile_after_its_run() {
         .collect();
     moto.store_cloudtrail(&records);
     let dir = TempDir::new("usage-background");
-    let port = free_port();
-    let config = moto_config(
-        &dir,
-        &moto,
-        &format!(
-            "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [usage]\nenabled = true\nbackfill = true\ncloudtrail_endpoint_url = \"{}\"\n",
-            moto.endpoint()
-        ),
+    let usage = format!(
+        "enabled = true\nbackfill = true\ncloudtrail_endpoint_url = \"{}\"\n",
+        moto.endpoint()
     );
-    let d = DaemonProcess::spawn(
-        keywarden(&["run", "--config", config.to_str().unwrap()]),
-        port,
-        dir.0.join("log"),
-    );
+    let (d, config) = usage_daemon(&moto, &dir, &usage);
     let page = d
         .wait_metrics(30, "the backfill after the first run", |m| {
             metric(m, "keywarden_usage_backfill_requests_total", &[("outcome", "answered")]).unwrap_or(0.0) >= 2.0

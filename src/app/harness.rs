@@ -157,7 +157,7 @@ impl Harness {
         }
         let ok = ran && c.ok();
         let backfill = (ran && c.skipped.is_none() && config.usage.enabled && config.usage.backfill)
-            .then(|| (Arc::clone(&fleet), c.accounts.clone()));
+            .then(|| (Arc::clone(&fleet), crate::app::usage::active_key_ids(&c.accounts)));
         *last = Some(Last {
             fleet,
             observer,
@@ -167,8 +167,8 @@ impl Harness {
         // The leader's usage backfill, bounded, after the run and outside its lock: event
         // runs do not wait for it.
         drop(last);
-        if let Some((fleet, accounts)) = backfill {
-            let done = crate::app::usage::background(&config, &fleet, &accounts, chrono::Utc::now()).await;
+        if let Some((fleet, keys)) = backfill {
+            let done = crate::app::usage::background(&config, &fleet, &keys, chrono::Utc::now()).await;
             UsageBackfilled {
                 requests: done.tally.requests,
                 throttled: done.tally.throttled,

@@ -6,15 +6,13 @@
 //! A failed read is said and makes the command fail: a key left out, or a backfill that
 //! stopped early, never looks like a complete answer.
 
-use std::collections::BTreeMap;
-
 use crate::app::backfill::{Backfill, Tally, LOOKUPS_PER_SECOND, MAX_REQUESTS_PER_RUN};
 use crate::aws::accounts::Fleet;
 use crate::aws::cloudtrail::Trail;
 use crate::aws::ratelimit::TokenBucket;
 use crate::config::Config;
 use crate::core::model::{AccountInventory, Timestamp};
-use crate::core::usage::profile::Profile;
+use crate::core::usage::profile::{by_key, ByKey, Profile};
 use crate::core::usage::summary::{summarize, KeyUsage};
 use crate::ports::{InventorySource, UsageStore};
 
@@ -49,14 +47,11 @@ pub async fn usage(
     opts.credential_kinds = Vec::new();
     opts.exposure = false;
     let accounts = fleet.inventory(&opts).await;
-    let mut kept: BTreeMap<(String, String), Profile> = match store.profiles().await {
-        Ok(all) => all
-            .into_iter()
-            .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
-            .collect(),
+    let mut kept = match store.profiles().await {
+        Ok(all) => by_key(all),
         Err(e) => {
             run.errors.push(e.0);
-            BTreeMap::new()
+            ByKey::new()
         }
     };
     let mut remaining = MAX_REQUESTS_PER_RUN;
@@ -65,19 +60,11 @@ pub async fn usage(
             let user = e.user.as_deref().map(|u| format!(", user {u}")).unwrap_or_default();
             format!("account {}{user}: {}: {}", e.account_id, e.operation, e.message)
         }));
-        let keys: Vec<(&str, &str)> = account
-            .users
-            .iter()
-            .flat_map(|u| {
-                u.keys
-                    .iter()
-                    .filter(|k| k.is_active())
-                    .map(move |k| (u.name.as_str(), k.id.as_str()))
-            })
+        let ids: Vec<&str> = active_keys(account)
             .filter(|(user, key)| selected(target, user, key))
+            .map(|(_, key)| key)
             .collect();
-        if backfill && !keys.is_empty() {
-            let ids: Vec<&str> = keys.iter().map(|(_, k)| *k).collect();
+        if backfill && !ids.is_empty() {
             remaining = backfill_account(
                 config,
                 fleet,
@@ -96,30 +83,48 @@ pub async fn usage(
     run
 }
 
+/// The active keys of `account`: (user, key id).
+fn active_keys(account: &AccountInventory) -> impl Iterator<Item = (&str, &str)> {
+    account.users.iter().flat_map(|u| {
+        u.keys
+            .iter()
+            .filter(|k| k.is_active())
+            .map(move |k| (u.name.as_str(), k.id.as_str()))
+    })
+}
+
+/// The active key ids of each account, for the leader's backfill after a run (the ids only:
+/// the run's inventory stays with the run).
+pub fn active_key_ids(accounts: &[AccountInventory]) -> Vec<(String, Vec<String>)> {
+    accounts
+        .iter()
+        .map(|a| {
+            (
+                a.account_id.clone(),
+                active_keys(a).map(|(_, k)| k.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
 /// The usage of every active key of `accounts` that `target` selects, from the profiles kept.
 pub fn view(
     accounts: &[AccountInventory],
-    kept: &BTreeMap<(String, String), Profile>,
+    kept: &ByKey,
     target: Option<&str>,
     now: Timestamp,
 ) -> Vec<(String, KeyUsage)> {
-    let mut out = Vec::new();
-    for account in accounts {
-        for user in &account.users {
-            for key in user
-                .keys
-                .iter()
-                .filter(|k| k.is_active() && selected(target, &user.name, &k.id))
-            {
-                let profile = kept.get(&(account.account_id.clone(), key.id.clone()));
-                out.push((
-                    account.account_id.clone(),
-                    summarize(&account.account_id, &user.name, &key.id, profile, now),
-                ));
-            }
-        }
-    }
-    out
+    accounts
+        .iter()
+        .flat_map(|a| {
+            active_keys(a)
+                .filter(|(user, key)| selected(target, user, key))
+                .map(move |(user, key)| {
+                    let profile = kept.get(&(a.account_id.clone(), key.to_string()));
+                    (a.account_id.clone(), summarize(&a.account_id, user, key, profile, now))
+                })
+        })
+        .collect()
 }
 
 /// The usage of every active key of the last audit, for the daemon to publish; the profiles
@@ -127,14 +132,11 @@ pub fn view(
 /// key then shows `unknown`, never a verdict made up).
 pub fn published(config: &Config, accounts: &[AccountInventory], now: Timestamp) -> Vec<(String, KeyUsage)> {
     let store = crate::state::usage::FileUsage::beside(&config.state_path);
-    let kept: BTreeMap<(String, String), Profile> = match store.read_all() {
-        Ok(all) => all
-            .into_iter()
-            .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
-            .collect(),
+    let kept = match store.read_all() {
+        Ok(all) => by_key(all),
         Err(e) => {
             tracing::warn!(error = %e.0, "usage profiles cannot be read; every key's workload shows as unknown");
-            BTreeMap::new()
+            ByKey::new()
         }
     };
     view(accounts, &kept, None, now)
@@ -144,46 +146,31 @@ pub fn published(config: &Config, accounts: &[AccountInventory], now: Timestamp)
 /// minute at the pace): the rest waits for the next run, where the backfill resumes.
 pub const BACKGROUND_REQUESTS: u32 = 100;
 
-/// The leader's background backfill (`usage.backfill`), after a cron run: the active keys of
-/// `accounts` whose backfill is not finished, within [`BACKGROUND_REQUESTS`].
-pub async fn background(config: &Config, fleet: &Fleet, accounts: &[AccountInventory], now: Timestamp) -> UsageRun {
+/// The leader's background backfill (`usage.backfill`), after a cron run: the keys of
+/// `keys` (from [`active_key_ids`]) whose backfill is not finished, within
+/// [`BACKGROUND_REQUESTS`].
+pub async fn background(config: &Config, fleet: &Fleet, keys: &[(String, Vec<String>)], now: Timestamp) -> UsageRun {
     let store = crate::state::usage::FileUsage::beside(&config.state_path);
     let mut run = UsageRun::default();
-    let mut kept: BTreeMap<(String, String), Profile> = match store.profiles().await {
-        Ok(all) => all
-            .into_iter()
-            .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
-            .collect(),
+    let mut kept = match store.profiles().await {
+        Ok(all) => by_key(all),
         Err(e) => {
             run.errors.push(e.0);
             return run;
         }
     };
     let mut remaining = BACKGROUND_REQUESTS;
-    for account in accounts {
-        let unfinished = |id: &str| {
-            kept.get(&(account.account_id.clone(), id.to_string()))
+    for (account_id, ids) in keys {
+        let unfinished = |id: &&str| {
+            kept.get(&(account_id.clone(), id.to_string()))
                 .is_none_or(|p| !p.backfill.state.finished())
         };
-        let ids: Vec<&str> = account
-            .users
-            .iter()
-            .flat_map(|u| u.keys.iter().filter(|k| k.is_active()).map(|k| k.id.as_str()))
-            .filter(|id| unfinished(id))
-            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).filter(unfinished).collect();
         if ids.is_empty() || remaining == 0 {
             continue;
         }
         remaining = backfill_account(
-            config,
-            fleet,
-            &store,
-            &account.account_id,
-            &ids,
-            &mut kept,
-            remaining,
-            now,
-            &mut run,
+            config, fleet, &store, account_id, &ids, &mut kept, remaining, now, &mut run,
         )
         .await;
     }
@@ -198,7 +185,7 @@ async fn backfill_account(
     store: &impl UsageStore,
     account_id: &str,
     keys: &[&str],
-    kept: &mut BTreeMap<(String, String), Profile>,
+    kept: &mut ByKey,
     budget: u32,
     now: Timestamp,
     run: &mut UsageRun,

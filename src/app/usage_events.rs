@@ -191,11 +191,8 @@ async fn handle(harness: &Harness, queue: &Queue, store: &impl UsageStore, known
         .iter()
         .map(|m| crate::aws::eventbridge::usage_event(&m.body))
         .collect();
-    let mut profiles: BTreeMap<(String, String), Profile> = match store.profiles().await {
-        Ok(all) => all
-            .into_iter()
-            .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
-            .collect(),
+    let mut profiles = match store.profiles().await {
+        Ok(all) => crate::core::usage::profile::by_key(all),
         Err(e) => {
             UsageReceiveFailed {
                 error: &e.0,

@@ -32,10 +32,12 @@ impl Trail {
     pub fn region(&self) -> &str {
         self.service.region()
     }
+}
 
+impl crate::ports::EventLookup for Trail {
     /// One LookupEvents page of the events `access_key_id` signed, up to `end` (inclusive;
     /// `None`: now), continuing at `next_token` when given.
-    pub async fn page(
+    async fn lookup(
         &self,
         access_key_id: &str,
         end: Option<Timestamp>,
@@ -57,17 +59,6 @@ impl Trail {
             .call("LookupEvents", target, request.to_string().as_bytes())
             .await?;
         Ok(page(&answer))
-    }
-}
-
-impl crate::ports::EventLookup for Trail {
-    async fn lookup(
-        &self,
-        access_key_id: &str,
-        end: Option<Timestamp>,
-        next_token: Option<&str>,
-    ) -> Result<Page, ServiceError> {
-        self.page(access_key_id, end, next_token).await
     }
 }
 

@@ -9,17 +9,24 @@ use serde_json::Value;
 use crate::core::events::Envelope;
 use crate::core::usage::event::RawEvent;
 
+/// The EventBridge event in a message body, unwrapped from SNS's Notification when a topic
+/// sits in between (with the topic's ARN, empty when the notification names none).
+fn unwrap(body: &str) -> Result<(Value, Option<String>), String> {
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    if v["Type"] != "Notification" {
+        return Ok((v, None));
+    }
+    // Unverified: SNS's signature is not checked, so a named topic is only as good as the
+    // queue policy that lets no one but that topic and EventBridge send.
+    let topic = v["TopicArn"].as_str().unwrap_or_default().to_string();
+    let inner = v["Message"].as_str().ok_or("an SNS notification without a Message")?;
+    let inner = serde_json::from_str(inner).map_err(|e| format!("the SNS Message is not JSON: {e}"))?;
+    Ok((inner, Some(topic)))
+}
+
 /// The envelope in a message body, or why it is not one.
 pub fn parse(body: &str) -> Result<Envelope, String> {
-    let mut v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    let mut sns_topic = None;
-    if v["Type"] == "Notification" {
-        // Unverified: SNS's signature is not checked, so a named topic is only as good as
-        // the queue policy that lets no one but that topic and EventBridge send.
-        sns_topic = Some(v["TopicArn"].as_str().unwrap_or_default().to_string());
-        let inner = v["Message"].as_str().ok_or("an SNS notification without a Message")?;
-        v = serde_json::from_str(inner).map_err(|e| format!("the SNS Message is not JSON: {e}"))?;
-    }
+    let (v, sns_topic) = unwrap(body)?;
     let text = |p: &Value| p.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let detail_type = text(&v["detail-type"]).ok_or("no detail-type: not an EventBridge event")?;
     let source = text(&v["source"]).ok_or("no source: not an EventBridge event")?;
@@ -59,11 +66,7 @@ pub fn parse(body: &str) -> Result<Envelope, String> {
 /// The CloudTrail record of a message on the usage queue (an "AWS API Call via CloudTrail"
 /// envelope, plain or SNS-wrapped), as the core's [`RawEvent`], or why it is not one.
 pub fn usage_event(body: &str) -> Result<RawEvent, String> {
-    let mut v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    if v["Type"] == "Notification" {
-        let inner = v["Message"].as_str().ok_or("an SNS notification without a Message")?;
-        v = serde_json::from_str(inner).map_err(|e| format!("the SNS Message is not JSON: {e}"))?;
-    }
+    let (v, _) = unwrap(body)?;
     if v["detail-type"] != "AWS API Call via CloudTrail" {
         return Err("not an \"AWS API Call via CloudTrail\" event".into());
     }

@@ -264,13 +264,7 @@ impl Checker<'_, '_> {
             }
         });
         let url = raw.queue_url.trim();
-        let url_ok = url.is_empty() || url.starts_with("https://") || url.starts_with("http://");
-        if !url_ok {
-            self.push(
-                "events.queue_url",
-                "must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
-            );
-        }
+        let url_ok = self.queue_url("events.queue_url", url);
         let topics_ok = raw.sns_topic_arns.iter().all(|t| {
             let ok = t.starts_with("arn:") && t.split(':').nth(2) == Some("sns") && t.split(':').count() == 6;
             if !ok {
@@ -294,6 +288,18 @@ impl Checker<'_, '_> {
         }))
     }
 
+    /// An SQS queue's URL, or empty (no queue).
+    fn queue_url(&mut self, key: &str, url: &str) -> bool {
+        let ok = url.is_empty() || url.starts_with("https://") || url.starts_with("http://");
+        if !ok {
+            self.push(
+                key,
+                "must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+            );
+        }
+        ok
+    }
+
     /// `[usage]`; `events_region`: its region's default.
     fn usage(&mut self, raw: &RawUsage, events_region: Option<&str>) -> Option<UsageSettings> {
         let endpoint_ok = self.endpoint_url("usage.endpoint_url", raw.endpoint_url.as_deref());
@@ -301,13 +307,7 @@ impl Checker<'_, '_> {
         let region_ok = self.region("usage.region", raw.region.as_deref());
         let window = self.duration("usage.live_window", &raw.live_window).map(to_delta);
         let url = raw.queue_url.trim();
-        let url_ok = url.is_empty() || url.starts_with("https://") || url.starts_with("http://");
-        if !url_ok {
-            self.push(
-                "usage.queue_url",
-                "must be the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
-            );
-        }
+        let url_ok = self.queue_url("usage.queue_url", url);
         let window = window?;
         if !(endpoint_ok && trail_ok && region_ok && url_ok) {
             return None;

@@ -40,6 +40,17 @@ pub fn id_hash(event_id: &str) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// Profiles by (account, key id).
+pub type ByKey = std::collections::BTreeMap<(String, String), Profile>;
+
+/// `profiles` by (account, key id).
+pub fn by_key(profiles: Vec<Profile>) -> ByKey {
+    profiles
+        .into_iter()
+        .map(|p| ((p.account_id.clone(), p.access_key_id.clone()), p))
+        .collect()
+}
+
 /// A value and how often it was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counted {
