@@ -215,11 +215,16 @@ fn run_audit(setup: &Setup, format: Format, at: Option<keywarden::core::model::T
         .block_on(async {
             let fleet = setup.fleet().await;
             let store = setup.store(READ_WAIT).await;
-            audit::audit(cfg, &fleet, &store, now).await
+            let usage = keywarden::state::usage::FileUsage::beside(&cfg.state_path);
+            let evidence = keywarden::app::usage::Evidence(&usage);
+            audit::audit(cfg, &fleet, &store, &evidence, now).await
         })
         .map_err(|e| Failure::Runtime(format!("{:#}", anyhow::Error::from(e))))?;
     for w in cfg.warnings(now, Some(&run.accounts)) {
         eprintln!("keywarden: warning: {w}");
+    }
+    if let Some(e) = &run.evidence_error {
+        eprintln!("keywarden: warning: usage profiles cannot be read, so no key shows as held for live use: {e}");
     }
     let report = run.report;
     emit(&match format {

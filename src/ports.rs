@@ -249,6 +249,24 @@ pub trait StateStore {
     fn save(&self, state: &State) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// A key's last call in the usage evidence: (account, key id, time).
+pub type LastCall = (String, String, Timestamp);
+
+/// The usage evidence a run may hold due deactivations back with (`usage.hold_live_keys`):
+/// the last call each usage profile shows, as (account, key id, time). Never a reason to act.
+pub trait LastCalls: Sync {
+    fn last_calls(&self) -> BoxFuture<'_, Result<Vec<LastCall>, StoreError>>;
+}
+
+/// No usage evidence (tests, commands that keep no profiles).
+pub struct NoEvidence;
+
+impl LastCalls for NoEvidence {
+    fn last_calls(&self) -> BoxFuture<'_, Result<Vec<LastCall>, StoreError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+}
+
 /// Where the usage profiles of access keys live between runs (`state::usage`).
 pub trait UsageStore {
     /// Every profile kept. A store that cannot be read is an error, never "no profiles".

@@ -114,8 +114,32 @@ fn naming(dir: &Path, needle: &str) -> Vec<String> {
 #[test]
 fn usage_evidence_reaches_no_decision() {
     // ARCHITECTURE.md invariant 34: the rules, the plans and the acting code never read a
-    // usage profile, so a forged event can change no decision.
+    // usage profile, so a forged event can change no decision. The one piece of evidence
+    // they see is a key's last call (`AccountInventory::last_calls`), and the rules read it
+    // in one function only, which can only hold a deactivation back.
     let src = repo().join("src");
+    let rules = production_lines(&src.join("core/rules.rs"));
+    let start = rules
+        .iter()
+        .position(|(_, l)| l.starts_with("fn live_hold("))
+        .expect("rules::live_hold");
+    let end = rules[start + 1..]
+        .iter()
+        .position(|(_, l)| l.starts_with("fn ") || l.starts_with("pub fn "))
+        .map_or(rules.len(), |i| start + 1 + i);
+    let outside: Vec<_> = rules
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, l))| l.contains("ctx.last_calls") && !(start..end).contains(i))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "the rules read usage evidence outside live_hold: {outside:?}"
+    );
+    assert!(
+        rules[start..end].iter().any(|(_, l)| l.contains("ctx.last_calls")),
+        "the check looks where the evidence is read"
+    );
     let mut deciders = naming(&src.join("core"), "usage::");
     deciders.retain(|f| f.ends_with("rules.rs") || f.ends_with("plan.rs") || f.ends_with("windows.rs"));
     for file in ["app/execute.rs", "app/cycle.rs", "app/events.rs"] {

@@ -445,6 +445,59 @@ mod report_vs_api {
             grace_period: TimeDelta::days(7),
             wait_for_kept_key: true,
             revoke_sessions: true,
+            hold_live: None,
+        }
+    }
+
+    /// Every finding first seen at one fixed instant.
+    struct SeenAt(DateTime<Utc>);
+
+    impl rules::FirstSeen for SeenAt {
+        fn first_seen(&self, _: &str, _: &str, _: keywarden::core::policy::Rule) -> Option<DateTime<Utc>> {
+            Some(self.0)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(settings())]
+
+        /// Usage evidence (any last call, forged ones from the future too) never makes a key
+        /// due, and once every hold's bound has passed (deadline plus one grace period) it
+        /// changes nothing at all.
+        #[test]
+        fn usage_evidence_only_delays(
+            (u, _) in user(),
+            seen_days in 0_i64..30,
+            calls in prop::collection::vec(prop::option::of(-2_000_i64..2_000), 2),
+        ) {
+            use keywarden::core::plan::is_due;
+            use std::collections::BTreeSet;
+            let without = AccountInventory { account_id: "1".into(), users: vec![u.clone()], ..Default::default() };
+            let mut with = without.clone();
+            for (k, hours) in u.keys.iter().zip(&calls) {
+                if let Some(h) = hours {
+                    with.last_calls.insert(k.id.clone(), now() - TimeDelta::hours(*h));
+                }
+            }
+            let mut holding = policy();
+            holding.hold_live = Some(TimeDelta::hours(24));
+            let history = SeenAt(now() - TimeDelta::days(seen_days));
+            let due = |inv: &AccountInventory, p: &Policy, at: DateTime<Utc>| -> BTreeSet<(String, String)> {
+                rules::evaluate(inv, p, &history, at)
+                    .into_iter()
+                    .filter(|f| is_due(f, at))
+                    .map(|f| (f.access_key_id, f.rule.to_string()))
+                    .collect()
+            };
+            for hours in [0, 1, 24 * 7, 24 * 10] {
+                let at = now() + TimeDelta::hours(hours);
+                let held = due(&with, &holding, at);
+                let plain = due(&without, &policy(), at);
+                prop_assert!(held.is_subset(&plain), "evidence made a key due: {:?} vs {:?}", held, plain);
+            }
+            // Every deadline is at most first seen + 7 days: 14 days on, no hold is left.
+            let past = now() + TimeDelta::days(14);
+            prop_assert_eq!(due(&with, &holding, past), due(&without, &policy(), past));
         }
     }
 

@@ -417,3 +417,89 @@ async fn the_leader_backfills_keys_without_a_profile_after_its_run() {
     assert_eq!(report[0]["backfill"], "done");
     assert_eq!(report[0]["workload"], "aws_lambda");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_due_key_in_live_use_is_held_journaled_once_and_deactivated_without_evidence() {
+    let moto = Moto::start();
+    let dir = TempDir::new("usage-hold");
+    let iam = moto.iam();
+    moto.set_clock_days(-100.0);
+    create_user(&iam, "alice", None).await;
+    let key = create_key(&iam, "alice").await.id;
+    moto.set_clock_days(0.0);
+    // The key signed a call an hour ago: in live use for a 24h window.
+    moto.store_cloudtrail(&[record(
+        "c-0",
+        &key,
+        "alice",
+        CLI,
+        "198.51.100.7",
+        ("s3.amazonaws.com", "ListBuckets"),
+        1,
+    )]);
+    let config = moto_config(
+        &dir,
+        &moto,
+        &format!(
+            "[enforcement]\nmode = \"enforce\"\ngrace_period = \"1d\"\n[usage]\nenabled = true\nhold_live_keys = true\ncloudtrail_endpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let (code, out, err) = outputs(&mut keywarden(&["usage", "alice", "--backfill", "--config", config]));
+    assert_eq!(code, 0, "{out}{err}");
+    // unused_key first seen 36 hours ago: due for 12 hours, held at most 12 more.
+    let seen = chrono::Utc::now() - chrono::TimeDelta::hours(36);
+    dir.write(
+        "state.json",
+        &json!({"schema_version": 1, "last_run": null, "findings": [{
+            "account_id": "123456789012", "user": "alice", "access_key_id": key,
+            "rule": "unused_key", "first_seen": seen.format("%Y-%m-%dT%H:%M:%SZ").to_string()}]})
+        .to_string(),
+    );
+    let (code, report, err) = audit_json(dir.0.join("keywarden.toml").as_path(), &[]);
+    assert_eq!(code, 3, "{err}");
+    let unused = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "unused_key")
+        .expect("unused_key finding");
+    assert_eq!(
+        (&unused["held"], &unused["deactivate_after"]),
+        (&json!("in_live_use"), &Value::Null),
+        "{unused:#}"
+    );
+    let until = (seen + chrono::TimeDelta::days(2))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    assert_eq!(unused["held_until"], until.as_str());
+    let status = |iam: aws_sdk_iam::Client| async move {
+        let keys = iam.list_access_keys().user_name("alice").send().await.unwrap();
+        keys.access_key_metadata()[0].status().unwrap().as_str().to_string()
+    };
+    let journal = || {
+        std::fs::read_to_string(dir.0.join("actions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..2 {
+        let (code, out, err) = outputs(&mut keywarden(&["run", "--once", "--config", config]));
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(status(iam.clone()).await, "Active");
+    }
+    let entries = journal();
+    assert_eq!(entries.len(), 1, "one hold, journaled once: {entries:#?}");
+    assert_eq!(
+        (&entries[0]["outcome"], &entries[0]["deadline"]),
+        (&json!("held"), &json!(until))
+    );
+    // No evidence: the live read decides alone.
+    std::fs::remove_file(dir.0.join("usage.json")).unwrap();
+    let (code, out, err) = outputs(&mut keywarden(&["run", "--once", "--config", config]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(status(iam.clone()).await, "Inactive");
+    assert_eq!(journal().last().unwrap()["outcome"], "success");
+}

@@ -6,7 +6,7 @@ use crate::core::history::State;
 use crate::core::model::{AccountInventory, Timestamp, User};
 use crate::core::report::Report;
 use crate::core::rules::{self, FirstSeen, NoHistory};
-use crate::ports::{InventoryOptions, InventorySource, StateStore, StoreError};
+use crate::ports::{InventoryOptions, InventorySource, LastCall, LastCalls, StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -18,6 +18,8 @@ pub enum AuditError {
 pub struct AuditRun {
     pub accounts: Vec<AccountInventory>,
     pub report: Report,
+    /// The usage evidence could not be read (`usage.hold_live_keys`): nothing shows as held.
+    pub evidence_error: Option<StoreError>,
 }
 
 /// `now` is the evaluation instant: the real time, or `--at`. First-seen times come from the
@@ -27,19 +29,53 @@ pub async fn audit(
     config: &Config,
     source: &impl InventorySource,
     store: &impl StateStore,
+    evidence: &dyn LastCalls,
     now: Timestamp,
 ) -> Result<AuditRun, AuditError> {
     let history = store.load().await?;
+    let (calls, evidence_error) = last_calls(config, evidence).await;
     let wants = |account_id: &str, user: &User| has_findings(config, account_id, user, now);
-    let accounts = source
+    let mut accounts = source
         .inventory(&inventory_options(config, &wants, history.as_ref(), None))
         .await;
+    attach_last_calls(&mut accounts, &calls);
     let first_seen: &dyn FirstSeen = match &history {
         Some(s) => s,
         None => &NoHistory,
     };
     let report = evaluate(config, &accounts, first_seen, now);
-    Ok(AuditRun { accounts, report })
+    Ok(AuditRun {
+        accounts,
+        report,
+        evidence_error,
+    })
+}
+
+/// Every key's last call that usage evidence shows, when `usage.hold_live_keys` asks for
+/// them. Unreadable evidence holds nothing: decisions are the live read's, and evidence may
+/// only delay them.
+pub async fn last_calls(config: &Config, evidence: &dyn LastCalls) -> (Vec<LastCall>, Option<StoreError>) {
+    if config.policy.hold_live.is_none() {
+        return (Vec::new(), None);
+    }
+    match evidence.last_calls().await {
+        Ok(calls) => (calls, None),
+        Err(e) => (Vec::new(), Some(e)),
+    }
+}
+
+/// Gives each account the last calls of its keys (`AccountInventory::last_calls`).
+pub fn attach_last_calls(accounts: &mut [AccountInventory], calls: &[LastCall]) {
+    let index: std::collections::HashMap<String, usize> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.account_id.clone(), i))
+        .collect();
+    for (account_id, key, at) in calls {
+        if let Some(&i) = index.get(account_id) {
+            accounts[i].last_calls.insert(key.clone(), *at);
+        }
+    }
 }
 
 /// `key_names`: the state whose key ids may name report slots; `listings`: the state whose

@@ -27,8 +27,8 @@ use crate::core::model::{AccountInventory, Timestamp, UnconfirmedExposure, User}
 use crate::core::plan::{self, OutcomeKind};
 use crate::core::report::Report;
 use crate::ports::{
-    ActionJournal, BoxFuture, Clock, IntentLog, InventorySource, KeyActions, Leadership, Rotator, StateStore,
-    StoreError,
+    ActionJournal, BoxFuture, Clock, IntentLog, InventorySource, KeyActions, LastCall, LastCalls, Leadership, Rotator,
+    StateStore, StoreError,
 };
 
 /// Why a cycle enforced nothing.
@@ -62,6 +62,8 @@ pub struct Cycle {
     /// (account, claim) of each AWS Health exposure claim no live read confirmed: reported
     /// and journaled (when enforcement runs), never acted on.
     pub unconfirmed: Vec<(String, UnconfirmedExposure)>,
+    /// The usage evidence could not be read (`usage.hold_live_keys`): nothing was held.
+    pub evidence_error: Option<StoreError>,
 }
 
 impl Cycle {
@@ -113,6 +115,8 @@ pub struct Ports<'a, F, S, C> {
     pub run: &'a RunInfo,
     pub leader: &'a dyn Leadership,
     pub trigger: Trigger<'a>,
+    /// The usage evidence, read only with `usage.hold_live_keys`.
+    pub evidence: &'a dyn LastCalls,
 }
 
 impl<F, S, C> Ports<'_, F, S, C> {
@@ -148,7 +152,8 @@ where
     let guard = ports.store.lock().await;
     let history = load(&guard, ports.store).await;
     let now = ports.clock.now();
-    let mut audit = audit_accounts(config, ports.fleet, history.as_ref().ok(), now).await;
+    let (last_calls, evidence_error) = audit::last_calls(config, ports.evidence).await;
+    let mut audit = audit_accounts(config, ports.fleet, history.as_ref().ok(), &last_calls, now).await;
     let history = match (history, ports.event()) {
         (Ok(h), Some(scope)) => {
             let h = backdate(h, &audit.report, scope.seen_at, now);
@@ -170,6 +175,7 @@ where
         final_save_error: None,
         rotations: Vec::new(),
         unconfirmed,
+        evidence_error,
     };
     let enforced = async {
         let history = history.map_err(Skipped::State)?;
@@ -231,6 +237,7 @@ async fn audit_accounts<F: InventorySource>(
     config: &Config,
     fleet: &F,
     history: Option<&State>,
+    last_calls: &[LastCall],
     now: Timestamp,
 ) -> Audited {
     // Key ids of users without findings are needed only for series of every key.
@@ -241,9 +248,10 @@ async fn audit_accounts<F: InventorySource>(
     // `aws.full_refresh_every` runs (and without a readable state).
     let full_read = history.is_none_or(|h| h.runs_since_full_read.saturating_add(1) >= config.aws.full_refresh_every);
     let key_names = if full_read { None } else { history };
-    let accounts = fleet
+    let mut accounts = fleet
         .inventory(&audit::inventory_options(config, &wants, key_names, key_names))
         .await;
+    audit::attach_last_calls(&mut accounts, last_calls);
     let empty = State::default();
     let report = audit::evaluate(config, &accounts, history.unwrap_or(&empty), now);
     Audited {
@@ -273,6 +281,7 @@ where
     settle_intents(&mut history, &cycle.accounts, ports.journal).await?;
     journal_unconfirmed(config, ports, &cycle.unconfirmed, now).await?;
     let mut next = plan::next_state(&history, &cycle.report.findings, &cycle.accounts, now);
+    journal_live_holds(config, ports, cycle, &mut next, now).await?;
     next.remember_key_names(&history, &cycle.accounts, full_read, now);
     let kinds = config.policy.rules.credential_kinds();
     next.remember_listings(&history, &cycle.accounts, |a| {
@@ -337,6 +346,30 @@ async fn journal_unconfirmed<F, S, C>(
         return Ok(());
     }
     ports.journal.append(&entries).await.map_err(Skipped::Save)
+}
+
+/// Journals each new live-use hold (`usage.hold_live_keys`, outcome `held`) and remembers
+/// it in `next`, so that a hold is on record once, before the run acts on anything.
+async fn journal_live_holds<F, S, C>(
+    config: &Config,
+    ports: &Ports<'_, F, S, C>,
+    cycle: &Cycle,
+    next: &mut State,
+    now: Timestamp,
+) -> Result<(), Skipped> {
+    let holds = plan::new_live_holds(&cycle.report.findings, &cycle.accounts, next);
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<JournalEntry> = holds
+        .iter()
+        .map(|h| JournalEntry::live_hold(h, config.enforcement.mode, ports.run, now))
+        .collect();
+    ports.journal.append(&entries).await.map_err(Skipped::Save)?;
+    for h in &holds {
+        next.note_hold(&h.account_id, &h.access_key_id, h.until);
+    }
+    Ok(())
 }
 
 /// The daemon's rotations of tagged users (`rotation.auto_before`), after the deactivations:
@@ -646,6 +679,7 @@ mod tests {
             run: &RunInfo::for_tests(),
             leader,
             trigger: Trigger::Cron { rotator: None },
+            evidence: &crate::ports::NoEvidence,
         };
         run(config, ports, &|_, _| {}, &stop).await
     }
@@ -811,6 +845,7 @@ mod tests {
             run: &RunInfo::for_tests(),
             leader: &crate::ports::SoleInstance,
             trigger: Trigger::Cron { rotator: None },
+            evidence: &crate::ports::NoEvidence,
         };
         let c = run(&config(25), ports, &|_, _| {}, &stop).await;
         assert!(matches!(c.skipped, Some(Skipped::Clock(_))));
@@ -870,15 +905,15 @@ mod tests {
         let c = config(25);
         let mut history = State::default();
         assert!(
-            audit_accounts(&c, &f, None, t0()).await.full_read,
+            audit_accounts(&c, &f, None, &[], t0()).await.full_read,
             "no state: list everything"
         );
         history.runs_since_full_read = 0;
-        let a = audit_accounts(&c, &f, Some(&history), t0()).await;
+        let a = audit_accounts(&c, &f, Some(&history), &[], t0()).await;
         assert!(!a.full_read, "the run after a full read uses the remembered key ids");
         assert_eq!(a.report.findings.len(), 1, "and still evaluates");
         history.runs_since_full_read = c.aws.full_refresh_every - 1;
-        assert!(audit_accounts(&c, &f, Some(&history), t0()).await.full_read);
+        assert!(audit_accounts(&c, &f, Some(&history), &[], t0()).await.full_read);
     }
 
     fn intent_of(user: &str) -> JournalEntry {
@@ -958,6 +993,7 @@ mod tests {
             run: &RunInfo::for_tests(),
             leader: &crate::ports::SoleInstance,
             trigger: Trigger::Event(EventScope { seen_at, budget }),
+            evidence: &crate::ports::NoEvidence,
         };
         run(&config(25), ports, &|_, _| {}, &stop).await
     }
@@ -1023,5 +1059,90 @@ mod tests {
         let done = successes(&c);
         assert_eq!(done, 1, "a cap of 25, of which earlier event runs left 1");
         assert_eq!(c.executed.held_back.values().sum::<usize>(), 2);
+    }
+    /// Usage evidence in memory: each key's last call, or a read failure.
+    struct Calls(Result<Vec<LastCall>, StoreError>);
+
+    impl LastCalls for Calls {
+        fn last_calls(&self) -> BoxFuture<'_, Result<Vec<LastCall>, StoreError>> {
+            Box::pin(std::future::ready(self.0.clone()))
+        }
+    }
+
+    /// Holds on (a 24h live window), a one-day grace period; idle user `a`'s `unused_key`
+    /// first seen 36 hours ago: due since 12 hours ago, held at most until 12 hours ahead.
+    async fn held_run(
+        store: &Store<'_>,
+        fleet: &Fleet<'_>,
+        journal: &crate::ports::MemoryJournal,
+        calls: &Calls,
+    ) -> Cycle {
+        let dir = std::env::temp_dir().join(format!(
+            "keywarden-hold-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.toml");
+        std::fs::write(
+            &path,
+            "[enforcement]\nmode = \"enforce\"\ngrace_period = \"1d\"\n[usage]\nenabled = true\nhold_live_keys = true\n[metrics]\nper_key = false\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&path, true).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stop = AtomicBool::new(false);
+        let ports = Ports {
+            fleet,
+            store,
+            clock: &Fixed(t0()),
+            skew: &|| Some(0.4),
+            journal,
+            run: &RunInfo::for_tests(),
+            leader: &crate::ports::SoleInstance,
+            trigger: Trigger::Cron { rotator: None },
+            evidence: calls,
+        };
+        run(&config, ports, &|_, _| {}, &stop).await
+    }
+
+    fn seen_36h_ago() -> Store<'static> {
+        let entry = crate::core::history::Entry {
+            account_id: "1".into(),
+            user: "a".into(),
+            access_key_id: "A".into(),
+            rule: Rule::UnusedKey,
+            first_seen: t0() - TimeDelta::hours(36),
+        };
+        Store {
+            state: Mutex::new(Some(State::from_entries([entry]))),
+            ..Store::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_in_live_use_is_held_and_journaled_once_then_acted_on_without_evidence() {
+        let log = Log::default();
+        let f = fleet(&["a"], &log);
+        let store = seen_36h_ago();
+        let journal = crate::ports::MemoryJournal::default();
+        let live = Calls(Ok(vec![("1".into(), "A".into(), t0() - TimeDelta::hours(1))]));
+        for _ in 0..2 {
+            let c = held_run(&store, &f, &journal, &live).await;
+            assert_eq!(c.report.summary.live_holds, 1);
+            assert!(c.executed.outcomes.is_empty());
+        }
+        assert!(!log.lock().unwrap().iter().any(|l| l.starts_with("deactivate")));
+        let entries = journal.entries.lock().unwrap().clone();
+        assert_eq!(entries.len(), 1, "one hold, journaled once: {entries:?}");
+        assert_eq!(
+            (entries[0].outcome.as_str(), entries[0].deadline),
+            ("held", Some(t0() + TimeDelta::hours(12)))
+        );
+        // The evidence is gone (or unreadable): the live read decides alone.
+        let unreadable = Calls(Err(StoreError("usage.json: not valid".into())));
+        let c = held_run(&store, &f, &journal, &unreadable).await;
+        assert!(c.evidence_error.is_some());
+        assert_eq!(log.lock().unwrap().iter().filter(|l| *l == "deactivate A").count(), 1);
     }
 }

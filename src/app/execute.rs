@@ -510,6 +510,7 @@ mod tests {
             grace_period: TimeDelta::zero(),
             wait_for_kept_key: true,
             revoke_sessions: true,
+            hold_live: None,
         }
     }
 

@@ -193,6 +193,8 @@ impl Harness {
     ) -> (Cycle, bool) {
         let store = self.memory.store(config);
         let run = crate::sys::host::run_info();
+        let usage = crate::state::usage::FileUsage::beside(&config.state_path);
+        let evidence = crate::app::usage::Evidence(&usage);
         let audited =
             |accounts: &[AccountInventory], report: &Report| self.publish_audit(config, accounts, report, started);
         let ports = Ports {
@@ -204,6 +206,7 @@ impl Harness {
             run: &run,
             leader: self.memory.leader(),
             trigger,
+            evidence: &evidence,
         };
         let c = crate::app::cycle::run(config, ports, &audited, &self.stop).await;
         Rotated { outcomes: &c.rotations }.emit(self.metrics());

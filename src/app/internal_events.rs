@@ -172,6 +172,13 @@ impl Enforced<'_> {
             metrics.held_back(&a.account_id, HeldBack::Window, a.window_waits);
             tracing::info!(account_id = %a.account_id, held_back = a.window_waits, "outside every enforcement window; due keys wait for the next one");
         }
+        for a in c.report.accounts.iter().filter(|a| a.live_holds > 0) {
+            metrics.held_back(&a.account_id, HeldBack::LiveUse, a.live_holds);
+            tracing::info!(account_id = %a.account_id, held_back = a.live_holds, "due keys in live use are held (usage.hold_live_keys), each for at most one more grace period");
+        }
+        if let Some(e) = &c.evidence_error {
+            tracing::warn!(error = %e.0, "usage profiles cannot be read: no due key is held for live use this run");
+        }
         for o in &c.executed.outcomes {
             if let Some(label) = o.kind.label() {
                 let rule = o.candidate.rules.first().map(|r| r.as_str()).unwrap_or("");

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::core::model::{AccountInventory, Timestamp};
 use crate::core::usage::profile::{by_key, ByKey, Profile};
 use crate::core::usage::summary::{summarize, KeyUsage};
-use crate::ports::{InventorySource, UsageStore};
+use crate::ports::{BoxFuture, InventorySource, LastCall, LastCalls, StoreError, UsageStore};
 
 /// What `keywarden usage` found.
 #[derive(Debug, Default)]
@@ -140,6 +140,22 @@ pub fn published(config: &Config, accounts: &[AccountInventory], now: Timestamp)
         }
     };
     view(accounts, &kept, None, now)
+}
+
+/// The usage profiles as evidence for holds (`usage.hold_live_keys`): each profile's last
+/// call. The rules read only this, never a profile.
+pub struct Evidence<'a, U>(pub &'a U);
+
+impl<U: UsageStore + Sync> LastCalls for Evidence<'_, U> {
+    fn last_calls(&self) -> BoxFuture<'_, Result<Vec<LastCall>, StoreError>> {
+        Box::pin(async move {
+            let profiles = self.0.profiles().await?;
+            Ok(profiles
+                .into_iter()
+                .filter_map(|p| Some((p.account_id, p.access_key_id, p.last_event?)))
+                .collect())
+        })
+    }
 }
 
 /// LookupEvents requests of the leader's background backfill after one cron run (about a

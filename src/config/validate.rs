@@ -18,6 +18,12 @@ use crate::core::windows::{Window, Windows};
 // ---------------------------------------------------------------------------------------------
 // Validation: raw strings -> typed values. Collects every issue, not just the first.
 
+/// The policy with `usage.hold_live_keys` (which needs the usage profiles kept).
+fn with_holds(policy: Option<Policy>, usage: Option<&UsageSettings>) -> Option<Policy> {
+    let hold_live = usage.filter(|u| u.enabled && u.hold_live_keys).map(|u| u.live_window);
+    policy.map(|p| Policy { hold_live, ..p })
+}
+
 /// Raw -> validated: each section checks its own keys (all problems at once), then the
 /// sections are assembled. Nothing downstream sees a raw string.
 pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
@@ -78,7 +84,7 @@ pub(super) fn validate(mut raw: RawConfig, at: &Locator<'_>) -> Result<Config, C
         source: None,
         schedule: schedule.ok_or_else(missing)?,
         aws: aws.ok_or_else(missing)?,
-        policy: policy.ok_or_else(missing)?,
+        policy: with_holds(policy, usage.as_ref()).ok_or_else(missing)?,
         enforcement: Enforcement {
             mode: mode.ok_or_else(missing)?,
             max_deactivations_per_run: raw.enforcement.max_deactivations_per_run as usize,
@@ -309,6 +315,13 @@ impl Checker<'_, '_> {
         let url = raw.queue_url.trim();
         let url_ok = self.queue_url("usage.queue_url", url);
         let window = window?;
+        if raw.hold_live_keys && !raw.enabled {
+            self.push(
+                "usage.hold_live_keys",
+                "needs usage.enabled = true: holds come from the usage profiles",
+            );
+            return None;
+        }
         if !(endpoint_ok && trail_ok && region_ok && url_ok) {
             return None;
         }
@@ -480,6 +493,8 @@ impl Checker<'_, '_> {
             grace_period: to_delta(grace?),
             wait_for_kept_key: rules.multiple_active_keys.wait_for_kept_key.unwrap_or(true),
             revoke_sessions: rules.exposed_key.revoke_sessions.unwrap_or(true),
+            // From `[usage]`, once it is validated.
+            hold_live: None,
         })
     }
 
@@ -876,6 +891,26 @@ mod tests {
         assert_eq!(find_key_line(text, "exemptions.1.user"), Some(11));
         assert_eq!(find_key_line(text, "exemptions.1"), Some(9));
         assert_eq!(find_key_line(text, "log.level"), None);
+    }
+
+    #[test]
+    fn holds_need_the_profiles_and_take_the_live_window() {
+        let dir = std::env::temp_dir().join(format!("keywarden-holds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.toml");
+        let load = |usage: &str| {
+            std::fs::write(&path, format!("[usage]\n{usage}")).unwrap();
+            crate::config::load(&path, true)
+        };
+        let err = load("hold_live_keys = true\n").unwrap_err().to_string();
+        assert!(
+            err.contains("usage.hold_live_keys") && err.contains("usage.enabled"),
+            "{err}"
+        );
+        let c = load("enabled = true\nhold_live_keys = true\nlive_window = \"2h\"\n").unwrap();
+        assert_eq!(c.policy.hold_live, Some(TimeDelta::hours(2)));
+        assert_eq!(load("enabled = true\n").unwrap().policy.hold_live, None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

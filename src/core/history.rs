@@ -98,6 +98,9 @@ pub struct State {
     /// Dry-run decisions already journaled, by the first-seen time they were made for: a
     /// dry-run daemon journals each decision once, not at every run.
     dry_run_noted: HashMap<(String, String), Timestamp>,
+    /// Live-use holds already journaled (`usage.hold_live_keys`), by when each ends: a hold
+    /// is journaled once, not at every run it lasts.
+    holds_noted: HashMap<(String, String), Timestamp>,
     /// Deactivations begun and not yet journaled (write-ahead): saved right before each
     /// UpdateAccessKey, dropped once its journal entry is written. One left over means the
     /// acting process stopped in between; the next run journals what IAM shows
@@ -276,6 +279,21 @@ impl State {
             .map(|((a, k), t)| (a.as_str(), k.as_str(), *t))
     }
 
+    pub fn hold_noted(&self, account_id: &str, access_key_id: &str) -> Option<Timestamp> {
+        self.holds_noted
+            .get(&(account_id.to_string(), access_key_id.to_string()))
+            .copied()
+    }
+
+    pub fn note_hold(&mut self, account_id: &str, access_key_id: &str, until: Timestamp) {
+        self.holds_noted
+            .insert((account_id.to_string(), access_key_id.to_string()), until);
+    }
+
+    pub fn hold_notes(&self) -> impl Iterator<Item = (&str, &str, Timestamp)> {
+        self.holds_noted.iter().map(|((a, k), t)| (a.as_str(), k.as_str(), *t))
+    }
+
     pub fn snoozes(&self) -> impl Iterator<Item = &Snooze> {
         self.snoozes.values()
     }
@@ -337,6 +355,8 @@ impl State {
             .retain(|(a, k, _), _| a != account_id || k != access_key_id);
         self.clear_failure(account_id, access_key_id);
         self.dry_run_noted
+            .remove(&(account_id.to_string(), access_key_id.to_string()));
+        self.holds_noted
             .remove(&(account_id.to_string(), access_key_id.to_string()));
     }
 }

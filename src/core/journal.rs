@@ -57,6 +57,21 @@ impl JournalAction {
     }
 }
 
+/// A due deactivation held for live use, as journaled (`plan::new_live_holds`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveHold {
+    pub account_id: String,
+    pub user: String,
+    pub access_key_id: String,
+    /// The held rules.
+    pub rules: Vec<Rule>,
+    pub first_seen: Timestamp,
+    /// The earliest end of the key's holds: the key is due then whatever the evidence says.
+    pub until: Timestamp,
+    /// The call the usage evidence shows.
+    pub last_call: Option<Timestamp>,
+}
+
 /// Who and what wrote an entry: the same for every entry of one run or command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInfo {
@@ -80,7 +95,8 @@ pub struct JournalEntry {
     pub rules: Vec<Rule>,
     pub first_seen: Option<Timestamp>,
     pub deadline: Option<Timestamp>,
-    /// `success`, `error`, `dry_run` or `no_longer_due`; `unconfirmed` for `report_exposure`.
+    /// `success`, `error`, `dry_run` or `no_longer_due`; `held` for a deactivation held for
+    /// live use; `unconfirmed` for `report_exposure`.
     pub outcome: String,
     pub error: Option<String>,
     /// Reactivations: why (`--reason`).
@@ -144,6 +160,37 @@ impl JournalEntry {
             error: None,
             reason: Some(format!(
                 "an AWS Health event named this key exposed, but the live read does not confirm it ({why}); nothing was changed"
+            )),
+            operator: None,
+            new_access_key_id: None,
+            secret_arn: None,
+            login_profile: None,
+            run: run.clone(),
+        }
+    }
+
+    /// The record of a due deactivation held because usage evidence shows the key in live use
+    /// (`usage.hold_live_keys`, outcome `held`): nothing was changed, and `deadline` is when
+    /// the hold ends at the latest. Journaled once per hold.
+    pub fn live_hold(hold: &LiveHold, mode: Mode, run: &RunInfo, time: Timestamp) -> JournalEntry {
+        let stamp = |t: Timestamp| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        JournalEntry {
+            time,
+            action: JournalAction::Deactivate,
+            mode: mode.as_str().to_string(),
+            account_id: hold.account_id.clone(),
+            user: hold.user.clone(),
+            credential_type: CredentialType::AccessKey,
+            access_key_id: hold.access_key_id.clone(),
+            rules: hold.rules.clone(),
+            first_seen: Some(hold.first_seen),
+            deadline: Some(hold.until),
+            outcome: "held".to_string(),
+            error: None,
+            reason: Some(format!(
+                "in live use: its usage profile shows a call at {}; held until {} at the latest (usage.hold_live_keys), then deactivated whatever the usage evidence says",
+                hold.last_call.map_or_else(|| "an unknown time".to_string(), stamp),
+                stamp(hold.until)
             )),
             operator: None,
             new_access_key_id: None,

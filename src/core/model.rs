@@ -282,6 +282,10 @@ pub struct AccountInventory {
     pub own_access_key_id: Option<String>,
     /// What AWS says was exposed in public (`rules.exposed_key`).
     pub exposure: Exposure,
+    /// The last call of each access key that usage evidence shows (the usage profiles), by
+    /// key id; filled only with `usage.hold_live_keys`. Evidence, not a read: it can only
+    /// hold a deactivation back (`rules`), never make one due.
+    pub last_calls: std::collections::BTreeMap<String, Timestamp>,
 }
 
 /// The names of AWS's compromised-key quarantine policies. AWS attaches one of them to a user

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::TimeDelta;
 
 use crate::core::history::{Entry, Failure, State};
-use crate::core::journal::{JournalAction, JournalEntry, RunInfo, PENDING};
+use crate::core::journal::{JournalAction, JournalEntry, LiveHold, RunInfo, PENDING};
 use crate::core::model::{AccountInventory, CredentialType, Timestamp};
 use crate::core::policy::{Mode, Rule};
 use crate::core::rules::Finding;
@@ -179,10 +179,48 @@ pub fn next_state(old: &State, findings: &[Finding], accounts: &[AccountInventor
             next.note_dry_run(account_id, key, first_seen);
         }
     }
+    for (account_id, key, until) in old.hold_notes() {
+        if tracked.contains(&(account_id.to_string(), key.to_string())) {
+            next.note_hold(account_id, key, until);
+        }
+    }
     next.keep_snoozes_of(old, now);
     next.keep_intents_of(old);
     next.last_run = Some(old.last_run.map_or(now, |t| t.max(now)));
     next
+}
+
+/// The live-use holds (`usage.hold_live_keys`) not journaled yet: one per key, with the
+/// earliest end of its held findings. A hold already journaled with the same end is not
+/// journaled again; a new grace period (a new end) is.
+pub fn new_live_holds(findings: &[Finding], accounts: &[AccountInventory], state: &State) -> Vec<LiveHold> {
+    let mut by_key: BTreeMap<(&str, &str), LiveHold> = BTreeMap::new();
+    for f in findings.iter().filter(|f| !f.exempt) {
+        let Some(crate::core::rules::Hold::InLiveUse { until }) = f.held else {
+            continue;
+        };
+        let h = by_key
+            .entry((f.account_id.as_str(), f.access_key_id.as_str()))
+            .or_insert_with(|| LiveHold {
+                account_id: f.account_id.clone(),
+                user: f.user.clone(),
+                access_key_id: f.access_key_id.clone(),
+                rules: Vec::new(),
+                first_seen: f.first_seen,
+                until,
+                last_call: accounts
+                    .iter()
+                    .find(|a| a.account_id == f.account_id)
+                    .and_then(|a| a.last_calls.get(&f.access_key_id).copied()),
+            });
+        h.rules.push(f.rule);
+        h.until = h.until.min(until);
+        h.first_seen = h.first_seen.min(f.first_seen);
+    }
+    by_key
+        .into_values()
+        .filter(|h| state.hold_noted(&h.account_id, &h.access_key_id) != Some(h.until))
+        .collect()
 }
 
 /// How long a key whose deactivation failed `attempts` times waits before the next attempt:
@@ -438,6 +476,7 @@ mod tests {
             credential_report_generated: None,
             own_access_key_id: None,
             exposure: Default::default(),
+            last_calls: Default::default(),
         }];
         let next = next_state(&old, &findings, &accounts, t0());
         let mut keys: Vec<&str> = next.entries().map(|e| e.access_key_id.as_str()).collect();

@@ -195,6 +195,9 @@ pub struct Policy {
     /// `rules.exposed_key.revoke_sessions`: after deactivating an exposed key, deny the
     /// temporary credentials issued before that instant (`keywarden-revoke-sessions`).
     pub revoke_sessions: bool,
+    /// `usage.hold_live_keys` (with usage profiles kept): a due deactivation of a key called
+    /// within this window (`usage.live_window`) is held, for at most one more grace period.
+    pub hold_live: Option<TimeDelta>,
 }
 
 impl Policy {

@@ -32,8 +32,11 @@ pub struct Summary {
     pub exempt: usize,
     /// Distinct access keys that have at least one non-exempt finding whose action is deactivate.
     pub planned_deactivations: usize,
-    /// Of those, keys whose only deactivating findings wait (a rotation in progress).
+    /// Of those, keys whose only deactivating findings wait (a rotation in progress, or in
+    /// live use).
     pub held_deactivations: usize,
+    /// Of those, keys held because usage evidence shows them in live use.
+    pub live_holds: usize,
     pub violations_by_rule: BTreeMap<Rule, usize>,
     /// True if any account's root user has access keys; null if unknown for some account and
     /// true for none.
@@ -62,6 +65,9 @@ pub struct AccountSummary {
     pub held_deactivations: usize,
     /// Keys past their grace period waiting for an enforcement window to open.
     pub window_waits: usize,
+    /// Of the held keys, those held because usage evidence shows them in live use
+    /// (`usage.hold_live_keys`).
+    pub live_holds: usize,
     /// Non-exempt findings on the key keywarden signs with.
     pub own_key_findings: usize,
     /// Active keys AWS found exposed (`exposed_key` findings, exempt ones too: an exemption
@@ -120,6 +126,7 @@ fn count_findings(per_account: &mut [AccountSummary], findings: &[Finding]) {
     let mut planned: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); per_account.len()];
     let mut scheduled: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); per_account.len()];
     let mut waiting: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); per_account.len()];
+    let mut live: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); per_account.len()];
     for f in findings {
         // Findings come from the accounts' inventories, so every one has its account.
         let Some(&i) = index.get(&f.account_id) else { continue };
@@ -136,8 +143,14 @@ fn count_findings(per_account: &mut [AccountSummary], findings: &[Finding]) {
         a.own_key_findings += usize::from(f.own_credentials);
         if f.action.acts() {
             planned[i].insert(&f.access_key_id);
-            if f.held.is_none() {
-                scheduled[i].insert(&f.access_key_id);
+            match f.held {
+                None => {
+                    scheduled[i].insert(&f.access_key_id);
+                }
+                Some(crate::core::rules::Hold::InLiveUse { .. }) => {
+                    live[i].insert(&f.access_key_id);
+                }
+                Some(_) => {}
             }
         }
         if f.waiting_for_window {
@@ -148,6 +161,7 @@ fn count_findings(per_account: &mut [AccountSummary], findings: &[Finding]) {
         a.planned_deactivations = planned[i].len();
         a.held_deactivations = planned[i].difference(&scheduled[i]).count();
         a.window_waits = waiting[i].len();
+        a.live_holds = live[i].difference(&scheduled[i]).count();
     }
 }
 
@@ -166,6 +180,7 @@ fn summarize(per_account: &[AccountSummary]) -> Summary {
         }
         s.planned_deactivations += a.planned_deactivations;
         s.held_deactivations += a.held_deactivations;
+        s.live_holds += a.live_holds;
     }
     let roots = || per_account.iter().map(|a| a.root_access_keys_present);
     s.root_access_keys_present = if roots().any(|r| r == Some(true)) {
@@ -338,6 +353,7 @@ mod tests {
             credential_report_generated: None,
             own_access_key_id: None,
             exposure: Default::default(),
+            last_calls: Default::default(),
         }
     }
 

@@ -50,12 +50,26 @@ pub enum Hold {
     /// `multiple_active_keys`: the key was used, and the kept key has not been used since, so
     /// an application may still depend on this key.
     WaitingForKeptKeyUse,
+    /// `usage.hold_live_keys`: usage evidence shows a call within `usage.live_window`, so a
+    /// workload may still depend on the key. Bounded: `until` is the deadline plus one more
+    /// grace period, after which the key is due whatever the evidence says, so that a forged
+    /// or replayed event can delay an action, never cause one or postpone it for good.
+    InLiveUse { until: Timestamp },
 }
 
 impl Hold {
     pub fn as_str(self) -> &'static str {
         match self {
             Hold::WaitingForKeptKeyUse => "waiting_for_kept_key_use",
+            Hold::InLiveUse { .. } => "in_live_use",
+        }
+    }
+
+    /// Until when the hold lasts at most, where it is bounded by time.
+    pub fn until(self) -> Option<Timestamp> {
+        match self {
+            Hold::WaitingForKeptKeyUse => None,
+            Hold::InLiveUse { until } => Some(until),
         }
     }
 }
@@ -151,6 +165,7 @@ pub fn evaluate(inv: &AccountInventory, policy: &Policy, history: &dyn FirstSeen
         account_id: &inv.account_id,
         own: inv.own_access_key_id.as_deref(),
         exposure: &inv.exposure,
+        last_calls: &inv.last_calls,
         policy,
         history,
         now,
@@ -166,6 +181,8 @@ struct Ctx<'a> {
     account_id: &'a str,
     own: Option<&'a str>,
     exposure: &'a Exposure,
+    /// The last call of each key that usage evidence shows (only read with `hold_live`).
+    last_calls: &'a std::collections::BTreeMap<String, Timestamp>,
     policy: &'a Policy,
     history: &'a dyn FirstSeen,
     now: Timestamp,
@@ -272,6 +289,25 @@ fn expired_exemption(ctx: &Ctx<'_>, user: &User, id: &str, rule: Rule) -> Option
     })
 }
 
+/// `usage.hold_live_keys`: a due deactivation of a key that usage evidence shows called
+/// within `usage.live_window` waits, at most one more grace period past its deadline. The
+/// evidence can only delay: outside that bound, without evidence or for a leaked key, the
+/// decision is the live read's alone.
+fn live_hold(ctx: &Ctx<'_>, id: &str, rule: Rule, action: Action, deadline: Timestamp) -> Option<Hold> {
+    let window = ctx.policy.hold_live?;
+    if !action.acts() || rule == Rule::ExposedKey || deadline > ctx.now {
+        return None;
+    }
+    let last_call = *ctx.last_calls.get(id)?;
+    // A call "from the future" (a forged or skewed event) is as live as one now: the bound
+    // below is what limits it.
+    if ctx.now.signed_duration_since(last_call) > window {
+        return None;
+    }
+    let until = deadline.checked_add_signed(ctx.policy.grace_period(rule))?;
+    (ctx.now < until).then_some(Hold::InLiveUse { until })
+}
+
 /// A key that was used is only safe to deactivate for `multiple_active_keys` once the kept
 /// key has been used at or after that last use: only then has every caller evidently moved
 /// to the kept key. A key never used breaks nothing when it goes, so it never waits.
@@ -324,6 +360,7 @@ fn finding(
     if let Some((until, _)) = &snooze {
         deadline = deadline.max(*until);
     }
+    let held = held.or_else(|| live_hold(ctx, &key.id, rule, action, deadline));
     let exemption = exemption.or_else(|| snooze.map(|(_, reason)| (ExemptionSource::Snooze, reason)));
     // Outside every window nothing is deactivated: the deadline is the next window's opening
     // (from now, for a deadline already past). The cap and the plan need no other check.
@@ -458,6 +495,7 @@ mod tests {
             grace_period: days(7),
             wait_for_kept_key: true,
             revoke_sessions: true,
+            hold_live: None,
         }
     }
     fn exemption() -> Exemption {
@@ -480,6 +518,7 @@ mod tests {
             credential_report_generated: None,
             own_access_key_id: None,
             exposure: Default::default(),
+            last_calls: Default::default(),
         }
     }
     fn eval_at(users: Vec<User>, policy: &Policy, now: Timestamp) -> Vec<(String, Rule)> {
@@ -740,6 +779,90 @@ mod tests {
         fn first_seen(&self, _: &str, key: &str, rule: Rule) -> Option<Timestamp> {
             self.0.get(&(key.to_string(), rule)).copied()
         }
+    }
+
+    /// K1 unused for 50 days, its `unused_key` finding first seen 10 days before t0 (due
+    /// since t0 - 3d with the 7-day grace period), its last call `called` before t0 in the
+    /// usage evidence, evaluated at `at` with holds on (a 24h live window).
+    fn live(called: Option<TimeDelta>, at: Timestamp, exposed: bool) -> Finding {
+        let mut p = policy();
+        p.hold_live = Some(TimeDelta::hours(24));
+        let mut account = inv(vec![user("a", vec![key("K1", true, 50, Some(50))])]);
+        if let Some(ago) = called {
+            account.last_calls.insert("K1".into(), t0() - ago);
+        }
+        if exposed {
+            account
+                .exposure
+                .quarantined
+                .insert("a".into(), "AWSCompromisedKeyQuarantineV3".into());
+        }
+        let seen = t0() - days(10);
+        let history = Known(HashMap::from([
+            (("K1".to_string(), Rule::UnusedKey), seen),
+            (("K1".to_string(), Rule::ExposedKey), seen),
+        ]));
+        let rule = if exposed { Rule::ExposedKey } else { Rule::UnusedKey };
+        evaluate(&account, &p, &history, at)
+            .into_iter()
+            .find(|f| f.rule == rule)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_due_key_in_live_use_is_held_for_at_most_one_more_grace_period() {
+        let until = t0() - days(3) + days(7);
+        let f = live(Some(TimeDelta::hours(1)), t0(), false);
+        assert_eq!((f.held, f.deactivate_after), (Some(Hold::InLiveUse { until }), None));
+        assert!(!crate::core::plan::is_due(&f, t0()));
+        // The hold's end: due whatever the evidence says, even a call a second ago.
+        let end = live(Some(-(until - t0()) + TimeDelta::seconds(1)), until, false);
+        assert_eq!(end.held, None);
+        assert!(crate::core::plan::is_due(&end, until));
+        let just_before = live(
+            Some(t0() - until + TimeDelta::hours(1)),
+            until - TimeDelta::seconds(1),
+            false,
+        );
+        assert!(just_before.held.is_some());
+    }
+
+    #[test]
+    fn a_forged_call_from_the_future_holds_no_longer() {
+        // An event claiming a call a year ahead is "live", and still bounded.
+        let f = live(Some(-days(365)), t0(), false);
+        assert_eq!(f.held, Some(Hold::InLiveUse { until: t0() + days(4) }));
+        let later = live(Some(-days(365)), t0() + days(4), false);
+        assert!(crate::core::plan::is_due(&later, t0() + days(4)));
+    }
+
+    #[test]
+    fn without_live_evidence_or_holds_the_live_read_decides() {
+        let stale = live(Some(TimeDelta::hours(25)), t0(), false);
+        assert_eq!(stale.held, None);
+        assert!(crate::core::plan::is_due(&stale, t0()));
+        assert!(crate::core::plan::is_due(&live(None, t0(), false), t0()));
+        // A leaked key is never held for live use: its use is the incident.
+        let exposed = live(Some(TimeDelta::hours(1)), t0(), true);
+        assert_eq!(exposed.held, None);
+        // Holds off: the evidence is not read at all.
+        let mut account = inv(vec![user("a", vec![key("K1", true, 50, Some(50))])]);
+        account.last_calls.insert("K1".into(), t0());
+        let history = Known(HashMap::from([(("K1".to_string(), Rule::UnusedKey), t0() - days(10))]));
+        let f = evaluate(&account, &policy(), &history, t0());
+        assert!(f.iter().all(|f| f.held.is_none() && crate::core::plan::is_due(f, t0())));
+    }
+
+    #[test]
+    fn a_key_not_yet_due_is_not_held() {
+        let mut p = policy();
+        p.hold_live = Some(TimeDelta::hours(24));
+        let mut account = inv(vec![user("a", vec![key("K1", true, 50, Some(50))])]);
+        account.last_calls.insert("K1".into(), t0());
+        let f = evaluate(&account, &p, &NoHistory, t0());
+        assert!(f
+            .iter()
+            .all(|f| f.held.is_none() && f.deactivate_after == Some(t0() + days(7))));
     }
 
     #[test]

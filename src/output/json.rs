@@ -80,6 +80,9 @@ struct FindingDoc<'a> {
     deactivate_after: Option<Timestamp>,
     own_credentials: bool,
     held: Option<&'static str>,
+    /// `in_live_use`: when the hold ends at the latest (the deadline plus one grace period).
+    #[serde(with = "crate::sys::timefmt::option", skip_serializing_if = "Option::is_none")]
+    held_until: Option<Timestamp>,
     kept_access_key_id: Option<&'a str>,
     waiting_for_window: bool,
     /// What uses the key (its usage profile), when one exists.
@@ -170,6 +173,7 @@ fn finding(f: &Finding) -> FindingDoc<'_> {
         deactivate_after: f.deactivate_after,
         own_credentials: f.own_credentials,
         held: f.held.map(|h| h.as_str()),
+        held_until: f.held.and_then(|h| h.until()),
         kept_access_key_id: f.kept_access_key_id.as_deref(),
         waiting_for_window: f.waiting_for_window,
         usage: None,

@@ -124,7 +124,10 @@ fn action(f: &Finding, now: Timestamp) -> String {
     match (f.exempt, f.action, f.deactivate_after) {
         (true, _, _) => format!("exempt: {}", f.exemption_reason.as_deref().unwrap_or("")),
         _ if f.own_credentials => "report: own key".to_string(),
-        _ if f.held.is_some() => "held: kept key unused".to_string(),
+        _ if f.held.is_some() => match f.held.and_then(|h| h.until()) {
+            Some(until) => format!("held: live to {}", until.format("%m-%d")),
+            None => "held: kept key unused".to_string(),
+        },
         (false, a, Some(d)) if a.acts() && f.waiting_for_window => {
             format!("in window {}", d.format("%m-%d %H:%M"))
         }
@@ -173,11 +176,18 @@ fn summary(out: &mut String, r: &Report) {
         "Exempt {}, planned deactivations {}",
         s.exempt, s.planned_deactivations
     );
-    if s.held_deactivations > 0 {
+    let rotations = s.held_deactivations - s.live_holds;
+    if rotations > 0 {
         let _ = writeln!(
             out,
-            "Held {}: rotations in progress, deactivated once the kept key has been used",
-            s.held_deactivations
+            "Held {rotations}: rotations in progress, deactivated once the kept key has been used",
+        );
+    }
+    if s.live_holds > 0 {
+        let _ = writeln!(
+            out,
+            "Held {}: in live use (usage.hold_live_keys), due again when the hold ends",
+            s.live_holds
         );
     }
     let mut own: Vec<&str> = r

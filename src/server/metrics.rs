@@ -84,6 +84,8 @@ pub enum HeldBack {
     Cap,
     /// Outside every enforcement window.
     Window,
+    /// Usage evidence shows the key in live use (`usage.hold_live_keys`).
+    LiveUse,
 }
 
 impl HeldBack {
@@ -91,6 +93,7 @@ impl HeldBack {
         match self {
             HeldBack::Cap => "cap",
             HeldBack::Window => "window",
+            HeldBack::LiveUse => "live_use",
         }
     }
 }
@@ -361,7 +364,7 @@ impl Metrics {
                 IntGaugeVec::new(
                     opts(
                         "keywarden_deactivations_held_back",
-                        "Deactivations past their grace period left for later: reason=\"cap\" (enforcement.max_deactivations_per_run) or \"window\" (outside enforcement.windows)",
+                        "Deactivations past their grace period left for later: reason=\"cap\" (enforcement.max_deactivations_per_run), \"window\" (outside enforcement.windows) or \"live_use\" (usage.hold_live_keys)",
                     ),
                     &["account_id", "reason"],
                 )?,

@@ -145,6 +145,15 @@ pub(crate) struct DryRunDoc {
     pub(crate) first_seen: Timestamp,
 }
 
+/// A live-use hold already journaled (`usage.hold_live_keys`), by when it ends.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HoldDoc {
+    pub(crate) account_id: String,
+    pub(crate) access_key_id: String,
+    #[serde(with = "crate::sys::timefmt")]
+    pub(crate) until: Timestamp,
+}
+
 /// A user's key ids from its last listing (`core::history::KeyNames`).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct KeyNamesDoc {
@@ -257,6 +266,8 @@ pub(crate) struct File {
     pub(crate) snoozes: Vec<SnoozeDoc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) dry_run_journaled: Vec<DryRunDoc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) holds_journaled: Vec<HoldDoc>,
     /// Deactivations begun and not yet journaled, as journal lines (`State::begin_action`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) pending_deactivations: Vec<crate::state::journal::JournalDoc>,
@@ -332,6 +343,9 @@ pub(crate) fn from_doc(file: File) -> Result<State, String> {
     for d in file.dry_run_journaled {
         state.note_dry_run(&d.account_id, &d.access_key_id, d.first_seen);
     }
+    for d in file.holds_journaled {
+        state.note_hold(&d.account_id, &d.access_key_id, d.until);
+    }
     for d in file.pending_deactivations {
         state.begin_action(crate::core::journal::JournalEntry::try_from(d)?);
     }
@@ -387,6 +401,15 @@ pub(crate) fn to_doc(state: &State) -> File {
         })
         .collect();
     dry_run_journaled.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
+    let mut holds_journaled: Vec<HoldDoc> = state
+        .hold_notes()
+        .map(|(account_id, access_key_id, until)| HoldDoc {
+            account_id: account_id.to_string(),
+            access_key_id: access_key_id.to_string(),
+            until,
+        })
+        .collect();
+    holds_journaled.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
     let mut pending_deactivations: Vec<crate::state::journal::JournalDoc> =
         state.intents().map(crate::state::journal::JournalDoc::from).collect();
     pending_deactivations.sort_by(|a, b| (&a.account_id, &a.access_key_id).cmp(&(&b.account_id, &b.access_key_id)));
@@ -415,6 +438,7 @@ pub(crate) fn to_doc(state: &State) -> File {
         failures,
         snoozes,
         dry_run_journaled,
+        holds_journaled,
         pending_deactivations,
         key_names,
         listings,

@@ -10,6 +10,7 @@
 //! | `failure#<account>#<access key>`           | a `failures` entry                |
 //! | `snooze#<account>#<access key>`            | a `snoozes` entry                 |
 //! | `dryrun#<account>#<access key>`            | a `dry_run_journaled` entry       |
+//! | `hold#<account>#<access key>`              | a `holds_journaled` entry         |
 //! | `intent#<account>#<access key>`            | a `pending_deactivations` entry   |
 //! | `meta#last_run`                            | `{"last_run": RFC 3339}`          |
 
@@ -57,6 +58,9 @@ pub fn to_items(state: &State) -> Items {
     for d in &doc.dry_run_journaled {
         items.insert(format!("dryrun#{}#{}", d.account_id, d.access_key_id), json(d));
     }
+    for d in &doc.holds_journaled {
+        items.insert(format!("hold#{}#{}", d.account_id, d.access_key_id), json(d));
+    }
     for d in &doc.pending_deactivations {
         items.insert(format!("intent#{}#{}", d.account_id, d.id()), json(d));
     }
@@ -89,6 +93,7 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
         failures: Vec::new(),
         snoozes: Vec::new(),
         dry_run_journaled: Vec::new(),
+        holds_journaled: Vec::new(),
         pending_deactivations: Vec::new(),
         key_names: Vec::new(),
         listings: Vec::new(),
@@ -101,6 +106,7 @@ pub fn from_items<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
             Some("failure") => doc.failures.push(serde_json::from_str(body).map_err(bad)?),
             Some("snooze") => doc.snoozes.push(serde_json::from_str(body).map_err(bad)?),
             Some("dryrun") => doc.dry_run_journaled.push(serde_json::from_str(body).map_err(bad)?),
+            Some("hold") => doc.holds_journaled.push(serde_json::from_str(body).map_err(bad)?),
             Some("intent") => doc.pending_deactivations.push(serde_json::from_str(body).map_err(bad)?),
             Some("keys") => doc.key_names.push(serde_json::from_str(body).map_err(bad)?),
             Some("listing") => doc.listings.push(serde_json::from_str(body).map_err(bad)?),
@@ -176,6 +182,7 @@ mod tests {
             reason: "INC-1".into(),
         });
         s.note_dry_run("111", "AK1", t(1));
+        s.note_hold("111", "AK1", t(8));
         s.begin_action(crate::core::journal::sample_entry(t(5), "carol", "AK3"));
         s.set_listing(crate::core::history::Listing {
             account_id: "111".into(),
@@ -201,7 +208,7 @@ mod tests {
     #[test]
     fn a_state_round_trips_through_items() {
         let items = to_items(&sample());
-        assert_eq!(items.len(), 8, "{items:?}");
+        assert_eq!(items.len(), 9, "{items:?}");
         let back = from_items(items.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, sample());
     }
@@ -216,8 +223,8 @@ mod tests {
         assert_eq!(puts.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), [LAST_RUN]);
         assert_eq!(
             deletes.len(),
-            4,
-            "two findings, the failure, the dry-run note: {deletes:?}"
+            5,
+            "two findings, the failure, the dry-run note, the hold note: {deletes:?}"
         );
         assert_eq!(diff(&old, &old), (vec![], vec![]));
     }
