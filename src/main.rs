@@ -13,7 +13,7 @@ use keywarden::aws::accounts::{Fleet, FleetRotator};
 use keywarden::cli::{AccessFormat, Cli, Command, Format, HistoryFormat, StateCommand};
 use keywarden::config::{self, Config};
 use keywarden::output::sentences;
-use keywarden::ports::ActionJournal;
+use keywarden::ports::{ActionJournal, UsageStore};
 use keywarden::state::Store;
 use keywarden::sys::logging;
 
@@ -210,14 +210,16 @@ fn check_access(setup: &Setup, format: AccessFormat) -> Result<u8, Failure> {
 fn run_audit(setup: &Setup, format: Format, at: Option<keywarden::core::model::Timestamp>) -> Result<u8, Failure> {
     let cfg = &setup.cfg;
     let now = at.unwrap_or_else(chrono::Utc::now);
-    let run = setup
+    let (run, kept) = setup
         .rt
         .block_on(async {
             let fleet = setup.fleet().await;
             let store = setup.store(READ_WAIT).await;
-            let usage = keywarden::state::usage::FileUsage::beside(&cfg.state_path);
-            let evidence = keywarden::app::usage::Evidence(&usage);
-            audit::audit(cfg, &fleet, &store, &evidence, now).await
+            let kept = keywarden::state::Usage::open(cfg).await.profiles().await;
+            let evidence = keywarden::app::usage::Evidence(&kept);
+            audit::audit(cfg, &fleet, &store, &evidence, now)
+                .await
+                .map(|run| (run, kept))
         })
         .map_err(|e| Failure::Runtime(format!("{:#}", anyhow::Error::from(e))))?;
     for w in cfg.warnings(now, Some(&run.accounts)) {
@@ -229,7 +231,7 @@ fn run_audit(setup: &Setup, format: Format, at: Option<keywarden::core::model::T
     let report = run.report;
     emit(&match format {
         Format::Json => {
-            let usage = keywarden::app::usage::published(cfg, &run.accounts, now);
+            let usage = keywarden::app::usage::published(&run.accounts, &kept, now);
             format!("{}\n", report.to_json_with_usage(&usage))
         }
         Format::Table => report.to_table(),
@@ -298,9 +300,9 @@ fn usage(
 ) -> Result<u8, Failure> {
     use keywarden::output::usage as out;
     let cfg = &setup.cfg;
-    let store = keywarden::state::usage::FileUsage::beside(&cfg.state_path);
     let run = setup.rt.block_on(async {
         let fleet = setup.fleet().await;
+        let store = keywarden::state::Usage::open(cfg).await;
         keywarden::app::usage::usage(cfg, &fleet, &store, target, backfill, chrono::Utc::now()).await
     });
     if backfill {

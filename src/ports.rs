@@ -267,22 +267,26 @@ impl LastCalls for NoEvidence {
     }
 }
 
-/// Where the usage profiles of access keys live between runs (`state::usage`).
+/// Where the usage profiles of access keys live between runs (`state::usage`). Writers never
+/// lock each other out: every instance counts events into the same profiles, so a save is
+/// conditional on the revision the profile was read at (optimistic concurrency), and a
+/// writer that lost the race reads the profile again and counts its events into that.
 pub trait UsageStore {
     /// Every profile kept. A store that cannot be read is an error, never "no profiles".
     fn profiles(&self) -> impl Future<Output = Result<Vec<crate::core::usage::profile::Profile>, StoreError>> + Send;
-    /// Saves one key's profile, leaving every other key's as it is.
-    fn save(
+    /// The stored profiles of `keys` (account, key id): absent keys have none yet.
+    fn read(
         &self,
-        profile: &crate::core::usage::profile::Profile,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Saves several keys' profiles at once (a batch from the usage queue), and forgets the
-    /// keys of `forget` (account, key id): keys that are gone.
+        keys: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<crate::core::usage::profile::Profile>, StoreError>> + Send;
+    /// Saves each profile whose stored revision is still the one it was read at (none stored:
+    /// revision 0), moving its `revision` on, and forgets the keys of `forget`. Returns the
+    /// keys whose save lost to another writer (nothing of those was written).
     fn save_all(
         &self,
-        profiles: &[crate::core::usage::profile::Profile],
+        profiles: &mut [crate::core::usage::profile::Profile],
         forget: &[(String, String)],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 }
 
 /// CloudTrail's LookupEvents in one account and region (`aws::cloudtrail`): one page of the

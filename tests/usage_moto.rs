@@ -503,3 +503,81 @@ async fn a_due_key_in_live_use_is_held_journaled_once_and_deactivated_without_ev
     assert_eq!(status(iam.clone()).await, "Inactive");
     assert_eq!(journal().last().unwrap()["outcome"], "success");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_on_one_table_count_one_keys_events_without_loss() {
+    use crate::events_moto::put_event;
+    let moto = Moto::start();
+    let url = usage_queue(&moto);
+    let iam = moto.iam();
+    create_user(&iam, "alice", None).await;
+    let key = create_key(&iam, "alice").await.id;
+    let dir = TempDir::new("usage-table");
+    let config = dir.write(
+        "keywarden.toml",
+        &format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nmax_attempts = 2\n\
+             [state]\nbackend = \"dynamodb\"\npath = \"{state}\"\n[state.dynamodb]\ntable = \"keywarden-usage\"\n\
+             [schedule]\ncron = \"0 0 0 1 1 *\"\n\
+             [usage]\nenabled = true\nqueue_url = \"{url}\"\nendpoint_url = \"{endpoint}\"\n",
+            endpoint = moto.endpoint(),
+            state = dir.0.join("state.json").display(),
+        ),
+    );
+    let cfg = config.to_str().unwrap();
+    let (code, out, err) = outputs(&mut keywarden(&["state", "init", "--config", cfg]));
+    assert_eq!(code, 0, "{out}{err}");
+    let instances: Vec<DaemonProcess> = (0..2)
+        .map(|n| {
+            let port = free_port();
+            let mut cmd = keywarden(&["run", "--config", cfg]);
+            cmd.env("KEYWARDEN_METRICS__LISTEN", format!("127.0.0.1:{port}"));
+            DaemonProcess::spawn(cmd, port, dir.0.join(format!("instance-{n}.log")))
+        })
+        .collect();
+    for d in &instances {
+        d.wait_metrics(30, "the first run", |m| {
+            metric(m, "keywarden_audit_runs_total", &[("outcome", "success")]) == Some(1.0)
+        })
+        .await;
+    }
+    const EVENTS: usize = 60;
+    for i in 0..EVENTS {
+        let detail = record(
+            &format!("m-{i}"),
+            &key,
+            "alice",
+            CLI,
+            "198.51.100.7",
+            ("s3.amazonaws.com", "ListBuckets"),
+            0,
+        );
+        put_event(&moto, "aws.s3", "AWS API Call via CloudTrail", detail);
+    }
+    // Both instances consume the queue and save the same key's profile: every event counts
+    // once, in one profile, whoever saved first.
+    let mut counted = (0.0, 0.0);
+    for _ in 0..120 {
+        counted = (0.0, 0.0);
+        for d in &instances {
+            if let Some((200, m)) = d.get("/metrics").await {
+                let n = |o: &str| metric(&m, "keywarden_usage_events_total", &[("outcome", o)]).unwrap_or(0.0);
+                counted.0 += n("recorded");
+                counted.1 += n("duplicate");
+            }
+        }
+        if counted.0 + counted.1 >= EVENTS as f64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        counted,
+        (EVENTS as f64, 0.0),
+        "recorded, duplicate across both instances"
+    );
+    let (code, out, err) = outputs(&mut keywarden(&["usage", &key, "--format", "json", "--config", cfg]));
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report[0]["events_total"], EVENTS, "{report:#}");
+}

@@ -115,7 +115,19 @@ impl<L: EventLookup, S: UsageStore> Backfill<'_, L, S> {
             }
             profile.backfill.page_read(oldest, page.next_token.is_some());
             token = page.next_token;
-            self.store.save(profile).await?;
+            if !self
+                .store
+                .save_all(std::slice::from_mut(profile), &[])
+                .await?
+                .is_empty()
+            {
+                // Another writer (the live feed) saved this key first: take its profile and
+                // read on from its cursor; the page's events count once, by their ids.
+                let slot = [(profile.account_id.clone(), profile.access_key_id.clone())];
+                let fresh = self.store.read(&slot).await?.into_iter().next();
+                *profile = fresh.unwrap_or_else(|| Profile::new(&slot[0].0, &slot[0].1));
+                token = None;
+            }
         }
         Ok(())
     }
@@ -216,13 +228,28 @@ mod tests {
         async fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
             Ok(self.0.lock().unwrap().clone())
         }
-        async fn save(&self, p: &Profile) -> Result<(), StoreError> {
-            self.0.lock().unwrap().push(p.clone());
-            Ok(())
+        async fn read(&self, keys: &[(String, String)]) -> Result<Vec<Profile>, StoreError> {
+            let saved = self.0.lock().unwrap();
+            let last = |k: &(String, String)| {
+                saved
+                    .iter()
+                    .rev()
+                    .find(|p| (&p.account_id, &p.access_key_id) == (&k.0, &k.1))
+                    .cloned()
+            };
+            Ok(keys.iter().filter_map(last).collect())
         }
-        async fn save_all(&self, all: &[Profile], _: &[(String, String)]) -> Result<(), StoreError> {
-            self.0.lock().unwrap().extend(all.iter().cloned());
-            Ok(())
+        /// Every save in order; none loses.
+        async fn save_all(
+            &self,
+            all: &mut [Profile],
+            _: &[(String, String)],
+        ) -> Result<Vec<(String, String)>, StoreError> {
+            for p in all.iter_mut() {
+                p.revision += 1;
+                self.0.lock().unwrap().push(p.clone());
+            }
+            Ok(Vec::new())
         }
     }
 

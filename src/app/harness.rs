@@ -16,6 +16,7 @@ use futures_util::FutureExt;
 use crate::app::cycle::{Cycle, Ports, Skipped, Trigger};
 use crate::app::internal_events::{
     AuditFinished, Enforced, EnforcementSkipped, ExportFinished, Rotated, RunPanicked, UsageBackfilled,
+    UsageProfilesForgotten,
 };
 use crate::aws::accounts::{Fleet, FleetRotator};
 use crate::config::Config;
@@ -156,8 +157,13 @@ impl Harness {
             }
         }
         let ok = ran && c.ok();
-        let backfill = (ran && c.skipped.is_none() && config.usage.enabled && config.usage.backfill)
+        let leading = ran && c.skipped.is_none() && config.usage.enabled;
+        let backfill = (leading && config.usage.backfill)
             .then(|| (Arc::clone(&fleet), crate::app::usage::active_key_ids(&c.accounts)));
+        if leading {
+            let forgotten = crate::app::usage::forget_gone(&self.memory.usage(&config), &c.accounts).await;
+            UsageProfilesForgotten { forgotten: &forgotten }.emit();
+        }
         *last = Some(Last {
             fleet,
             observer,
@@ -168,7 +174,8 @@ impl Harness {
         // runs do not wait for it.
         drop(last);
         if let Some((fleet, keys)) = backfill {
-            let done = crate::app::usage::background(&config, &fleet, &keys, chrono::Utc::now()).await;
+            let store = self.memory.usage(&config);
+            let done = crate::app::usage::background(&config, &fleet, &store, &keys, chrono::Utc::now()).await;
             UsageBackfilled {
                 requests: done.tally.requests,
                 throttled: done.tally.throttled,
@@ -193,10 +200,12 @@ impl Harness {
     ) -> (Cycle, bool) {
         let store = self.memory.store(config);
         let run = crate::sys::host::run_info();
-        let usage = crate::state::usage::FileUsage::beside(&config.state_path);
-        let evidence = crate::app::usage::Evidence(&usage);
-        let audited =
-            |accounts: &[AccountInventory], report: &Report| self.publish_audit(config, accounts, report, started);
+        // The usage profiles, read once: published with the audit, and the evidence of holds.
+        let kept = crate::ports::UsageStore::profiles(&self.memory.usage(config)).await;
+        let evidence = crate::app::usage::Evidence(&kept);
+        let audited = |accounts: &[AccountInventory], report: &Report| {
+            self.publish_audit(config, accounts, report, &kept, started)
+        };
         let ports = Ports {
             fleet,
             store: &store,
@@ -216,7 +225,14 @@ impl Harness {
 
     /// The audit's page, report and readiness, then its metrics and log, published before
     /// anything is enforced (the counters last: whoever waits for them finds the page written).
-    fn publish_audit(&self, config: &Config, accounts: &[AccountInventory], report: &Report, started: Instant) {
+    fn publish_audit(
+        &self,
+        config: &Config,
+        accounts: &[AccountInventory],
+        report: &Report,
+        kept: &Result<Vec<crate::core::usage::profile::Profile>, crate::ports::StoreError>,
+        started: Instant,
+    ) {
         // The audit's duration, not the publishing's.
         let seconds = started.elapsed().as_secs_f64();
         let shared = &self.shared;
@@ -224,8 +240,8 @@ impl Harness {
             .metrics
             .publish_audit(accounts, report, &config.policy.owners, config.metrics_per_key);
         // What uses each key: in the report's findings, on /api/v1/usage, by workload in the
-        // metrics. Read from the profiles kept (a small file), never from AWS.
-        let usage = crate::app::usage::published(config, accounts, report.evaluated_at);
+        // metrics. From the profiles kept, never from AWS.
+        let usage = crate::app::usage::published(accounts, kept, report.evaluated_at);
         shared.metrics.publish_workloads(&usage);
         if let Ok(mut slot) = shared.usage_json.write() {
             *slot = Some(crate::output::usage::to_json(&usage).into());

@@ -326,8 +326,6 @@ impl EventsReceived<'_> {
 pub struct UsageEventsReceived {
     /// Messages by outcome (`recorded`, `duplicate`, `unknown_key`, `malformed`).
     pub counts: [(&'static str, u64); 4],
-    /// Profiles of keys gone from IAM, forgotten with this batch.
-    pub forgotten: usize,
 }
 
 impl UsageEventsReceived {
@@ -341,9 +339,23 @@ impl UsageEventsReceived {
             duplicate = n("duplicate"),
             unknown_key = n("unknown_key"),
             malformed = n("malformed"),
-            forgotten = self.forgotten,
             "usage events counted"
         );
+    }
+}
+
+/// After a leader's cron run: the usage profiles of keys gone from IAM were forgotten.
+pub struct UsageProfilesForgotten<'a> {
+    pub forgotten: &'a Result<usize, crate::ports::StoreError>,
+}
+
+impl UsageProfilesForgotten<'_> {
+    pub fn emit(self) {
+        match self.forgotten {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "usage profiles of keys gone from IAM forgotten"),
+            Err(e) => tracing::warn!(error = %e.0, "usage profiles of keys gone from IAM could not be forgotten"),
+        }
     }
 }
 

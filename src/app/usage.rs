@@ -6,6 +6,8 @@
 //! A failed read is said and makes the command fail: a key left out, or a backfill that
 //! stopped early, never looks like a complete answer.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::app::backfill::{Backfill, Tally, LOOKUPS_PER_SECOND, MAX_REQUESTS_PER_RUN};
 use crate::aws::accounts::Fleet;
 use crate::aws::cloudtrail::Trail;
@@ -127,13 +129,16 @@ pub fn view(
         .collect()
 }
 
-/// The usage of every active key of the last audit, for the daemon to publish; the profiles
-/// kept beside the state file (none when that file cannot be read: said in the log, and every
-/// key then shows `unknown`, never a verdict made up).
-pub fn published(config: &Config, accounts: &[AccountInventory], now: Timestamp) -> Vec<(String, KeyUsage)> {
-    let store = crate::state::usage::FileUsage::beside(&config.state_path);
-    let kept = match store.read_all() {
-        Ok(all) => by_key(all),
+/// The usage of every active key of the last audit, for the daemon to publish, from the
+/// profiles `kept` (read at the start of the run). Unreadable profiles are said in the log, and
+/// every key then shows `unknown`, never a verdict made up.
+pub fn published(
+    accounts: &[AccountInventory],
+    kept: &Result<Vec<Profile>, StoreError>,
+    now: Timestamp,
+) -> Vec<(String, KeyUsage)> {
+    let kept = match kept {
+        Ok(all) => by_key(all.clone()),
         Err(e) => {
             tracing::warn!(error = %e.0, "usage profiles cannot be read; every key's workload shows as unknown");
             ByKey::new()
@@ -142,20 +147,71 @@ pub fn published(config: &Config, accounts: &[AccountInventory], now: Timestamp)
     view(accounts, &kept, None, now)
 }
 
-/// The usage profiles as evidence for holds (`usage.hold_live_keys`): each profile's last
-/// call. The rules read only this, never a profile.
-pub struct Evidence<'a, U>(pub &'a U);
+/// The usage profiles as evidence for holds (`usage.hold_live_keys`), as read at the start of
+/// a run: each profile's last call. The rules read only this, never a profile.
+pub struct Evidence<'a>(pub &'a Result<Vec<Profile>, StoreError>);
 
-impl<U: UsageStore + Sync> LastCalls for Evidence<'_, U> {
+impl LastCalls for Evidence<'_> {
     fn last_calls(&self) -> BoxFuture<'_, Result<Vec<LastCall>, StoreError>> {
-        Box::pin(async move {
-            let profiles = self.0.profiles().await?;
-            Ok(profiles
-                .into_iter()
-                .filter_map(|p| Some((p.account_id, p.access_key_id, p.last_event?)))
-                .collect())
-        })
+        let calls = self.0.as_ref().map_err(Clone::clone).map(|all| {
+            all.iter()
+                .filter_map(|p| Some((p.account_id.clone(), p.access_key_id.clone(), p.last_event?)))
+                .collect()
+        });
+        Box::pin(std::future::ready(calls))
     }
+}
+
+/// Forgets the profiles of keys gone from the accounts `accounts` read in full (after a
+/// leader's cron run: the inventory is fresh there).
+pub async fn forget_gone(
+    store: &impl UsageStore,
+    accounts: &[AccountInventory],
+) -> Result<usize, crate::ports::StoreError> {
+    let known = Known::of(accounts);
+    let profiles = crate::core::usage::profile::by_key(store.profiles().await?);
+    let forget = gone(&profiles, &known);
+    if !forget.is_empty() {
+        store.save_all(&mut [], &forget).await?;
+    }
+    Ok(forget.len())
+}
+
+/// The keys of the last full run, by (account, key id), and the accounts read in full.
+pub struct Known {
+    pub keys: BTreeSet<(String, String)>,
+    pub complete_accounts: BTreeSet<String>,
+}
+
+impl Known {
+    pub fn of(accounts: &[AccountInventory]) -> Known {
+        let keys = accounts
+            .iter()
+            .flat_map(|a| {
+                a.users
+                    .iter()
+                    .flat_map(move |u| u.keys.iter().map(move |k| (a.account_id.clone(), k.id.clone())))
+            })
+            .collect();
+        let complete_accounts = accounts
+            .iter()
+            .filter(|a| a.errors.is_empty())
+            .map(|a| a.account_id.clone())
+            .collect();
+        Known {
+            keys,
+            complete_accounts,
+        }
+    }
+}
+
+/// The profiles of keys gone from accounts read in full.
+pub fn gone(profiles: &BTreeMap<(String, String), Profile>, known: &Known) -> Vec<(String, String)> {
+    profiles
+        .keys()
+        .filter(|slot| known.complete_accounts.contains(&slot.0) && !known.keys.contains(*slot))
+        .cloned()
+        .collect()
 }
 
 /// LookupEvents requests of the leader's background backfill after one cron run (about a
@@ -165,8 +221,13 @@ pub const BACKGROUND_REQUESTS: u32 = 100;
 /// The leader's background backfill (`usage.backfill`), after a cron run: the keys of
 /// `keys` (from [`active_key_ids`]) whose backfill is not finished, within
 /// [`BACKGROUND_REQUESTS`].
-pub async fn background(config: &Config, fleet: &Fleet, keys: &[(String, Vec<String>)], now: Timestamp) -> UsageRun {
-    let store = crate::state::usage::FileUsage::beside(&config.state_path);
+pub async fn background(
+    config: &Config,
+    fleet: &Fleet,
+    store: &impl UsageStore,
+    keys: &[(String, Vec<String>)],
+    now: Timestamp,
+) -> UsageRun {
     let mut run = UsageRun::default();
     let mut kept = match store.profiles().await {
         Ok(all) => by_key(all),
@@ -186,7 +247,7 @@ pub async fn background(config: &Config, fleet: &Fleet, keys: &[(String, Vec<Str
             continue;
         }
         remaining = backfill_account(
-            config, fleet, &store, account_id, &ids, &mut kept, remaining, now, &mut run,
+            config, fleet, store, account_id, &ids, &mut kept, remaining, now, &mut run,
         )
         .await;
     }

@@ -14,8 +14,10 @@
 //! would help nobody. A usage event never triggers a re-audit (key-change events, on the
 //! events queue, do).
 //!
-//! With the last full run's inventory, the profiles of keys that are gone from an account read
-//! in full are forgotten.
+//! Saves are conditional per key (optimistic concurrency, `ports::UsageStore::save_all`): a
+//! key another instance saved first is read again and its events counted into that profile.
+//! After each cron run the leader forgets the profiles of keys gone from an account read in
+//! full (`app::usage::forget_gone`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -26,10 +28,11 @@ use tokio::sync::watch;
 
 use crate::app::harness::Harness;
 use crate::app::internal_events::{UsageEventsReceived, UsageReceiveFailed};
+use crate::app::usage::Known;
 use crate::aws::sqs::{Message, Queue};
 use crate::config::{Config, UsageSettings};
-use crate::core::model::{AccountInventory, Timestamp};
-use crate::core::usage::event::{admit, RawEvent};
+use crate::core::model::Timestamp;
+use crate::core::usage::event::{admit, RawEvent, UsageEvent};
 use crate::core::usage::profile::{Feed, Profile, Recorded};
 use crate::ports::UsageStore;
 
@@ -49,6 +52,13 @@ pub struct Counts {
 }
 
 impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.recorded += other.recorded;
+        self.duplicate += other.duplicate;
+        self.unknown_key += other.unknown_key;
+        self.malformed += other.malformed;
+    }
+
     pub fn by_outcome(&self) -> [(&'static str, u64); 4] {
         [
             ("recorded", self.recorded),
@@ -59,44 +69,15 @@ impl Counts {
     }
 }
 
-/// The keys of the last full run, by (account, key id), and the accounts read in full.
-pub struct Known {
-    pub keys: BTreeSet<(String, String)>,
-    pub complete_accounts: BTreeSet<String>,
-}
-
-impl Known {
-    pub fn of(accounts: &[AccountInventory]) -> Known {
-        let keys = accounts
-            .iter()
-            .flat_map(|a| {
-                a.users
-                    .iter()
-                    .flat_map(move |u| u.keys.iter().map(move |k| (a.account_id.clone(), k.id.clone())))
-            })
-            .collect();
-        let complete_accounts = accounts
-            .iter()
-            .filter(|a| a.errors.is_empty())
-            .map(|a| a.account_id.clone())
-            .collect();
-        Known {
-            keys,
-            complete_accounts,
-        }
-    }
-}
-
-/// Counts `records` (each a message's record, or why it is none) into `profiles` at `now`;
-/// returns the counts and the keys whose profile changed.
-pub fn ingest(
-    profiles: &mut BTreeMap<(String, String), Profile>,
+/// The admitted events of known keys in `records` (each a message's record, or why it is
+/// none), by key, and the counts of the records that are neither (`malformed`, `unknown_key`).
+pub fn classify(
     known: &Known,
     records: &[Result<RawEvent, String>],
     now: Timestamp,
-) -> (Counts, BTreeSet<(String, String)>) {
+) -> (Counts, BTreeMap<(String, String), Vec<UsageEvent>>) {
     let mut counts = Counts::default();
-    let mut changed = BTreeSet::new();
+    let mut events: BTreeMap<(String, String), Vec<UsageEvent>> = BTreeMap::new();
     for record in records {
         let Ok(e) = record
             .as_ref()
@@ -111,27 +92,50 @@ pub fn ingest(
             counts.unknown_key += 1;
             continue;
         }
+        events.entry(slot).or_default().push(e);
+    }
+    (counts, events)
+}
+
+/// Counts each key's events into its profile (a new one where none is given); returns what
+/// each key's events did.
+pub fn apply(
+    profiles: &mut BTreeMap<(String, String), Profile>,
+    events: &BTreeMap<(String, String), Vec<UsageEvent>>,
+) -> BTreeMap<(String, String), Counts> {
+    let mut out = BTreeMap::new();
+    for (slot, list) in events {
         let profile = profiles
             .entry(slot.clone())
-            .or_insert_with(|| Profile::new(&e.account_id, &e.access_key_id));
-        match profile.record(&e, Feed::Live) {
-            Recorded::New => {
-                counts.recorded += 1;
-                changed.insert(slot);
+            .or_insert_with(|| Profile::new(&slot.0, &slot.1));
+        let c: &mut Counts = out.entry(slot.clone()).or_default();
+        for e in list {
+            match profile.record(e, Feed::Live) {
+                Recorded::New => c.recorded += 1,
+                Recorded::Duplicate => c.duplicate += 1,
             }
-            Recorded::Duplicate => counts.duplicate += 1,
+        }
+    }
+    out
+}
+
+/// Counts `records` into `profiles` at `now` ([`classify`], then [`apply`]); returns the counts
+/// and the keys whose profile changed.
+pub fn ingest(
+    profiles: &mut BTreeMap<(String, String), Profile>,
+    known: &Known,
+    records: &[Result<RawEvent, String>],
+    now: Timestamp,
+) -> (Counts, BTreeSet<(String, String)>) {
+    let (mut counts, events) = classify(known, records, now);
+    let mut changed = BTreeSet::new();
+    for (slot, c) in apply(profiles, &events) {
+        counts.add(&c);
+        if c.recorded > 0 {
+            changed.insert(slot);
         }
     }
     (counts, changed)
-}
-
-/// The profiles of keys gone from accounts read in full.
-pub fn gone(profiles: &BTreeMap<(String, String), Profile>, known: &Known) -> Vec<(String, String)> {
-    profiles
-        .keys()
-        .filter(|slot| known.complete_accounts.contains(&slot.0) && !known.keys.contains(*slot))
-        .cloned()
-        .collect()
 }
 
 /// The consumer's loop, until the daemon stops; idle without a usage queue.
@@ -169,7 +173,7 @@ pub(crate) async fn consume(mut config_rx: watch::Receiver<Arc<Config>>, harness
         let wait = config.events.as_ref().map_or(Duration::from_secs(20), |e| e.poll_wait);
         match q.receive(wait).await {
             Ok(messages) if !messages.is_empty() => {
-                let store = crate::state::usage::FileUsage::beside(&config.state_path);
+                let store = harness.memory.usage(&config);
                 handle(&harness, q, &store, &known, &messages).await;
             }
             Ok(_) => {}
@@ -185,55 +189,76 @@ pub(crate) async fn consume(mut config_rx: watch::Receiver<Arc<Config>>, harness
     }
 }
 
-/// One batch: counted, saved in one write, deleted once saved.
+/// How often a batch's events of one key are counted again into its profile read anew, after
+/// other instances saved it first; then the batch is left to SQS's redelivery.
+const MERGE_ATTEMPTS: usize = 8;
+
+/// One batch: counted, saved, deleted once saved. The save is conditional per key
+/// (`ports::UsageStore::save_all`): a key another instance saved first is read again and its
+/// events counted into that, so concurrent consumers lose no event and count none twice.
 async fn handle(harness: &Harness, queue: &Queue, store: &impl UsageStore, known: &Known, messages: &[Message]) {
     let records: Vec<Result<RawEvent, String>> = messages
         .iter()
         .map(|m| crate::aws::eventbridge::usage_event(&m.body))
         .collect();
-    let mut profiles = match store.profiles().await {
-        Ok(all) => crate::core::usage::profile::by_key(all),
-        Err(e) => {
-            UsageReceiveFailed {
-                error: &e.0,
-                setup: false,
-            }
-            .emit(&harness.shared.metrics);
-            return;
-        }
+    let (mut counts, mut pending) = classify(known, &records, chrono::Utc::now());
+    let failed = |error: &dyn std::fmt::Display| {
+        UsageReceiveFailed { error, setup: false }.emit(&harness.shared.metrics);
     };
-    let (counts, changed) = ingest(&mut profiles, known, &records, chrono::Utc::now());
-    let forget = gone(&profiles, known);
-    let changed: Vec<Profile> = changed.iter().filter_map(|slot| profiles.get(slot).cloned()).collect();
-    if !(changed.is_empty() && forget.is_empty()) {
-        if let Err(e) = store.save_all(&changed, &forget).await {
-            UsageReceiveFailed {
-                error: &e.0,
-                setup: false,
-            }
-            .emit(&harness.shared.metrics);
-            return;
+    for _ in 0..MERGE_ATTEMPTS {
+        if pending.is_empty() {
+            break;
         }
+        match merge(store, &pending).await {
+            Ok((done, lost)) => {
+                for (slot, c) in done {
+                    counts.add(&c);
+                    pending.remove(&slot);
+                }
+                debug_assert!(lost.iter().all(|s| pending.contains_key(s)));
+            }
+            Err(e) => return failed(&e.0),
+        }
+    }
+    if !pending.is_empty() {
+        return failed(&"other instances kept saving the same usage profiles first; the batch is left for redelivery");
     }
     UsageEventsReceived {
         counts: counts.by_outcome(),
-        forgotten: forget.len(),
     }
     .emit(&harness.shared.metrics);
     let handles: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
     if let Err(e) = queue.delete(&handles).await {
-        UsageReceiveFailed {
-            error: &e,
-            setup: false,
-        }
-        .emit(&harness.shared.metrics);
+        failed(&e);
     }
+}
+
+/// One attempt: the keys' profiles read now, their events counted in, saved where no other
+/// writer came first. Returns what each saved key's events did, and the keys that lost.
+async fn merge(
+    store: &impl UsageStore,
+    events: &BTreeMap<(String, String), Vec<UsageEvent>>,
+) -> Result<(BTreeMap<(String, String), Counts>, Vec<(String, String)>), crate::ports::StoreError> {
+    let slots: Vec<(String, String)> = events.keys().cloned().collect();
+    let mut profiles = crate::core::usage::profile::by_key(store.read(&slots).await?);
+    let mut done = apply(&mut profiles, events);
+    let mut changed: Vec<Profile> = profiles
+        .into_iter()
+        .filter(|(slot, _)| done.get(slot).is_some_and(|c| c.recorded > 0))
+        .map(|(_, p)| p)
+        .collect();
+    let lost = store.save_all(&mut changed, &[]).await?;
+    for slot in &lost {
+        done.remove(slot);
+    }
+    Ok((done, lost))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{AccessKey, KeyStatus, User};
+    use crate::app::usage::gone;
+    use crate::core::model::{AccessKey, AccountInventory, KeyStatus, User};
 
     const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
     const ACCOUNT: &str = "123456789012";

@@ -11,6 +11,8 @@
 //!   Query gives time order), the line of `state::journal` in `doc`, and `ttl` =
 //!   time + `state.journal_retention` (DynamoDB deletes expired items; reads skip them).
 //! - `pk = "lease"`, `sk = "leader"`: the leader lease (`state::lease`).
+//! - `pk = "usage"`: one item per usage profile (`state::usage_table`), written by every
+//!   instance, unfenced, conditional on the revision read.
 //!
 //! Writes for enforcement are fenced: each TransactWriteItems (at most 100 items) carries a
 //! ConditionCheck that the lease item still names this instance with its fence, so an instance

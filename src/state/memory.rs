@@ -66,6 +66,15 @@ impl Memory {
         }
     }
 
+    /// The usage profiles: beside the state file, or in the state table.
+    pub(crate) fn usage(&self, config: &Config) -> crate::state::Usage {
+        use crate::state::{usage::FileUsage, Usage};
+        match self {
+            Memory::File => Usage::File(FileUsage::beside(&config.state_path)),
+            Memory::Table { table, .. } => Usage::Table(crate::state::usage_table::TableUsage::new(Arc::clone(table))),
+        }
+    }
+
     pub(crate) fn leader(&self) -> &dyn Leadership {
         match self {
             Memory::File => &SoleInstance,

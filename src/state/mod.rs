@@ -6,7 +6,8 @@
 //!   the leader lease (`dynamodb`, `lease`); any number of instances, one of which enforces.
 //!
 //! `atomic` replaces a file whole (the state file, the journal's rewrite, the usage file).
-//! `usage` keeps the usage profiles of access keys (`usage.json` beside the state file). [`Store`] is a
+//! `usage` keeps the usage profiles of access keys (`usage.json` beside the state file, or
+//! `usage_table`: items in the state table, merged by conditional writes). [`Store`] is a
 //! command's choice of backend; [`Memory`] the daemon's, made once at start.
 
 mod atomic;
@@ -18,6 +19,7 @@ pub mod lease;
 mod memory;
 pub mod table;
 pub mod usage;
+pub mod usage_table;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ pub(crate) use memory::Memory;
 use crate::config::{Config, StateBackend};
 use crate::core::history::State;
 use crate::core::journal::JournalEntry;
-use crate::ports::{ActionJournal, BoxFuture, JournalRead, RequestObserver, StateStore, StoreError};
+use crate::ports::{ActionJournal, BoxFuture, JournalRead, RequestObserver, StateStore, StoreError, UsageStore};
 
 /// The configured backend, as both ports.
 pub enum Store {
@@ -104,6 +106,52 @@ impl ActionJournal for Store {
         match self {
             Store::File(_, j) => j.read(),
             Store::Table(t) => t.read(),
+        }
+    }
+}
+
+/// Where the profiles live: beside the state file, or in the state table (`state.backend`).
+pub enum Usage {
+    File(usage::FileUsage),
+    Table(usage_table::TableUsage),
+}
+
+impl Usage {
+    /// For commands: the configured backend's profiles (the table connected anew).
+    pub async fn open(config: &crate::config::Config) -> Usage {
+        match &config.backend {
+            crate::config::StateBackend::File => Usage::File(usage::FileUsage::beside(&config.state_path)),
+            crate::config::StateBackend::DynamoDb(d) => {
+                let table = crate::state::table::Table::connect(&config.aws, d, None).await;
+                Usage::Table(usage_table::TableUsage::new(std::sync::Arc::new(table)))
+            }
+        }
+    }
+}
+
+impl UsageStore for Usage {
+    async fn profiles(&self) -> Result<Vec<crate::core::usage::profile::Profile>, StoreError> {
+        match self {
+            Usage::File(f) => f.profiles().await,
+            Usage::Table(t) => t.profiles().await,
+        }
+    }
+
+    async fn read(&self, keys: &[(String, String)]) -> Result<Vec<crate::core::usage::profile::Profile>, StoreError> {
+        match self {
+            Usage::File(f) => f.read(keys).await,
+            Usage::Table(t) => t.read(keys).await,
+        }
+    }
+
+    async fn save_all(
+        &self,
+        profiles: &mut [crate::core::usage::profile::Profile],
+        forget: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            Usage::File(f) => f.save_all(profiles, forget).await,
+            Usage::Table(t) => t.save_all(profiles, forget).await,
         }
     }
 }

@@ -51,6 +51,9 @@ pub(crate) struct UsageDoc {
     backfill_end: Option<Timestamp>,
     backfill_pages: u32,
     backfill: String,
+    /// Moves on at every save (optimistic concurrency between writers).
+    #[serde(default)]
+    revision: u64,
 }
 
 fn counted(list: &[Counted]) -> Vec<CountedDoc> {
@@ -91,6 +94,7 @@ impl From<&Profile> for UsageDoc {
             backfill_end: p.backfill.end,
             backfill_pages: p.backfill.pages,
             backfill: p.backfill.state.as_str().to_string(),
+            revision: p.revision,
         }
     }
 }
@@ -125,8 +129,21 @@ impl TryFrom<UsageDoc> for Profile {
                 pages: d.backfill_pages,
                 state,
             },
+            revision: d.revision,
         })
     }
+}
+
+/// A profile as the JSON document every backend stores.
+pub(crate) fn to_doc(p: &Profile) -> String {
+    // A document of strings, numbers and lists: serializing it cannot fail.
+    serde_json::to_string(&UsageDoc::from(p)).unwrap_or_default()
+}
+
+/// A stored document back to a profile; the error says what is wrong with it.
+pub(crate) fn from_doc(doc: &str) -> Result<Profile, String> {
+    let d: UsageDoc = serde_json::from_str(doc).map_err(|e| e.to_string())?;
+    Profile::try_from(d)
 }
 
 /// The usage file of the file backend.
@@ -189,26 +206,49 @@ impl UsageStore for FileUsage {
         self.read_all()
     }
 
-    async fn save(&self, profile: &Profile) -> Result<(), StoreError> {
-        self.save_all(std::slice::from_ref(profile), &[]).await
+    async fn read(&self, keys: &[(String, String)]) -> Result<Vec<Profile>, StoreError> {
+        let wanted: std::collections::BTreeSet<&(String, String)> = keys.iter().collect();
+        Ok(self
+            .read_all()?
+            .into_iter()
+            .filter(|p| wanted.contains(&(p.account_id.clone(), p.access_key_id.clone())))
+            .collect())
     }
 
-    async fn save_all(&self, profiles: &[Profile], forget: &[(String, String)]) -> Result<(), StoreError> {
-        // Read, change, write under `usage.json.lock`: the daemon and `keywarden usage
-        // --backfill` may save at once, and neither may lose the other's keys.
+    async fn save_all(
+        &self,
+        profiles: &mut [Profile],
+        forget: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        // Read, check, write under `usage.json.lock`: the daemon and `keywarden usage
+        // --backfill` may save at once, and neither may lose the other's counts.
         let _one = crate::state::file::Lock::acquire(&self.path, std::time::Duration::from_secs(10))
             .await
             .map_err(|e| StoreError(e.to_string()))?;
         let slot = |p: &Profile| (p.account_id.clone(), p.access_key_id.clone());
         let mut all: BTreeMap<(String, String), Profile> =
             self.read_all()?.into_iter().map(|p| (slot(&p), p)).collect();
-        for p in profiles {
-            all.insert(slot(p), p.clone());
+        let mut lost = Vec::new();
+        let mut saved = Vec::new();
+        for (i, p) in profiles.iter().enumerate() {
+            let stored = all.get(&slot(p)).map_or(0, |s| s.revision);
+            if stored != p.revision {
+                lost.push(slot(p));
+                continue;
+            }
+            let mut next = p.clone();
+            next.revision += 1;
+            all.insert(slot(p), next);
+            saved.push(i);
         }
         for gone in forget {
             all.remove(gone);
         }
-        self.write(&all.into_values().collect::<Vec<_>>())
+        self.write(&all.into_values().collect::<Vec<_>>())?;
+        for i in saved {
+            profiles[i].revision += 1;
+        }
+        Ok(lost)
     }
 }
 
@@ -239,14 +279,21 @@ mod tests {
         };
         p.record(&e, Feed::Backfill);
         p.backfill.page_read(Some(e.time), false);
-        store.save(&p).await.unwrap();
-        store
-            .save(&Profile::new("123456789012", "AKIAOTHER0000000000X"))
-            .await
-            .unwrap();
+        let stale = p.clone();
+        let mut both = [p, Profile::new("123456789012", "AKIAOTHER0000000000X")];
+        assert!(store.save_all(&mut both, &[]).await.unwrap().is_empty());
+        let [p, _] = both;
+        assert_eq!(p.revision, 1);
         let back = store.profiles().await.unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0], p, "every field round-trips");
+        // A copy read before that save lost the race: refused, nothing of it written.
+        let mut late = [stale.clone()];
+        late[0].events = 99;
+        let lost = store.save_all(&mut late, &[]).await.unwrap();
+        assert_eq!(lost, [("123456789012".to_string(), "AKIAIOSFODNN7EXAMPLE".to_string())]);
+        assert_eq!(late[0].revision, 0);
+        assert_eq!(store.read(&lost).await.unwrap(), std::slice::from_ref(&p));
         std::fs::write(store.path(), b"{\"schema_version\": 9, \"profiles\": []}").unwrap();
         let err = store.profiles().await.unwrap_err();
         assert!(

@@ -104,6 +104,9 @@ pub struct Profile {
     pub recent_ids: VecDeque<u32>,
     /// Where the backfill from LookupEvents stands.
     pub backfill: Cursor,
+    /// The stored revision this copy was read at (0: never stored): a save of an older copy
+    /// than the store holds is refused (`ports::UsageStore::save_all`).
+    pub revision: u64,
 }
 
 impl Profile {
