@@ -24,6 +24,7 @@ mod exposed_moto;
 mod faults_moto;
 mod formats_moto;
 mod generated_docs;
+mod hostile_cli;
 mod incremental_moto;
 mod journal_moto;
 mod journald;

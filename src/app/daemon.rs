@@ -170,7 +170,12 @@ impl Daemon {
     /// All or nothing: the new config is swapped in only once its listener is bound and its
     /// schedule is installed.
     async fn try_reload(&mut self) -> Result<(), String> {
-        let new = config::load(&self.opts.config_path, self.opts.config_required).map_err(|e| e.to_string())?;
+        // Off the loop task: whatever the file turned into, the loop keeps answering signals.
+        let (path, required) = (self.opts.config_path.clone(), self.opts.config_required);
+        let new = tokio::task::spawn_blocking(move || config::load(&path, required))
+            .await
+            .map_err(|e| format!("loading the config stopped: {e}"))?
+            .map_err(|e| e.to_string())?;
         let new_listener = if Some(new.metrics_listen) != self.listener.as_ref().map(|l| l.addr) {
             Some(
                 listen(new.metrics_listen, self.shared())

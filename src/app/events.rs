@@ -78,13 +78,21 @@ pub fn sort(messages: &[Message], trusted: &events::Trusted<'_>, base: &[Account
     let mut out = Sorted::default();
     let mut changes = Vec::new();
     for m in messages {
+        // A message counts once, at its first receive: one SQS hands out again (a malformed
+        // one waiting for its redrive, a re-audit that failed) is not another message.
+        let first = m.receive_count <= 1;
+        let mut kind = |k: &'static str| {
+            if first {
+                out.kinds.push(k);
+            }
+        };
         let decision = match crate::aws::eventbridge::parse(&m.body) {
             Ok(envelope) => events::decide(&envelope, trusted),
             Err(why) => Decision::Malformed(why),
         };
         match decision {
             Decision::Changes(c) => {
-                out.kinds.push(c.first().map_or("ignored", |c| c.kind.as_str()));
+                kind(c.first().map_or("ignored", |c| c.kind.as_str()));
                 let users = c.iter().flat_map(|c| named(&mut out, base, c)).collect();
                 out.pending.push(Pending {
                     receipt_handle: m.receipt_handle.clone(),
@@ -94,11 +102,11 @@ pub fn sort(messages: &[Message], trusted: &events::Trusted<'_>, base: &[Account
             }
             Decision::Ignored(why) => {
                 tracing::debug!(message_id = %m.id, reason = %why, "event ignored");
-                out.kinds.push("ignored");
+                kind("ignored");
                 out.ignored.push(m.receipt_handle.clone());
             }
             Decision::Malformed(why) => {
-                out.kinds.push("malformed");
+                kind("malformed");
                 out.malformed.push((m.id.clone(), why));
             }
         }
@@ -676,6 +684,25 @@ mod tests {
         let counted = count(&s.kinds);
         assert_eq!(counted["access_key"], 3);
         assert_eq!((counted["ignored"], counted["malformed"], counted["health"]), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_message_counts_once_however_often_it_is_received() {
+        // A malformed message is never deleted: SQS hands it out again until its redrive
+        // policy moves it. The counter counts messages, not receives.
+        let trusted = events::Trusted {
+            accounts: &BTreeSet::new(),
+            sns_topics: &[],
+        };
+        let again = |n| Message {
+            receive_count: n,
+            ..message("m", "not json")
+        };
+        let first = sort(&[again(1)], &trusted, &[]);
+        assert_eq!(count(&first.kinds).get("malformed"), Some(&1));
+        let later = sort(&[again(2), again(5)], &trusted, &[]);
+        assert_eq!(count(&later.kinds).get("malformed"), None, "{:?}", later.kinds);
+        assert_eq!(later.malformed.len(), 2, "still logged at every receive");
     }
 
     /// ListAccessKeys of `user` in account "1", denied.

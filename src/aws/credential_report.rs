@@ -40,6 +40,40 @@ pub enum ReportError {
         column: &'static str,
         message: String,
     },
+    /// A date later than the report itself: a last use in year 9999 would hide `unused_key`.
+    #[error("credential report: user {user}: {what} {date} is later than the report ({generated}) or now")]
+    Future {
+        user: String,
+        what: &'static str,
+        date: String,
+        generated: String,
+    },
+}
+
+/// A row's user: a name IAM can give (1-64 of letters, digits and `+=,.@_-`), on one row only
+/// (`seen`: the line of each user so far).
+fn check_user(user: &str, line: u64, seen: &mut std::collections::HashMap<String, u64>) -> Result<(), String> {
+    if user.is_empty() {
+        return Err("empty user name".into());
+    }
+    if !iam_user_name(user) {
+        return Err(format!(
+            "{:?} is no IAM user name (1-64 of letters, digits and +=,.@_-)",
+            crate::sys::cut(user, 80)
+        ));
+    }
+    match seen.insert(user.to_string(), line) {
+        Some(first) => Err(format!("user {user} appears twice (also on line {first})")),
+        None => Ok(()),
+    }
+}
+
+/// Whether `name` can be an IAM user name: 1-64 of letters, digits and `+=,.@_-`.
+fn iam_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
 /// One access key slot of a user (the report knows keys only by slot, not by id).
@@ -182,6 +216,7 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
     let mut rows = Vec::new();
     let mut root_access_keys_present = false;
     let mut accounts = std::collections::BTreeSet::new();
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     for record in reader.records() {
         let record = record.map_err(|e| ReportError::Csv(e.to_string()))?;
         let line = record.position().map_or(0, |p| p.line());
@@ -227,9 +262,7 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
             root_access_keys_present = slots.iter().any(|s| s.active);
             continue;
         }
-        if user.is_empty() {
-            return Err(bad(0, "empty user name".into()));
-        }
+        check_user(&user, line, &mut seen).map_err(|m| bad(0, m))?;
         rows.push(Row {
             path: path_of(&arn),
             user,
@@ -244,6 +277,32 @@ pub fn parse(bytes: &[u8]) -> Result<CredentialReport, ReportError> {
         root_access_keys_present,
         accounts,
     })
+}
+
+/// Every date of `report` is at most the report's generation time (plus a day of clock
+/// skew).
+pub fn check_dates(report: &CredentialReport, generated: Timestamp) -> Result<(), ReportError> {
+    let latest = generated + chrono::TimeDelta::days(1);
+    for row in &report.rows {
+        let mut dates: Vec<(&'static str, Timestamp)> = Vec::new();
+        for s in &row.slots {
+            dates.push(("an access key's last rotation", s.last_rotated));
+            dates.extend(s.last_used.map(|t| ("an access key's last use", t)));
+        }
+        if let Some(p) = &row.password {
+            dates.push(("the password's last change", p.since));
+            dates.extend(p.last_used.map(|t| ("the password's last use", t)));
+        }
+        if let Some((what, date)) = dates.into_iter().find(|(_, t)| *t > latest) {
+            return Err(ReportError::Future {
+                user: row.user.clone(),
+                what,
+                date: crate::sys::timefmt::format(&date),
+                generated: crate::sys::timefmt::format(&generated),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A row's password: `password_enabled` true with its dates; false or a placeholder
@@ -500,6 +559,36 @@ N/A,N/A,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
     fn root_keys_are_detected() {
         let root = ROOT_ROW.replacen("true,false,N/A", "true,true,2021-01-01T00:00:00+00:00", 1);
         assert!(parse(&report(&[&root])).unwrap().root_access_keys_present);
+    }
+
+    #[test]
+    fn a_duplicated_user_a_name_iam_cannot_have_and_a_date_after_the_report_are_errors() {
+        let alice = "alice,arn:aws:iam::123456789012:user/alice,2025-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
+true,2026-01-02T03:04:05+00:00,2026-11-30T10:00:00+00:00,us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
+        // The same user twice would give its findings and metric series twice.
+        let e = parse(&report(&[alice, alice])).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReportError::Cell {
+                    line: 3,
+                    column: "user",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // IAM user names are [\w+=,.@-]{1,64}: a quote or a newline is no user of IAM's.
+        let quoted = alice.replacen("alice,", "\"al\"\"ice\nx\",", 1);
+        let e = parse(&report(&[&quoted])).unwrap_err();
+        assert!(matches!(e, ReportError::Cell { column: "user", .. }), "{e}");
+        // A last use in year 9999 would hide `unused_key` forever.
+        let future = alice.replace("2026-11-30T10:00:00+00:00", "9999-12-31T00:00:00+00:00");
+        let r = parse(&report(&[&future])).unwrap();
+        let generated = crate::sys::timefmt::parse("2026-12-01T00:00:00Z").unwrap();
+        let e = check_dates(&r, generated).unwrap_err().to_string();
+        assert!(e.contains("alice") && e.contains("9999"), "{e}");
+        assert!(check_dates(&parse(&report(&[alice])).unwrap(), generated).is_ok());
     }
 
     #[test]

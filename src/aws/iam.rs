@@ -286,7 +286,12 @@ impl Iam {
             .map_err(|e| self.describe(&e).message)?;
         let content = out.content.ok_or("the report has no content")?;
         let report = credential_report::parse(content.as_ref()).map_err(|e| e.to_string())?;
-        Ok((report, out.generated_time.and_then(to_chrono)))
+        let generated = out.generated_time.and_then(to_chrono);
+        // No date in the report is later than it, nor than now: the later of the two bounds
+        // them (some endpoints answer a fixed, old generation time).
+        let now = chrono::Utc::now();
+        credential_report::check_dates(&report, generated.map_or(now, |g| g.max(now))).map_err(|e| e.to_string())?;
+        Ok((report, generated))
     }
 
     /// A user from the report. Key ids are read (ListAccessKeys, no GetAccessKeyLastUsed: the

@@ -8,7 +8,7 @@ use figment::Figment;
 
 use super::locate::Locator;
 use super::validate::validate;
-use super::{Config, ConfigError, RawConfig, DEFAULT_PATH, ENV_PREFIX};
+use super::{Config, ConfigError, Issue, RawConfig, DEFAULT_PATH, ENV_PREFIX};
 
 /// Where the config file is: `--config`, else `$KEYWARDEN_CONFIG`, else the default path.
 /// Returns whether the path was asked for explicitly (then it must exist).
@@ -25,7 +25,7 @@ pub fn resolve_path(cli: Option<&Path>) -> (PathBuf, bool) {
 /// Loads, merges (file < environment) and validates. A missing file is an error when
 /// `required`; otherwise defaults and environment are used alone.
 pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::sys::files::read_text(path, crate::sys::files::CONFIG_LIMIT) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
         Err(source) => {
@@ -35,10 +35,19 @@ pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
             })
         }
     };
+    let mut issues: Vec<Issue> = text
+        .as_deref()
+        .and_then(|t| control_character(path, t))
+        .into_iter()
+        .collect();
+    issues.extend(empty_variable_names());
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid { issues });
+    }
     let mut figment = Figment::new();
-    if text.is_some() {
-        // `file_exact`, not `file`: never search parent directories for a relative path.
-        figment = figment.merge(Toml::file_exact(path));
+    if let Some(t) = &text {
+        // The text read once above (a regular file, bounded), never the path again.
+        figment = figment.merge(Toml::string(t));
     }
     figment = figment.merge(env_provider());
     let located = Locator {
@@ -52,6 +61,44 @@ pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
     let mut config = validate(raw, &located)?;
     config.source = text.map(|_| path.to_path_buf());
     Ok(config)
+}
+
+/// The first control character TOML forbids (everywhere, comments included), named with its
+/// line and column: the TOML parser's own error for it says nothing.
+fn control_character(path: &Path, text: &str) -> Option<Issue> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let (col, c) = line
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && *c != '\t' && *c != '\r')?;
+        Some(Issue {
+            origin: path.display().to_string(),
+            line: Some(i + 1),
+            key: None,
+            message: format!(
+                "column {}: the control character U+{:04X} is not allowed in TOML, not even in a comment",
+                col + 1,
+                c as u32
+            ),
+        })
+    })
+}
+
+/// `KEYWARDEN_` variables that name no key (`KEYWARDEN_`, `KEYWARDEN__X`, `KEYWARDEN_A____B`):
+/// figment would ignore them, and a setting that is silently ignored is worse than an error.
+fn empty_variable_names() -> Vec<Issue> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| {
+            let name = name.to_str()?.to_string();
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            rest.split("__").any(str::is_empty).then(|| Issue {
+                origin: format!("environment variable {}", super::locate::cut(&name)),
+                line: None,
+                key: None,
+                message: format!("names no key (a variable sets one key: {ENV_PREFIX}SECTION__KEY sets section.key)"),
+            })
+        })
+        .collect()
 }
 
 fn env_provider() -> Env {

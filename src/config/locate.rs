@@ -23,8 +23,13 @@ impl Locator<'_> {
                 key_path.push(field.clone());
             }
         }
-        let key = (!key_path.is_empty()).then(|| key_path.join("."));
+        let full_key = (!key_path.is_empty()).then(|| key_path.join("."));
+        let key = full_key.as_deref().map(cut);
+        // A name is echoed at most once, and cut: a megabyte key is not a megabyte error.
         let mut message = e.kind.to_string();
+        for part in key_path.iter().filter(|p| p.len() > NAME_SHOWN) {
+            message = message.replace(part.as_str(), &cut(part));
+        }
         if let figment::error::Kind::UnknownField(field, expected) = &e.kind {
             if let Some(near) = super::suggest::closest(field, expected.iter().copied()) {
                 message.push_str(&format!("; did you mean `{near}`?"));
@@ -39,7 +44,7 @@ impl Locator<'_> {
             },
             _ => {
                 // A TOML syntax error carries its own line in the message.
-                let line = key.as_deref().and_then(|k| self.line_of(k));
+                let line = full_key.as_deref().and_then(|k| self.line_of(k));
                 Issue {
                     origin: self.path.display().to_string(),
                     line,
@@ -81,7 +86,15 @@ impl Locator<'_> {
 }
 
 fn env_var_name(path: &[String]) -> String {
-    format!("{ENV_PREFIX}{}", path.join("__").to_uppercase())
+    cut(&format!("{ENV_PREFIX}{}", path.join("__").to_uppercase()))
+}
+
+/// How much of a name an error shows.
+const NAME_SHOWN: usize = 80;
+
+/// `name`, cut to [`NAME_SHOWN`] bytes when longer.
+pub(super) fn cut(name: &str) -> String {
+    crate::sys::cut(name, NAME_SHOWN)
 }
 
 /// Best-effort 1-based line of a dotted key (`rules.max_key_age.max_age`, `exemptions.1.user`)

@@ -15,9 +15,10 @@
 //! - `GET /api/v1/usage`   what uses each active access key, the same JSON as `keywarden usage
 //!   --format json`, as of the last audit (503 before the first audit)
 //!
-//! Anything else is 404; other methods on these paths are 405. Header reads (and TLS
-//! handshakes) time out and header size is bounded, so slow or malformed clients cannot pile
-//! up. With `[metrics.basic_auth_users]` every endpoint answers 401 without valid credentials;
+//! Anything else is 404; other methods on these paths are 405 (with `Allow: GET, HEAD`).
+//! Header reads (and TLS handshakes) time out, header size is bounded, and at most
+//! [`MAX_CONNECTIONS`] connections are open at once (a new one closes the oldest), so slow,
+//! idle or malformed clients cannot pile up. With `[metrics.basic_auth_users]` every endpoint answers 401 without valid credentials;
 //! with `[metrics.tls]` the listener speaks only HTTPS (see `web.rs`).
 
 use std::convert::Infallible;
@@ -36,6 +37,38 @@ use crate::server::metrics::Metrics;
 use crate::sys::web::Web;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections the listener keeps open at once. A new one beyond it closes the oldest, so
+/// that idle or slow clients can neither make `/-/healthy` unreachable nor take the file
+/// descriptors the AWS calls need (`LimitNOFILE=` in the systemd unit counts on this bound).
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// The open connections, oldest first: each one's id and the sender that closes it.
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    queue: std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Open {
+    /// Admits a connection: its id and the receiver that says "close now", closing the
+    /// oldest when the listener is full.
+    fn admit(&mut self) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+        while self.queue.len() >= MAX_CONNECTIONS {
+            if let Some((_, close)) = self.queue.pop_front() {
+                let _ = close.send(());
+            }
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.next_id += 1;
+        self.queue.push_back((self.next_id, tx));
+        (self.next_id, rx)
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.queue.retain(|(i, _)| *i != id);
+    }
+}
 
 /// Ready once an audit has completed that could read at least one account (successfully or
 /// not: the report then says what failed). Not ready before the first audit, and not ready
@@ -231,7 +264,13 @@ pub async fn route(shared: &Shared, method: &Method, path: &str, query: Option<&
         return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
     }
     if method != Method::GET && method != Method::HEAD {
-        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        // RFC 9110 15.5.6: a 405 names the methods the resource allows.
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        return r;
     }
     match path {
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", LANDING),
@@ -332,6 +371,7 @@ impl Server {
     }
 
     pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        let open = Arc::new(Mutex::new(Open::default()));
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -348,15 +388,32 @@ impl Server {
             };
             let shared = Arc::clone(&shared);
             let stop = shutdown.clone();
+            let Ok((id, close)) = open.lock().map(|mut o| o.admit()) else {
+                continue;
+            };
+            let open = Arc::clone(&open);
             tokio::spawn(async move {
                 let web = shared.web();
-                match &web.tls {
-                    None => serve_connection(TokioIo::new(stream), shared, web, stop).await,
-                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), shared, web, stop).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    },
+                let connection = async {
+                    match &web.tls {
+                        None => serve_connection(TokioIo::new(stream), shared, Arc::clone(&web), stop).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => {
+                                    serve_connection(TokioIo::new(tls), shared, Arc::clone(&web), stop).await
+                                }
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = connection => {}
+                    _ = close => tracing::debug!(limit = MAX_CONNECTIONS, "connection closed for a newer one"),
+                }
+                if let Ok(mut o) = open.lock() {
+                    o.remove(id);
                 }
             });
         }
@@ -445,10 +502,11 @@ mod tests {
         assert_eq!(get("/-/ready").await, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get("/api/v1/report").await, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get("/nope").await, StatusCode::NOT_FOUND);
-        assert_eq!(
-            route(&shared, &Method::POST, "/metrics", None).await.status(),
-            StatusCode::METHOD_NOT_ALLOWED
-        );
+        let post = route(&shared, &Method::POST, "/metrics", None).await;
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        // RFC 9110 15.5.6: a 405 says which methods the resource allows.
+        let allow = post.headers().get(hyper::header::ALLOW).and_then(|v| v.to_str().ok());
+        assert_eq!(allow, Some("GET, HEAD"));
         shared.ready.set_ready();
         *shared.report_json.write().unwrap() = Some(Bytes::from_static(b"{}"));
         assert_eq!(get("/-/ready").await, StatusCode::OK);

@@ -288,7 +288,7 @@ fn is_zero(n: &u32) -> bool {
 
 /// `Ok(None)` when the file does not exist.
 pub fn load(path: &Path) -> Result<Option<State>, StateError> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::sys::files::read_bounded(path, crate::sys::files::DATA_LIMIT) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
@@ -513,11 +513,13 @@ impl Lock {
             lock: lock.clone(),
             source,
         };
+        // Never through a link planted at the lock's name.
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock)
             .map_err(io_err)?;
         // SAFETY: flock on a descriptor owned by `file`, which outlives the call.

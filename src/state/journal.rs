@@ -191,11 +191,14 @@ impl FileJournal {
     }
 
     fn append_lines(&self, lines: &str) -> std::io::Result<()> {
+        // Never through a link: a link planted where the journal goes would have keywarden
+        // append to whatever file it names.
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)?;
         let mut text = String::with_capacity(lines.len() + 1);
         // End a torn last line first, so the new entry starts on a line of its own.
@@ -223,7 +226,7 @@ impl FileJournal {
         }
         *last = Some(now);
         let cutoff = now - self.retention;
-        let oldest = match std::fs::File::open(&self.path) {
+        let oldest = match crate::sys::files::open_regular(&self.path) {
             Ok(f) => std::io::BufReader::new(f)
                 .lines()
                 .next()
@@ -236,7 +239,8 @@ impl FileJournal {
         if oldest.is_none_or(|t| t >= cutoff) {
             return Ok(());
         }
-        let text = std::fs::read_to_string(&self.path).map_err(|e| self.error("cannot read", e))?;
+        let text = crate::sys::files::read_text(&self.path, crate::sys::files::DATA_LIMIT)
+            .map_err(|e| self.error("cannot read", e))?;
         let kept: String = text
             .lines()
             .filter(|l| serde_json::from_str::<JournalDoc>(l).map_or(true, |d| d.time >= cutoff))
@@ -271,7 +275,7 @@ impl FileJournal {
     }
 
     pub fn read_now(&self) -> Result<JournalRead, StoreError> {
-        let text = match std::fs::read(&self.path) {
+        let text = match crate::sys::files::read_bounded(&self.path, crate::sys::files::DATA_LIMIT) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JournalRead::default()),
             Err(e) => return Err(self.error("cannot read", e)),
@@ -312,6 +316,19 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn a_journal_that_is_a_link_is_refused_not_appended_through() {
+        let d = dir("link");
+        let victim = d.join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let path = d.join("actions.jsonl");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let j = FileJournal::new(&path, TimeDelta::days(400));
+        let e = j.append_now(&[entry(1, "AK1")]).unwrap_err();
+        assert!(e.0.contains("actions.jsonl"), "{}", e.0);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
     }
 
     #[test]

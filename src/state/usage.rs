@@ -165,7 +165,7 @@ impl FileUsage {
 
     /// Every profile, read now (the daemon's publishing is not async).
     pub fn read_all(&self) -> Result<Vec<Profile>, StoreError> {
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match crate::sys::files::read_bounded(&self.path, crate::sys::files::DATA_LIMIT) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(StoreError(format!("cannot read {}: {e}", self.path.display()))),
