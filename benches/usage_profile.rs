@@ -64,7 +64,8 @@ fn events(n: usize, key: &str, seed: u64) -> Vec<UsageEvent> {
             EventSketch {
                 id: format!("{key}-{seed}-{i}"),
                 time: start + TimeDelta::seconds((i as i64 * 2_592_000) / n.max(1) as i64),
-                service: services[(r >> 8) as usize % services.len()],
+                // 40 actions, each of one of the 6 services (as an API's actions are).
+                service: services[((r >> 16) % 40) as usize % services.len()],
                 action: format!("Action{}", (r >> 16) % 40),
                 region: if r & 1 == 0 { "us-east-1" } else { "eu-west-1" },
                 address,

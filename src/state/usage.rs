@@ -59,7 +59,7 @@ pub(crate) struct UsageDoc {
 fn counted(list: &[Counted]) -> Vec<CountedDoc> {
     list.iter()
         .map(|c| CountedDoc {
-            value: c.value.clone(),
+            value: c.value.to_string(),
             count: c.count,
         })
         .collect()
@@ -68,7 +68,7 @@ fn counted(list: &[Counted]) -> Vec<CountedDoc> {
 fn from_counted(list: Vec<CountedDoc>) -> Vec<Counted> {
     list.into_iter()
         .map(|c| Counted {
-            value: c.value,
+            value: crate::core::usage::names::intern(&c.value),
             count: c.count,
         })
         .collect()
@@ -82,7 +82,7 @@ impl From<&Profile> for UsageDoc {
             events: p.events,
             first_event: p.first_event,
             last_event: p.last_event,
-            last_source: p.last_source.clone(),
+            last_source: p.last_source.as_deref().map(str::to_string),
             sources: counted(&p.sources),
             user_agents: counted(&p.user_agents),
             regions: p.regions.iter().map(str::to_string).collect(),
@@ -115,7 +115,7 @@ impl TryFrom<UsageDoc> for Profile {
             events: d.events,
             first_event: d.first_event,
             last_event: d.last_event,
-            last_source: d.last_source,
+            last_source: d.last_source.as_deref().map(crate::core::usage::names::intern),
             sources: from_counted(d.sources),
             user_agents: from_counted(d.user_agents),
             regions: d.regions.iter().collect(),

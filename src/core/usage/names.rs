@@ -3,6 +3,9 @@
 //! is most of what keeps a profile small. Names never hold a newline (the event checks allow
 //! letters, digits, `-`, `.` and `:` only).
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 /// The set; the order is the names' (byte-wise) order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameSet {
@@ -67,9 +70,48 @@ impl<S: AsRef<str>> FromIterator<S> for NameSet {
     }
 }
 
+/// One shared copy of each user agent and source address: a fleet's keys are called by a few
+/// SDK versions from a few NAT addresses, so a profile holds a pointer to each, not a copy.
+/// Values no profile holds any more are swept out whenever the table has doubled since the
+/// last sweep: it stays within about twice the values in use, whatever the traffic.
+pub fn intern(value: &str) -> Arc<str> {
+    static TABLE: Mutex<Option<Interned>> = Mutex::new(None);
+    let Ok(mut guard) = TABLE.lock() else {
+        return Arc::from(value);
+    };
+    let t = guard.get_or_insert_with(|| Interned {
+        values: HashSet::new(),
+        swept_at: 0,
+    });
+    if let Some(v) = t.values.get(value) {
+        return Arc::clone(v);
+    }
+    if t.values.len() >= (2 * t.swept_at).max(64) {
+        t.values.retain(|v| Arc::strong_count(v) > 1);
+        t.swept_at = t.values.len();
+    }
+    let v: Arc<str> = Arc::from(value);
+    t.values.insert(Arc::clone(&v));
+    v
+}
+
+struct Interned {
+    values: HashSet<Arc<str>>,
+    /// The table's size after the last sweep.
+    swept_at: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interned_value_is_one_copy_and_dropped_once_unused() {
+        let a = intern("aws-cli/2.17.46 test-only-value");
+        let b = intern("aws-cli/2.17.46 test-only-value");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(&*a, "aws-cli/2.17.46 test-only-value");
+    }
 
     #[test]
     fn names_stay_sorted_once_each_within_the_bound() {

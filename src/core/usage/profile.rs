@@ -17,13 +17,14 @@
 //! never an underestimate, of a value that stays).
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeDelta};
 
 use crate::core::model::Timestamp;
 use crate::core::usage::backfill::Cursor;
 use crate::core::usage::event::UsageEvent;
-use crate::core::usage::names::NameSet;
+use crate::core::usage::names::{intern, NameSet};
 
 pub const SOURCES: usize = 16;
 pub const USER_AGENTS: usize = 8;
@@ -51,10 +52,11 @@ pub fn by_key(profiles: Vec<Profile>) -> ByKey {
         .collect()
 }
 
-/// A value and how often it was seen.
+/// A value and how often it was seen. The value is shared ([`intern`]): many keys are called
+/// by the same user agents from the same addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counted {
-    pub value: String,
+    pub value: Arc<str>,
     pub count: u64,
 }
 
@@ -86,7 +88,7 @@ pub struct Profile {
     pub first_event: Option<Timestamp>,
     pub last_event: Option<Timestamp>,
     /// The address of the newest event.
-    pub last_source: Option<String>,
+    pub last_source: Option<Arc<str>>,
     /// Most counted first.
     pub sources: Vec<Counted>,
     pub user_agents: Vec<Counted>,
@@ -138,7 +140,7 @@ impl Profile {
         if self.last_event.is_none_or(|t| e.time >= t) {
             self.last_event = Some(e.time);
             if self.last_source.as_deref() != Some(e.source.as_str()) {
-                self.last_source = Some(e.source.clone());
+                self.last_source = Some(intern(&e.source));
             }
         }
         top(&mut self.sources, &e.source, SOURCES);
@@ -166,7 +168,7 @@ impl Profile {
 
     /// The most counted user agent (ties: the first seen of the most counted).
     pub fn main_user_agent(&self) -> Option<&str> {
-        self.user_agents.first().map(|c| c.value.as_str())
+        self.user_agents.first().map(|c| &*c.value)
     }
 
     /// Adds `service:action` unless it is there (the common case, found without allocating),
@@ -208,14 +210,16 @@ impl Profile {
 
 /// Space-saving top-`bound` count of `value` in `list` (most counted first).
 fn top(list: &mut Vec<Counted>, value: &str, bound: usize) {
-    let at = match list.iter().position(|c| c.value == value) {
+    let at = match list.iter().position(|c| &*c.value == value) {
         Some(i) => {
             list[i].count += 1;
             i
         }
         None if list.len() < bound => {
+            // Grown one at a time: a list of 12 takes 12 places, not 16.
+            list.reserve_exact(1);
             list.push(Counted {
-                value: value.to_string(),
+                value: intern(value),
                 count: 1,
             });
             list.len() - 1
@@ -224,7 +228,7 @@ fn top(list: &mut Vec<Counted>, value: &str, bound: usize) {
             // The list is sorted, so its last entry is the least counted.
             let last = list.len() - 1;
             list[last] = Counted {
-                value: value.to_string(),
+                value: intern(value),
                 count: list[last].count + 1,
             };
             last

@@ -139,7 +139,7 @@ mod tests {
         p.user_agents = agents
             .iter()
             .map(|a| Counted {
-                value: a.to_string(),
+                value: (*a).into(),
                 count: 1,
             })
             .collect();

@@ -172,7 +172,7 @@ pub fn classify(p: &Profile) -> Verdict {
 pub fn evidence(p: &Profile) -> Evidence<'_> {
     Evidence {
         main_agent: p.main_user_agent().unwrap_or(""),
-        agents: p.user_agents.iter().map(|c| c.value.as_str()).collect(),
+        agents: p.user_agents.iter().map(|c| &*c.value).collect(),
         addresses: p.sources.len(),
         only_ip_addresses: p.sources.iter().all(|s| is_ip_address(&s.value)),
     }
@@ -297,14 +297,14 @@ mod tests {
         p.user_agents = agents
             .iter()
             .map(|(v, n)| Counted {
-                value: v.to_string(),
+                value: (*v).into(),
                 count: *n,
             })
             .collect();
         p.sources = addresses
             .iter()
             .map(|a| Counted {
-                value: a.to_string(),
+                value: (*a).into(),
                 count: 1,
             })
             .collect();
