@@ -100,6 +100,20 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer as it arrived: its status, its `x-amzn-ErrorType` header, its body.
+    pub fn read(status: u16, error_type: Option<&str>, body: Vec<u8>) -> Answer {
+        Answer {
+            status,
+            json: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            error_type: error_type
+                .and_then(|t| t.split(':').next())
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            body,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -113,10 +127,23 @@ impl Answer {
             .or_else(|| {
                 j["__type"]
                     .as_str()
-                    .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+                    .map(|t| t.rsplit('#').next().unwrap_or(t).trim().to_string())
+                    .filter(|t| !t.is_empty())
             })
-            .or_else(|| j["Code"].as_str().map(str::to_string))
-            .or_else(|| j["code"].as_str().map(str::to_string))
+            .or_else(|| {
+                j["Code"]
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+            })
+            .or_else(|| {
+                j["code"]
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| format!("Http{}", self.status))
     }
 
@@ -141,10 +168,7 @@ pub async fn exchange(connector: &Connector, request: SmithyRequest) -> Result<A
         )
     })?;
     let status = response.status().as_u16();
-    let error_type = response
-        .headers()
-        .get("x-amzn-errortype")
-        .map(|t| t.split(':').next().unwrap_or_default().to_string());
+    let error_type = response.headers().get("x-amzn-errortype").map(str::to_string);
     let body = response
         .into_body()
         .collect()
@@ -152,13 +176,7 @@ pub async fn exchange(connector: &Connector, request: SmithyRequest) -> Result<A
         .map_err(|e| e.to_string())?
         .to_bytes()
         .to_vec();
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(Answer {
-        status,
-        json,
-        error_type,
-        body,
-    })
+    Ok(Answer::read(status, error_type.as_deref(), body))
 }
 
 /// One account's service in a JSON protocol (`application/x-amz-json-1.1`, the operation in
@@ -253,6 +271,20 @@ mod tests {
             error_type: error_type.map(str::to_string),
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn an_empty_code_is_no_code() {
+        // Found by the aws_answer fuzz target: a header ":..." gave the code "", and an error
+        // without a code in the service's words.
+        let crash = Answer::read(400, Some(":\"ssDeu?{\"Mess\0"), b"{:\"ssDeueeniDoe".to_vec());
+        assert_eq!(crash.code(), "Http400");
+        let blank = Answer::read(
+            500,
+            None,
+            br#"{"__type": "", "Code": " ", "code": "Throttling"}"#.to_vec(),
+        );
+        assert_eq!(blank.code(), "Throttling");
     }
 
     #[test]

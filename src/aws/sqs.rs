@@ -154,7 +154,7 @@ impl Queue {
 }
 
 /// The messages of a ReceiveMessage answer (none when it has none, or is not one).
-fn messages(answer: &Value) -> Vec<Message> {
+pub fn messages(answer: &Value) -> Vec<Message> {
     answer["Messages"]
         .as_array()
         .into_iter()

@@ -84,6 +84,21 @@ fn day(s: &str) -> Option<usize> {
     DAY_NAMES.iter().position(|d| d.eq_ignore_ascii_case(s.trim()))
 }
 
+/// A window as the config writes it: every day named (`Mon,Tue,Wed 09:00-16:00`), which
+/// [`Window::parse`] reads back to the same window.
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let days: Vec<&str> = DAY_NAMES
+            .iter()
+            .zip(self.days)
+            .filter(|(_, on)| *on)
+            .map(|(d, _)| *d)
+            .collect();
+        let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        write!(f, "{} {}-{}", days.join(","), hm(self.start), hm(self.end))
+    }
+}
+
 /// The windows and their zone. Empty: enforcement at any time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Windows {
@@ -137,6 +152,18 @@ impl Windows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_prints_as_it_parses() {
+        for text in ["Mon-Fri 09:00-16:00", "Sat 22:00-02:00", "Sun,Wed 00:00-24:00"] {
+            let w = Window::parse(text).unwrap();
+            assert_eq!(Window::parse(&w.to_string()), Ok(w.clone()), "{text} -> {w}");
+        }
+        assert_eq!(
+            Window::parse("Fri-Mon 09:00-10:00").unwrap().to_string(),
+            "Mon,Fri,Sat,Sun 09:00-10:00"
+        );
+    }
     use chrono::TimeZone;
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> Timestamp {

@@ -106,6 +106,11 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// The credentials part of a `Basic` header for `user` and `password` (what a client sends).
+pub fn encode_basic(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
 /// A bcrypt hash as `htpasswd -nBC 10 user` or Python's `bcrypt.hashpw` print it.
 pub fn check_hash(hash: &str) -> Result<(), String> {
     let ok_prefix = ["$2a$", "$2b$", "$2x$", "$2y$"].iter().any(|p| hash.starts_with(p));
