@@ -560,7 +560,10 @@ mod tests {
         async fn deactivate(&self, _: &str, _: &str, id: &str) -> Result<(), ServiceError> {
             self.log.lock().unwrap().push(format!("deactivate {id}"));
             if self.denied.contains(&id) {
-                return Err("AccessDenied".into());
+                return Err(ServiceError {
+                    code: Some("AccessDenied".into()),
+                    message: "AccessDenied".into(),
+                });
             }
             for u in self.users.lock().unwrap().iter_mut() {
                 for k in u.keys.iter_mut().filter(|k| k.id == id) {

@@ -75,6 +75,8 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
                     crate::sys::timefmt::format(&f.next_attempt)
                 )),
                 login_profile: None,
+                refused: false,
+                open: false,
             },
             _ => match decide_and_act(c, ctx, actions).await {
                 Ok(o) => o,
@@ -85,8 +87,11 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
                 }
             },
         };
+        // An update sent whose effect is unknown (`open`) counts: it probably took effect, and
+        // the cap bounds what a run may have changed, not what it could confirm.
         match outcome.kind {
             OutcomeKind::Success | OutcomeKind::DryRun => acted += 1,
+            OutcomeKind::Error if outcome.open => acted += 1,
             OutcomeKind::Error | OutcomeKind::NoLongerDue | OutcomeKind::Backoff => {}
         }
         log(&outcome, ctx.mode);
@@ -94,6 +99,7 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
         let repeated = outcome.kind == OutcomeKind::DryRun
             && ctx.state.dry_run_noted(&c.account_id, &c.access_key_id) == Some(c.first_seen);
         let entry = JournalEntry::of_outcome(&outcome, ctx.mode, ctx.run, ctx.clock.now()).filter(|_| !repeated);
+        let open = outcome.open;
         run.outcomes.push(outcome);
         if let Some(entry) = entry {
             // An action nobody can find later cannot be undone: no record, no further action.
@@ -102,7 +108,10 @@ pub async fn execute(due: &[Candidate], ctx: &Context<'_>, actions: &impl KeyAct
                 run.journal_error = Some(e);
                 break;
             }
-            ctx.intents.end(&c.account_id, &c.access_key_id).await;
+            // An open outcome keeps its intent: the next run settles it from IAM.
+            if !open {
+                ctx.intents.end(&c.account_id, &c.access_key_id).await;
+            }
             if let Err(e) = revoke_sessions(&entry, ctx, actions).await {
                 tracing::error!(error = %e, "cannot write the action journal; the remaining deactivations wait for the next run");
                 run.journal_error = Some(e);
@@ -150,6 +159,8 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
         kind,
         error,
         login_profile: None,
+        refused: false,
+        open: false,
     };
 
     // The rules already never plan it; this is the one place every action passes.
@@ -202,9 +213,16 @@ async fn decide_and_act(c: &Candidate, ctx: &Context<'_>, actions: &impl KeyActi
             )));
         }
     }
+    let refused = call
+        .as_ref()
+        .err()
+        .is_some_and(crate::core::model::ServiceError::refused);
+    let (kind, error, open) = read_back(c, actions, call.err()).await;
     Ok(Outcome {
         login_profile,
-        ..done(read_back(c, actions, call.err()).await)
+        refused,
+        open,
+        ..done((kind, error))
     })
 }
 
@@ -272,17 +290,17 @@ async fn still_due(
 
 /// The outcome of a sent UpdateAccessKey is what a read-back shows, even after an error: a
 /// response lost on the way back (a dropped connection, a truncated body) may hide an update
-/// that was applied.
+/// that was applied. The bool: the outcome is open (the read-back failed), for the next run.
 async fn read_back(
     c: &Candidate,
     actions: &impl KeyActions,
     call: Option<crate::core::model::ServiceError>,
-) -> (OutcomeKind, Option<String>) {
+) -> (OutcomeKind, Option<String>, bool) {
     let because = |what: String| match &call {
         Some(e) => format!("{e} ({what})"),
         None => what,
     };
-    match actions.read_user_with(&c.account_id, &c.user, kinds_of(c)).await {
+    let settled = match actions.read_user_with(&c.account_id, &c.user, kinds_of(c)).await {
         Ok(Some(u)) => match status_of(c, &u) {
             Some(true) => (
                 OutcomeKind::Success,
@@ -314,11 +332,18 @@ async fn read_back(
             OutcomeKind::NoLongerDue,
             Some(because("the user no longer exists".into())),
         ),
-        Err(e) => (
-            OutcomeKind::Error,
-            Some(because(format!("read-back failed: {}: {}", e.operation, e.message))),
-        ),
-    }
+        Err(e) => {
+            return (
+                OutcomeKind::Error,
+                Some(because(format!(
+                    "read-back failed: {}: {}; the next run settles it from what IAM shows",
+                    e.operation, e.message
+                ))),
+                true,
+            )
+        }
+    };
+    (settled.0, settled.1, false)
 }
 
 fn log(o: &Outcome, mode: Mode) {
@@ -389,6 +414,8 @@ mod tests {
         fail_update: bool,
         /// With `fail_update`: the change is applied, only the answer is an error.
         applied_anyway: bool,
+        /// A user read fails once one of its keys is inactive (a read-back that times out).
+        blind_after_update: bool,
         calls: Mutex<Vec<String>>,
     }
 
@@ -415,6 +442,15 @@ mod tests {
                 "u" => Some(self.user.lock().unwrap().clone()),
                 _ => self.users.lock().unwrap().iter().find(|u| u.name == name).cloned(),
             };
+            if self.blind_after_update && user.as_ref().is_some_and(|u| u.keys.iter().any(|k| !k.is_active())) {
+                return Err(ReadError {
+                    account_id: "1".into(),
+                    user: Some(name.into()),
+                    operation: "ListAccessKeys".into(),
+                    message: "no answer in time".into(),
+                    code: None,
+                });
+            }
             Ok(user.map(|mut u| {
                 u.credentials.retain(|c| kinds.contains(&c.kind.as_str()));
                 u
@@ -459,7 +495,10 @@ mod tests {
         async fn deactivate(&self, _: &str, name: &str, id: &str) -> Result<(), ServiceError> {
             self.calls.lock().unwrap().push(format!("deactivate {id}"));
             if self.denied.iter().any(|d| d == id) {
-                return Err("AccessDenied".into());
+                return Err(ServiceError {
+                    code: Some("AccessDenied".into()),
+                    message: "AccessDenied".into(),
+                });
             }
             if name != "u" {
                 for u in self.users.lock().unwrap().iter_mut() {
@@ -475,7 +514,10 @@ mod tests {
                 }
             }
             if self.fail_update {
-                return Err("AccessDenied".into());
+                return Err(ServiceError {
+                    code: Some("AccessDenied".into()),
+                    message: "AccessDenied".into(),
+                });
             }
             Ok(())
         }
@@ -527,6 +569,7 @@ mod tests {
             denied: vec![],
             fail_update,
             applied_anyway: false,
+            blind_after_update: false,
             calls: Mutex::new(vec![]),
         }
     }
@@ -647,6 +690,25 @@ mod tests {
             !f.calls.lock().unwrap().iter().any(|c| c.contains("D1")),
             "not tried during its backoff"
         );
+    }
+
+    #[tokio::test]
+    async fn an_update_whose_effect_is_unknown_takes_its_slot_of_the_cap() {
+        // Found by the randomized campaign (seed 3): with a cap of 1, a deactivation whose
+        // read-back timed out did not count, and the run deactivated a second key.
+        let (mut f, due) = idle_fleet(&["a1", "a2"]);
+        f.blind_after_update = true;
+        let out = run_with(&f, &due, Mode::Enforce, 1, &State::default()).await;
+        let sent = f
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.starts_with("deactivate"))
+            .count();
+        assert_eq!(sent, 1, "{:?}", f.calls.lock().unwrap());
+        assert!(out.outcomes[0].open && out.outcomes[0].kind == OutcomeKind::Error);
+        assert_eq!(out.held_back.get("1"), Some(&1));
     }
 
     #[tokio::test]

@@ -310,6 +310,8 @@ mod tests {
             kind,
             error: None,
             login_profile: None,
+            refused: true,
+            open: false,
         }
     }
 

@@ -224,6 +224,25 @@ impl ServiceError {
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
+
+    /// The service refused the request (AccessDenied, an SCP, a permissions boundary): asking
+    /// again soon gives the same answer. No answer, throttling and server errors are not
+    /// refusals: the next attempt may well succeed.
+    pub fn refused(&self) -> bool {
+        const TRANSIENT: [&str; 8] = [
+            "Throttling",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+            "TooManyRequestsException",
+            "ServiceUnavailable",
+            "ServiceFailure",
+            "InternalFailure",
+            "InternalError",
+        ];
+        self.code
+            .as_deref()
+            .is_some_and(|c| !TRANSIENT.contains(&c) && !c.starts_with("Http5"))
+    }
 }
 
 /// A denied call's message, naming who was denied what: AWS's own text usually does ("User:

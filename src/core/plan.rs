@@ -88,7 +88,7 @@ pub fn plan(findings: &[Finding], now: Timestamp) -> Vec<Candidate> {
 /// dropped; one whose user could not be read waits for the next run. Returns the entries to
 /// append to the journal.
 pub fn reconcile(state: &mut State, accounts: &[AccountInventory], journal: &[JournalEntry]) -> Vec<JournalEntry> {
-    const LATE: &str = "journaled by a later run: the process that sent UpdateAccessKey stopped before it could record it; the outcome is what IAM showed then";
+    const LATE: &str = "journaled by a later run: the run that sent the update could not confirm it (it stopped, or its read-back failed); the outcome is what IAM showed then";
     let mut late = Vec::new();
     let intents: Vec<JournalEntry> = state.intents().cloned().collect();
     for intent in intents {
@@ -103,9 +103,11 @@ pub fn reconcile(state: &mut State, accounts: &[AccountInventory], journal: &[Jo
             continue;
         }
         state.end_action(&intent.account_id, &intent.access_key_id);
-        let recorded = journal
-            .iter()
-            .any(|e| e.run.run_id == intent.run.run_id && e.access_key_id == intent.access_key_id);
+        // An `error` entry of the same run left the outcome open (the read-back failed after
+        // the update was sent): what IAM shows now settles it.
+        let recorded = journal.iter().any(|e| {
+            e.run.run_id == intent.run.run_id && e.access_key_id == intent.access_key_id && e.outcome != "error"
+        });
         if recorded {
             continue;
         }
@@ -240,11 +242,13 @@ pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) 
         changed |= match o.kind {
             OutcomeKind::DryRun => state.dry_run_noted(&c.account_id, &c.access_key_id) != Some(c.first_seen),
             OutcomeKind::Backoff => false,
+            OutcomeKind::Error if !o.refused => false,
             OutcomeKind::Success | OutcomeKind::NoLongerDue | OutcomeKind::Error => true,
         };
         match o.kind {
             OutcomeKind::Success => state.forget_key(&c.account_id, &c.access_key_id),
             OutcomeKind::NoLongerDue => state.clear_failure(&c.account_id, &c.access_key_id),
+            OutcomeKind::Error if !o.refused => {}
             OutcomeKind::Error => {
                 let attempts = state
                     .failure(&c.account_id, &c.access_key_id)
@@ -271,7 +275,8 @@ pub fn record_outcomes(state: &mut State, outcomes: &[Outcome], now: Timestamp) 
 pub enum OutcomeKind {
     /// Deactivated and confirmed by reading back.
     Success,
-    /// The call, the re-read or the read-back failed; retried after a backoff.
+    /// The fresh read, the call or the read-back failed. Retried after a backoff when the
+    /// service refused the call (`Outcome::refused`), else at the next run.
     Error,
     /// Dry-run: would have been deactivated.
     DryRun,
@@ -308,6 +313,13 @@ pub struct Outcome {
     pub candidate: Candidate,
     pub kind: OutcomeKind,
     pub error: Option<String>,
+    /// The service refused the update (`ServiceError::refused`): only then does the key back
+    /// off. Any other error (the fresh read failed, no answer, throttling, a server error)
+    /// leaves it due at the next run: nothing shows that it cannot be deactivated.
+    pub refused: bool,
+    /// The update was sent and its effect is unknown (the read-back failed): its intent stays
+    /// for the next run to settle from what IAM shows then (`reconcile`), without a backoff.
+    pub open: bool,
     /// A login profile's deletion: the settings it had (for the journal).
     pub login_profile: Option<crate::core::model::LoginProfile>,
 }
@@ -371,6 +383,28 @@ mod tests {
 
     fn t0() -> Timestamp {
         chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn only_a_refused_update_backs_off() {
+        // Found by the randomized campaign (seeds 1 and 5): a truncated answer to the fresh
+        // read, or a dropped connection of UpdateAccessKey, made a due key wait 30 minutes, as
+        // if it could not be deactivated.
+        let candidate = plan(&[finding("AK", Rule::UnusedKey, -1, false)], t0()).remove(0);
+        let outcome = |refused| Outcome {
+            candidate: candidate.clone(),
+            kind: OutcomeKind::Error,
+            error: Some("re-read failed: ListAccessKeys: the answer was cut off".into()),
+            login_profile: None,
+            refused,
+            open: false,
+        };
+        let mut state = State::default();
+        assert!(!record_outcomes(&mut state, &[outcome(false)], t0()));
+        assert!(state.failure("1", "AK").is_none());
+        assert!(record_outcomes(&mut state, &[outcome(true)], t0()));
+        let f = state.failure(&candidate.account_id, "AK").expect("a backoff");
+        assert_eq!(f.next_attempt, t0() + TimeDelta::minutes(30));
     }
 
     fn finding(key: &str, rule: Rule, deadline_days: i64, exempt: bool) -> Finding {
@@ -617,6 +651,23 @@ mod reconcile_tests {
             ..intent
         };
         assert!(reconcile(&mut s, &account(Some(KeyStatus::Inactive), false), &[done]).is_empty());
+        assert_eq!(s.intents().count(), 0);
+    }
+
+    #[test]
+    fn a_deactivation_whose_read_back_failed_is_settled_from_iam_by_the_next_run() {
+        // Found by the randomized campaign (seed 3): UpdateAccessKey was applied, the read-back
+        // timed out, the run journaled `error`, and no later entry ever said the key was
+        // deactivated (nor could `reactivate` undo it). The intent stays for the next run.
+        let (mut s, intent) = state();
+        let unknown = JournalEntry {
+            outcome: "error".into(),
+            error: Some("read-back failed: ListAccessKeys: no answer in time".into()),
+            ..intent
+        };
+        let late = reconcile(&mut s, &account(Some(KeyStatus::Inactive), false), &[unknown]);
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert_eq!(late[0].outcome, "success");
         assert_eq!(s.intents().count(), 0);
     }
 
