@@ -210,12 +210,11 @@ async fn handle(harness: &Harness, queue: &Queue, store: &impl UsageStore, known
             break;
         }
         match merge(store, &pending).await {
-            Ok((done, lost)) => {
+            Ok(done) => {
                 for (slot, c) in done {
                     counts.add(&c);
                     pending.remove(&slot);
                 }
-                debug_assert!(lost.iter().all(|s| pending.contains_key(s)));
             }
             Err(e) => return failed(&e.0),
         }
@@ -234,11 +233,11 @@ async fn handle(harness: &Harness, queue: &Queue, store: &impl UsageStore, known
 }
 
 /// One attempt: the keys' profiles read now, their events counted in, saved where no other
-/// writer came first. Returns what each saved key's events did, and the keys that lost.
+/// writer came first. Returns what each saved key's events did; a key that lost is absent.
 async fn merge(
     store: &impl UsageStore,
     events: &BTreeMap<(String, String), Vec<UsageEvent>>,
-) -> Result<(BTreeMap<(String, String), Counts>, Vec<(String, String)>), crate::ports::StoreError> {
+) -> Result<BTreeMap<(String, String), Counts>, crate::ports::StoreError> {
     let slots: Vec<(String, String)> = events.keys().cloned().collect();
     let mut profiles = crate::core::usage::profile::by_key(store.read(&slots).await?);
     let mut done = apply(&mut profiles, events);
@@ -247,11 +246,10 @@ async fn merge(
         .filter(|(slot, _)| done.get(slot).is_some_and(|c| c.recorded > 0))
         .map(|(_, p)| p)
         .collect();
-    let lost = store.save_all(&mut changed, &[]).await?;
-    for slot in &lost {
-        done.remove(slot);
+    for slot in store.save_all(&mut changed, &[]).await? {
+        done.remove(&slot);
     }
-    Ok((done, lost))
+    Ok(done)
 }
 
 #[cfg(test)]

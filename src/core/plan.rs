@@ -106,7 +106,9 @@ pub fn reconcile(state: &mut State, accounts: &[AccountInventory], journal: &[Jo
         // An `error` entry of the same run left the outcome open (the read-back failed after
         // the update was sent): what IAM shows now settles it.
         let recorded = journal.iter().any(|e| {
-            e.run.run_id == intent.run.run_id && e.access_key_id == intent.access_key_id && e.outcome != "error"
+            e.run.run_id == intent.run.run_id
+                && e.access_key_id == intent.access_key_id
+                && e.outcome != OutcomeKind::Error.as_str()
         });
         if recorded {
             continue;
