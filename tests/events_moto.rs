@@ -805,3 +805,64 @@ async fn an_ssh_key_event_reads_its_user_and_runs_between_full_refreshes_list_no
         .collect();
     assert_eq!(pending, [first.as_str(), second.as_str()].into(), "{state:#}");
 }
+
+/// An exemption added by SIGHUP binds every run that starts after the reload: an event that
+/// arrives during a long poll begun before the reload is handled under the new config, not
+/// the one the poll began with (the campaign's fleet sequence found a key of a user exempted
+/// by SIGHUP deactivated by the next event run).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exemption_added_by_sighup_binds_an_event_received_in_a_poll_begun_before_it() {
+    let moto = Moto::start();
+    let url = queue_with_rule(&moto);
+    let iam = moto.iam();
+    create_user(&iam, "carol", None).await;
+    let dir = TempDir::new("events-hup-exempt");
+    let port = free_port();
+    let config = |exemption: &str| {
+        moto_config(
+            &dir,
+            &moto,
+            &format!(
+                "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\n\
+                 [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\npoll_wait = \"15s\"\n{exemption}",
+                moto.endpoint()
+            ),
+        )
+    };
+    let path = config("");
+    let d = DaemonProcess::spawn(
+        keywarden(&["run", "--config", path.to_str().unwrap()]),
+        port,
+        dir.0.join("log"),
+    );
+    d.wait_metrics(30, "the first run, settled", |m| {
+        metric(m, "keywarden_state_ok", &[]) == Some(1.0)
+    })
+    .await;
+    // The leader is now in a 15 s long poll. A key unused for 60 days appears; before its
+    // event, carol is exempted and the config reloaded.
+    moto.set_clock_days(-60.0);
+    let key = create_key(&iam, "carol").await;
+    moto.set_clock_days(0.0);
+    config("[[exemptions]]\nuser = \"carol\"\nreason = \"ticket SEC-1: handover\"\n");
+    let before = d
+        .get("/metrics")
+        .await
+        .map(|(_, m)| metric(&m, "keywarden_config_last_reload_success_timestamp_seconds", &[]).unwrap_or(0.0));
+    d.signal(libc::SIGHUP);
+    d.wait_metrics(30, "the reload", |m| {
+        metric(m, "keywarden_config_last_reload_success_timestamp_seconds", &[]) > before
+    })
+    .await;
+    send(&moto, &url, &trail_event("CreateAccessKey", "carol", &now_text()));
+    d.wait_metrics(30, "carol's event run", |m| handled_users(m) >= 1.0)
+        .await;
+    let statuses = key_statuses(&iam, &["carol"]).await;
+    assert_eq!(
+        statuses.get(&key.id).map(String::as_str),
+        Some("Active"),
+        "an exempt user's key deactivated:\n{}",
+        d.logs()
+    );
+}

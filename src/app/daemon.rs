@@ -321,7 +321,7 @@ async fn run_once(config: Arc<Config>, harness: &Harness) -> i32 {
     if let Some(lease) = harness.memory.lease() {
         tick_lease(lease, &harness.shared.metrics).await;
     }
-    let ok = harness.guarded_cron_run(config).await;
+    let ok = harness.guarded_cron_run(|| config).await;
     if let Some(lease) = harness.memory.lease() {
         release_lease(lease).await;
     }
@@ -422,17 +422,17 @@ impl Daemon {
         inflight
     }
 
-    /// A run in its own task on this moment's config, unless one is still running (then the
-    /// tick is skipped and counted).
+    /// A run in its own task on the config in force when it takes the run lock, unless one is
+    /// still running (then the tick is skipped and counted).
     fn start_run(&self, running: &Arc<AtomicBool>) -> Option<JoinHandle<()>> {
         if running.swap(true, Ordering::AcqRel) {
             TickSkipped.emit(&self.shared().metrics);
             return None;
         }
-        let (config, harness, running) = (Arc::clone(&self.config), self.harness.clone(), Arc::clone(running));
+        let (current, harness, running) = (self.config_tx.subscribe(), self.harness.clone(), Arc::clone(running));
         harness.shared.liveness.run_started(Instant::now());
         Some(tokio::spawn(async move {
-            harness.guarded_cron_run(config).await;
+            harness.guarded_cron_run(|| Arc::clone(&current.borrow())).await;
             harness.shared.liveness.run_finished();
             release_memory();
             running.store(false, Ordering::Release);

@@ -417,7 +417,7 @@ pub(crate) async fn consume(mut config_rx: watch::Receiver<Arc<Config>>, harness
             }
         };
         if !messages.is_empty() {
-            handle(&config, &harness, q, &messages).await;
+            handle(&config_rx, &harness, q, &messages).await;
         }
     }
 }
@@ -425,8 +425,12 @@ pub(crate) async fn consume(mut config_rx: watch::Receiver<Arc<Config>>, harness
 /// One batch: counted, the ignored ones deleted, the rest re-audited in one event run; each
 /// message is deleted when every user it named was read and handled, and comes back after its
 /// visibility timeout otherwise (one unreadable user delays only its own messages).
-async fn handle(config: &Config, harness: &Harness, queue: &Queue, messages: &[Message]) {
+///
+/// The run decides with the config in force once it holds the run lock, not the one the long
+/// poll began with: an exemption added by SIGHUP while the poll waited binds these messages.
+async fn handle(config: &watch::Receiver<Arc<Config>>, harness: &Harness, queue: &Queue, messages: &[Message]) {
     let mut last = harness.runs.lock().await;
+    let config = Arc::clone(&config.borrow());
     let Some(base) = last.as_mut() else {
         // Not reached (`consume` waits for the first full run); if it were, the messages come
         // back after their visibility timeout.
@@ -462,7 +466,7 @@ async fn handle(config: &Config, harness: &Harness, queue: &Queue, messages: &[M
         delete(queue, &all).await;
         return;
     }
-    let run = harness.guarded(event_run(config, harness, base, &sorted)).await;
+    let run = harness.guarded(event_run(&config, harness, base, &sorted)).await;
     let handled = |pair: &(String, String)| run.as_ref().is_some_and(|failed| !failed.contains(pair));
     let done: Vec<String> = sorted
         .pending

@@ -107,7 +107,10 @@ impl Harness {
     /// is logged and counted (`keywarden_audit_runs_total{outcome="panic"}`); the state file is
     /// replaced whole or not at all, so the half-done run leaves either the old or a complete
     /// new state, and the lock is released as the run unwinds.
-    pub(crate) async fn guarded_cron_run(&self, config: Arc<Config>) -> bool {
+    ///
+    /// `config` gives the config in force once the run holds the run lock: a reload while it
+    /// waited (for an event run) binds it, as it binds every run that starts after it.
+    pub(crate) async fn guarded_cron_run(&self, config: impl FnOnce() -> Arc<Config>) -> bool {
         self.guarded(self.cron_run(config)).await
     }
 
@@ -132,8 +135,9 @@ impl Harness {
     /// One audit + enforcement cycle against AWS and the state store, the findings exported
     /// after it. Returns true when every read and every action succeeded. It waits for an
     /// event run in progress, and leaves its clients and inventory to the next ones.
-    async fn cron_run(&self, config: Arc<Config>) -> bool {
+    async fn cron_run(&self, config: impl FnOnce() -> Arc<Config>) -> bool {
         let mut last = self.runs.lock().await;
+        let config = config();
         let started = Instant::now();
         let observer = Arc::new(RunObserver::new(&self.shared.metrics));
         let fleet = Arc::new(Fleet::connect(&config.aws, Some(observer.clone() as Arc<dyn RequestObserver>)).await);
