@@ -18,6 +18,9 @@ Started by the tests (and scripts/demo, scripts/bench-audit) on a free loopback 
   attempt timeout), `{"_truncate": {"*": 0.2}}` sends the headers and half the body and then
   closes the connection, `{"_drop": {"*": 0.2}}` closes the connection without answering.
   `"*"` stands for every action. Draws come from a seeded generator, so runs repeat.
+- `{"_stall": {"UpdateAccessKey": 30}}` applies that action's requests, counts each as
+  `"UpdateAccessKey:_stall"` in the stats, then holds the answer that many seconds (a client
+  killed meanwhile changed IAM without hearing so).
 - `{"_missing": {"GetUser": ["gone"]}}` answers those requests with `NoSuchEntity` (404), as
   IAM does for a user deleted a moment ago.
 - `{"_date_skew": 600}` sends every answer's `Date` header that many seconds off real time (a
@@ -262,6 +265,23 @@ def _truncated(environ, start_response, moto_app, body):
         _close(environ)
 
     return half()
+
+
+def _stalled(environ, start_response, moto_app, action, seconds):
+    """Applies the request, counts `ACTION:_stall`, then holds the answer `seconds`: a client
+    killed meanwhile has changed IAM without hearing so (the campaign's kill between
+    UpdateAccessKey and its journal entry)."""
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+
+    data = b"".join(moto_app(environ, capture))
+    with _stats_lock:
+        _stats[f"{action}:_stall"] = _stats.get(f"{action}:_stall", 0) + 1
+    time.sleep(seconds)
+    start_response(captured["status"], captured["headers"])
+    return [data]
 
 
 def _json(start_response, status, obj):
@@ -626,6 +646,9 @@ def make_app():
             return _service_specific(start_response, action, params, caller.group(1) if caller else None)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        stall = _faults.get("_stall", {}).get(action)
+        if stall:
+            return _stalled(environ, start_response, moto_app, action, float(stall))
         other_account = _faults.get("_report_account")
         if target.startswith("DynamoDB_"):
             # DynamoDB applies conditional writes to an item one at a time; moto's threaded
