@@ -420,7 +420,9 @@ impl Server {
     }
 }
 
-async fn serve_connection<IO>(io: IO, shared: Arc<Shared>, web: Arc<Web>, mut stop: watch::Receiver<bool>)
+/// One connection, from its first byte to its close: authorization, then [`route`]. Public so
+/// that the `admin_request` fuzz target can feed it raw request heads through a pipe.
+pub async fn serve_connection<IO>(io: IO, shared: Arc<Shared>, web: Arc<Web>, mut stop: watch::Receiver<bool>)
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
