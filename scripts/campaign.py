@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 
 from campaign_fleet import Fleet
 from campaign_model import FAKETIME, FAULTS, JUMPS, UNUSED_DAYS, Breach, Sequence
@@ -76,9 +77,12 @@ class Once(Sequence):
     def step(self, i):
         self.count("steps")
         what = self.rng.choice(["run", "faulted", "faulted", "kill", "kill", "stall", "jump",
-                                "create", "delete", "tag", "untag"])
+                                "create", "delete", "use", "tag", "untag"])
         if what == "create":
             self.add_key()
+            return
+        if what == "use":
+            self.use_key()
             return
         if what == "delete":
             self.delete_key()
@@ -144,6 +148,7 @@ def main():
     kinds = sys.argv[4].split(",") if len(sys.argv) > 4 else ["once", "fleet"]
     totals = {}
     breaches = []
+    errors = []
     started = time.time()
     for seed in seeds:
         for kind, cls in (("once", Once), ("fleet", Fleet)):
@@ -155,14 +160,18 @@ def main():
             except Breach as b:
                 breaches.append((seed, kind, str(b)))
                 print(f"seed {seed} {kind}: BREACH: {b} (state, journal and logs in {c.dir})", flush=True)
+            except Exception as e:  # the campaign's own failure: no verdict, but never a pass
+                errors.append((seed, kind))
+                print(f"seed {seed} {kind}: ERROR in the campaign itself: {e!r} ({c.dir})", flush=True)
+                traceback.print_exc()
             finally:
                 c.stop()
             for k, v in c.counts.items():
                 totals[k] = totals.get(k, 0) + v
             print(f"seed {seed} {kind}: {c.counts}", flush=True)
-    print(f"campaign: {len(seeds)} seeds, {len(breaches)} breaches, {time.time() - started:.0f} s; "
-          + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
-    sys.exit(1 if breaches else 0)
+    print(f"campaign: {len(seeds)} seeds, {len(breaches)} breaches, {len(errors)} errors, "
+          f"{time.time() - started:.0f} s; " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+    sys.exit(1 if breaches or errors else 0)
 
 
 if __name__ == "__main__":

@@ -158,7 +158,9 @@ class Fleet(Sequence):
         """Every message handled and deleted: the event runs they caused are over."""
         def empty():
             a = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]).get("Attributes")
+            if not a:
+                return None  # an answer cut or dropped by the injected fault: ask again
             return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]) == 0
 
         self.wait("the queue drained", empty)
@@ -246,7 +248,7 @@ class Fleet(Sequence):
 
     def step(self, i):
         self.count("steps")
-        what = self.rng.choice(["events", "events", "create", "delete", "tag", "untag", "sighup", "takeover"])
+        what = self.rng.choice(["events", "events", "create", "delete", "use", "tag", "untag", "sighup", "takeover"])
         self.mark_multiple()
         if what == "events":
             if self.rng.random() < 0.3:
@@ -260,6 +262,10 @@ class Fleet(Sequence):
             key = self.add_key()
             self.mark_multiple()
             self.maybe_event("CreateAccessKey", key and self.keys[key]["user"])
+        elif what == "use":
+            # No event: a call is not an IAM change. keywarden sees it at its next read of the
+            # user, and its fresh read before acting.
+            self.use_key()
         elif what == "delete":
             key = self.delete_key()
             self.maybe_event("DeleteAccessKey", key and self.keys[key]["user"])

@@ -1,30 +1,19 @@
-"""The campaign's model and invariants, shared by both sequences (scripts/campaign.py runs them;
-docs/campaign.md).
+"""The campaign's model and invariants, shared by both sequences (scripts/campaign.py plays
+them; docs/campaign.md).
 
-Each seed plays two sequences against the real binary and moto, each checked against the same
-model after every step:
-
-- `Once` (this file): `keywarden run --once` with a file state, under injected faults, killed
-  with SIGKILL at a random point or exactly between UpdateAccessKey and its journal entry,
-  with the host clock jumped (libfaketime), with keys created and deleted and users tagged
-  exempt and untagged between runs;
-- `Fleet` (campaign_fleet.py): two daemons on one DynamoDB table, fed events (genuine,
-  duplicated, reordered and forged), exemptions changed by SIGHUP and by tags, the leader
-  killed and taken over.
-
-The same seed plays the same sequence: a failure prints the seed that reproduces it.
-
-Invariants (each breach printed with the seed and step):
+IAM as the campaign changes it (users, keys created, used and deleted, exemption tags), the
+model of what keywarden may and must do with it, and the invariants checked after every step
+(each breach printed with the seed and step):
   1. no key is deactivated that the model cannot make due: unused past 45 days, or, at some
-     run, an active key beside a newer active one of its user (the kept key is the newest:
-     the campaign's keys are never used);
+     run, made due by multiple_active_keys (not the kept key, not a used key waiting for the
+     kept key to be used as recently);
   2. an exempt key (by the config or by keywarden:exempt-until tags) and keywarden's own key
      are never touched;
   3. no run deactivates more keys than its cap (journal entries per run id);
   4. a run whose clock is more than 5 minutes off deactivates nothing;
-  5. the state stays readable (`keywarden audit` exits 0 or 3, never 1 for the state);
-  6. after clean runs every key the model makes due is inactive, within ceil(due / cap) + 1
-     runs, and no user but an exempt one keeps two active keys;
+  5. the state and the journal stay readable;
+  6. after clean runs every key the model makes due is inactive, and no user keeps a second
+     active key that multiple_active_keys makes due;
   7. the journal equals IAM's changes: each key keywarden made inactive has exactly one
      `deactivate` success entry, and each such entry names a key IAM shows inactive (or one
      the campaign deleted).
@@ -33,6 +22,7 @@ Invariants (each breach printed with the seed and step):
 import datetime
 import glob
 import json
+import math
 import os
 import random
 import subprocess
@@ -44,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import Moto  # noqa: E402
 
 UNUSED_DAYS = 45
+MAX_AGE_DAYS = 90  # max_key_age (report only) still makes a key "bad" when choosing the kept one
 ACCOUNT = "123456789012"
 FAULTS = ["_throttle", "_unavailable", "_slow", "_truncate", "_drop"]
 # Host clock jumps, each past the 5 minutes keywarden tolerates (libfaketime offsets).
@@ -69,7 +60,8 @@ class Sequence:
         self.iam = self.moto.iam()
         self.dir = tempfile.mkdtemp(prefix=f"keywarden-campaign-{seed}-")
         self.config = os.path.join(self.dir, "keywarden.toml")
-        self.keys = {}  # key id -> {"user", "days", "created", "deleted", "secret", "multiple"}
+        # key id -> {"user", "days", "created", "used_at", "deleted", "secret", "multiple"}
+        self.keys = {}
         self.config_exempt = set()
         self.tagged = set()
         self.counts = {}
@@ -127,6 +119,22 @@ class Sequence:
         self.count("deleted")
         return key
 
+    def use_key(self):
+        """A call signed with an active key, back-dated 0, 10 or 50 days through the launcher's
+        clock (never before its creation or its last use: IAM's last use only moves forward)."""
+        active = [k for k in self.keys if not self.keys[k]["deleted"] and self.last.get(k) == "Active" and k != self.own]
+        if not active:
+            return None
+        key = self.rng.choice(active)
+        k = self.keys[key]
+        days = self.rng.choice([d for d in (0, 10, 50) if d == 0 or d < self.idle_days(key)])
+        self.moto.clock_days(-days)
+        self.moto.iam(key, k["secret"]).list_users(MaxItems=1)
+        self.moto.clock_days(0)
+        k["used_at"] = time.time() - days * 86400
+        self.count("used")
+        return key
+
     def tag_exempt(self):
         """Tags a user exempt for 30 days: exempt from this moment on, in the model."""
         free = [u for u in self.users if u not in self.tagged]
@@ -162,22 +170,45 @@ class Sequence:
     def exempt(self, user):
         return user in self.config_exempt or user in self.tagged
 
+    def idle_days(self, key):
+        k = self.keys[key]
+        return (time.time() - (k.get("used_at") or k["created"])) / 86400
+
+    def kept_of(self, active):
+        """The key keywarden keeps of several active ones: first one that breaks no age or
+        unused rule, then the most recent use (never used last), then the newest, then the id."""
+        def rank(key):
+            k = self.keys[key]
+            bad = k["days"] > MAX_AGE_DAYS or self.idle_days(key) > UNUSED_DAYS
+            return (bad, -(k.get("used_at") or -math.inf), -k["created"], key)
+
+        return min(active, key=rank)
+
+    def waits(self, key, kept):
+        """A used key that multiple_active_keys would deactivate waits until the kept key has
+        been used as recently (wait_for_kept_key, on by default)."""
+        used, kept_used = self.keys[key].get("used_at"), self.keys[kept].get("used_at")
+        return used is not None and (kept_used is None or kept_used < used)
+
+    def surplus(self, user, status):
+        """Of a non-exempt user's active keys, those multiple_active_keys makes due now."""
+        if self.exempt(user):
+            return []
+        active = [k for k in self.live_keys_of(user) if status.get(k) == "Active"]
+        if len(active) < 2:
+            return []
+        kept = self.kept_of(active)
+        return [k for k in active if k != kept and not self.waits(k, kept)]
+
     def mark_multiple(self):
-        """Before a run: of a user's active keys, all but the newest may go (the kept key is the
-        newest of keys never used, ties to the lowest id)."""
+        """Before a run: the keys multiple_active_keys makes due may go from then on."""
         for user in self.users:
-            if self.exempt(user):
-                continue
-            active = [k for k in self.live_keys_of(user) if self.last.get(k) == "Active"]
-            if len(active) > 1:
-                kept = min(active, key=lambda k: (-self.keys[k]["created"], k))
-                for k in active:
-                    if k != kept:
-                        self.keys[k]["multiple"] = True
+            for k in self.surplus(user, self.last):
+                self.keys[k]["multiple"] = True
 
     def must_be_due(self, key):
         k = self.keys[key]
-        return (not k["deleted"]) and not self.exempt(k["user"]) and key != self.own and k["days"] > UNUSED_DAYS + 1
+        return (not k["deleted"]) and not self.exempt(k["user"]) and key != self.own and self.idle_days(key) > UNUSED_DAYS + 1
 
     # --- keywarden ------------------------------------------------------------------------
     def env(self):
@@ -210,7 +241,7 @@ class Sequence:
                     raise Breach(f"step {step}: {key} of {k['user']} deactivated by a run whose clock was off")
                 if self.exempt(k["user"]) or key == self.own:
                     raise Breach(f"step {step}: exempt or own key {key} of {k['user']} deactivated")
-                if not (k["days"] > UNUSED_DAYS or k.get("multiple")):
+                if not (self.idle_days(key) > UNUSED_DAYS or k.get("multiple")):
                     raise Breach(f"step {step}: {key} of {k['user']} deactivated, but no rule can make it due")
         per_run = {}
         for e in self.deactivations():
@@ -236,9 +267,9 @@ class Sequence:
         if late:
             raise Breach(f"due keys still active after clean runs: {late}")
         for user in self.users:
-            active = [k for k in self.live_keys_of(user) if now.get(k) == "Active"]
-            if len(active) > 1 and not self.exempt(user):
-                raise Breach(f"{user} still has two active keys after clean runs: {active}")
+            left = self.surplus(user, now)
+            if left:
+                raise Breach(f"{user} keeps a second active key multiple_active_keys makes due: {left}")
         journaled = {}
         for e in self.deactivations():
             journaled[e["access_key_id"]] = journaled.get(e["access_key_id"], 0) + 1
