@@ -105,6 +105,7 @@ class Once(Sequence):
         self.moto._post("/_keywarden/faults", faults)
         self.count("runs")
         self.mark_multiple()
+        due_before = self.must_go()
         jump = None
         if what == "kill":
             self.run_once(kill_after=self.rng.uniform(0.05, 2.0))
@@ -118,6 +119,8 @@ class Once(Sequence):
             self.run_once()
         self.moto._post("/_keywarden/faults", {})
         self.check(i, clock_off=jump is not None)
+        if what == "run":
+            self.check_clean_run(i, due_before)
 
     def finish(self):
         """Clean runs until every due key is inactive (bounded by the cap), then the journal."""
@@ -125,9 +128,11 @@ class Once(Sequence):
         due = self.due_now()
         for _ in range(math.ceil(len(due) / self.cap) + 2):
             self.mark_multiple()
+            due_before = self.must_go()
             self.count("runs")
             self.run_once()
             self.check("final")
+            self.check_clean_run("final", due_before)
         self.final_checks()
 
     def play(self, steps):

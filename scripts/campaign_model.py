@@ -12,8 +12,8 @@ model of what keywarden may and must do with it, and the invariants checked afte
   3. no run deactivates more keys than its cap (journal entries per run id);
   4. a run whose clock is more than 5 minutes off deactivates nothing;
   5. the state and the journal stay readable;
-  6. after clean runs every key the model makes due is inactive, and no user keeps a second
-     active key that multiple_active_keys makes due;
+  6. a clean run leaves no key the model makes due active but those its cap held back, and
+     after the final clean runs every such key is inactive;
   7. the journal equals IAM's changes: each key keywarden made inactive has exactly one
      `deactivate` success entry, and each such entry names a key IAM shows inactive (or one
      the campaign deleted).
@@ -256,6 +256,19 @@ class Sequence:
         if code.returncode not in (0, 3) and "state" in code.stderr:
             raise Breach(f"step {step}: the state is not readable: {code.stderr.strip()}")
         self.last = now
+
+    def must_go(self):
+        """Every key the model makes due now: unused ones and multiple_active_keys' surplus."""
+        surplus = {k for u in self.users for k in self.surplus(u, self.last)}
+        return {k for k in self.due_now() if self.last.get(k) == "Active"} | surplus
+
+    def check_clean_run(self, step, due_before):
+        """Invariant 6 run by run: with a grace period of 0, a clean run leaves no due key
+        active but those its cap held back."""
+        left = sorted(k for k in due_before if self.last.get(k) == "Active")
+        if len(left) > max(0, len(due_before) - self.cap):
+            raise Breach(f"step {step}: a clean run with cap {self.cap} left {len(left)} of "
+                         f"{len(due_before)} due keys active: {left}")
 
     def due_now(self):
         return [k for k in self.keys if self.must_be_due(k)]
