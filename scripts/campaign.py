@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import traceback
+import urllib.request
 
 from campaign_fleet import Fleet
 from campaign_model import FAKETIME, FAULTS, JUMPS, UNUSED_DAYS, Breach, Sequence
@@ -38,10 +39,12 @@ class Once(Sequence):
         env = self.env()
         if jump:
             env.update(LD_PRELOAD=FAKETIME, FAKETIME=jump, FAKETIME_DONT_FAKE_MONOTONIC="1")
-        proc = subprocess.Popen(
-            [self.binary, "run", "--once", "--config", self.config],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
+        # keywarden's log goes to a file: a pipe nobody reads while waiting could fill and stall it.
+        with open(os.path.join(self.dir, "runs.log"), "a") as log:
+            proc = subprocess.Popen(
+                [self.binary, "run", "--once", "--config", self.config],
+                env=env, stdout=subprocess.DEVNULL, stderr=log,
+            )
         if stall:
             # Kill exactly while IAM has applied an UpdateAccessKey whose answer is held back.
             deadline = time.time() + 60
@@ -52,7 +55,7 @@ class Once(Sequence):
                     self.count("kills_after_update")
                     break
                 time.sleep(0.02)
-            proc.wait()
+            self.finished(proc)
             return
         if kill_after is not None:
             try:
@@ -60,17 +63,16 @@ class Once(Sequence):
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 self.count("kills")
-            proc.wait()
-            return
+        self.finished(proc)
+
+    def finished(self, proc):
         try:
-            proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise Breach("run --once did not finish within 120 s")
 
     def moto_get(self, path):
-        import urllib.request
-
         with urllib.request.urlopen(self.moto.endpoint + path) as r:
             return r.read()
 

@@ -116,9 +116,14 @@ class Fleet(Sequence):
                 f"[exemptions_from_tags]\nenabled = true\n{self.exemptions_toml()}"
             )
 
+    def tally(self, inst):
+        """An instance's runs (full and event runs), read before it goes."""
+        self.count("runs", int(inst.metric("keywarden_audit_runs_total") or 0))
+
     def stop(self):
         for i in getattr(self, "instances", []):
             if i.alive():
+                self.tally(i)
                 i.proc.send_signal(signal.SIGTERM)
         for i in getattr(self, "instances", []):
             try:
@@ -237,6 +242,7 @@ class Fleet(Sequence):
                 self.send(self.trail("UpdateAccessKey", self.rng.choice(self.users)))
             time.sleep(self.rng.uniform(0.0, 1.5))
         old = self.instances[self.leader_index]
+        self.tally(old)
         old.proc.send_signal(signal.SIGKILL)
         old.proc.wait()
         self.count("leader_kills")
@@ -294,7 +300,6 @@ class Fleet(Sequence):
         runs = math.ceil(len(due) / self.cap) + 2
         self.wait(f"{runs} full runs of the leader",
                   lambda: (leader.metric("keywarden_audit_runs_total") or 0) >= start + runs, secs=SETTLE + 2 * runs)
-        self.count("runs", runs)
         self.check("final")
         self.final_checks()
 
