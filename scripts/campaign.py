@@ -20,6 +20,11 @@ from campaign_fleet import Fleet
 from campaign_model import FAKETIME, FAULTS, JUMPS, UNUSED_DAYS, Breach, Sequence
 
 
+# A run's bound. Under 30% throttling the SDK's adaptive retry waits up to 20 s before a
+# retry, one request at a time: such a run takes minutes (seed 14 drew one), and is not stuck.
+RUN_BOUND = 600
+
+
 class Once(Sequence):
     """`run --once` steps against a file state."""
 
@@ -67,10 +72,10 @@ class Once(Sequence):
 
     def finished(self, proc):
         try:
-            proc.wait(timeout=120)
+            proc.wait(timeout=RUN_BOUND)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise Breach("run --once did not finish within 120 s")
+            raise Breach(f"run --once did not finish within {RUN_BOUND} s")
 
     def moto_get(self, path):
         with urllib.request.urlopen(self.moto.endpoint + path) as r:
