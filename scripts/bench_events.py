@@ -2,33 +2,17 @@
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "moto"))
-from harness import Moto  # noqa: E402
+from harness import Moto, free_port, metrics_page  # noqa: E402
 
 IAM_OPS = ("GetUser", "ListAccessKeys", "GetAccessKeyLastUsed", "ListUserTags", "ListUsers",
            "GetAccountSummary", "UpdateAccessKey")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def metrics(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return r.read().decode()
-    except OSError:
-        return ""
 
 
 def active_keys(page, user):
@@ -70,7 +54,7 @@ def main():
             daemon = subprocess.Popen([binary, "run", "--config", cfg], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.time() + 60
-            while active_keys(metrics(port), users[-1]) != 1.0:
+            while active_keys(metrics_page(port), users[-1]) != 1.0:
                 if time.time() > deadline:
                     sys.exit("the first run did not finish")
                 time.sleep(0.1)
@@ -84,7 +68,7 @@ def main():
                 sent = time.perf_counter()
                 events.put_events(Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail",
                                             "Detail": json.dumps(detail)}])
-                while active_keys(metrics(port), u) != 2.0:
+                while active_keys(metrics_page(port), u) != 2.0:
                     if time.perf_counter() - sent > 60:
                         sys.exit(f"the event for {u} was not seen within 60 s")
                     time.sleep(0.01)

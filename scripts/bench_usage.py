@@ -3,7 +3,6 @@
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -11,7 +10,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "moto"))
-from harness import Moto  # noqa: E402
+from harness import Moto, free_port, metrics_page  # noqa: E402
 
 AGENT = ("aws-cli/2.17.46 md/awscrt#0.21.2 ua/2.0 os/linux#6.5.0 md/arch#x86_64 lang/python#3.11.10 "
          "md/pyimpl#CPython cfg/retry-mode#standard md/installer#exe md/prompt#off md/command#s3.cp")
@@ -72,18 +71,8 @@ def backfill(binary, n):
         moto.stop()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def counted(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            page = r.read().decode()
-    except OSError:
-        return 0.0
+    page = metrics_page(port)
     total = 0.0
     for line in page.splitlines():
         if line.startswith("keywarden_usage_events_total{"):

@@ -85,20 +85,10 @@ class Once(Sequence):
         self.count("steps")
         what = self.rng.choice(["run", "faulted", "faulted", "kill", "kill", "stall", "jump",
                                 "create", "delete", "use", "tag", "untag"])
-        if what == "create":
-            self.add_key()
-            return
-        if what == "use":
-            self.use_key()
-            return
-        if what == "delete":
-            self.delete_key()
-            return
-        if what == "tag":
-            self.tag_exempt()
-            return
-        if what == "untag":
-            self.untag()
+        changes = {"create": self.add_key, "delete": self.delete_key, "use": self.use_key,
+                   "tag": self.tag_exempt, "untag": self.untag}
+        if what in changes:
+            changes[what]()
             return
         faults = {}
         if what in ("faulted", "kill"):

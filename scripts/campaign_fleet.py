@@ -16,34 +16,25 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 import uuid
 
 import boto3
 import botocore.exceptions
 
 from campaign_model import ACCOUNT, FAULTS, UNUSED_DAYS, Breach, Sequence
+from harness import free_port, metrics_page
 
 YEARLY = "0 0 0 1 1 *"
 EVERY_2S = "*/2 * * * * *"
 SETTLE = 40  # seconds a step may take to settle before that is a breach
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def metrics(port):
     """Every sample of the page summed by name (labels dropped); None when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            page = r.read().decode()
-    except OSError:
+    page = metrics_page(port)
+    if not page:
         return None
     out = {}
     for line in page.splitlines():

@@ -181,15 +181,25 @@ async fn a_missing_queue_is_an_error_naming_sqs_code() {
 /// The daemon with `[events]` on this queue: the first (cron) run reads everything; events
 /// then re-audit single users within seconds.
 fn daemon_with_events(moto: &Moto, dir: &TempDir, url: &str, port: u16, extra: &str) -> DaemonProcess {
-    let config = moto_config(
+    let config = events_config(moto, dir, url, port, "1s", extra);
+    daemon_on(&config, port, dir)
+}
+
+/// A config (written again on each call) with `[events]` on `url`, long polls of `poll_wait`,
+/// a yearly cron, the metrics on `port`, then `extra`.
+fn events_config(moto: &Moto, dir: &TempDir, url: &str, port: u16, poll_wait: &str, extra: &str) -> std::path::PathBuf {
+    moto_config(
         dir,
         moto,
         &format!(
             "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\npoll_wait = \"1s\"\n{extra}",
+             [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\npoll_wait = \"{poll_wait}\"\n{extra}",
             moto.endpoint()
         ),
-    );
+    )
+}
+
+fn daemon_on(config: &std::path::Path, port: u16, dir: &TempDir) -> DaemonProcess {
     DaemonProcess::spawn(
         keywarden(&["run", "--config", config.to_str().unwrap()]),
         port,
@@ -819,23 +829,10 @@ async fn an_exemption_added_by_sighup_binds_an_event_received_in_a_poll_begun_be
     let dir = TempDir::new("events-hup-exempt");
     let port = free_port();
     let config = |exemption: &str| {
-        moto_config(
-            &dir,
-            &moto,
-            &format!(
-                "[schedule]\ncron = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-                 [enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\n\
-                 [events]\nqueue_url = \"{url}\"\nendpoint_url = \"{}\"\npoll_wait = \"15s\"\n{exemption}",
-                moto.endpoint()
-            ),
-        )
+        let enforce = format!("[enforcement]\nmode = \"enforce\"\ngrace_period = \"0s\"\n{exemption}");
+        events_config(&moto, &dir, &url, port, "15s", &enforce)
     };
-    let path = config("");
-    let d = DaemonProcess::spawn(
-        keywarden(&["run", "--config", path.to_str().unwrap()]),
-        port,
-        dir.0.join("log"),
-    );
+    let d = daemon_on(&config(""), port, &dir);
     d.wait_metrics(30, "the first run, settled", |m| {
         metric(m, "keywarden_state_ok", &[]) == Some(1.0)
     })

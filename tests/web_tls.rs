@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::common::*;
-use base64::Engine as _;
 use http_body_util::BodyExt;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -50,7 +49,7 @@ async fn https_get(port: u16, ca: &Path, path: &str, auth: Option<(&str, &str)>)
     tokio::spawn(conn);
     let mut req = hyper::Request::get(path).header("host", "127.0.0.1");
     if let Some((u, p)) = auth {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        let token = keywarden::sys::web::encode_basic(u, p);
         req = req.header("authorization", format!("Basic {token}"));
     }
     let resp = send

@@ -495,10 +495,7 @@ mod tests {
         async fn deactivate(&self, _: &str, name: &str, id: &str) -> Result<(), ServiceError> {
             self.calls.lock().unwrap().push(format!("deactivate {id}"));
             if self.denied.iter().any(|d| d == id) {
-                return Err(ServiceError {
-                    code: Some("AccessDenied".into()),
-                    message: "AccessDenied".into(),
-                });
+                return Err(denied());
             }
             if name != "u" {
                 for u in self.users.lock().unwrap().iter_mut() {
@@ -514,10 +511,7 @@ mod tests {
                 }
             }
             if self.fail_update {
-                return Err(ServiceError {
-                    code: Some("AccessDenied".into()),
-                    message: "AccessDenied".into(),
-                });
+                return Err(denied());
             }
             Ok(())
         }
@@ -553,6 +547,14 @@ mod tests {
             wait_for_kept_key: true,
             revoke_sessions: true,
             hold_live: None,
+        }
+    }
+
+    /// IAM's refusal of an update, with its code (a refusal backs the key off).
+    fn denied() -> ServiceError {
+        ServiceError {
+            code: Some("AccessDenied".into()),
+            message: "AccessDenied".into(),
         }
     }
 

@@ -105,11 +105,7 @@ impl Answer {
         Answer {
             status,
             json: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            error_type: error_type
-                .and_then(|t| t.split(':').next())
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string),
+            error_type: error_type.and_then(|t| word(t.split(':').next().unwrap_or_default())),
             body,
         }
     }
@@ -127,23 +123,10 @@ impl Answer {
             .or_else(|| {
                 j["__type"]
                     .as_str()
-                    .map(|t| t.rsplit('#').next().unwrap_or(t).trim().to_string())
-                    .filter(|t| !t.is_empty())
+                    .and_then(|t| word(t.rsplit('#').next().unwrap_or(t)))
             })
-            .or_else(|| {
-                j["Code"]
-                    .as_str()
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-            })
-            .or_else(|| {
-                j["code"]
-                    .as_str()
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-            })
+            .or_else(|| j["Code"].as_str().and_then(word))
+            .or_else(|| j["code"].as_str().and_then(word))
             .unwrap_or_else(|| format!("Http{}", self.status))
     }
 
@@ -177,6 +160,12 @@ pub async fn exchange(connector: &Connector, request: SmithyRequest) -> Result<A
         .to_bytes()
         .to_vec();
     Ok(Answer::read(status, error_type.as_deref(), body))
+}
+
+/// An error code as written, trimmed; blank is no code (the fuzzer sent `:...` as a header).
+fn word(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// One account's service in a JSON protocol (`application/x-amz-json-1.1`, the operation in

@@ -152,6 +152,7 @@ impl Windows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn a_window_prints_as_it_parses() {
@@ -164,7 +165,6 @@ mod tests {
             "Mon,Fri,Sat,Sun 09:00-10:00"
         );
     }
-    use chrono::TimeZone;
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> Timestamp {
         chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()

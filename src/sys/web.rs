@@ -151,10 +151,7 @@ mod tests {
     use super::*;
 
     fn basic(user: &str, password: &str) -> String {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        )
+        format!("Basic {}", encode_basic(user, password))
     }
 
     #[test]

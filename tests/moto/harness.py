@@ -1,10 +1,11 @@
-"""Python side of the moto harness, for scripts/demo and scripts/bench-audit.
+"""Python side of the moto harness, for scripts/demo, the benchmarks and the campaign.
 
 Starts tests/moto/launcher.py on a free loopback port and talks to its control endpoints.
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -64,3 +65,19 @@ class Moto:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def free_port():
+    """A loopback port free right now (for a keywarden's metrics listener)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics_page(port):
+    """keywarden's /metrics page on `port`; "" while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
