@@ -18,13 +18,18 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=GIT_COMMIT");
-    // A new commit or a checkout changes HEAD or the ref it names; an edit changes the index.
+    // A new commit or a checkout changes HEAD or the ref it names (a loose file, or a line of
+    // packed-refs); an edit changes the index. Only files that exist are named: cargo takes a
+    // missing one as changed, and would build keywarden again on every command (a checkout
+    // whose refs were never packed has no packed-refs).
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        for f in ["HEAD", "index", "packed-refs"] {
-            println!("cargo:rerun-if-changed={dir}/{f}");
-        }
-        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={dir}/{head}");
+        let mut watched = vec!["HEAD".to_string(), "index".into(), "packed-refs".into()];
+        watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+        for f in watched {
+            let path = std::path::Path::new(&dir).join(f);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
         }
     }
     let commit = std::env::var("GIT_COMMIT")
