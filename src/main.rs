@@ -387,6 +387,15 @@ fn reactivate(setup: &Setup, ask: &Reactivation<'_>) -> Result<u8, Failure> {
             "a snooze of 0s (--snooze, else enforcement.grace_period) would let the next run deactivate {access_key_id} again at once; give --snooze, e.g. --snooze 7d"
         )));
     }
+    let now = chrono::Utc::now();
+    if !now
+        .checked_add_signed(snooze)
+        .is_some_and(|until| keywarden::sys::timefmt::writable(&until))
+    {
+        return Err(Failure::Usage(
+            "a snooze ending after 9999-12-31 cannot be kept in the state; give a shorter --snooze, or exempt the user in the config".into(),
+        ));
+    }
     let run = keywarden::sys::host::run_info();
     let operator = keywarden::sys::host::operator();
     let req = Request {
@@ -395,7 +404,7 @@ fn reactivate(setup: &Setup, ask: &Reactivation<'_>) -> Result<u8, Failure> {
         snooze,
         force,
         operator: &operator,
-        now: chrono::Utc::now(),
+        now,
         run: &run,
     };
     let result = setup.rt.block_on(async {

@@ -69,6 +69,12 @@ async fn a_reactivated_key_is_left_alone_until_its_snooze_ends() {
     assert_eq!(status(&moto, "other", &other.id).await, "Active");
     let (code, _, err) = reactivate(&config, &[&app.id, "--reason", " "]);
     assert_eq!(code, 2, "an empty reason is a usage error: {err}");
+    // A snooze ending after 9999-12-31 could not be written to the state and read back.
+    // (It did: the state then said "snoozed until +11027-..." and no command could read it.)
+    let (code, _, err) = reactivate(&config, &[&app.id, "--reason", "x", "--snooze", "9000y"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("9999-12-31") && err.contains("--snooze"), "{err}");
+    assert_eq!(status(&moto, "app", &app.id).await, "Inactive");
 
     let (code, out, err) = reactivate(&config, &[&app.id, "--reason", "INC-7 payments down", "--snooze", "6s"]);
     assert_eq!(code, 0, "{err}");

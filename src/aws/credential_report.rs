@@ -611,6 +611,18 @@ true,yesterday,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
             ),
             "{e}"
         );
+        let before_year_0 = bad_date.replace("yesterday", "0000-01-01T03:04:05+15:00");
+        let e = parse(&report(&[&before_year_0])).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReportError::Cell {
+                    column: "access_key_1_last_rotated",
+                    ..
+                }
+            ) && e.to_string().contains("0000-9999"),
+            "a date keywarden could not write back: {e}"
+        );
         let bad_flag = bad_date.replace("true,yesterday", "maybe,2026-01-01T00:00:00+00:00");
         assert!(matches!(
             parse(&report(&[&bad_flag])).unwrap_err(),
