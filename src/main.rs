@@ -388,20 +388,20 @@ fn reactivate(setup: &Setup, ask: &Reactivation<'_>) -> Result<u8, Failure> {
         )));
     }
     let now = chrono::Utc::now();
-    if !now
+    let until = now
         .checked_add_signed(snooze)
-        .is_some_and(|until| keywarden::sys::timefmt::writable(&until))
-    {
-        return Err(Failure::Usage(
-            "a snooze ending after 9999-12-31 cannot be kept in the state; give a shorter --snooze, or exempt the user in the config".into(),
-        ));
-    }
+        .filter(keywarden::sys::timefmt::writable)
+        .ok_or_else(|| {
+            Failure::Usage(
+                "a snooze ending after 9999-12-31 cannot be kept in the state; give a shorter --snooze, or exempt the user in the config".into(),
+            )
+        })?;
     let run = keywarden::sys::host::run_info();
     let operator = keywarden::sys::host::operator();
     let req = Request {
         access_key_id,
         reason,
-        snooze,
+        until,
         force,
         operator: &operator,
         now,

@@ -10,8 +10,6 @@
 //!
 //! A console password keywarden deleted comes back differently (`reactivate_password`).
 
-use chrono::TimeDelta;
-
 use crate::core::history::Snooze;
 use crate::core::journal::{JournalAction, JournalEntry, RunInfo};
 use crate::core::model::{CredentialType, Timestamp};
@@ -31,7 +29,8 @@ pub enum ReactivateError {
 pub struct Request<'a> {
     pub access_key_id: &'a str,
     pub reason: &'a str,
-    pub snooze: TimeDelta,
+    /// The snooze's end: the caller checks that the state can keep it (`timefmt::writable`).
+    pub until: Timestamp,
     pub force: bool,
     pub operator: &'a str,
     pub now: Timestamp,
@@ -78,10 +77,10 @@ where
         )));
     }
 
-    let until = req.now.checked_add_signed(req.snooze).unwrap_or(req.now);
+    let until = req.until;
     save_snooze(store, (&account_id, &user, req.access_key_id), req.reason, until).await?;
     let changed = !active;
-    let mut entry = reactivation_entry(req, deactivation, until);
+    let mut entry = reactivation_entry(req, deactivation);
     if changed {
         entry.error = activate(actions, &target).await;
         if entry.error.is_some() {
@@ -157,7 +156,7 @@ pub(super) fn confirmed(
 }
 
 /// The journal entry of this reactivation, as a success; the caller fills in a failure.
-pub(super) fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry, until: Timestamp) -> JournalEntry {
+pub(super) fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry) -> JournalEntry {
     JournalEntry {
         time: req.now,
         action: JournalAction::Reactivate,
@@ -168,7 +167,7 @@ pub(super) fn reactivation_entry(req: &Request<'_>, deactivation: &JournalEntry,
         access_key_id: deactivation.access_key_id.clone(),
         rules: deactivation.rules.clone(),
         first_seen: None,
-        deadline: Some(until),
+        deadline: Some(req.until),
         outcome: "success".into(),
         error: None,
         reason: Some(req.reason.to_string()),

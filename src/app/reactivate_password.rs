@@ -59,7 +59,7 @@ where
         "{}/password",
         crate::core::rotation::secret_name(secret_prefix, &account_id, user)
     );
-    let until = req.now.checked_add_signed(req.snooze).unwrap_or(req.now);
+    let until = req.until;
     let mut done = Restored {
         account_id,
         until,
@@ -90,7 +90,7 @@ where
     save_snooze(store, (&done.account_id, user, &arn), req.reason, until).await?;
     let mut entry = JournalEntry {
         secret_arn: Some(secret_arn.clone()),
-        ..reactivation_entry(req, deletion, until)
+        ..reactivation_entry(req, deletion)
     };
     entry.error = create(actions, &done.account_id, user, &password).await;
     drop(password);
